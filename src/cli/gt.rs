@@ -1,0 +1,451 @@
+//! `gt`: the front door. Town and rig management is built in; every other
+//! `gt <sub>` runs `gt-<sub>` from beside this binary or from PATH, git-style.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::address::{Address, did_you_mean};
+use crate::error::{Error, Result, exit};
+use crate::home::Home;
+use crate::rig::{self, Rig};
+use crate::town::{self, Town};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gt",
+    version,
+    about = "Gas Town: many AI coding agents on git projects, coordinated through files",
+    long_about = "Gas Town: many AI coding agents on git projects, coordinated through files.\n\n\
+        The directory tree is the API: mail is locked JSONL, agent flags are state.json files, \
+        queues are directories. `gt <sub>` runs `gt-<sub>` from beside gt or from PATH, so \
+        `gt mail ...` is `gt-mail ...`.",
+    after_help = "Seed spellings: `gt send` and `gt inbox` run `gt-mail send`/`gt-mail inbox`; \
+        `gt ready` and `gt waves` run `gt-issue ready`/`gt-issue waves`.\n\
+        Environment: GT_TOWN (town root), GT_ADDRESS (who you are), GT_LOG (e.g. debug)."
+)]
+pub struct Cli {
+    /// List built-in commands and the gt-* programs found beside gt and on PATH
+    #[arg(long)]
+    list: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct JsonFlag {
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a town at PATH (default: the current directory), or repair a town's missing files
+    Install {
+        /// Where the town goes; created if missing, must be empty if not a town
+        path: Option<PathBuf>,
+        /// Town name (default: the directory's name)
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Manage rigs
+    #[command(subcommand)]
+    Rig(RigCmd),
+    /// List the town's rigs
+    Rigs(JsonFlag),
+    /// Show the town: rigs and every agent's state
+    Status(JsonFlag),
+    /// List a rig's polecats and their state
+    Polecats {
+        /// The rig
+        rig: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show who you are here: role and address (from GT_ADDRESS or the current directory)
+    Whoami(JsonFlag),
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
+}
+
+#[derive(Subcommand, Debug)]
+enum RigCmd {
+    /// Add a rig: clone GIT_URL for the refinery and mayor, make the agent homes, register it
+    Add {
+        /// Rig name: letters, digits, '_' or '-'
+        name: String,
+        /// Repository to clone: a URL git understands or a local path
+        git_url: String,
+        /// Beads id prefix (default: the name's first three letters)
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List rigs (same as `gt rigs`)
+    List(JsonFlag),
+}
+
+/// Seed spellings that run another program's subcommand.
+const ALIASES: &[(&str, &[&str])] = &[
+    ("send", &["mail", "send"]),
+    ("inbox", &["mail", "inbox"]),
+    ("ready", &["issue", "ready"]),
+    ("waves", &["issue", "waves"]),
+];
+
+pub fn main() -> i32 {
+    let cli: Cli = super::parse();
+    super::run("gt", || dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.list {
+        for name in list_commands() {
+            println!("{name}");
+        }
+        return Ok(exit::OK);
+    }
+    let Some(cmd) = cli.cmd else {
+        use clap::CommandFactory;
+        Cli::command().print_help().ok();
+        return Ok(exit::ERROR);
+    };
+    match cmd {
+        Cmd::Install { path, name, json } => install(path, name, json.json),
+        Cmd::Rig(RigCmd::Add {
+            name,
+            git_url,
+            prefix,
+            json,
+        }) => rig_add(&name, &git_url, prefix, json.json),
+        Cmd::Rig(RigCmd::List(json)) | Cmd::Rigs(json) => rigs(json.json),
+        Cmd::Status(json) => status(json.json),
+        Cmd::Polecats { rig, json } => polecats(&rig, json.json),
+        Cmd::Whoami(json) => whoami(json.json),
+        Cmd::External(args) => external(args),
+    }
+}
+
+fn install(path: Option<PathBuf>, name: Option<String>, json: bool) -> Result<i32> {
+    let path = path.unwrap_or_else(|| PathBuf::from("."));
+    let done = town::install(&path, name.as_deref())?;
+    if json {
+        super::print_json(&done)?;
+    } else if done.created {
+        println!("created town {} at {}", done.name, done.root.display());
+    } else {
+        println!(
+            "town {} at {} is installed (missing files restored)",
+            done.name,
+            done.root.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct RigRow {
+    name: String,
+    path: PathBuf,
+    git_url: String,
+    added_at: String,
+    polecats: usize,
+}
+
+fn rig_rows(town: &Town) -> Result<Vec<RigRow>> {
+    let mut rows = Vec::new();
+    for (name, entry) in town.rigs()?.rigs {
+        let rig = Rig::at(town, &name);
+        rows.push(RigRow {
+            polecats: rig.polecats()?.len(),
+            path: rig.path,
+            name,
+            git_url: entry.git_url,
+            added_at: entry.added_at,
+        });
+    }
+    Ok(rows)
+}
+
+fn rig_add(name: &str, url: &str, prefix: Option<String>, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = rig::add(&town, name, url, &rig::AddOptions { prefix })?;
+    if json {
+        let row = rig_rows(&town)?.into_iter().find(|r| r.name == rig.name);
+        super::print_json(&row)?;
+    } else {
+        println!("added rig {} at {}", rig.name, rig.path.display());
+    }
+    Ok(exit::OK)
+}
+
+fn rigs(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rows = rig_rows(&town)?;
+    if json {
+        super::print_json(&rows)?;
+    } else {
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| vec![r.name.clone(), r.polecats.to_string(), r.git_url.clone()])
+            .collect();
+        super::print_table(&["RIG", "POLECATS", "GIT_URL"], &table);
+    }
+    Ok(exit::OK)
+}
+
+/// One agent as `gt status` and `gt polecats` show it.
+#[derive(Serialize)]
+struct AgentRow {
+    address: String,
+    role: String,
+    status: String,
+    issue: Option<String>,
+    session: Option<String>,
+    generation: u64,
+    requesting_cycle: bool,
+    /// Seconds since `heartbeat` was touched; absent if never.
+    heartbeat_age_s: Option<u64>,
+    /// Why the state could not be read, if it could not.
+    error: Option<String>,
+}
+
+fn agent_row(home: &Home) -> AgentRow {
+    let heartbeat_age_s = std::fs::metadata(home.heartbeat())
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map(|d| d.as_secs());
+    let (state, error) = match home.state() {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    AgentRow {
+        address: home.address.to_string(),
+        role: home.address.role().to_string(),
+        status: state
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), |s| s.status.clone()),
+        issue: state.as_ref().and_then(|s| s.issue.clone()),
+        session: state.as_ref().and_then(|s| s.session.clone()),
+        generation: state.as_ref().map_or(0, |s| s.generation),
+        requesting_cycle: state.as_ref().is_some_and(|s| s.requesting_cycle),
+        heartbeat_age_s,
+        error,
+    }
+}
+
+fn print_agents(rows: &[AgentRow]) {
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.address.clone(),
+                r.role.clone(),
+                r.error
+                    .as_ref()
+                    .map_or_else(|| r.status.clone(), |_| "unreadable".to_string()),
+                r.issue.clone().unwrap_or_else(|| "-".into()),
+                r.generation.to_string(),
+                r.heartbeat_age_s
+                    .map_or_else(|| "-".into(), |s| format!("{s}s")),
+            ]
+        })
+        .collect();
+    super::print_table(
+        &["ADDRESS", "ROLE", "STATUS", "ISSUE", "GEN", "HEARTBEAT"],
+        &table,
+    );
+    for r in rows {
+        if let Some(e) = &r.error {
+            eprintln!("gt: {e}");
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    town: String,
+    root: PathBuf,
+    rigs: Vec<RigRow>,
+    agents: Vec<AgentRow>,
+}
+
+fn status(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let report = StatusReport {
+        town: town.config()?.name,
+        root: town.root().to_path_buf(),
+        rigs: rig_rows(&town)?,
+        agents: town.homes()?.iter().map(agent_row).collect(),
+    };
+    if json {
+        super::print_json(&report)?;
+    } else {
+        println!("town {} at {}", report.town, report.root.display());
+        println!(
+            "{} rig(s): {}",
+            report.rigs.len(),
+            report
+                .rigs
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!();
+        print_agents(&report.agents);
+    }
+    Ok(exit::OK)
+}
+
+fn polecats(rig: &str, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rows: Vec<AgentRow> = town.rig(rig)?.polecats()?.iter().map(agent_row).collect();
+    if json {
+        super::print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("no polecats in rig {rig}");
+    } else {
+        print_agents(&rows);
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct Identity {
+    address: String,
+    role: String,
+    rig: Option<String>,
+    /// Where the answer came from: `GT_ADDRESS`, `directory` or `default` (the overseer).
+    source: &'static str,
+    home: Option<PathBuf>,
+    town: PathBuf,
+}
+
+fn whoami(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let source = if std::env::var_os("GT_ADDRESS").is_some_and(|v| !v.is_empty()) {
+        "GT_ADDRESS"
+    } else {
+        "directory"
+    };
+    let (addr, source) = match town.whoami()? {
+        Some(a) => (a, source),
+        None => (Address::Overseer, "default"),
+    };
+    let id = Identity {
+        role: addr.role().to_string(),
+        rig: addr.rig().map(str::to_string),
+        home: town.home(&addr).ok().map(|h| h.path),
+        address: addr.to_string(),
+        source,
+        town: town.root().to_path_buf(),
+    };
+    if let Some(role) = std::env::var("GT_ROLE")
+        .ok()
+        .filter(|r| !r.is_empty() && *r != id.role)
+    {
+        eprintln!(
+            "gt: warning: GT_ROLE={role} disagrees with address {} (role {})",
+            id.address, id.role
+        );
+    }
+    if json {
+        super::print_json(&id)?;
+    } else {
+        println!("{} {}", id.role, id.address);
+    }
+    Ok(exit::OK)
+}
+
+/// Run `gt-<sub>` (or an alias's target) in place of this process.
+fn external(args: Vec<OsString>) -> Result<i32> {
+    let (sub, rest) = args.split_first().expect("clap gives the subcommand name");
+    let sub_str = sub.to_string_lossy().into_owned();
+    let mut argv: Vec<OsString> = Vec::new();
+    let program = match ALIASES.iter().find(|(alias, _)| *alias == sub_str) {
+        Some((_, target)) => {
+            argv.extend(target[1..].iter().map(OsString::from));
+            target[0].to_string()
+        }
+        None => sub_str.clone(),
+    };
+    argv.extend(rest.iter().cloned());
+    let Some(path) = find_program(&format!("gt-{program}")) else {
+        let known = list_commands();
+        let mut msg = format!(
+            "gt: unknown command '{sub_str}' (no built-in and no gt-{program} beside gt or on PATH)"
+        );
+        if let Some(s) = did_you_mean(&sub_str, known.iter().map(String::as_str)) {
+            msg.push_str(&format!("; did you mean '{s}'?"));
+        }
+        eprintln!("{msg}");
+        return Ok(exit::UNKNOWN_COMMAND);
+    };
+    tracing::debug!(?path, ?argv, "exec");
+    let err = std::process::Command::new(&path).args(&argv).exec();
+    Err(Error::io(&path, err))
+}
+
+/// Directories searched for `gt-*` programs: beside the running `gt`, then PATH.
+fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        dirs.push(dir);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    search_dirs()
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+/// Built-in subcommands, aliases and `gt-*` programs found, sorted.
+fn list_commands() -> BTreeSet<String> {
+    use clap::CommandFactory;
+    let mut names: BTreeSet<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names.extend(ALIASES.iter().map(|(a, _)| a.to_string()));
+    for dir in search_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if let Some(sub) = name.to_str().and_then(|n| n.strip_prefix("gt-"))
+                && !sub.is_empty()
+                && is_executable(&e.path())
+                && !sub.contains('.')
+            {
+                names.insert(sub.to_string());
+            }
+        }
+    }
+    names
+}

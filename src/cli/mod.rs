@@ -1,0 +1,101 @@
+//! Command-line definitions and their thin runners. The clap definitions live
+//! here, in the library, so man pages (`man/`), tests and the binaries share
+//! them; each `src/bin/*.rs` is one call into this module.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result, exit};
+
+pub mod gt;
+
+/// Every binary's clap command, for man pages: `(binary name, command)`.
+pub fn commands() -> Vec<clap::Command> {
+    use clap::CommandFactory;
+    vec![gt::Cli::command()]
+}
+
+/// Set up logging (`GT_LOG=debug`, to stderr), run `f`, print an error as one
+/// line `<bin>: <message>` on stderr, and return the exit code.
+pub fn run(bin: &str, f: impl FnOnce() -> Result<i32>) -> i32 {
+    init_tracing();
+    match f() {
+        Ok(code) => code,
+        Err(e) => {
+            report(bin, &e);
+            e.exit_code()
+        }
+    }
+}
+
+/// Print an error the one way every binary does.
+pub fn report(bin: &str, e: &Error) {
+    let _ = writeln!(std::io::stderr().lock(), "{bin}: {e}");
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Parse arguments, printing clap's own message and exiting 2 (or 0 for
+/// `--help`/`--version`) on failure.
+pub fn parse<P: clap::Parser>() -> P {
+    P::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() {
+            exit::ERROR
+        } else {
+            exit::OK
+        };
+        let _ = e.print();
+        std::process::exit(code);
+    })
+}
+
+/// Print `value` as pretty JSON on stdout (for `--json`).
+pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| Error::invalid(e.to_string()))?;
+    writeln!(out).map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
+}
+
+/// Print `value` as one compact JSON line on stdout (for JSONL streams).
+pub fn print_json_line<T: Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value).map_err(|e| Error::invalid(e.to_string()))?;
+    writeln!(out).map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
+}
+
+/// Print rows as left-aligned columns with a header, like `ps` does.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, c) in cells.enumerate() {
+            if i + 1 == widths.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    print!("{out}");
+}

@@ -1,0 +1,448 @@
+//! The three file primitives every part of the tree is built on
+//! (protocol/README.md, "File rules"):
+//!
+//! * [`append_lines`]: locked append of whole JSON lines;
+//! * [`write_atomic`] / [`update_json`]: atomic replace, read-modify-write under a lock;
+//! * [`Records`]: a tolerant JSONL reader that never fails a file for one bad line.
+//!
+//! Locks are `flock(2)` (std `File::lock`), the same lock `flock(1)` takes, always on
+//! a sidecar `X.lock` beside `X.json`/`X.jsonl` that is never renamed: a lock on a
+//! file that gets renamed over would stay on the old inode.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, IoContext, Result};
+
+/// The sidecar lock of a data file: `dir/inbox.jsonl` -> `dir/inbox.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    path.with_extension("lock")
+}
+
+/// An exclusive `flock` held until dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Take the exclusive lock on `path` itself (normally a sidecar from [`lock_path`]),
+/// creating it if needed. Blocks until the lock is free.
+pub fn lock_file(path: &Path) -> Result<Lock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .at(path)?;
+    file.lock().at(path)?;
+    Ok(Lock { _file: file })
+}
+
+/// Take the sidecar lock of a data file.
+pub fn lock_for(data: &Path) -> Result<Lock> {
+    lock_file(&lock_path(data))
+}
+
+/// How hard a write tries to reach the disk before returning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written to the page cache: survives `kill -9` of any process, not power loss.
+    #[default]
+    Buffered,
+    /// `fdatasync` before returning: survives power loss, ~100x slower.
+    Sync,
+}
+
+impl Durability {
+    /// `GT_DURABLE=1` selects [`Durability::Sync`].
+    pub fn from_env() -> Self {
+        match std::env::var_os("GT_DURABLE") {
+            Some(v) if v == "1" || v == "true" => Durability::Sync,
+            _ => Durability::Buffered,
+        }
+    }
+}
+
+/// Append complete lines to `path` under its sidecar lock. Each element of `lines`
+/// is one record without its trailing newline; it must not contain `\n`.
+///
+/// All lines go out in one `write`. A torn last line left by a killed writer or a
+/// hand edit is closed with `\n` first, so it stays one bad line and never glues
+/// onto ours. If the write fails (disk full), the file is cut back to its old
+/// length: no torn tail of ours is left behind. Returns the offset of the first
+/// appended line.
+pub fn append_lines<L: AsRef<[u8]>>(
+    path: &Path,
+    lines: &[L],
+    durability: Durability,
+) -> Result<u64> {
+    let mut buf = Vec::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum::<usize>() + 1);
+    for line in lines {
+        let line = line.as_ref();
+        if line.contains(&b'\n') {
+            return Err(Error::invalid(format!(
+                "{}: refusing to append a record that contains a newline",
+                path.display()
+            )));
+        }
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+    }
+    let _lock = lock_for(path)?;
+    // Opened after the lock is held: a rotation that renamed the file away while we
+    // waited is not written to.
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .at(path)?;
+    // Also honour `flock inbox.jsonl ...`, the lock a shell user is likely to take
+    // by mistake. Order is always sidecar, then file.
+    file.lock().at(path)?;
+    let len = file.metadata().at(path)?.len();
+    let mut start = len;
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, len - 1).at(path)?;
+        if last[0] != b'\n' {
+            buf.insert(0, b'\n');
+            start += 1;
+        }
+    }
+    let written = (&file).write_all(&buf).and_then(|()| match durability {
+        Durability::Sync => file.sync_data(),
+        Durability::Buffered => Ok(()),
+    });
+    if let Err(e) = written {
+        // Best effort: the disk may refuse even this, and then readers still see
+        // only a torn last line, which they treat as in flight.
+        let _ = file.set_len(len);
+        return Err(Error::io(path, e));
+    }
+    Ok(start)
+}
+
+/// Append one record serialized as compact JSON.
+pub fn append_json<T: Serialize>(path: &Path, record: &T, durability: Durability) -> Result<u64> {
+    let line = serde_json::to_vec(record)
+        .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+    append_lines(path, &[line], durability)
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Replace `path` atomically with `bytes`: temp file in the same directory, fsync,
+/// rename over, fsync the directory. A reader sees the old or the new file, never
+/// a mix; a crash leaves at most a `.<name>.tmp.*` file beside it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+            .at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        fs::rename(&tmp, path).at(path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// fsync a directory so a rename or create in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Pretty JSON with a trailing newline: what every `*.json` file in the tree holds.
+pub fn to_json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_vec_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+/// Serialize and [`write_atomic`].
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, &to_json_bytes(value)?)
+}
+
+/// Read and parse a JSON file; errors name the file, line and column.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).at(path)?;
+    parse_json(path, &bytes)
+}
+
+/// Parse JSON read from `path` (named in the error).
+pub fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::invalid(format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            e.line(),
+            e.column(),
+            strip_position(&e)
+        ))
+    })
+}
+
+/// serde_json appends " at line L column C"; we print the position ripgrep-style instead.
+fn strip_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Read, modify and atomically replace a JSON file under its sidecar lock.
+/// `init` supplies the value when the file does not exist yet. If `f` fails,
+/// nothing is written.
+pub fn update_json<T, R>(
+    path: &Path,
+    init: impl FnOnce() -> Result<T>,
+    f: impl FnOnce(&mut T) -> Result<R>,
+) -> Result<R>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let _lock = lock_for(path)?;
+    update_json_locked(path, init, f)
+}
+
+/// [`update_json`] for a caller that already holds the sidecar lock (a second
+/// `flock` on it from the same process would wait forever).
+pub fn update_json_locked<T, R>(
+    path: &Path,
+    init: impl FnOnce() -> Result<T>,
+    f: impl FnOnce(&mut T) -> Result<R>,
+) -> Result<R>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let mut value = match fs::read(path) {
+        Ok(bytes) => parse_json(path, &bytes)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => init()?,
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let out = f(&mut value)?;
+    write_json(path, &value)?;
+    Ok(out)
+}
+
+/// A position in a JSONL file: byte offset and the 1-based number of the next line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Cursor {
+    pub offset: u64,
+    pub line: u64,
+}
+
+impl Default for Cursor {
+    fn default() -> Self {
+        Cursor { offset: 0, line: 1 }
+    }
+}
+
+/// A line a reader skipped, and why. Displays as `path:line: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadLine {
+    pub path: PathBuf,
+    pub line: u64,
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.reason)
+    }
+}
+
+/// One complete line read from a JSONL file.
+#[derive(Debug)]
+pub enum Entry<T> {
+    /// A line that parsed: its 1-based line number, byte offset and value.
+    Record { line: u64, offset: u64, value: T },
+    /// A complete line that did not parse; readers skip it and report it.
+    Bad(BadLine),
+}
+
+/// Streaming, tolerant reader of a JSONL file from a [`Cursor`].
+///
+/// Blank lines are skipped silently; lines that are not valid JSON of type `T`
+/// (including invalid UTF-8) come out as [`Entry::Bad`]. A last line without its
+/// `\n` is in flight: it is not returned and the cursor stops before it, so the
+/// next read picks it up once its writer finishes.
+pub struct Records<T> {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    cursor: Cursor,
+    in_flight: bool,
+    buf: Vec<u8>,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Records<T> {
+    /// Open `path` at `from`. A missing file reads as empty. A cursor beyond the
+    /// end (the file was replaced by a shorter one) is an error the caller can
+    /// detect with [`Records::truncated`] before reading.
+    pub fn open(path: &Path, from: Cursor) -> Result<Self> {
+        let reader = match File::open(path) {
+            Ok(mut f) => {
+                if from.offset > 0 {
+                    f.seek(SeekFrom::Start(from.offset)).at(path)?;
+                }
+                Some(BufReader::with_capacity(64 * 1024, f))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        Ok(Records {
+            path: path.to_path_buf(),
+            reader,
+            cursor: from,
+            in_flight: false,
+            buf: Vec::new(),
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// Where the next read starts: after the last complete line seen.
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// Whether the file ended in an incomplete line (a write in progress, or a
+    /// torn line not yet closed by the next locked append).
+    pub fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Read everything left, splitting values from bad lines.
+    pub fn collect_all(mut self) -> Result<(Vec<(u64, T)>, Vec<BadLine>, Cursor)> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        while let Some(e) = self.next_entry()? {
+            match e {
+                Entry::Record { line, value, .. } => ok.push((line, value)),
+                Entry::Bad(b) => bad.push(b),
+            }
+        }
+        Ok((ok, bad, self.cursor))
+    }
+
+    /// The next complete line, or `None` at the end (or at an in-flight tail).
+    pub fn next_entry(&mut self) -> Result<Option<Entry<T>>> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            self.buf.clear();
+            let n = reader.read_until(b'\n', &mut self.buf).at(&self.path)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if self.buf.last() != Some(&b'\n') {
+                self.in_flight = true;
+                return Ok(None);
+            }
+            let line = self.cursor.line;
+            let offset = self.cursor.offset;
+            self.cursor.line += 1;
+            self.cursor.offset += n as u64;
+            let text = &self.buf[..n - 1];
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(match serde_json::from_slice::<T>(text) {
+                Ok(value) => Entry::Record {
+                    line,
+                    offset,
+                    value,
+                },
+                Err(e) => Entry::Bad(BadLine {
+                    path: self.path.clone(),
+                    line,
+                    offset,
+                    reason: describe_bad_line(text, &e),
+                }),
+            }));
+        }
+    }
+}
+
+fn describe_bad_line(text: &[u8], e: &serde_json::Error) -> String {
+    if std::str::from_utf8(text).is_err() {
+        return "not UTF-8".to_string();
+    }
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("not JSON ({} at column {})", strip_position(e), e.column())
+        }
+        _ => format!("not a valid record ({})", strip_position(e)),
+    }
+}
+
+/// Whether the file at `path` ends with `\n` (or is empty or missing).
+pub fn ends_with_newline(path: &Path) -> Result<bool> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let len = f.metadata().at(path)?.len();
+    if len == 0 {
+        return Ok(true);
+    }
+    f.seek(SeekFrom::Start(len - 1)).at(path)?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).at(path)?;
+    Ok(b[0] == b'\n')
+}
+
+/// `mkdir -p`, naming the path on error.
+pub fn ensure_dir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).at(path)
+}
+
+/// Create a file only if it does not exist (used for role prompts a person may
+/// have edited: re-running an installer must not clobber them).
+pub fn write_if_missing(path: &Path, bytes: &[u8]) -> Result<bool> {
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(mut f) => {
+            f.write_all(bytes).at(path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}

@@ -1,0 +1,119 @@
+//! Agent homes: every role has the same shape (protocol/README.md, "Agent home"),
+//! so this one module serves the mayor, witnesses, refineries, polecats, crew and
+//! plugins alike.
+
+use std::path::{Path, PathBuf};
+
+use crate::address::{Address, Role};
+use crate::error::Result;
+use crate::fsio;
+use crate::record::AgentState;
+
+/// An agent home on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub address: Address,
+    pub path: PathBuf,
+}
+
+impl Home {
+    pub fn mail_dir(&self) -> PathBuf {
+        self.path.join("mail")
+    }
+    pub fn inbox(&self) -> PathBuf {
+        self.path.join("mail").join("inbox.jsonl")
+    }
+    pub fn state_path(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+    pub fn heartbeat(&self) -> PathBuf {
+        self.path.join("heartbeat")
+    }
+    pub fn prompt(&self) -> PathBuf {
+        self.path.join("CLAUDE.md")
+    }
+    /// The agent's working clone, where it has one.
+    pub fn clone_dir(&self) -> PathBuf {
+        self.path.join("rig")
+    }
+
+    /// Create the home's files that are missing: `mail/inbox.jsonl`,
+    /// `state.json`, `CLAUDE.md`. Existing files (a person's edited prompt, an
+    /// agent's state) are left alone, so this is safe to re-run.
+    pub fn create(&self) -> Result<()> {
+        fsio::ensure_dir(&self.mail_dir())?;
+        fsio::write_if_missing(&self.inbox(), b"")?;
+        if !self.state_path().exists() {
+            fsio::update_json(
+                &self.state_path(),
+                || Ok(AgentState::new(self.address.role())),
+                |_| Ok(()),
+            )?;
+        }
+        fsio::write_if_missing(&self.prompt(), role_prompt(&self.address).as_bytes())?;
+        Ok(())
+    }
+
+    /// Read `state.json`.
+    pub fn state(&self) -> Result<AgentState> {
+        fsio::read_json(&self.state_path())
+    }
+
+    /// Change `state.json` under its lock, keeping unknown fields; stamps `updated_at`.
+    pub fn update_state<R>(&self, f: impl FnOnce(&mut AgentState) -> Result<R>) -> Result<R> {
+        let role = self.address.role();
+        fsio::update_json(
+            &self.state_path(),
+            || Ok(AgentState::new(role)),
+            |s| {
+                let r = f(s)?;
+                s.updated_at = Some(crate::clock::now_string());
+                Ok(r)
+            },
+        )
+    }
+}
+
+/// Whether `dir` looks like an agent home (has `state.json` or `mail/`).
+pub fn is_home(dir: &Path) -> bool {
+    dir.join("state.json").is_file() || dir.join("mail").is_dir()
+}
+
+/// The role prompt written to a new home's `CLAUDE.md`.
+pub fn role_prompt(addr: &Address) -> String {
+    let rig = addr.rig().unwrap_or("");
+    let duty = match addr.role() {
+        Role::Mayor => "You are the Mayor, the town's global coordinator. You dispatch work to rigs, \
+            decide across rigs and handle escalations from Witnesses. Escalate to the overseer \
+            (`gt send overseer ...`) what you cannot decide. You never clean up workers: the Witness does."
+            .to_string(),
+        Role::Overseer => "This is the human operator's home. Escalations end in this inbox.".to_string(),
+        Role::Witness => format!(
+            "You are the Witness of rig `{rig}`: you watch its polecats, nudge them toward done, check \
+             that a worker's git state is clean before its session is killed, and escalate a worker \
+             stuck after 3 tries to the Mayor."
+        ),
+        Role::Refinery => format!(
+            "You are the Refinery of rig `{rig}`: you own `rig/`, the canonical main clone, and process \
+             the merge queue in `queue/`: merge, test, push, close the issue, tell the worker."
+        ),
+        Role::Polecat => format!(
+            "You are a polecat of rig `{rig}`: a worker. Work only in `rig/` (your clone), on the issue \
+             in `state.json`. When done: commit, leave `git status` clean, then `gt send {rig}/witness -s done ...`."
+        ),
+        Role::Crew => format!("This is an overseer's workspace in rig `{rig}`; `rig/` is the clone."),
+        Role::Plugin => format!(
+            "You are a plugin of rig `{rig}`: an agent invoked by mail. Read your inbox, do the work, \
+             and answer by mail."
+        ),
+    };
+    format!(
+        "# {role} — {addr}\n\n{duty}\n\n## Your tools\n\n\
+         - `gt inbox` / `gt mail read <id>`: your mail (`mail/inbox.jsonl` here).\n\
+         - `gt send <address> -s <subject> -m <message>`: mail another agent (`mayor`, `<rig>/witness`, ...).\n\
+         - `gt mail handoff`: before your context fills, mail your next session a handoff note, \
+           then set `requesting_cycle` in `state.json` and exit.\n\
+         - `gt whoami`: your role and address. `BEADS_DIR` points at the rig's issue tracker.\n",
+        role = addr.role(),
+    )
+}

@@ -1,0 +1,18 @@
+//! gastown: many AI coding agents on git projects, coordinated through files.
+//!
+//! The directory tree is the API (see `protocol/`). This library holds the
+//! protocol: paths, records, locking, atomic writes and reading; each binary in
+//! `src/bin/` is a thin `main` over [`cli`].
+
+pub mod address;
+pub mod cli;
+pub mod clock;
+pub mod error;
+pub mod fsio;
+pub mod git;
+pub mod home;
+pub mod record;
+pub mod rig;
+pub mod town;
+
+pub use error::{Error, Result};

@@ -1,0 +1,274 @@
+//! Rigs: containers (not clones) holding a project's agents and tracker.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::address::{self, Address};
+use crate::clock;
+use crate::error::{Error, IoContext, Result};
+use crate::fsio;
+use crate::home::{self, Home};
+use crate::record::{BeadsConfig, RigConfig, RigEntry, RigsRegistry, TOWN_VERSION};
+use crate::town::Town;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rig {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl Rig {
+    /// The rig `name` of `town`, without checking that it is registered.
+    pub fn at(town: &Town, name: &str) -> Rig {
+        Rig {
+            name: name.to_string(),
+            path: town.root().join(name),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join("config.json")
+    }
+    pub fn config(&self) -> Result<RigConfig> {
+        fsio::read_json(&self.config_path())
+    }
+    pub fn beads_dir(&self) -> PathBuf {
+        self.path.join(".beads")
+    }
+    /// The Refinery's clone: the canonical main.
+    pub fn main_clone(&self) -> PathBuf {
+        self.path.join("refinery/rig")
+    }
+    pub fn queue_dir(&self) -> PathBuf {
+        self.path.join("refinery/queue")
+    }
+
+    fn named_homes(&self, dir: &str, make: impl Fn(String) -> Address) -> Result<Vec<Home>> {
+        let base = self.path.join(dir);
+        let entries = match fs::read_dir(&base) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&base, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.at(&base)?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if address::check_agent_name("agent", &name).is_err() || !entry.path().is_dir() {
+                continue;
+            }
+            out.push(Home {
+                path: entry.path(),
+                address: make(name),
+            });
+        }
+        out.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(out)
+    }
+
+    /// Polecat homes under `polecats/`, by name.
+    pub fn polecats(&self) -> Result<Vec<Home>> {
+        let rig = self.name.clone();
+        self.named_homes("polecats", |name| Address::Polecat {
+            rig: rig.clone(),
+            name,
+        })
+    }
+
+    /// Every agent home in the rig that exists.
+    pub fn homes(&self) -> Result<Vec<Home>> {
+        let mut out = Vec::new();
+        for addr in [
+            Address::Witness {
+                rig: self.name.clone(),
+            },
+            Address::Refinery {
+                rig: self.name.clone(),
+            },
+        ] {
+            let path = self
+                .path
+                .join(addr.rel_path().file_name().unwrap_or_default());
+            if home::is_home(&path) {
+                out.push(Home {
+                    address: addr,
+                    path,
+                });
+            }
+        }
+        out.extend(self.polecats()?);
+        let rig = &self.name;
+        out.extend(self.named_homes("crew", |name| Address::Crew {
+            rig: rig.clone(),
+            name,
+        })?);
+        out.extend(self.named_homes("plugins", |name| Address::Plugin {
+            rig: rig.clone(),
+            name,
+        })?);
+        Ok(out)
+    }
+}
+
+/// Options of `gt rig add`.
+#[derive(Debug, Default, Clone)]
+pub struct AddOptions {
+    /// Beads id prefix; derived from the name when unset.
+    pub prefix: Option<String>,
+}
+
+/// The default beads prefix: the name's first three letters or digits, lowercased.
+pub fn default_prefix(name: &str) -> String {
+    let p: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(3)
+        .collect();
+    p.to_ascii_lowercase()
+}
+
+static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Removes a staging directory unless disarmed.
+struct Staging(Option<PathBuf>);
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// Create rig `name` from `git_url`: the whole container is built in
+/// `<town>/.staging/`, then renamed into place and registered in `rigs.json`
+/// under its lock, so a failure at any step leaves nothing behind.
+pub fn add(town: &Town, name: &str, git_url: &str, opts: &AddOptions) -> Result<Rig> {
+    address::check_rig_name(name)?;
+    let prefix = opts.prefix.clone().unwrap_or_else(|| default_prefix(name));
+    address::check_name("beads prefix", &prefix)?;
+    let git_url = &normalize_url(git_url);
+    let rig = Rig::at(town, name);
+    let rigs_json = town.rigs_json();
+    let check_free = |reg: &RigsRegistry| -> Result<()> {
+        if reg.rigs.contains_key(name) {
+            return Err(Error::conflict(format!(
+                "rig {name:?} already exists in {}",
+                rigs_json.display()
+            )));
+        }
+        if fs::symlink_metadata(&rig.path).is_ok() {
+            return Err(Error::conflict(format!(
+                "{}: already exists; choose another rig name",
+                rig.path.display()
+            )));
+        }
+        Ok(())
+    };
+    {
+        let _lock = fsio::lock_for(&rigs_json)?;
+        check_free(&town.rigs()?)?;
+    }
+
+    let staging_root = town.root().join(".staging");
+    fsio::ensure_dir(&staging_root)?;
+    let stage = staging_root.join(format!(
+        "{name}.{}.{}",
+        std::process::id(),
+        STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut guard = Staging(Some(stage.clone()));
+    if let Err(e) = build(&stage, name, git_url, &prefix) {
+        drop(guard);
+        let _ = fs::remove_dir(&staging_root);
+        return Err(e);
+    }
+
+    let _lock = fsio::lock_for(&rigs_json)?;
+    check_free(&town.rigs()?)?;
+    fs::rename(&stage, &rig.path).at(&rig.path)?;
+    guard.0 = None;
+    let registered = fsio::update_json_locked(
+        &rigs_json,
+        || {
+            Ok(RigsRegistry {
+                version: TOWN_VERSION,
+                ..Default::default()
+            })
+        },
+        |reg: &mut RigsRegistry| {
+            reg.rigs.insert(
+                name.to_string(),
+                RigEntry {
+                    git_url: git_url.to_string(),
+                    added_at: clock::now_string(),
+                    extra: Default::default(),
+                },
+            );
+            Ok(())
+        },
+    );
+    if let Err(e) = registered {
+        let _ = fs::remove_dir_all(&rig.path);
+        return Err(e);
+    }
+    // Leave no empty `.staging/` behind; another add may still be using it.
+    let _ = fs::remove_dir(town.root().join(".staging"));
+    fsio::sync_dir(town.root())?;
+    Ok(rig)
+}
+
+/// A local path becomes absolute, so the recorded url works from any directory.
+fn normalize_url(url: &str) -> String {
+    if url.contains("://") {
+        return url.to_string();
+    }
+    fs::canonicalize(url).map_or_else(
+        |_| url.to_string(),
+        |abs| abs.to_string_lossy().into_owned(),
+    )
+}
+
+/// Lay out a complete rig container at `dir`.
+fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
+    fsio::ensure_dir(dir)?;
+    for sub in [".beads", "polecats", "crew", "plugins", "mayor"] {
+        fsio::ensure_dir(&dir.join(sub))?;
+    }
+    let config = RigConfig {
+        kind: "rig".into(),
+        version: TOWN_VERSION,
+        name: name.into(),
+        git_url: git_url.into(),
+        beads: BeadsConfig {
+            prefix: prefix.into(),
+            ..Default::default()
+        },
+        max_workers: 8,
+        worker_spawn_delay: "5s".into(),
+        test_command: None,
+        agent_command: None,
+        extra: Default::default(),
+    };
+    fsio::write_json(&dir.join("config.json"), &config)?;
+    for addr in [
+        Address::Witness { rig: name.into() },
+        Address::Refinery { rig: name.into() },
+    ] {
+        let sub = addr
+            .rel_path()
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        Home {
+            address: addr,
+            path: dir.join(sub),
+        }
+        .create()?;
+    }
+    crate::git::clone(git_url, &dir.join("refinery/rig"))?;
+    crate::git::clone(git_url, &dir.join("mayor/rig"))?;
+    Ok(())
+}

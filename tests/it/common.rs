@@ -1,0 +1,156 @@
+//! `TestEnv`: a temp directory with a town in it, a cleared environment, and
+//! helpers to run the real binaries and make real bare git repositories.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// Path of one of this package's binaries, built by cargo beside the test binary.
+pub fn bin(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test exe");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "binary {} not built (looked at {})",
+        name,
+        p.display()
+    );
+    p
+}
+
+pub struct TestEnv {
+    pub tmp: TempDir,
+    /// The town root (`<tmp>/town`); created by [`TestEnv::new`].
+    pub town: PathBuf,
+}
+
+impl TestEnv {
+    /// A temp dir with an installed town at `<tmp>/town`.
+    pub fn new() -> Self {
+        let env = Self::empty();
+        env.ok("gt", &["install", env.town.to_str().unwrap()]);
+        env
+    }
+
+    /// A temp dir with no town (`town` does not exist yet).
+    pub fn empty() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("gt-test-")
+            .tempdir()
+            .expect("tempdir");
+        let town = tmp.path().join("town");
+        TestEnv { tmp, town }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// A command for binary `name` with a clean environment: only PATH, HOME,
+    /// a fixed GT_TOWN, and the current directory at the town root.
+    pub fn cmd(&self, name: &str) -> Command {
+        let mut c = Command::new(bin(name));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("GT_TOWN", &self.town)
+            .env("LC_ALL", "C")
+            .current_dir(if self.town.exists() {
+                &self.town
+            } else {
+                self.path()
+            })
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, name: &str, args: &[&str]) -> Output {
+        self.cmd(name).args(args).output().expect("spawn")
+    }
+
+    /// Run and require exit 0; returns stdout.
+    pub fn ok(&self, name: &str, args: &[&str]) -> String {
+        let out = self.run(name, args);
+        assert!(
+            out.status.success(),
+            "{name} {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8 stdout")
+    }
+
+    /// Run and require failure; returns (exit code, stderr).
+    pub fn fails(&self, name: &str, args: &[&str]) -> (i32, String) {
+        let out = self.run(name, args);
+        assert!(
+            !out.status.success(),
+            "{name} {args:?} should fail; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stderr).expect("utf8 stderr"),
+        )
+    }
+
+    /// A bare repository `<tmp>/<name>.git` whose `main` has one commit with README.
+    pub fn bare_origin(&self, name: &str) -> PathBuf {
+        let bare = self.path().join(format!("{name}.git"));
+        git(
+            self.path(),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        let work = self.path().join(format!("{name}.seed"));
+        git(
+            self.path(),
+            &["init", "-q", "-b", "main", work.to_str().unwrap()],
+        );
+        std::fs::write(work.join("README"), format!("{name}\n")).unwrap();
+        git(&work, &["add", "README"]);
+        git(&work, &["commit", "-q", "-m", "initial"]);
+        git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+        bare
+    }
+
+    /// Add rig `name` cloned from a fresh bare origin; returns the rig path.
+    pub fn add_rig(&self, name: &str) -> PathBuf {
+        let origin = self.bare_origin(&format!("{name}-origin"));
+        self.ok("gt", &["rig", "add", name, origin.to_str().unwrap()]);
+        self.town.join(name)
+    }
+}
+
+/// Run git with a fixed identity; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Read a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

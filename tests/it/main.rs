@@ -1,0 +1,5 @@
+//! One integration test binary (jj-style): each module drives the real binaries
+//! against real temp towns, real git repositories and real files.
+
+mod common;
+mod town;

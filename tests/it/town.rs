@@ -1,0 +1,200 @@
+//! `gt install`, `gt rig add`, discovery and the read-only views.
+
+use crate::common::{TestEnv, read_json};
+
+#[test]
+fn install_creates_the_town_tree_and_is_idempotent() {
+    let env = TestEnv::new();
+    let t = &env.town;
+    let town = read_json(&t.join("config/town.json"));
+    assert_eq!(town["type"], "town");
+    assert_eq!(town["version"], 1);
+    assert_eq!(town["name"], "town");
+    assert_eq!(
+        read_json(&t.join("config/rigs.json")),
+        serde_json::json!({"version": 1, "rigs": {}})
+    );
+    for home in ["mayor", "overseer"] {
+        assert_eq!(
+            std::fs::read(t.join(home).join("mail/inbox.jsonl")).unwrap(),
+            b""
+        );
+        assert_eq!(read_json(&t.join(home).join("state.json"))["role"], home);
+        assert!(t.join(home).join("CLAUDE.md").is_file());
+    }
+    // A person's edits survive a re-run; a deleted file comes back.
+    std::fs::write(t.join("mayor/CLAUDE.md"), "my prompt\n").unwrap();
+    std::fs::remove_file(t.join("overseer/state.json")).unwrap();
+    let out = env.ok("gt", &["install", t.to_str().unwrap()]);
+    assert!(
+        out.contains("is installed (missing files restored)"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.join("mayor/CLAUDE.md")).unwrap(),
+        "my prompt\n"
+    );
+    assert_eq!(
+        read_json(&t.join("overseer/state.json"))["role"],
+        "overseer"
+    );
+}
+
+#[test]
+fn install_refuses_a_non_empty_non_town_directory() {
+    let env = TestEnv::empty();
+    let dir = env.path().join("stuff");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "x").unwrap();
+    let (code, err) = env.fails("gt", &["install", dir.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        format!(
+            "gt: {}: directory is not empty and is not a town; refusing to install here\n",
+            dir.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "nothing written"
+    );
+}
+
+#[test]
+fn rig_add_builds_the_container_and_registers_it() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("wyvern");
+    let cfg = read_json(&rig.join("config.json"));
+    assert_eq!(cfg["type"], "rig");
+    assert_eq!(cfg["name"], "wyvern");
+    assert_eq!(cfg["beads"]["prefix"], "wyv");
+    assert_eq!(cfg["max_workers"], 8);
+    assert!(
+        !rig.join(".git").exists(),
+        "a rig is a container, not a clone"
+    );
+    for d in [
+        ".beads",
+        "polecats",
+        "crew",
+        "plugins",
+        "witness/mail",
+        "refinery/mail",
+    ] {
+        assert!(rig.join(d).is_dir(), "{d}");
+    }
+    for clone in ["refinery/rig", "mayor/rig"] {
+        assert_eq!(
+            std::fs::read_to_string(rig.join(clone).join("README")).unwrap(),
+            "wyvern-origin\n",
+            "{clone}"
+        );
+    }
+    let rigs = read_json(&env.town.join("config/rigs.json"));
+    let origin = env.path().join("wyvern-origin.git").canonicalize().unwrap();
+    assert_eq!(rigs["rigs"]["wyvern"]["git_url"], origin.to_str().unwrap());
+    assert!(!env.town.join(".staging").exists());
+
+    let json: serde_json::Value = serde_json::from_str(&env.ok("gt", &["rigs", "--json"])).unwrap();
+    assert_eq!(json[0]["name"], "wyvern");
+    assert_eq!(json[0]["polecats"], 0);
+}
+
+#[test]
+fn rig_add_failures_leave_nothing_behind() {
+    let env = TestEnv::new();
+    env.add_rig("wyv");
+    let before = std::fs::read(env.town.join("config/rigs.json")).unwrap();
+    let missing = env.path().join("nope.git");
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["wyv".into(), missing.display().to_string()],
+            "gt: rig \"wyv\" already exists in".into(),
+        ),
+        (
+            vec!["other".into(), missing.display().to_string()],
+            format!("gt: cannot clone {}: git clone:", missing.display()),
+        ),
+        (
+            vec!["../x".into(), "u".into()],
+            "gt: invalid rig name \"../x\"".into(),
+        ),
+        (
+            vec!["config".into(), "u".into()],
+            "gt: invalid rig name \"config\": it is reserved".into(),
+        ),
+    ];
+    for (args, want) in cases {
+        let mut argv = vec!["rig", "add"];
+        argv.extend(args.iter().map(String::as_str));
+        let (code, err) = env.fails("gt", &argv);
+        assert_eq!(code, 2);
+        assert!(err.starts_with(&want), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    }
+    assert_eq!(
+        std::fs::read(env.town.join("config/rigs.json")).unwrap(),
+        before
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&env.town)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["config", "mayor", "overseer", "wyv"]);
+}
+
+#[test]
+fn missing_town_is_a_clear_error() {
+    let env = TestEnv::empty();
+    let out = env
+        .cmd("gt")
+        .env_remove("GT_TOWN")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "gt: no town here (looked for config/town.json from {} up to /; set GT_TOWN or run gt install)\n",
+            env.path().canonicalize().unwrap().display()
+        )
+    );
+}
+
+#[test]
+fn whoami_from_directory_and_environment() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r1");
+    let out = env
+        .cmd("gt")
+        .arg("whoami")
+        .current_dir(rig.join("refinery/rig"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "refinery r1/refinery\n"
+    );
+    let out = env
+        .cmd("gt")
+        .args(["whoami", "--json"])
+        .env("GT_ADDRESS", "r1/witness")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["address"], "r1/witness");
+    assert_eq!(v["source"], "GT_ADDRESS");
+    assert_eq!(env.ok("gt", &["whoami"]), "overseer overseer\n");
+}
+
+#[test]
+fn unknown_subcommand_exits_127_with_a_hint() {
+    let env = TestEnv::new();
+    let (code, err) = env.fails("gt", &["sttaus"]);
+    assert_eq!(code, 127);
+    assert!(err.contains("did you mean 'status'?"), "{err}");
+}
