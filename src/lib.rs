@@ -7,6 +7,7 @@
 pub mod address;
 pub mod cli;
 pub mod clock;
+pub mod doctor;
 pub mod error;
 pub mod fsio;
 pub mod git;

@@ -71,6 +71,14 @@ enum Cmd {
     },
     /// Show who you are here: role and address (from GT_ADDRESS or the current directory)
     Whoami(JsonFlag),
+    /// Check the town's files for damage; exit 1 if problems remain
+    Doctor {
+        /// Repair what is safe to repair (missing homes and state, stray temp files)
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     #[command(external_subcommand)]
     External(Vec<OsString>),
 }
@@ -130,6 +138,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Status(json) => status(json.json),
         Cmd::Polecats { rig, json } => polecats(&rig, json.json),
         Cmd::Whoami(json) => whoami(json.json),
+        Cmd::Doctor { fix, json } => doctor(fix, json.json),
         Cmd::External(args) => external(args),
     }
 }
@@ -365,6 +374,49 @@ fn whoami(json: bool) -> Result<i32> {
         println!("{} {}", id.role, id.address);
     }
     Ok(exit::OK)
+}
+
+fn doctor(fix: bool, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let findings = crate::doctor::run(&town, fix)?;
+    if json {
+        super::print_json(&findings)?;
+    } else {
+        for f in &findings {
+            let sev = match f.severity {
+                crate::doctor::Severity::Error => "error",
+                crate::doctor::Severity::Warning => "warning",
+            };
+            let note = if f.fixed {
+                " (fixed)"
+            } else if f.fixable {
+                " (--fix repairs this)"
+            } else {
+                ""
+            };
+            // Messages from a failed read already start with the path.
+            let path = f.path.display().to_string();
+            if f.message.starts_with(&path) {
+                println!("{sev}: {}{note}", f.message);
+            } else {
+                println!("{sev}: {path}: {}{note}", f.message);
+            }
+        }
+        let left = findings.iter().filter(|f| !f.fixed).count();
+        println!(
+            "{}",
+            if left == 0 {
+                "town is healthy".to_string()
+            } else {
+                format!("{left} problem(s)")
+            }
+        );
+    }
+    Ok(if findings.iter().all(|f| f.fixed) {
+        exit::OK
+    } else {
+        exit::NO
+    })
 }
 
 /// Run `gt-<sub>` (or an alias's target) in place of this process.

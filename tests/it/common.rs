@@ -88,6 +88,18 @@ impl TestEnv {
         String::from_utf8(out.stdout).expect("utf8 stdout")
     }
 
+    /// Run and require exit 0 or 1 (a negative answer); returns stdout.
+    pub fn ok_or_no(&self, name: &str, args: &[&str]) -> String {
+        let out = self.run(name, args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{name} {args:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8 stdout")
+    }
+
     /// Run and require failure; returns (exit code, stderr).
     pub fn fails(&self, name: &str, args: &[&str]) -> (i32, String) {
         let out = self.run(name, args);

@@ -2,4 +2,5 @@
 //! against real temp towns, real git repositories and real files.
 
 mod common;
+mod doctor;
 mod town;
