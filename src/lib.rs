@@ -12,8 +12,10 @@ pub mod error;
 pub mod fsio;
 pub mod git;
 pub mod home;
+pub mod polecat;
 pub mod record;
 pub mod rig;
+pub mod session;
 pub mod town;
 
 pub use error::{Error, Result};

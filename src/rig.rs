@@ -132,19 +132,60 @@ pub fn default_prefix(name: &str) -> String {
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Removes a staging directory unless disarmed.
-struct Staging(Option<PathBuf>);
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_dir_all(p);
+/// A directory built whole in `<town>/.staging/` and then renamed into place,
+/// so a failure at any step leaves nothing half-made where readers look.
+/// Dropped without [`Staged::commit`], it is removed.
+pub(crate) struct Staged {
+    dir: Option<PathBuf>,
+    staging_root: PathBuf,
+}
+
+impl Staged {
+    pub(crate) fn build(
+        town: &Town,
+        label: &str,
+        build: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Staged> {
+        let staging_root = town.root().join(".staging");
+        fsio::ensure_dir(&staging_root)?;
+        let dir = staging_root.join(format!(
+            "{label}.{}.{}",
+            std::process::id(),
+            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let staged = Staged {
+            dir: Some(dir.clone()),
+            staging_root,
+        };
+        fsio::ensure_dir(&dir)?;
+        build(&dir)?;
+        Ok(staged)
+    }
+
+    /// Rename into `dest`, which must not exist (or be an empty directory).
+    pub(crate) fn commit(mut self, dest: &Path) -> Result<()> {
+        let dir = self.dir.take().expect("not yet committed");
+        if let Err(e) = fs::rename(&dir, dest) {
+            self.dir = Some(dir);
+            return Err(Error::io(dest, e));
         }
+        fsio::sync_dir(dest.parent().unwrap_or(dest))
     }
 }
 
-/// Create rig `name` from `git_url`: the whole container is built in
-/// `<town>/.staging/`, then renamed into place and registered in `rigs.json`
-/// under its lock, so a failure at any step leaves nothing behind.
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(p) = self.dir.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+        // Leave no empty `.staging/`; another build may still be using it.
+        let _ = fs::remove_dir(&self.staging_root);
+    }
+}
+
+/// Create rig `name` from `git_url`: the container is built in `.staging/`,
+/// then renamed into place and registered in `rigs.json` under its lock, so a
+/// failure at any step leaves nothing behind.
 pub fn add(town: &Town, name: &str, git_url: &str, opts: &AddOptions) -> Result<Rig> {
     address::check_rig_name(name)?;
     let prefix = opts.prefix.clone().unwrap_or_else(|| default_prefix(name));
@@ -171,25 +212,11 @@ pub fn add(town: &Town, name: &str, git_url: &str, opts: &AddOptions) -> Result<
         let _lock = fsio::lock_for(&rigs_json)?;
         check_free(&town.rigs()?)?;
     }
-
-    let staging_root = town.root().join(".staging");
-    fsio::ensure_dir(&staging_root)?;
-    let stage = staging_root.join(format!(
-        "{name}.{}.{}",
-        std::process::id(),
-        STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut guard = Staging(Some(stage.clone()));
-    if let Err(e) = build(&stage, name, git_url, &prefix) {
-        drop(guard);
-        let _ = fs::remove_dir(&staging_root);
-        return Err(e);
-    }
+    let staged = Staged::build(town, name, |dir| build(dir, name, git_url, &prefix))?;
 
     let _lock = fsio::lock_for(&rigs_json)?;
     check_free(&town.rigs()?)?;
-    fs::rename(&stage, &rig.path).at(&rig.path)?;
-    guard.0 = None;
+    staged.commit(&rig.path)?;
     let registered = fsio::update_json_locked(
         &rigs_json,
         || {
@@ -214,9 +241,6 @@ pub fn add(town: &Town, name: &str, git_url: &str, opts: &AddOptions) -> Result<
         let _ = fs::remove_dir_all(&rig.path);
         return Err(e);
     }
-    // Leave no empty `.staging/` behind; another add may still be using it.
-    let _ = fs::remove_dir(town.root().join(".staging"));
-    fsio::sync_dir(town.root())?;
     Ok(rig)
 }
 

@@ -111,6 +111,58 @@ impl Town {
         Ok(Rig::at(self, name))
     }
 
+    /// The rig a command acts on: `explicit` (a `--rig` flag), else `GT_RIG`,
+    /// else the rig the current directory is in, else the town's only rig.
+    pub fn current_rig(&self, explicit: Option<&str>) -> Result<Rig> {
+        if let Some(name) = explicit {
+            return self.rig(name);
+        }
+        if let Some(name) = std::env::var("GT_RIG").ok().filter(|v| !v.is_empty()) {
+            return self.rig(&name).map_err(|e| e.context("GT_RIG"));
+        }
+        let rigs = self.rigs()?;
+        let cwd = std::env::current_dir()
+            .ok()
+            .and_then(|d| fs::canonicalize(d).ok());
+        if let Some(first) = cwd
+            .as_deref()
+            .and_then(|d| d.strip_prefix(&self.root).ok())
+            .and_then(|r| r.iter().next())
+            && let Some(name) = first.to_str().filter(|n| rigs.rigs.contains_key(*n))
+        {
+            return Ok(Rig::at(self, name));
+        }
+        match rigs.rigs.keys().collect::<Vec<_>>().as_slice() {
+            [only] => Ok(Rig::at(self, only)),
+            [] => Err(Error::not_found(
+                "the town has no rigs (add one with gt rig add <name> <git_url>)",
+            )),
+            many => Err(Error::invalid(format!(
+                "which rig? pass --rig, set GT_RIG or run inside a rig (rigs: {})",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// A polecat named as `<rig>/<name>`, or as `<name>` in [`Town::current_rig`].
+    pub fn polecat(&self, spec: &str) -> Result<Home> {
+        let addr = if spec.contains('/') {
+            spec.parse::<Address>()?
+        } else {
+            Address::Polecat {
+                rig: self.current_rig(None)?.name,
+                name: spec.to_string(),
+            }
+        };
+        if addr.role() != crate::address::Role::Polecat {
+            return Err(Error::invalid(format!("{addr} is not a polecat")));
+        }
+        self.home(&addr)
+    }
+
     /// The home of `addr`, which must exist and lie inside the town (no symlink
     /// may lead out of it). Refusals carry a "did you mean" hint.
     pub fn home(&self, addr: &Address) -> Result<Home> {

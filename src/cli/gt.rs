@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::address::{Address, did_you_mean};
 use crate::error::{Error, Result, exit};
 use crate::home::Home;
+use crate::polecat;
 use crate::rig::{self, Rig};
 use crate::town::{self, Town};
 
@@ -69,6 +70,41 @@ enum Cmd {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Manage polecats (workers)
+    #[command(subcommand)]
+    Polecat(PolecatCmd),
+    /// Start a polecat on an issue: create it if needed, record the issue, start its agent
+    Spawn {
+        /// The beads issue to work on (claimed for the polecat)
+        #[arg(long)]
+        issue: String,
+        /// The rig (default: GT_RIG, the current directory's rig, or the only rig)
+        #[arg(long)]
+        rig: Option<String>,
+        /// Polecat name (default: the first free one of Nux, Toast, Capable, ...)
+        #[arg(long)]
+        name: Option<String>,
+        /// Agent command line, run with sh -c in the polecat's clone (default: the rig's agent_command)
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Stop a polecat's session (its whole process group) and mark it idle
+    Kill {
+        /// `<rig>/<name>`, or `<name>` in the current rig
+        polecat: String,
+    },
+    /// Mark a polecat active (status idle, ready for work)
+    Wake {
+        /// `<rig>/<name>`, or `<name>` in the current rig
+        polecat: String,
+    },
+    /// Mark a polecat inactive (status asleep)
+    Sleep {
+        /// `<rig>/<name>`, or `<name>` in the current rig
+        polecat: String,
+    },
     /// Show who you are here: role and address (from GT_ADDRESS or the current directory)
     Whoami(JsonFlag),
     /// Check the town's files for damage; exit 1 if problems remain
@@ -99,6 +135,19 @@ enum RigCmd {
     },
     /// List rigs (same as `gt rigs`)
     List(JsonFlag),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolecatCmd {
+    /// Create a polecat: its home and a clone on branch polecat/<name>
+    Add {
+        /// The rig
+        rig: String,
+        /// Name (default: the first free one of Nux, Toast, Capable, ...)
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 /// Seed spellings that run another program's subcommand.
@@ -138,6 +187,25 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Status(json) => status(json.json),
         Cmd::Polecats { rig, json } => polecats(&rig, json.json),
         Cmd::Whoami(json) => whoami(json.json),
+        Cmd::Polecat(PolecatCmd::Add { rig, name, json }) => polecat_add(&rig, name, json.json),
+        Cmd::Spawn {
+            issue,
+            rig,
+            name,
+            agent,
+            json,
+        } => spawn(
+            rig,
+            polecat::SpawnOptions {
+                issue: Some(issue),
+                name,
+                agent,
+            },
+            json.json,
+        ),
+        Cmd::Kill { polecat } => kill(&polecat),
+        Cmd::Wake { polecat } => wake_sleep(&polecat, true),
+        Cmd::Sleep { polecat } => wake_sleep(&polecat, false),
         Cmd::Doctor { fix, json } => doctor(fix, json.json),
         Cmd::External(args) => external(args),
     }
@@ -373,6 +441,63 @@ fn whoami(json: bool) -> Result<i32> {
     } else {
         println!("{} {}", id.role, id.address);
     }
+    Ok(exit::OK)
+}
+
+fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = town.rig(rig)?;
+    let name = name.unwrap_or_else(|| polecat::free_name(&rig));
+    let home = polecat::add(&town, &rig, &name)?;
+    if json {
+        super::print_json(&agent_row(&home))?;
+    } else {
+        println!("added polecat {} at {}", home.address, home.path.display());
+    }
+    Ok(exit::OK)
+}
+
+fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = town.current_rig(rig.as_deref())?;
+    let (spawned, _started) = polecat::spawn(&town, &rig, &opts, |_| Ok(()))?;
+    if json {
+        super::print_json(&spawned)?;
+    } else {
+        println!(
+            "spawned {} (generation {}) on {} in {}; session {}, log {}",
+            spawned.address,
+            spawned.generation,
+            spawned.issue.as_deref().unwrap_or("-"),
+            spawned.clone.display(),
+            spawned.session,
+            spawned.log.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn kill(spec: &str) -> Result<i32> {
+    let town = Town::discover()?;
+    let home = town.polecat(spec)?;
+    let stopped = polecat::kill(&home)?;
+    println!(
+        "{} {}",
+        home.address,
+        if stopped {
+            "stopped"
+        } else {
+            "was not running"
+        }
+    );
+    Ok(exit::OK)
+}
+
+fn wake_sleep(spec: &str, awake: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let home = town.polecat(spec)?;
+    let status = polecat::set_awake(&home, awake)?;
+    println!("{} is {status}", home.address);
     Ok(exit::OK)
 }
 

@@ -1,0 +1,244 @@
+//! Polecats: creating a worker (home + clone on its own branch), starting its
+//! session on an issue, stopping it, and the wake/sleep flags.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::address::{self, Address};
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::home::Home;
+use crate::record::AgentState;
+use crate::rig::{Rig, Staged};
+use crate::session;
+use crate::town::Town;
+
+/// Names given to new polecats, in order (the seed's, then Mad Max's).
+pub const NAMES: &[&str] = &[
+    "Nux", "Toast", "Capable", "Furiosa", "Slit", "Ace", "Cheedo", "Dag", "Keeper", "Rictus",
+    "Morsov", "Valkyrie",
+];
+
+/// The branch a polecat works on.
+pub fn branch(name: &str) -> String {
+    format!("polecat/{name}")
+}
+
+/// The first name from [`NAMES`] (then `polecat-N`) not in use in `rig`.
+pub fn free_name(rig: &Rig) -> String {
+    let taken = |n: &str| fs::symlink_metadata(rig.path.join("polecats").join(n)).is_ok();
+    NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .chain((1..).map(|i| format!("polecat-{i}")))
+        .find(|n| !taken(n))
+        .expect("an unbounded supply of names")
+}
+
+/// Create polecat `name`: its home and a full clone of the rig's git_url at
+/// `rig/`, on branch `polecat/<name>`. Built in `.staging/` like a rig.
+pub fn add(town: &Town, rig: &Rig, name: &str) -> Result<Home> {
+    address::check_agent_name("polecat", name)?;
+    let address = Address::Polecat {
+        rig: rig.name.clone(),
+        name: name.to_string(),
+    };
+    let dest = town.root().join(address.rel_path());
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Err(Error::conflict(format!(
+            "polecat {address} already exists at {}",
+            dest.display()
+        )));
+    }
+    let git_url = rig.config()?.git_url;
+    let staged = Staged::build(town, &format!("{}-{name}", rig.name), |dir| {
+        Home {
+            address: address.clone(),
+            path: dir.to_path_buf(),
+        }
+        .create()?;
+        let clone = dir.join("rig");
+        crate::git::clone(&git_url, &clone)?;
+        crate::git::run(Some(&clone), &["checkout", "-q", "-b", &branch(name)])?;
+        Ok(())
+    })?;
+    fsio::ensure_dir(&rig.path.join("polecats"))?;
+    staged.commit(&dest)?;
+    Ok(Home {
+        address,
+        path: dest,
+    })
+}
+
+/// What `spawn` needs besides the rig.
+#[derive(Debug, Default, Clone)]
+pub struct SpawnOptions {
+    /// The beads issue to work on; recorded in `state.json` and handed to the agent.
+    pub issue: Option<String>,
+    /// Polecat name; a free one is chosen when unset.
+    pub name: Option<String>,
+    /// Agent command line; the rig's `agent_command` when unset.
+    pub agent: Option<String>,
+}
+
+/// A started polecat.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spawned {
+    pub address: String,
+    pub home: PathBuf,
+    pub clone: PathBuf,
+    pub branch: String,
+    pub issue: Option<String>,
+    pub generation: u64,
+    pub session: String,
+    pub log: PathBuf,
+}
+
+/// Polecats of `rig` whose session is alive.
+pub fn active(rig: &Rig) -> Result<Vec<Home>> {
+    Ok(rig
+        .polecats()?
+        .into_iter()
+        .filter(|h| h.state().is_ok_and(|s| session::state_alive(&s)))
+        .collect())
+}
+
+/// The environment every agent gets (DESIGN.md, "Sessions").
+pub fn agent_env(town: &Town, rig: &Rig, home: &Home) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("GT_TOWN".to_string(), town.root().display().to_string()),
+        ("GT_RIG".to_string(), rig.name.clone()),
+        ("GT_ROLE".to_string(), home.address.role().to_string()),
+        ("GT_ADDRESS".to_string(), home.address.to_string()),
+        (
+            "BEADS_DIR".to_string(),
+            rig.beads_dir().display().to_string(),
+        ),
+    ];
+    // Agents find the gt binaries that started them first.
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+    {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let joined = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&path)))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        env.push(("PATH".to_string(), joined));
+    }
+    env
+}
+
+/// Start a polecat on an issue: create it if needed, bump its generation,
+/// record issue/branch/session in `state.json`, and start the agent command in
+/// its clone. Refused when the rig already runs `max_workers` polecats or the
+/// polecat's session is alive. `claim` is called before anything starts (the
+/// tracker's claim), so a lost claim leaves no session behind.
+pub fn spawn(
+    town: &Town,
+    rig: &Rig,
+    opts: &SpawnOptions,
+    claim: impl FnOnce(&Address) -> Result<()>,
+) -> Result<(Spawned, session::Started)> {
+    let config = rig.config()?;
+    let running = active(rig)?.len();
+    if running >= config.max_workers as usize {
+        return Err(Error::negative(format!(
+            "rig {} is at capacity: {running} polecat(s) running, max_workers is {} ({})",
+            rig.name,
+            config.max_workers,
+            rig.config_path().display()
+        )));
+    }
+    let command = opts.agent.clone().or(config.agent_command).ok_or_else(|| {
+        Error::invalid(format!(
+            "no agent command: pass --agent or set \"agent_command\" in {}",
+            rig.config_path().display()
+        ))
+    })?;
+    let name = opts.name.clone().unwrap_or_else(|| free_name(rig));
+    let address = Address::Polecat {
+        rig: rig.name.clone(),
+        name: name.clone(),
+    };
+    let home = match town.home(&address) {
+        Ok(h) => h,
+        Err(e) if e.kind == crate::error::Kind::NotFound => add(town, rig, &name)?,
+        Err(e) => return Err(e),
+    };
+    // Held from the liveness check until the session id is recorded, so two
+    // spawns of one polecat cannot both start.
+    let _lock = fsio::lock_for(&home.state_path())?;
+    let current: AgentState = fsio::read_json(&home.state_path())?;
+    if let Some(id) = current
+        .session
+        .as_deref()
+        .filter(|id| session::is_alive(id))
+    {
+        return Err(Error::conflict(format!(
+            "polecat {address} is already running (session {id})"
+        )));
+    }
+    claim(&address)?;
+    let log = session::log_path(&home.path);
+    let started = session::start(&session::Spec {
+        command,
+        cwd: home.clone_dir(),
+        env: agent_env(town, rig, &home),
+        log: log.clone(),
+    })?;
+    let branch = branch(&name);
+    let state = fsio::update_json_locked(
+        &home.state_path(),
+        || Ok(AgentState::new(address.role())),
+        |s: &mut AgentState| {
+            s.generation += 1;
+            s.status = "working".into();
+            s.issue = opts.issue.clone();
+            s.session = Some(started.id.clone());
+            s.requesting_cycle = false;
+            s.updated_at = Some(crate::clock::now_string());
+            s.extra.insert("branch".into(), branch.clone().into());
+            Ok(s.clone())
+        },
+    )?;
+    let spawned = Spawned {
+        address: address.to_string(),
+        clone: home.clone_dir(),
+        home: home.path,
+        branch,
+        issue: state.issue,
+        generation: state.generation,
+        session: started.id.clone(),
+        log,
+    };
+    Ok((spawned, started))
+}
+
+/// Stop a polecat's session (its whole process group) and mark it idle.
+/// Returns whether a live session was stopped.
+pub fn kill(home: &Home) -> Result<bool> {
+    let state = home.state()?;
+    let was_alive = session::state_alive(&state);
+    if let Some(id) = &state.session {
+        session::stop(id, std::time::Duration::from_secs(5))?;
+    }
+    home.update_state(|s| {
+        s.session = None;
+        if s.status == "working" {
+            s.status = "idle".into();
+        }
+        Ok(())
+    })?;
+    Ok(was_alive)
+}
+
+/// `gt wake` / `gt sleep`: the seed's active/inactive flag, in `status`.
+pub fn set_awake(home: &Home, awake: bool) -> Result<String> {
+    home.update_state(|s| {
+        s.status = if awake { "idle" } else { "asleep" }.into();
+        Ok(s.status.clone())
+    })
+}

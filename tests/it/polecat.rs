@@ -1,0 +1,155 @@
+//! Polecats: creation, spawn with a stand-in agent (a shell script standing in
+//! for the AI agent), capacity, kill of the whole process group, wake/sleep.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::common::{TestEnv, git, read_json};
+
+/// Make a FIFO; reading it blocks until the stand-in agent writes, so tests
+/// wait for the event instead of sleeping.
+fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+fn read_fifo(path: &Path) -> String {
+    let mut s = String::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+#[test]
+fn polecat_add_makes_home_and_clone_on_its_branch() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    assert_eq!(
+        env.ok("gt", &["polecat", "add", "r"]),
+        format!(
+            "added polecat r/Nux at {}\n",
+            rig.join("polecats/Nux").display()
+        )
+    );
+    let clone = rig.join("polecats/Nux/rig");
+    assert_eq!(git(&clone, &["branch", "--show-current"]), "polecat/Nux\n");
+    assert_eq!(
+        std::fs::read_to_string(clone.join("README")).unwrap(),
+        "r-origin\n"
+    );
+    assert_eq!(
+        read_json(&rig.join("polecats/Nux/state.json"))["role"],
+        "polecat"
+    );
+    env.ok("gt", &["polecat", "add", "r"]);
+    assert!(
+        rig.join("polecats/Toast/rig/.git").is_dir(),
+        "second polecat gets the next name"
+    );
+
+    let (code, err) = env.fails("gt", &["polecat", "add", "r", "Nux"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            format!(
+                "gt: polecat r/Nux already exists at {}\n",
+                rig.join("polecats/Nux").display()
+            )
+            .as_str()
+        )
+    );
+    let (code, err) = env.fails("gt", &["polecat", "add", "r", "witness"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (2, "gt: invalid polecat name \"witness\": it is reserved\n")
+    );
+    assert!(!env.town.join(".staging").exists());
+}
+
+#[test]
+fn spawn_runs_the_agent_in_its_clone_with_the_town_environment() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let out = env.path().join("out.fifo");
+    fifo(&out);
+    let agent = format!(
+        "echo \"$GT_ADDRESS $GT_ROLE $GT_RIG $BEADS_DIR $(git branch --show-current) $(basename $(dirname $PWD))\" > {}",
+        out.display()
+    );
+    let json: serde_json::Value = serde_json::from_str(&env.ok(
+        "gt",
+        &["spawn", "--issue", "r-1", "--agent", &agent, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(json["address"], "r/Nux");
+    assert_eq!(json["generation"], 1);
+    assert_eq!(
+        read_fifo(&out),
+        format!(
+            "r/Nux polecat r {} polecat/Nux Nux\n",
+            rig.join(".beads").display()
+        )
+    );
+    let state = read_json(&rig.join("polecats/Nux/state.json"));
+    assert_eq!(state["status"], "working");
+    assert_eq!(state["issue"], "r-1");
+    assert_eq!(state["branch"], "polecat/Nux");
+    assert_eq!(state["session"], json["session"]);
+}
+
+#[test]
+fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let cfg_path = rig.join("config.json");
+    let mut cfg = read_json(&cfg_path);
+    cfg["max_workers"] = 1.into();
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+
+    let pids = env.path().join("pids.fifo");
+    fifo(&pids);
+    // The agent starts a grandchild and reports both pids, then waits.
+    let agent = format!("sleep 1000 & echo \"$$ $!\" > {}; wait", pids.display());
+    env.ok("gt", &["spawn", "--issue", "r-1", "--agent", &agent]);
+    let reported = read_fifo(&pids);
+    let ids: Vec<i32> = reported
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+
+    let out = env.run("gt", &["spawn", "--issue", "r-2", "--agent", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "gt: rig r is at capacity: 1 polecat(s) running, max_workers is 1 ({})\n",
+            cfg_path.display()
+        )
+    );
+    assert!(
+        !rig.join("polecats/Toast").exists(),
+        "nothing made for a refused spawn"
+    );
+
+    assert_eq!(env.ok("gt", &["kill", "r/Nux"]), "r/Nux stopped\n");
+    for pid in ids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("gone");
+        assert!(
+            matches!(state, "gone" | "Z"),
+            "process {pid} survived kill: {stat}"
+        );
+    }
+    let state = read_json(&rig.join("polecats/Nux/state.json"));
+    assert_eq!(state["status"], "idle");
+    assert!(state.get("session").is_none());
+    assert_eq!(env.ok("gt", &["kill", "Nux"]), "r/Nux was not running\n");
+    assert_eq!(env.ok("gt", &["sleep", "Nux"]), "r/Nux is asleep\n");
+    assert_eq!(env.ok("gt", &["wake", "r/Nux"]), "r/Nux is idle\n");
+}
