@@ -183,10 +183,16 @@ pub fn spawn(
     }
     claim(&address)?;
     let log = session::log_path(&home.path);
+    let mut env = agent_env(town, rig, &home);
+    env.extend(
+        opts.issue
+            .iter()
+            .map(|i| ("GT_ISSUE".to_string(), i.clone())),
+    );
     let started = session::start(&session::Spec {
         command,
         cwd: home.clone_dir(),
-        env: agent_env(town, rig, &home),
+        env,
         log: log.clone(),
     })?;
     let branch = branch(&name);
@@ -215,24 +221,6 @@ pub fn spawn(
         log,
     };
     Ok((spawned, started))
-}
-
-/// Stop a polecat's session (its whole process group) and mark it idle.
-/// Returns whether a live session was stopped.
-pub fn kill(home: &Home) -> Result<bool> {
-    let state = home.state()?;
-    let was_alive = session::state_alive(&state);
-    if let Some(id) = &state.session {
-        session::stop(id, std::time::Duration::from_secs(5))?;
-    }
-    home.update_state(|s| {
-        s.session = None;
-        if s.status == "working" {
-            s.status = "idle".into();
-        }
-        Ok(())
-    })?;
-    Ok(was_alive)
 }
 
 /// `gt wake` / `gt sleep`: the seed's active/inactive flag, in `status`.

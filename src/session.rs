@@ -150,6 +150,25 @@ fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
     }
 }
 
+/// Stop the session of any agent home (its whole process group) and clear
+/// `session` in its state; a `working` agent becomes `idle`. Returns whether a
+/// live session was stopped.
+pub fn stop_home(home: &crate::home::Home) -> Result<bool> {
+    let state = home.state()?;
+    let was_alive = state_alive(&state);
+    if let Some(id) = state.session.as_deref().filter(|_| was_alive) {
+        stop(id, std::time::Duration::from_secs(5))?;
+    }
+    home.update_state(|s| {
+        s.session = None;
+        if s.status == "working" {
+            s.status = "idle".into();
+        }
+        Ok(())
+    })?;
+    Ok(was_alive)
+}
+
 /// The log file of a home's session.
 pub fn log_path(home: &Path) -> PathBuf {
     home.join("session.log")

@@ -147,18 +147,23 @@ impl Town {
         }
     }
 
-    /// A polecat named as `<rig>/<name>`, or as `<name>` in [`Town::current_rig`].
-    pub fn polecat(&self, spec: &str) -> Result<Home> {
+    /// An agent named by full address, or by bare `<name>` as a polecat, crew
+    /// member or plugin (per `role`) of [`Town::current_rig`]; it must have `role`.
+    pub fn agent(&self, spec: &str, role: crate::address::Role) -> Result<Home> {
+        use crate::address::Role;
         let addr = if spec.contains('/') {
             spec.parse::<Address>()?
         } else {
-            Address::Polecat {
-                rig: self.current_rig(None)?.name,
-                name: spec.to_string(),
+            let (rig, name) = (self.current_rig(None)?.name, spec.to_string());
+            match role {
+                Role::Polecat => Address::Polecat { rig, name },
+                Role::Crew => Address::Crew { rig, name },
+                Role::Plugin => Address::Plugin { rig, name },
+                _ => spec.parse::<Address>()?,
             }
         };
-        if addr.role() != crate::address::Role::Polecat {
-            return Err(Error::invalid(format!("{addr} is not a polecat")));
+        if addr.role() != role {
+            return Err(Error::invalid(format!("{addr} is not a {role}")));
         }
         self.home(&addr)
     }

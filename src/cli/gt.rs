@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::address::{Address, did_you_mean};
+use crate::address::{Address, Role, did_you_mean};
 use crate::error::{Error, Result, exit};
 use crate::home::Home;
 use crate::polecat;
 use crate::rig::{self, Rig};
+use crate::session;
 use crate::town::{self, Town};
 
 #[derive(Parser, Debug)]
@@ -95,6 +96,28 @@ enum Cmd {
         /// `<rig>/<name>`, or `<name>` in the current rig
         polecat: String,
     },
+    /// Emergency halt: stop every session in the town, or in one rig
+    #[command(group = clap::ArgGroup::new("scope").required(true))]
+    Stop {
+        /// Stop every agent session in the town
+        #[arg(long, group = "scope")]
+        all: bool,
+        /// Stop every agent session in this rig
+        #[arg(long, group = "scope")]
+        rig: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List a rig's plugins (agents under <rig>/plugins/) and their state
+    Plugins {
+        /// The rig
+        rig: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Plugin commands
+    #[command(subcommand)]
+    Plugin(PluginCmd),
     /// Mark a polecat active (status idle, ready for work)
     Wake {
         /// `<rig>/<name>`, or `<name>` in the current rig
@@ -145,6 +168,24 @@ enum PolecatCmd {
         rig: String,
         /// Name (default: the first free one of Nux, Toast, Capable, ...)
         name: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCmd {
+    /// Create a plugin: an agent home under <rig>/plugins/<name> (a plugin exists iff its directory does)
+    Add {
+        /// The rig
+        rig: String,
+        /// Plugin name, e.g. merge-oracle
+        name: String,
+    },
+    /// Show one plugin's state
+    Status {
+        /// `<rig>/plugins/<name>`, or `<name>` in the current rig
+        plugin: String,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -204,6 +245,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json.json,
         ),
         Cmd::Kill { polecat } => kill(&polecat),
+        Cmd::Stop { all: _, rig, json } => stop(rig, json.json),
+        Cmd::Plugins { rig, json } => plugins(&rig, json.json),
+        Cmd::Plugin(PluginCmd::Add { rig, name }) => plugin_add(&rig, &name),
+        Cmd::Plugin(PluginCmd::Status { plugin, json }) => plugin_status(&plugin, json.json),
         Cmd::Wake { polecat } => wake_sleep(&polecat, true),
         Cmd::Sleep { polecat } => wake_sleep(&polecat, false),
         Cmd::Doctor { fix, json } => doctor(fix, json.json),
@@ -479,8 +524,8 @@ fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result
 
 fn kill(spec: &str) -> Result<i32> {
     let town = Town::discover()?;
-    let home = town.polecat(spec)?;
-    let stopped = polecat::kill(&home)?;
+    let home = town.agent(spec, Role::Polecat)?;
+    let stopped = session::stop_home(&home)?;
     println!(
         "{} {}",
         home.address,
@@ -493,9 +538,85 @@ fn kill(spec: &str) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// Stop the live sessions of every home in the town (or one rig).
+fn stop(rig: Option<String>, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let homes = match rig {
+        Some(r) => town.rig(&r)?.homes()?,
+        None => town.homes()?,
+    };
+    let mut stopped = Vec::new();
+    for home in homes {
+        if home.state().is_ok_and(|s| session::state_alive(&s)) && session::stop_home(&home)? {
+            stopped.push(home.address.to_string());
+        }
+    }
+    if json {
+        super::print_json(&stopped)?;
+    } else {
+        for a in &stopped {
+            println!("stopped {a}");
+        }
+        println!("{} session(s) stopped", stopped.len());
+    }
+    Ok(exit::OK)
+}
+
+fn plugins(rig: &str, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rows: Vec<AgentRow> = town
+        .rig(rig)?
+        .homes()?
+        .iter()
+        .filter(|h| h.address.role() == Role::Plugin)
+        .map(agent_row)
+        .collect();
+    if json {
+        super::print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("no plugins in rig {rig} (a plugin is a directory: {rig}/plugins/<name>/)");
+    } else {
+        print_agents(&rows);
+    }
+    Ok(exit::OK)
+}
+
+fn plugin_add(rig: &str, name: &str) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = town.rig(rig)?;
+    crate::address::check_agent_name("plugin", name)?;
+    let address = Address::Plugin {
+        rig: rig.name.clone(),
+        name: name.to_string(),
+    };
+    let home = Home {
+        path: town.root().join(address.rel_path()),
+        address,
+    };
+    home.create()?;
+    println!(
+        "plugin {} at {}; mail it with: gt send {} -s <subject> -m <message>",
+        home.address,
+        home.path.display(),
+        home.address
+    );
+    Ok(exit::OK)
+}
+
+fn plugin_status(spec: &str, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let row = agent_row(&town.agent(spec, Role::Plugin)?);
+    if json {
+        super::print_json(&row)?;
+    } else {
+        print_agents(std::slice::from_ref(&row));
+    }
+    Ok(exit::OK)
+}
+
 fn wake_sleep(spec: &str, awake: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let home = town.polecat(spec)?;
+    let home = town.agent(spec, Role::Polecat)?;
     let status = polecat::set_awake(&home, awake)?;
     println!("{} is {status}", home.address);
     Ok(exit::OK)

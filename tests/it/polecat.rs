@@ -153,3 +153,73 @@ fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
     assert_eq!(env.ok("gt", &["sleep", "Nux"]), "r/Nux is asleep\n");
     assert_eq!(env.ok("gt", &["wake", "r/Nux"]), "r/Nux is idle\n");
 }
+
+#[test]
+fn stop_halts_every_session_of_a_rig() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let (code, err) = env.fails("gt", &["stop"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--all"), "{err}");
+    for name in ["Nux", "Toast"] {
+        env.ok(
+            "gt",
+            &[
+                "spawn",
+                "--issue",
+                "r-1",
+                "--name",
+                name,
+                "--agent",
+                "exec sleep 1000",
+            ],
+        );
+    }
+    assert_eq!(
+        env.ok("gt", &["stop", "--rig", "r"]),
+        "stopped r/Nux\nstopped r/Toast\n2 session(s) stopped\n"
+    );
+    assert_eq!(env.ok("gt", &["stop", "--all", "--json"]), "[]\n");
+    let rows: serde_json::Value =
+        serde_json::from_str(&env.ok("gt", &["polecats", "r", "--json"])).unwrap();
+    assert_eq!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["idle", "idle"]
+    );
+}
+
+#[test]
+fn plugins_are_directories() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    assert_eq!(
+        env.ok("gt", &["plugins", "r"]),
+        "no plugins in rig r (a plugin is a directory: r/plugins/<name>/)\n"
+    );
+    env.ok("gt", &["plugin", "add", "r", "merge-oracle"]);
+    assert!(rig.join("plugins/merge-oracle/mail/inbox.jsonl").is_file());
+    // Made by hand, a plugin exists too.
+    std::fs::create_dir_all(rig.join("plugins/plan-oracle/mail")).unwrap();
+    let rows: serde_json::Value =
+        serde_json::from_str(&env.ok("gt", &["plugins", "r", "--json"])).unwrap();
+    let addrs: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, ["r/plugins/merge-oracle", "r/plugins/plan-oracle"]);
+    let row: serde_json::Value =
+        serde_json::from_str(&env.ok("gt", &["plugin", "status", "merge-oracle", "--json"]))
+            .unwrap();
+    assert_eq!(
+        (row["role"].as_str(), row["status"].as_str()),
+        (Some("plugin"), Some("idle"))
+    );
+    let (_, err) = env.fails("gt", &["plugin", "status", "r/witness"]);
+    assert_eq!(err, "gt: r/witness is not a plugin\n");
+}
