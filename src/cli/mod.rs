@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result, exit};
 
 pub mod gt;
+pub mod man;
 
 /// Every binary's clap command, for man pages: `(binary name, command)`.
 pub fn commands() -> Vec<clap::Command> {

@@ -3,5 +3,6 @@
 
 mod common;
 mod doctor;
+mod man;
 mod polecat;
 mod town;
