@@ -5,4 +5,5 @@ mod common;
 mod doctor;
 mod man;
 mod polecat;
+mod schema;
 mod town;
