@@ -237,8 +237,21 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
     let env = TestEnv::new();
     env.add_rig("wyvern");
     env.add_rig("gastown");
-    // Re-running install on a town must leave it valid too.
+    // Every gt command that writes files, so each file kind appears at least once.
     env.ok("gt", &["install", env.town.to_str().unwrap()]);
+    env.ok("gt", &["polecat", "add", "wyvern", "Nux"]);
+    env.ok(
+        "gt",
+        &[
+            "spawn", "--rig", "wyvern", "--name", "Toast", "--issue", "wyv-1", "--agent",
+            "sleep 60",
+        ],
+    );
+    env.ok("gt", &["sleep", "wyvern/Nux"]);
+    env.ok("gt", &["kill", "wyvern/Toast"]);
+    env.ok("gt", &["doctor"]);
+    // When you add a binary that writes into the town (gt-mail, gt-issue, gt-queue...),
+    // drive it here too.
     let problems = check_town(&env.town);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
