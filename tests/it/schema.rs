@@ -249,6 +249,8 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
     );
     env.ok("gt", &["sleep", "wyvern/Nux"]);
     env.ok("gt", &["kill", "wyvern/Toast"]);
+    env.ok("gt", &["plugin", "add", "gastown", "merge-oracle"]);
+    env.ok("gt", &["stop", "--all"]);
     env.ok("gt", &["doctor"]);
     // When you add a binary that writes into the town (gt-mail, gt-issue, gt-queue...),
     // drive it here too.
