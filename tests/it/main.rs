@@ -6,4 +6,5 @@ mod doctor;
 mod man;
 mod polecat;
 mod schema;
+mod scripts;
 mod town;

@@ -1,0 +1,180 @@
+//! install.sh and .ci/run: shellcheck-clean, loud about missing tools, and an
+//! idempotent install (of prebuilt binaries: a release build is too slow here).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::bin;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn scripts_are_shellcheck_clean() {
+    let Ok(out) = Command::new("shellcheck")
+        .current_dir(repo())
+        .args(["install.sh", ".ci/run"])
+        .output()
+    else {
+        eprintln!("shellcheck not installed: check skipped (.ci/run installs it)");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "shellcheck:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn install_names_every_missing_tool_and_how_to_get_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new("/bin/bash")
+        .arg(repo().join("install.sh"))
+        .env_clear()
+        .env("HOME", empty.path())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].starts_with(
+            "install.sh: missing cargo: not found; install Rust >= 1.89 with rustup: curl"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "install.sh: missing git: not found; install it: sudo apt-get install -y git"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "install.sh: missing tmux: not found; install it: sudo apt-get install -y tmux"
+        ),
+        "{err}"
+    );
+}
+
+/// A copy of the parts of the source tree install.sh installs from, plus a
+/// systemd unit, so the test can see @BINDIR@ substituted.
+fn source_tree(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    for sub in ["src/bin", "man"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+        for e in std::fs::read_dir(repo().join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), src.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(repo().join("install.sh"), src.join("install.sh")).unwrap();
+    std::fs::create_dir_all(src.join("systemd")).unwrap();
+    std::fs::write(
+        src.join("systemd/gt-test.service"),
+        "[Service]\nExecStart=@BINDIR@/gt doctor\n",
+    )
+    .unwrap();
+    src
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn install_puts_binaries_man_pages_and_units_in_place_and_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source_tree(tmp.path());
+    let prefix = tmp.path().join("pfx");
+    let home = tmp.path().join("home");
+    let built = bin("gt").parent().unwrap().to_path_buf();
+    let run = || {
+        let out = Command::new("/bin/bash")
+            .arg(src.join("install.sh"))
+            .args(["--systemd", "--from"])
+            .arg(&built)
+            .arg("--prefix")
+            .arg(&prefix)
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "install.sh failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let stdout = run();
+    let first = (listing(&prefix), listing(&home));
+    let stdout2 = run();
+    assert_eq!(
+        (listing(&prefix), listing(&home)),
+        first,
+        "a re-run changes nothing"
+    );
+    assert_eq!(stdout, stdout2);
+    assert!(
+        stdout.contains(&format!(
+            "{} is not on your PATH",
+            prefix.join("bin").display()
+        )),
+        "{stdout}"
+    );
+
+    for e in std::fs::read_dir(repo().join("src/bin")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let name = name.trim_end_matches(".rs");
+        let installed = prefix.join("bin").join(name);
+        assert_eq!(
+            std::fs::read(&installed).unwrap(),
+            std::fs::read(built.join(name)).unwrap(),
+            "{name}"
+        );
+        let out = Command::new(&installed).arg("--version").output().unwrap();
+        assert!(out.status.success(), "{name} --version");
+    }
+    for e in std::fs::read_dir(repo().join("man")).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            std::fs::read(prefix.join("share/man/man1").join(e.file_name())).unwrap(),
+            std::fs::read(e.path()).unwrap()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(home.join(".config/systemd/user/gt-test.service")).unwrap(),
+        format!(
+            "[Service]\nExecStart={}/gt doctor\n",
+            prefix.join("bin").display()
+        )
+    );
+    let leftovers: Vec<String> = first
+        .0
+        .iter()
+        .chain(&first.1)
+        .filter(|p| p.contains(".tmp."))
+        .cloned()
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
