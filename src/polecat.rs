@@ -189,7 +189,9 @@ pub fn spawn(
             .iter()
             .map(|i| ("GT_ISSUE".to_string(), i.clone())),
     );
-    let started = session::start(&session::Spec {
+    let backend = session::Backend::for_town(town)?;
+    let started = backend.start(&session::Spec {
+        name: format!("gt-{}-{name}", rig.name),
         command,
         cwd: home.clone_dir(),
         env,

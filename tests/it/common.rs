@@ -141,6 +141,19 @@ impl TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    /// Each town has its own tmux socket; stop its server with the test.
+    fn drop(&mut self) {
+        if let Ok(root) = self.town.canonicalize() {
+            let socket = gastown::session::tmux_socket(&root);
+            let _ = Command::new("tmux")
+                .args(["-L", &socket, "kill-server"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Run git with a fixed identity; panics on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -159,6 +172,19 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Poll `cond` until it holds or `secs` pass; for the few things that have no
+/// event to wait on (tmux copies pane output to its log asynchronously).
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cond()
 }
 
 /// Read a JSON file.

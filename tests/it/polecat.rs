@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::common::{TestEnv, git, read_json};
+use crate::common::{TestEnv, git, read_json, wait_until};
 
 /// Make a FIFO; reading it blocks until the stand-in agent writes, so tests
 /// wait for the event instead of sleeping.
@@ -68,27 +68,42 @@ fn polecat_add_makes_home_and_clone_on_its_branch() {
     assert!(!env.town.join(".staging").exists());
 }
 
-#[test]
-fn spawn_runs_the_agent_in_its_clone_with_the_town_environment() {
+/// Spawn a stand-in agent on `backend` and check what it sees.
+fn spawn_and_check_environment(backend: &str) {
     let env = TestEnv::new();
     let rig = env.add_rig("r");
     let out = env.path().join("out.fifo");
     fifo(&out);
     let agent = format!(
-        "echo \"$GT_ADDRESS $GT_ROLE $GT_RIG $BEADS_DIR $(git branch --show-current) $(basename $(dirname $PWD))\" > {}",
+        "echo \"$GT_ADDRESS $GT_ROLE $GT_RIG $GT_ISSUE $BEADS_DIR $(git branch --show-current) $(basename $(dirname $PWD))\" > {}; echo logged",
         out.display()
     );
-    let json: serde_json::Value = serde_json::from_str(&env.ok(
-        "gt",
-        &["spawn", "--issue", "r-1", "--agent", &agent, "--json"],
-    ))
-    .unwrap();
+    let spawned = env
+        .cmd("gt")
+        .args(["spawn", "--issue", "r-1", "--agent", &agent, "--json"])
+        .env("GT_SESSION_BACKEND", backend)
+        .output()
+        .unwrap();
+    assert!(
+        spawned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&spawned.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&spawned.stdout).unwrap();
     assert_eq!(json["address"], "r/Nux");
     assert_eq!(json["generation"], 1);
+    let session = json["session"].as_str().unwrap();
+    assert!(
+        session.starts_with(&format!(
+            "{}:",
+            if backend == "tmux" { "tmux" } else { "proc" }
+        )),
+        "{session}"
+    );
     assert_eq!(
         read_fifo(&out),
         format!(
-            "r/Nux polecat r {} polecat/Nux Nux\n",
+            "r/Nux polecat r r-1 {} polecat/Nux Nux\n",
             rig.join(".beads").display()
         )
     );
@@ -97,6 +112,26 @@ fn spawn_runs_the_agent_in_its_clone_with_the_town_environment() {
     assert_eq!(state["issue"], "r-1");
     assert_eq!(state["branch"], "polecat/Nux");
     assert_eq!(state["session"], json["session"]);
+    assert!(gastown::session::wait(
+        session,
+        std::time::Duration::from_secs(10)
+    ));
+    assert!(!gastown::session::is_alive(session));
+    let log = rig.join("polecats/Nux/session.log");
+    let logged = wait_until(10, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("logged"))
+    });
+    assert!(logged, "session.log: {:?}", std::fs::read_to_string(&log));
+}
+
+#[test]
+fn spawn_in_tmux_runs_the_agent_in_its_clone_with_the_town_environment() {
+    spawn_and_check_environment("tmux");
+}
+
+#[test]
+fn spawn_as_plain_process_runs_the_agent_the_same_way() {
+    spawn_and_check_environment("process");
 }
 
 #[test]
