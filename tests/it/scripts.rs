@@ -178,3 +178,32 @@ fn install_puts_binaries_man_pages_and_units_in_place_and_is_idempotent() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The README's first code block is the whole set-up of a newcomer, and .ci/run
+/// runs exactly its test command.
+#[test]
+fn readme_starts_with_the_setup_and_ci_runs_its_test_command() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let block = readme
+        .split("```")
+        .nth(1)
+        .expect("README.md has a code block");
+    let commands: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('#').next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "./install.sh && ~/.local/bin/gt demo",
+            "cargo test --locked"
+        ]
+    );
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == commands[1]),
+        ".ci/run does not run `{}`",
+        commands[1]
+    );
+}
