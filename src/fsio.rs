@@ -259,6 +259,40 @@ where
     Ok(out)
 }
 
+/// Read, modify and atomically replace a line-oriented file (JSONL kept whole,
+/// like `.beads/issues.jsonl`) under its sidecar lock. `f` gets every line as raw
+/// bytes without its `\n`, including a last line that lacks one (under the lock
+/// no cooperating writer is mid-line) and lines that are not UTF-8, so a caller
+/// can pass lines it does not understand through verbatim. A missing file reads
+/// as no lines. If `f` fails, nothing is written.
+pub fn update_lines<R>(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>) -> Result<R>) -> Result<R> {
+    let _lock = lock_for(path)?;
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut lines = split_lines(&bytes);
+    let out = f(&mut lines)?;
+    let mut buf = Vec::with_capacity(bytes.len() + 512);
+    for line in &lines {
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+    }
+    write_atomic(path, &buf)?;
+    Ok(out)
+}
+
+/// Split file contents into lines without their `\n`; a final unterminated line
+/// is kept.
+pub fn split_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if body.is_empty() && bytes.len() <= 1 {
+        return Vec::new();
+    }
+    body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+}
+
 /// A position in a JSONL file: byte offset and the 1-based number of the next line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Cursor {

@@ -277,6 +277,7 @@ fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
         extra: Default::default(),
     };
     fsio::write_json(&dir.join("config.json"), &config)?;
+    crate::beads::init(dir, prefix)?;
     for addr in [
         Address::Witness { rig: name.into() },
         Address::Refinery { rig: name.into() },
