@@ -1,6 +1,7 @@
 //! One integration test binary (jj-style): each module drives the real binaries
 //! against real temp towns, real git repositories and real files.
 
+mod beads;
 mod common;
 mod doctor;
 mod man;
