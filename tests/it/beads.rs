@@ -252,6 +252,22 @@ fn real_beads_export_loads_and_ready_follows_the_rules() {
 
     // Reading never rewrites the file.
     assert_eq!(std::fs::read(rig.jsonl()).unwrap(), before);
+
+    // Our schema describes what bd writes, not only what we write.
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/schemas/beads-issue.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    for (n, r) in records.iter().enumerate() {
+        assert!(v.is_valid(r), "fixture line {} fails the schema", n + 1);
+    }
 }
 
 #[test]
@@ -393,7 +409,7 @@ fn an_epic_is_worked_in_waves() {
 
     rig.ok(&["close", &a, "--reason", "done"]);
     rig.ok(&["close", &b]);
-    assert_eq!(ids(&rig.json(&["ready", "--parent", &epic])), [c.clone()]);
+    assert_eq!(ids(&rig.json(&["ready", "--parent", &epic])), std::slice::from_ref(&c));
     let closed = rig.json(&["show", &a]);
     assert_eq!(closed["status"], "closed");
     assert_eq!(closed["close_reason"], "done");

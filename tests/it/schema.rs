@@ -252,6 +252,20 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
     env.ok("gt", &["plugin", "add", "gastown", "merge-oracle"]);
     env.ok("gt", &["stop", "--all"]);
     env.ok("gt", &["doctor"]);
+    let epic = env.ok(
+        "gt-issue",
+        &["create", "--rig", "wyvern", "Epic", "-t", "epic", "--json"],
+    );
+    let epic = serde_json::from_str::<Value>(&epic).unwrap()["id"].to_string();
+    let child = [
+        "create",
+        "--rig",
+        "wyvern",
+        "Child",
+        "--parent",
+        epic.trim_matches('"'),
+    ];
+    env.ok("gt-issue", &child);
     // When you add a binary that writes into the town (gt-mail, gt-issue, gt-queue...),
     // drive it here too.
     let problems = check_town(&env.town);
