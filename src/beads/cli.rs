@@ -225,14 +225,11 @@ impl Tracker for BeadsCli {
         let _lock = fsio::lock_for(&self.loc.issues_jsonl())?;
         let issue = self.show(id)?;
         check_release(&issue, worker)?;
-        self.one(strings(&[
-            "update",
-            id,
-            "--status",
-            "open",
-            "--assignee",
-            "",
-        ]))
+        let mut args = strings(&["update", id, "--assignee", ""]);
+        if issue.status == "in_progress" || issue.status == "hooked" {
+            args.extend(strings(&["--status", "open"]));
+        }
+        self.one(args)
     }
 
     fn bad_lines(&self) -> Vec<BadLine> {

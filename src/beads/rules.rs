@@ -442,3 +442,332 @@ fn find_cycle(g: &Graph, blocked: &HashMap<&str, Blocker>, from: &[&Issue]) -> O
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    //! The table of cases in protocol/beads.md, row by row.
+
+    use super::*;
+    use serde_json::json;
+
+    fn issue(id: &str, extra: serde_json::Value) -> Issue {
+        let mut v = json!({"id": id, "title": id, "status": "open", "priority": 2,
+            "issue_type": "task", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn dep(kind: &str, on: &str) -> serde_json::Value {
+        json!({"depends_on_id": on, "type": kind})
+    }
+
+    fn now() -> Timestamp {
+        "2026-06-01T00:00:00Z".parse().unwrap()
+    }
+
+    /// Whether `id` is ready among `issues`.
+    fn is_ready(issues: &[Issue], id: &str) -> bool {
+        ready(issues, &ReadyFilter::default(), now())
+            .iter()
+            .any(|i| i.id == id)
+    }
+
+    #[test]
+    fn case_1_to_6_the_issue_itself() {
+        let mut all = vec![issue("t", json!({}))];
+        for s in [
+            "in_progress",
+            "hooked",
+            "blocked",
+            "deferred",
+            "closed",
+            "tombstone",
+        ] {
+            all.push(issue(s, json!({"status": s})));
+        }
+        all.push(issue("pinned", json!({"pinned": true})));
+        all.push(issue("eph", json!({"ephemeral": true})));
+        for t in INTERNAL_TYPES {
+            all.push(issue(&format!("type-{t}"), json!({"issue_type": t})));
+        }
+        for t in ["epic", "bug", "feature", "chore"] {
+            all.push(issue(&format!("type-{t}"), json!({"issue_type": t})));
+        }
+        all.push(issue(
+            "later",
+            json!({"defer_until": "2026-07-01T00:00:00Z"}),
+        ));
+        all.push(issue(
+            "earlier",
+            json!({"defer_until": "2026-05-01T00:00:00Z"}),
+        ));
+        all.push(issue("garbled", json!({"defer_until": "soon"})));
+        let got: Vec<&str> = ready(&all, &ReadyFilter::default(), now())
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect();
+        // Equal priority and age: by id.
+        assert_eq!(
+            got,
+            [
+                "earlier",
+                "t",
+                "type-bug",
+                "type-chore",
+                "type-epic",
+                "type-feature"
+            ]
+        );
+    }
+
+    #[test]
+    fn case_7_and_8_blocks() {
+        let mut all = vec![];
+        for s in [
+            "open",
+            "in_progress",
+            "hooked",
+            "blocked",
+            "deferred",
+            "closed",
+            "tombstone",
+        ] {
+            all.push(issue(&format!("target-{s}"), json!({"status": s})));
+            all.push(issue(
+                &format!("on-{s}"),
+                json!({"dependencies": [dep("blocks", &format!("target-{s}"))]}),
+            ));
+        }
+        all.push(issue(
+            "on-missing",
+            json!({"dependencies": [dep("blocks", "nowhere-1")]}),
+        ));
+        all.push(issue(
+            "on-external",
+            json!({"dependencies": [dep("blocks", "external:other:cap")]}),
+        ));
+        for (id, want) in [
+            ("on-open", false),
+            ("on-in_progress", false),
+            ("on-hooked", false),
+            ("on-blocked", false),
+            ("on-deferred", false),
+            ("on-closed", true),
+            ("on-tombstone", true),
+            ("on-missing", true),
+            ("on-external", true),
+        ] {
+            assert_eq!(is_ready(&all, id), want, "{id}");
+        }
+    }
+
+    #[test]
+    fn case_9_and_10_parents() {
+        let all = vec![
+            issue("epic", json!({"issue_type": "epic"})),
+            issue(
+                "kid",
+                json!({"dependencies": [dep("parent-child", "epic")]}),
+            ),
+            issue("x", json!({})),
+            issue(
+                "stuck",
+                json!({"issue_type": "epic", "dependencies": [dep("blocks", "x")]}),
+            ),
+            issue(
+                "kid2",
+                json!({"dependencies": [dep("parent-child", "stuck")]}),
+            ),
+            issue(
+                "grandkid",
+                json!({"dependencies": [dep("parent-child", "kid2")]}),
+            ),
+            issue("done", json!({"status": "closed"})),
+            issue(
+                "kid3",
+                json!({"dependencies": [dep("parent-child", "done")]}),
+            ),
+        ];
+        assert!(is_ready(&all, "kid"));
+        assert!(!is_ready(&all, "kid2"));
+        assert!(!is_ready(&all, "grandkid"));
+        assert!(is_ready(&all, "kid3"), "a closed parent blocks nothing");
+        let g = Graph::new(&all);
+        assert_eq!(
+            g.blocked().get("grandkid"),
+            Some(&Blocker {
+                by: "kid2".into(),
+                how: "parent"
+            })
+        );
+        let under = ready(
+            &all,
+            &ReadyFilter {
+                parent: Some("epic".into()),
+                limit: None,
+            },
+            now(),
+        );
+        assert_eq!(
+            under.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["kid"]
+        );
+    }
+
+    #[test]
+    fn case_11_conditional_blocks() {
+        let all = vec![
+            issue("a-open", json!({})),
+            issue(
+                "a-ok",
+                json!({"status": "closed", "close_reason": "merged"}),
+            ),
+            issue(
+                "a-failed",
+                json!({"status": "closed", "close_reason": "Failed: tests"}),
+            ),
+            issue(
+                "b1",
+                json!({"dependencies": [dep("conditional-blocks", "a-open")]}),
+            ),
+            issue(
+                "b2",
+                json!({"dependencies": [dep("conditional-blocks", "a-ok")]}),
+            ),
+            issue(
+                "b3",
+                json!({"dependencies": [dep("conditional-blocks", "a-failed")]}),
+            ),
+        ];
+        assert!(!is_ready(&all, "b1"));
+        assert!(!is_ready(&all, "b2"));
+        assert!(is_ready(&all, "b3"));
+    }
+
+    #[test]
+    fn case_12_and_13_waits_for() {
+        let kid = |id: &str, of: &str, status: &str| {
+            issue(
+                id,
+                json!({"status": status, "dependencies": [dep("parent-child", of)]}),
+            )
+        };
+        let waits = |id: &str, on: &str, meta: serde_json::Value| {
+            issue(
+                id,
+                json!({"dependencies": [{"depends_on_id": on, "type": "waits-for", "metadata": meta.to_string()}]}),
+            )
+        };
+        let all = vec![
+            issue("s1", json!({})),
+            kid("s1.1", "s1", "open"),
+            kid("s1.2", "s1", "closed"),
+            issue("s2", json!({})),
+            kid("s2.1", "s2", "closed"),
+            waits("w-all-open", "s1", json!({})),
+            waits("w-all-closed", "s2", json!({})),
+            waits(
+                "w-any-none",
+                "x",
+                json!({"gate": "any-children", "spawner_id": "s3"}),
+            ),
+            issue("s3", json!({})),
+            kid("s3.1", "s3", "open"),
+            waits("w-any-one", "s1", json!({"gate": "any-children"})),
+        ];
+        assert!(!is_ready(&all, "w-all-open"));
+        assert!(is_ready(&all, "w-all-closed"));
+        assert!(!is_ready(&all, "w-any-none"));
+        assert!(is_ready(&all, "w-any-one"));
+    }
+
+    #[test]
+    fn case_14_and_15_edges_that_do_not_block() {
+        let all = vec![
+            issue("x", json!({})),
+            issue(
+                "rel",
+                json!({"dependencies": [dep("related", "x"), dep("discovered-from", "x")]}),
+            ),
+            issue("a", json!({"dependencies": [dep("parent-child", "b")]})),
+            issue("b", json!({"dependencies": [dep("parent-child", "a")]})),
+        ];
+        assert!(is_ready(&all, "rel"));
+        assert!(is_ready(&all, "a") && is_ready(&all, "b"));
+        assert_eq!(Graph::new(&all).descendants("a").len(), 1);
+    }
+
+    #[test]
+    fn ready_is_sorted_by_priority_then_age() {
+        let all = vec![
+            issue(
+                "late-p1",
+                json!({"priority": 1, "created_at": "2026-03-01T00:00:00Z"}),
+            ),
+            issue("p3", json!({"priority": 3})),
+            issue(
+                "early-p1",
+                json!({"priority": 1, "created_at": "2025-12-31T16:00:00-08:00"}),
+            ),
+            issue("p0", json!({"priority": 0})),
+        ];
+        let got: Vec<&str> = ready(&all, &ReadyFilter::default(), now())
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect();
+        assert_eq!(got, ["p0", "early-p1", "late-p1", "p3"]);
+    }
+
+    #[test]
+    fn waves_report_stuck_members_and_cycles_through_parents() {
+        let kid = |id: &str, deps: serde_json::Value| {
+            let mut d = vec![dep("parent-child", "e")];
+            d.extend(deps.as_array().unwrap().iter().cloned());
+            issue(id, json!({"dependencies": d}))
+        };
+        let outside = issue("out", json!({}));
+        let all = vec![
+            issue("e", json!({"issue_type": "epic"})),
+            kid("a", json!([])),
+            kid("b", json!([dep("blocks", "out")])),
+            kid("c", json!([dep("blocks", "b")])),
+            outside,
+            kid("d", json!([])),
+        ];
+        let mut all = all;
+        all[5].status = "deferred".into();
+        let w = waves(&all, "e", now()).unwrap();
+        assert_eq!(w.waves, [vec!["a".to_string()]]);
+        assert_eq!(
+            w.stuck,
+            [
+                Stuck {
+                    id: "b".into(),
+                    reason: "blocked by out (blocks)".into()
+                },
+                Stuck {
+                    id: "c".into(),
+                    reason: "blocked by b (blocks)".into()
+                },
+                Stuck {
+                    id: "d".into(),
+                    reason: "status deferred".into()
+                },
+            ]
+        );
+
+        // The epic waits on its own child: every child is blocked through it.
+        let all = vec![
+            issue(
+                "e",
+                json!({"issue_type": "epic", "dependencies": [dep("blocks", "a")]}),
+            ),
+            kid("a", json!([])),
+        ];
+        let err = waves(&all, "e", now()).unwrap_err();
+        assert_eq!(err.message(), "dependency cycle in epic e: a -> e -> a");
+        assert!(waves(&all, "nope", now()).is_err());
+    }
+}
