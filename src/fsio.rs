@@ -140,36 +140,59 @@ pub fn append_json<T: Serialize>(path: &Path, record: &T, durability: Durability
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Replace `path` atomically with `bytes`: temp file in the same directory, fsync,
-/// rename over, fsync the directory. A reader sees the old or the new file, never
-/// a mix; a crash leaves at most a `.<name>.tmp.*` file beside it.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = parent(path);
+/// Create a fresh temp file `.<name>.tmp.<pid>.<seq>` beside `path`. A name that
+/// exists is skipped, not an error: a process killed mid-write leaves its temp
+/// file, and a later process can get the same pid (containers restart at low pids).
+fn create_temp(path: &Path) -> Result<(PathBuf, File)> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
+    let pid = std::process::id();
+    let mut last = None;
+    for _ in 0..1000 {
+        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = parent(path).join(format!(".{name}.tmp.{pid}.{seq}"));
+        match OpenOptions::new()
             .write(true)
             .create_new(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)
-            .at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-        fs::rename(&tmp, path).at(path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(Error::io(path, e)),
+        }
     }
-    result
+    Err(Error::io(path, last.expect("looped")))
+}
+
+/// Write `bytes` to a new temp file beside `path` and fsync it, then hand it to
+/// `publish` (rename or link into place). The temp file is gone afterwards, and
+/// errors name `path`, the file the caller asked for.
+fn via_temp<R>(
+    path: &Path,
+    bytes: &[u8],
+    publish: impl FnOnce(&Path) -> io::Result<R>,
+) -> Result<R> {
+    let (tmp, mut f) = create_temp(path)?;
+    let result = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| publish(&tmp));
+    // After a rename there is nothing left to remove; after a link or an error
+    // there is.
+    let _ = fs::remove_file(&tmp);
+    let out = result.at(path)?;
+    sync_dir(parent(path))?;
+    Ok(out)
+}
+
+/// Replace `path` atomically with `bytes`: temp file in the same directory, fsync,
+/// rename over, fsync the directory. A reader sees the old or the new file, never
+/// a mix; a crash leaves at most a `.<name>.tmp.*` file beside it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    via_temp(path, bytes, |tmp| fs::rename(tmp, path))
 }
 
 fn parent(path: &Path) -> &Path {
@@ -469,14 +492,19 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
 }
 
 /// Create a file only if it does not exist (used for role prompts a person may
-/// have edited: re-running an installer must not clobber them).
+/// have edited: re-running an installer must not clobber them). Returns whether
+/// it was created. The content is written to a temp file and hard-linked into
+/// place (`link` fails if the name exists), so nobody ever sees a half-written
+/// file, and a crash or a full disk leaves no file rather than a partial one that
+/// a re-run would then keep forever.
 pub fn write_if_missing(path: &Path, bytes: &[u8]) -> Result<bool> {
-    match OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(mut f) => {
-            f.write_all(bytes).at(path)?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::io(path, e)),
+    // The common case (re-running an installer) costs no temp file and no fsync.
+    if fs::symlink_metadata(path).is_ok() {
+        return Ok(false);
     }
+    via_temp(path, bytes, |tmp| match fs::hard_link(tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    })
 }
