@@ -358,29 +358,45 @@ pub enum Entry<T> {
 /// Blank lines are skipped silently; lines that are not valid JSON of type `T`
 /// (including invalid UTF-8) come out as [`Entry::Bad`]. A last line without its
 /// `\n` is in flight: it is not returned and the cursor stops before it, so the
-/// next read picks it up once its writer finishes.
+/// next read (by this reader or a new one) picks it up once its writer finishes.
+///
+/// CRLF line endings (a file saved by a Windows editor) are tolerated: the `\r`
+/// before `\n` is JSON whitespace, so such a line parses as if it had none, and a
+/// line holding only `\r` is blank.
 pub struct Records<T> {
     path: PathBuf,
     reader: Option<BufReader<File>>,
     cursor: Cursor,
     in_flight: bool,
+    truncated: bool,
     buf: Vec<u8>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> Records<T> {
-    /// Open `path` at `from`. A missing file reads as empty. A cursor beyond the
-    /// end (the file was replaced by a shorter one) is an error the caller can
-    /// detect with [`Records::truncated`] before reading.
+    /// Open `path` at `from`. A missing file reads as empty.
+    ///
+    /// A cursor that no longer points at the start of a line of this file (beyond
+    /// its end, or just after a byte other than `\n`) means the file was replaced
+    /// since the cursor was taken: archived and begun anew, or rewritten by an
+    /// editor. Then [`Records::truncated`] is true and nothing is read, rather than
+    /// garbage from the middle of a line; the caller starts over from
+    /// `Cursor::default()` (skipping ids it has seen). A replacement that happens
+    /// to leave the cursor at a line start cannot be told apart here.
     pub fn open(path: &Path, from: Cursor) -> Result<Self> {
+        let mut truncated = false;
         let reader = match File::open(path) {
             Ok(mut f) => {
                 if from.offset > 0 {
+                    truncated = !starts_line(&f, from.offset).at(path)?;
                     f.seek(SeekFrom::Start(from.offset)).at(path)?;
                 }
-                Some(BufReader::with_capacity(64 * 1024, f))
+                (!truncated).then(|| BufReader::with_capacity(64 * 1024, f))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                truncated = from.offset > 0;
+                None
+            }
             Err(e) => return Err(Error::io(path, e)),
         };
         Ok(Records {
@@ -388,9 +404,16 @@ impl<T: DeserializeOwned> Records<T> {
             reader,
             cursor: from,
             in_flight: false,
+            truncated,
             buf: Vec::new(),
             _t: std::marker::PhantomData,
         })
+    }
+
+    /// Whether the cursor given to [`Records::open`] did not point at a line start
+    /// of the file (see there); nothing is read then.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// Where the next read starts: after the last complete line seen.
@@ -424,12 +447,18 @@ impl<T: DeserializeOwned> Records<T> {
         };
         loop {
             self.buf.clear();
+            self.in_flight = false;
             let n = reader.read_until(b'\n', &mut self.buf).at(&self.path)?;
             if n == 0 {
                 return Ok(None);
             }
             if self.buf.last() != Some(&b'\n') {
                 self.in_flight = true;
+                // Step back to the line start, so a later call reads the whole
+                // line once it is finished, not just its rest.
+                reader
+                    .seek(SeekFrom::Start(self.cursor.offset))
+                    .at(&self.path)?;
                 return Ok(None);
             }
             let line = self.cursor.line;
@@ -457,6 +486,23 @@ impl<T: DeserializeOwned> Records<T> {
     }
 }
 
+/// Whether `offset` is 0, or the byte before it in `file` is `\n`.
+fn starts_line(file: &File, offset: u64) -> io::Result<bool> {
+    if offset == 0 {
+        return Ok(true);
+    }
+    if offset > file.metadata()?.len() {
+        return Ok(false);
+    }
+    let mut b = [0u8; 1];
+    match file.read_exact_at(&mut b, offset - 1) {
+        Ok(()) => Ok(b[0] == b'\n'),
+        // Shrunk since the length was read.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn describe_bad_line(text: &[u8], e: &serde_json::Error) -> String {
     if std::str::from_utf8(text).is_err() {
         return "not UTF-8".to_string();
@@ -465,8 +511,22 @@ fn describe_bad_line(text: &[u8], e: &serde_json::Error) -> String {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             format!("not JSON ({} at column {})", strip_position(e), e.column())
         }
-        _ => format!("not a valid record ({})", strip_position(e)),
+        _ => format!("not a valid record ({})", shorten(&strip_position(e))),
     }
+}
+
+/// serde quotes a string of the wrong type whole: a 3 MB line must not make a
+/// 3 MB diagnostic. Keeps the head and the tail ("..., expected struct X").
+fn shorten(msg: &str) -> String {
+    const HEAD: usize = 100;
+    const TAIL: usize = 40;
+    let count = msg.chars().count();
+    if count <= HEAD + TAIL + 20 {
+        return msg.to_string();
+    }
+    let head: String = msg.chars().take(HEAD).collect();
+    let tail: String = msg.chars().skip(count - TAIL).collect();
+    format!("{head}…{tail}")
 }
 
 /// Whether the file at `path` ends with `\n` (or is empty or missing).
