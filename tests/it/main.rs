@@ -4,6 +4,7 @@
 mod beads;
 mod common;
 mod doctor;
+mod fsio;
 mod man;
 mod polecat;
 mod schema;
