@@ -3,13 +3,24 @@
 //! a shell; git2 (built without OpenSSL) inspects local repositories.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use crate::error::{Error, Result};
+use git2::{Oid, Repository};
+
+use crate::error::{Error, Kind, Result};
 
 /// Run `git` with `args` in `dir` (or the current directory) and return stdout.
 /// Failures become one line: `git <first arg>: <git's last stderr line>`.
 pub fn run(dir: Option<&Path>, args: &[&str]) -> Result<String> {
+    let out = output(dir, args)?;
+    if !out.status.success() {
+        return Err(failure(args, &out));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Run `git` and return its whole output, whatever its exit status.
+fn output(dir: Option<&Path>, args: &[&str]) -> Result<Output> {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.current_dir(d);
@@ -20,25 +31,25 @@ pub fn run(dir: Option<&Path>, args: &[&str]) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     tracing::debug!(?dir, ?args, "git");
-    let out = cmd.output().map_err(|e| {
-        Error::new(crate::error::Kind::Io, format!("cannot run git: {e}"))
+    cmd.output().map_err(|e| {
+        Error::new(Kind::Io, format!("cannot run git: {e}"))
             .with_hint("install git: apt-get install -y git")
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("failed")
-            .trim();
-        let last = last.strip_prefix("fatal: ").unwrap_or(last);
-        return Err(Error::new(
-            crate::error::Kind::Io,
-            format!("git {}: {last}", args.first().unwrap_or(&"")),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+}
+
+fn failure(args: &[&str], out: &Output) -> Error {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("failed")
+        .trim();
+    let last = last.strip_prefix("fatal: ").unwrap_or(last);
+    Error::new(
+        Kind::Io,
+        format!("git {}: {last}", args.first().unwrap_or(&"")),
+    )
 }
 
 /// Clone `url` (any URL git accepts, or a local path) into `dest`.
@@ -54,19 +65,233 @@ pub fn clone(url: &str, dest: &Path) -> Result<()> {
 /// Whether the work tree at `dir` has no uncommitted changes and no untracked
 /// files (ignored files do not count).
 pub fn is_clean(dir: &Path) -> Result<bool> {
-    let repo = git2::Repository::open(dir).map_err(|e| {
-        Error::invalid(format!(
-            "{}: not a git repository ({})",
-            dir.display(),
-            e.message()
-        ))
-    })?;
+    Ok(dirty_files(dir)?.is_empty())
+}
+
+/// The paths (relative to the work tree) with uncommitted changes or untracked,
+/// not ignored; empty when the work tree is clean.
+pub fn dirty_files(dir: &Path) -> Result<Vec<String>> {
+    let repo = open(dir)?;
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true)
         .include_ignored(false)
         .recurse_untracked_dirs(true);
     let statuses = repo
         .statuses(Some(&mut opts))
-        .map_err(|e| Error::invalid(format!("{}: {}", dir.display(), e.message())))?;
-    Ok(statuses.is_empty())
+        .map_err(|e| in_repo(dir, e))?;
+    Ok(statuses
+        .iter()
+        .map(|s| String::from_utf8_lossy(s.path_bytes()).into_owned())
+        .collect())
+}
+
+/// Open the repository at `dir` (a work tree or a bare repository).
+pub fn open(dir: &Path) -> Result<Repository> {
+    Repository::open(dir).map_err(|e| {
+        Error::invalid(format!(
+            "{}: not a git repository ({})",
+            dir.display(),
+            e.message()
+        ))
+    })
+}
+
+fn in_repo(dir: &Path, e: git2::Error) -> Error {
+    Error::new(Kind::Io, format!("{}: {}", dir.display(), e.message()))
+}
+
+/// The commit `refname` (e.g. `refs/heads/main`) points at, if it exists.
+pub fn resolve(dir: &Path, refname: &str) -> Result<Option<Oid>> {
+    let repo = open(dir)?;
+    match repo.refname_to_id(refname) {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(in_repo(dir, e)),
+    }
+}
+
+/// The branch HEAD is on (`main`), or `None` when HEAD is detached.
+pub fn current_branch(dir: &Path) -> Result<Option<String>> {
+    let repo = open(dir)?;
+    let head = repo.find_reference("HEAD").map_err(|e| in_repo(dir, e))?;
+    Ok(head
+        .symbolic_target()
+        .ok()
+        .flatten()
+        .and_then(|t| t.strip_prefix("refs/heads/"))
+        .map(str::to_string))
+}
+
+/// Whether `ancestor` is `commit` or one of its ancestors.
+pub fn is_ancestor(dir: &Path, ancestor: Oid, commit: Oid) -> Result<bool> {
+    if ancestor == commit {
+        return Ok(true);
+    }
+    open(dir)?
+        .graph_descendant_of(commit, ancestor)
+        .map_err(|e| in_repo(dir, e))
+}
+
+/// The branch `remote`'s HEAD names (`main`), as recorded by clone in
+/// `refs/remotes/<remote>/HEAD`, else as the remote reports it now.
+pub fn default_branch(dir: &Path, remote: &str) -> Result<String> {
+    let repo = open(dir)?;
+    let local = format!("refs/remotes/{remote}/HEAD");
+    if let Ok(r) = repo.find_reference(&local)
+        && let Ok(Some(t)) = r.symbolic_target()
+        && let Some(b) = t.strip_prefix(&format!("refs/remotes/{remote}/"))
+    {
+        return Ok(b.to_string());
+    }
+    let out = run(Some(dir), &["ls-remote", "--symref", remote, "HEAD"])?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("ref: refs/heads/")?.split('\t').next())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "{}: cannot tell {remote}'s default branch (its HEAD names no branch)",
+                dir.display()
+            ))
+        })
+}
+
+/// The commit branch `branch` of `remote` points at now, asked over the network
+/// without fetching (nothing is written).
+pub fn remote_branch(dir: &Path, remote: &str, branch: &str) -> Result<Option<Oid>> {
+    let refname = format!("refs/heads/{branch}");
+    let out = run(Some(dir), &["ls-remote", remote, &refname])?;
+    Ok(out
+        .lines()
+        .find_map(|l| l.split_once('\t').filter(|(_, r)| *r == refname))
+        .and_then(|(sha, _)| Oid::from_str(sha).ok()))
+}
+
+/// `git fetch` from `source` (a remote name, URL or path) into `dir`, without
+/// tags and without writing FETCH_HEAD.
+pub fn fetch(dir: &Path, source: &str, refspecs: &[&str]) -> Result<()> {
+    let mut args = vec!["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", source];
+    args.extend(refspecs);
+    run(Some(dir), &args)?;
+    Ok(())
+}
+
+/// `git push <remote> <refspec>`.
+pub fn push(dir: &Path, remote: &str, refspec: &str) -> Result<()> {
+    run(Some(dir), &["push", "--quiet", "--porcelain", remote, refspec])?;
+    Ok(())
+}
+
+/// What [`merge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    /// HEAD now has the commit: fast-forward or a new merge commit.
+    Done,
+    /// The merge conflicted in these paths and was aborted: HEAD, index and
+    /// work tree are as they were.
+    Conflict(Vec<String>),
+}
+
+/// Merge `rev` into the branch checked out in `dir`: fast-forward when possible,
+/// else a merge commit with `message`. Needs a clean work tree. A committer
+/// identity is supplied when the user has configured none.
+pub fn merge(dir: &Path, rev: &str, message: &str) -> Result<Merged> {
+    let mut args = identity_args(dir)?;
+    args.extend(["merge", "--ff", "--no-edit", "--quiet", "-m", message, rev]);
+    let out = output(Some(dir), &args)?;
+    if out.status.success() {
+        return Ok(Merged::Done);
+    }
+    let repo = open(dir)?;
+    if repo.state() != git2::RepositoryState::Merge {
+        return Err(failure(&["merge"], &out));
+    }
+    let files = run(Some(dir), &["diff", "--name-only", "--diff-filter=U", "-z"])?;
+    run(Some(dir), &["merge", "--abort"])?;
+    Ok(Merged::Conflict(
+        files
+            .split('\0')
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect(),
+    ))
+}
+
+/// `-c user.name=.. -c user.email=..` for commits made by the tools, unless the
+/// environment or git config already name someone.
+fn identity_args(dir: &Path) -> Result<Vec<&'static str>> {
+    let configured = open(dir)?
+        .config()
+        .and_then(|c| c.get_string("user.email"))
+        .is_ok();
+    let from_env = ["GIT_COMMITTER_EMAIL", "EMAIL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    Ok(if configured || from_env {
+        Vec::new()
+    } else {
+        vec![
+            "-c",
+            "user.name=Gas Town",
+            "-c",
+            "user.email=gastown@localhost",
+        ]
+    })
+}
+
+/// Put the checked-out branch of `dir` back to `rev`: abort a merge in
+/// progress, `reset --hard`, and remove untracked files (not ignored ones,
+/// so build caches survive).
+pub fn restore(dir: &Path, rev: Oid) -> Result<()> {
+    if open(dir)?.state() == git2::RepositoryState::Merge {
+        run(Some(dir), &["merge", "--abort"])?;
+    }
+    run(Some(dir), &["reset", "--quiet", "--hard", &rev.to_string()])?;
+    run(Some(dir), &["clean", "--quiet", "-fd"])?;
+    Ok(())
+}
+
+/// Delete ref `refname` in `dir` if it exists.
+pub fn delete_ref(dir: &Path, refname: &str) -> Result<()> {
+    run(Some(dir), &["update-ref", "-d", refname])?;
+    Ok(())
+}
+
+/// Delete local branch `branch` of `dir`; if it is checked out, HEAD is first
+/// detached at the same commit, so no file in the work tree changes.
+pub fn delete_branch(dir: &Path, branch: &str) -> Result<()> {
+    if current_branch(dir)?.as_deref() == Some(branch) {
+        run(Some(dir), &["checkout", "--quiet", "--detach"])?;
+    }
+    run(Some(dir), &["branch", "--quiet", "-D", "--", branch])?;
+    Ok(())
+}
+
+/// The paths a merge of `theirs` into `ours` would conflict in, computed in
+/// memory: objects are read from the repositories in `object_dirs`, and what
+/// the merge writes stays in memory, so nothing on disk changes.
+pub fn predict_conflicts(repos: &[&Path], ours: Oid, theirs: Oid) -> Result<Vec<String>> {
+    let odb = git2::Odb::new().map_err(|e| Error::new(Kind::Io, e.message().to_string()))?;
+    for dir in repos {
+        let objects = open(dir)?.commondir().join("objects");
+        odb.add_disk_alternate(&objects.to_string_lossy())
+            .map_err(|e| in_repo(dir, e))?;
+    }
+    let mem_err = |e: git2::Error| Error::new(Kind::Io, format!("in-memory merge: {}", e.message()));
+    // Writes go to the highest-priority backend: memory, never the disk.
+    let _mempack = odb.add_new_mempack_backend(1000).map_err(mem_err)?;
+    let repo = Repository::from_odb(odb).map_err(mem_err)?;
+    let (a, b) = (
+        repo.find_commit(ours).map_err(mem_err)?,
+        repo.find_commit(theirs).map_err(mem_err)?,
+    );
+    let index = repo.merge_commits(&a, &b, None).map_err(mem_err)?;
+    let mut files = Vec::new();
+    for c in index.conflicts().map_err(mem_err)? {
+        let c = c.map_err(mem_err)?;
+        if let Some(e) = c.our.or(c.their).or(c.ancestor) {
+            files.push(String::from_utf8_lossy(&e.path).into_owned());
+        }
+    }
+    files.dedup();
+    Ok(files)
 }
