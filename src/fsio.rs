@@ -34,15 +34,29 @@ pub struct Lock {
 /// Take the exclusive lock on `path` itself (normally a sidecar from [`lock_path`]),
 /// creating it if needed. Blocks until the lock is free.
 pub fn lock_file(path: &Path) -> Result<Lock> {
-    let file = OpenOptions::new()
+    let file = open_lock(path)?;
+    file.lock().at(path)?;
+    Ok(Lock { _file: file })
+}
+
+/// Like [`lock_file`], but returns `None` at once when someone else holds it.
+pub fn try_lock_file(path: &Path) -> Result<Option<Lock>> {
+    let file = open_lock(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Lock { _file: file })),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+fn open_lock(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .at(path)?;
-    file.lock().at(path)?;
-    Ok(Lock { _file: file })
+        .at(path)
 }
 
 /// Take the sidecar lock of a data file.

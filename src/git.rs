@@ -169,7 +169,13 @@ pub fn remote_branch(dir: &Path, remote: &str, branch: &str) -> Result<Option<Oi
 /// `git fetch` from `source` (a remote name, URL or path) into `dir`, without
 /// tags and without writing FETCH_HEAD.
 pub fn fetch(dir: &Path, source: &str, refspecs: &[&str]) -> Result<()> {
-    let mut args = vec!["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", source];
+    let mut args = vec![
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        source,
+    ];
     args.extend(refspecs);
     run(Some(dir), &args)?;
     Ok(())
@@ -177,7 +183,10 @@ pub fn fetch(dir: &Path, source: &str, refspecs: &[&str]) -> Result<()> {
 
 /// `git push <remote> <refspec>`.
 pub fn push(dir: &Path, remote: &str, refspec: &str) -> Result<()> {
-    run(Some(dir), &["push", "--quiet", "--porcelain", remote, refspec])?;
+    run(
+        Some(dir),
+        &["push", "--quiet", "--porcelain", remote, refspec],
+    )?;
     Ok(())
 }
 
@@ -266,32 +275,60 @@ pub fn delete_branch(dir: &Path, branch: &str) -> Result<()> {
     Ok(())
 }
 
-/// The paths a merge of `theirs` into `ours` would conflict in, computed in
-/// memory: objects are read from the repositories in `object_dirs`, and what
-/// the merge writes stays in memory, so nothing on disk changes.
-pub fn predict_conflicts(repos: &[&Path], ours: Oid, theirs: Oid) -> Result<Vec<String>> {
-    let odb = git2::Odb::new().map_err(|e| Error::new(Kind::Io, e.message().to_string()))?;
-    for dir in repos {
-        let objects = open(dir)?.commondir().join("objects");
-        odb.add_disk_alternate(&objects.to_string_lossy())
-            .map_err(|e| in_repo(dir, e))?;
-    }
-    let mem_err = |e: git2::Error| Error::new(Kind::Io, format!("in-memory merge: {}", e.message()));
-    // Writes go to the highest-priority backend: memory, never the disk.
-    let _mempack = odb.add_new_mempack_backend(1000).map_err(mem_err)?;
-    let repo = Repository::from_odb(odb).map_err(mem_err)?;
-    let (a, b) = (
-        repo.find_commit(ours).map_err(mem_err)?,
-        repo.find_commit(theirs).map_err(mem_err)?,
-    );
-    let index = repo.merge_commits(&a, &b, None).map_err(mem_err)?;
-    let mut files = Vec::new();
-    for c in index.conflicts().map_err(mem_err)? {
-        let c = c.map_err(mem_err)?;
-        if let Some(e) = c.our.or(c.their).or(c.ancestor) {
-            files.push(String::from_utf8_lossy(&e.path).into_owned());
+/// A read-only view of the objects of several repositories (a main clone and a
+/// polecat's clone), for predicting a merge: objects are read from disk, and
+/// anything a merge writes stays in memory, so nothing on disk changes.
+pub struct Objects {
+    repo: Repository,
+}
+
+fn mem_err(e: git2::Error) -> Error {
+    Error::new(Kind::Io, format!("in-memory merge: {}", e.message()))
+}
+
+impl Objects {
+    pub fn open(repos: &[&Path]) -> Result<Objects> {
+        let odb = git2::Odb::new().map_err(mem_err)?;
+        for dir in repos {
+            let objects = open(dir)?.commondir().join("objects");
+            odb.add_disk_alternate(&objects.to_string_lossy())
+                .map_err(|e| in_repo(dir, e))?;
         }
+        // Writes go to the highest-priority backend: memory, never the disk.
+        odb.add_new_mempack_backend(1000).map_err(mem_err)?;
+        Ok(Objects {
+            repo: Repository::from_odb(odb).map_err(mem_err)?,
+        })
     }
-    files.dedup();
-    Ok(files)
+
+    pub fn contains(&self, id: Oid) -> bool {
+        self.repo.odb().is_ok_and(|o| o.exists(id))
+    }
+
+    /// Whether `ancestor` is `commit` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: Oid, commit: Oid) -> Result<bool> {
+        Ok(ancestor == commit
+            || self
+                .repo
+                .graph_descendant_of(commit, ancestor)
+                .map_err(mem_err)?)
+    }
+
+    /// The paths a merge of `theirs` into `ours` would conflict in.
+    pub fn conflicts(&self, ours: Oid, theirs: Oid) -> Result<Vec<String>> {
+        let (a, b) = (
+            self.repo.find_commit(ours).map_err(mem_err)?,
+            self.repo.find_commit(theirs).map_err(mem_err)?,
+        );
+        let index = self.repo.merge_commits(&a, &b, None).map_err(mem_err)?;
+        let mut files = Vec::new();
+        for c in index.conflicts().map_err(mem_err)? {
+            let c = c.map_err(mem_err)?;
+            if let Some(e) = c.our.or(c.their).or(c.ancestor) {
+                files.push(String::from_utf8_lossy(&e.path).into_owned());
+            }
+        }
+        files.dedup();
+        Ok(files)
+    }
 }

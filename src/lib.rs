@@ -13,6 +13,7 @@ pub mod error;
 pub mod fsio;
 pub mod git;
 pub mod home;
+pub mod land;
 pub mod polecat;
 pub mod record;
 pub mod rig;

@@ -10,12 +10,17 @@ use crate::error::{Error, Result, exit};
 
 pub mod gt;
 pub mod issue;
+pub mod land;
 pub mod man;
 
 /// Every binary's clap command, for man pages: `(binary name, command)`.
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
-    vec![gt::Cli::command(), issue::Cli::command()]
+    vec![
+        gt::Cli::command(),
+        issue::Cli::command(),
+        land::Cli::command(),
+    ]
 }
 
 /// Set up logging (`GT_LOG=debug`, to stderr), run `f`, print an error as one

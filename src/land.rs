@@ -1,0 +1,790 @@
+//! Landing work on a rig's canonical main (protocol/land.md).
+//!
+//! [`integrate`] is the one step every landing shares: under the rig's landing
+//! lock, merge a branch into the Refinery's clone (`<rig>/refinery/rig/`), run
+//! the rig's `test_command`, push to origin. Anything short of a push leaves the
+//! clone's branch and work tree as they were. The Refinery calls it for each
+//! queue entry; [`direct`] is `gt land --direct <rig>/<polecat>`: safety checks
+//! on the polecat first, then [`integrate`], then the follow-ups (close the
+//! issue, delete the branch, mail the witness and mayor). [`preview`] predicts
+//! an integration without writing anything, for `--dry-run`.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use git2::Oid;
+use serde::Serialize;
+
+use crate::address::Address;
+use crate::error::{Error, IoContext, Kind, Result};
+use crate::fsio;
+use crate::git::{self, Merged};
+use crate::home::Home;
+use crate::rig::Rig;
+use crate::town::Town;
+
+/// The remote every clone of a rig pushes to.
+pub const REMOTE: &str = "origin";
+/// Where the branch being landed is fetched to in the main clone; deleted
+/// after every landing. One at a time: the landing lock is held.
+const LANDING_REF: &str = "refs/gastown/landing";
+/// Lines of test output kept for the report.
+const TAIL_LINES: usize = 20;
+/// Longest test output line kept, in bytes.
+const TAIL_WIDTH: usize = 400;
+
+/// A branch to land: a local repository (a polecat's clone) and a branch in it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub repo: PathBuf,
+    pub branch: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeKind {
+    FastForward,
+    MergeCommit,
+}
+
+/// One run of the rig's `test_command`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestRun {
+    pub command: String,
+    /// `None` when a signal ended it.
+    pub exit_code: Option<i32>,
+    /// The last lines of its stdout and stderr, interleaved as written.
+    pub tail: Vec<String>,
+}
+
+impl TestRun {
+    pub fn passed(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+    fn status(&self) -> String {
+        self.exit_code
+            .map_or_else(|| "killed by a signal".into(), |c| format!("exit {c}"))
+    }
+}
+
+/// What [`integrate`] did. `base` is origin's branch before the landing,
+/// `tip` the landed branch's commit; shas are full hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Merged, tested (unless `tests` is `None`) and pushed: origin's `branch` is `head`.
+    Landed {
+        branch: String,
+        merge: MergeKind,
+        base: String,
+        tip: String,
+        head: String,
+        tests: Option<TestRun>,
+    },
+    /// Nothing to land: `tip` is already in `base`.
+    UpToDate { base: String, tip: String },
+    /// The merge conflicts in `files`; nothing changed.
+    Conflict {
+        base: String,
+        tip: String,
+        files: Vec<String>,
+    },
+    /// The merge was made but the tests failed; it was undone, nothing pushed.
+    TestsFailed {
+        base: String,
+        tip: String,
+        tests: TestRun,
+    },
+}
+
+impl Outcome {
+    /// Why the work did not land, in one line; `None` when it landed.
+    pub fn refusal(&self, what: &str) -> Option<String> {
+        match self {
+            Outcome::Landed { .. } => None,
+            Outcome::UpToDate { tip, .. } => Some(format!(
+                "nothing to land: {what} ({}) is already on origin's main",
+                short(tip)
+            )),
+            Outcome::Conflict { files, .. } => Some(format!(
+                "cannot land {what}: merge conflict with origin's main in {}; nothing changed (rebase it on origin's main and retry)",
+                files.join(", ")
+            )),
+            Outcome::TestsFailed { tests, .. } => Some(format!(
+                "cannot land {what}: tests failed ({}): {}; merge undone, nothing pushed",
+                tests.status(),
+                tests.command
+            )),
+        }
+    }
+}
+
+/// The first 7 hex digits of a sha, for people.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// The Refinery's clone, checked ready to land on: a git clone, clean, on
+/// origin's default branch, with no merge in progress.
+struct Target {
+    clone: PathBuf,
+    branch: String,
+    head: Oid,
+}
+
+impl Target {
+    fn check(rig: &Rig) -> Result<Target> {
+        let clone = rig.main_clone();
+        if !clone.join(".git").exists() {
+            return Err(Error::not_found(format!(
+                "{}: the refinery clone (canonical main) is missing",
+                clone.display()
+            )));
+        }
+        let branch = git::default_branch(&clone, REMOTE)?;
+        let on = git::current_branch(&clone)?;
+        if on.as_deref() != Some(branch.as_str()) {
+            return Err(Error::conflict(format!(
+                "{}: the refinery clone is on {}, not {branch}; check out {branch} there first",
+                clone.display(),
+                on.map_or_else(|| "a detached HEAD".to_string(), |b| format!("branch {b}"))
+            )));
+        }
+        let dirty = git::dirty_files(&clone)?;
+        if !dirty.is_empty() {
+            return Err(Error::conflict(format!(
+                "{}: the refinery clone has uncommitted changes ({}); it must be clean to land on",
+                clone.display(),
+                list(&dirty)
+            )));
+        }
+        let head = git::resolve(&clone, &format!("refs/heads/{branch}"))?.ok_or_else(|| {
+            Error::not_found(format!(
+                "{}: branch {branch} has no commit",
+                clone.display()
+            ))
+        })?;
+        Ok(Target {
+            clone,
+            branch,
+            head,
+        })
+    }
+
+    fn tracking(&self) -> String {
+        format!("refs/remotes/{REMOTE}/{}", self.branch)
+    }
+
+    /// Origin's branch as last fetched.
+    fn base(&self) -> Result<Oid> {
+        git::resolve(&self.clone, &self.tracking())?.ok_or_else(|| {
+            Error::not_found(format!(
+                "{}: no {} (fetch from {REMOTE} failed?)",
+                self.clone.display(),
+                self.tracking()
+            ))
+        })
+    }
+}
+
+/// A few paths for a one-line message.
+fn list(paths: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = paths
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > SHOWN {
+        s.push_str(&format!(" and {} more", paths.len() - SHOWN));
+    }
+    s
+}
+
+/// The landing lock of a rig: `<rig>/refinery/rig.lock`, a sidecar of the
+/// clone (`flock refinery/rig.lock git -C refinery/rig ...` takes it by hand).
+pub fn lock_path(rig: &Rig) -> PathBuf {
+    fsio::lock_path(&rig.main_clone())
+}
+
+/// Take the rig's landing lock, saying so on stderr when it has to wait.
+pub fn lock(rig: &Rig) -> Result<fsio::Lock> {
+    let path = lock_path(rig);
+    if let Some(l) = fsio::try_lock_file(&path)? {
+        return Ok(l);
+    }
+    eprintln!(
+        "waiting for {} (another landing on rig {} is running)",
+        path.display(),
+        rig.name
+    );
+    fsio::lock_file(&path)
+}
+
+/// Puts the main clone back as it was unless disarmed, and always removes
+/// the landing ref, so no early return leaves a half-landing behind.
+struct Undo<'a> {
+    clone: &'a Path,
+    restore_to: Option<Oid>,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(rev) = self.restore_to
+            && let Err(e) = git::restore(self.clone, rev)
+        {
+            tracing::error!(
+                "{}: could not undo the landing (reset to {rev} by hand): {e}",
+                self.clone.display()
+            );
+        }
+        if let Err(e) = git::delete_ref(self.clone, LANDING_REF) {
+            tracing::warn!("{}: {e}", self.clone.display());
+        }
+    }
+}
+
+/// Merge `source` into the rig's canonical main, run the rig's tests (when
+/// `run_tests` and a `test_command` is configured), and push to origin.
+/// `message` is the merge commit's message when a fast-forward is impossible.
+///
+/// Holds the rig's landing lock throughout. Fetches origin first and
+/// fast-forwards the clone to it. Unless the outcome is [`Outcome::Landed`]
+/// (or an error after the push), the clone's branch, index and work tree are
+/// left exactly as they were; only remote-tracking refs may have moved.
+pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> Result<Outcome> {
+    let _lock = lock(rig)?;
+    let target = Target::check(rig)?;
+    let clone = target.clone.as_path();
+    let test_command = if run_tests {
+        rig.config()?.test_command
+    } else {
+        None
+    };
+    git::fetch(clone, REMOTE, &[])?;
+    let base = target.base()?;
+    if !git::is_ancestor(clone, target.head, base)? {
+        return Err(Error::conflict(format!(
+            "{}: {} has commits that are not on {REMOTE}/{} (an unfinished landing?); push or reset them first",
+            clone.display(),
+            target.branch,
+            target.branch
+        )));
+    }
+    let mut undo = Undo {
+        clone,
+        restore_to: Some(target.head),
+    };
+    if target.head != base {
+        git::restore(clone, base)?; // a fast-forward: the tree is clean
+    }
+    let repo = source
+        .repo
+        .to_str()
+        .ok_or_else(|| Error::invalid(format!("{}: path is not UTF-8", source.repo.display())))?;
+    git::fetch(
+        clone,
+        repo,
+        &[&format!("+refs/heads/{}:{LANDING_REF}", source.branch)],
+    )?;
+    let tip = git::resolve(clone, LANDING_REF)?
+        .ok_or_else(|| Error::not_found(format!("{LANDING_REF} missing after fetch")))?;
+    let (base_s, tip_s) = (base.to_string(), tip.to_string());
+    if git::is_ancestor(clone, tip, base)? {
+        return Ok(Outcome::UpToDate {
+            base: base_s,
+            tip: tip_s,
+        });
+    }
+    let merge = if git::is_ancestor(clone, base, tip)? {
+        MergeKind::FastForward
+    } else {
+        MergeKind::MergeCommit
+    };
+    if let Merged::Conflict(files) = git::merge(clone, LANDING_REF, message)? {
+        return Ok(Outcome::Conflict {
+            base: base_s,
+            tip: tip_s,
+            files,
+        });
+    }
+    let head = git::resolve(clone, "HEAD")?
+        .ok_or_else(|| Error::not_found(format!("{}: no HEAD after merge", clone.display())))?;
+    let tests = match &test_command {
+        Some(cmd) => {
+            let run = run_test_command(clone, cmd)?;
+            if !run.passed() {
+                return Ok(Outcome::TestsFailed {
+                    base: base_s,
+                    tip: tip_s,
+                    tests: run,
+                });
+            }
+            Some(run)
+        }
+        None => None,
+    };
+    git::push(
+        clone,
+        REMOTE,
+        &format!("{head}:refs/heads/{}", target.branch),
+    )
+    .map_err(|e| {
+        Error::new(
+            e.kind,
+            format!(
+                "{}; merge undone, nothing landed (if {REMOTE} moved meanwhile, run again)",
+                e.message()
+            ),
+        )
+    })?;
+    // Pushed: keep the merge, drop only what the tests left (untracked files).
+    undo.restore_to = Some(head);
+    Ok(Outcome::Landed {
+        branch: target.branch.clone(),
+        merge,
+        base: base_s,
+        tip: tip_s,
+        head: head.to_string(),
+        tests,
+    })
+}
+
+/// Run `command` with `sh -c` in `dir`, stdout and stderr into one pipe.
+fn run_test_command(dir: &Path, command: &str) -> Result<TestRun> {
+    let pipe_err = |e| Error::io(Path::new("<pipe>"), e);
+    let (reader, writer) = std::io::pipe().map_err(pipe_err)?;
+    let mut child = {
+        // The Command owns our copies of the write end: dropped at the end of
+        // this block, so the read below ends when the test's processes exit.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().map_err(pipe_err)?)
+            .stderr(writer);
+        cmd.spawn()
+            .map_err(|e| Error::new(Kind::Io, format!("cannot run sh -c {command:?}: {e}")))?
+    };
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(pipe_err)? == 0 {
+            break;
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        let text = String::from_utf8_lossy(&line[..line.len().min(TAIL_WIDTH)]);
+        tail.push_back(text.trim_end().to_string());
+    }
+    let status = child.wait().at(dir)?;
+    Ok(TestRun {
+        command: command.to_string(),
+        exit_code: status.code(),
+        tail: tail.into(),
+    })
+}
+
+/// What a merge would do, predicted without writing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "merge", rename_all = "snake_case")]
+pub enum Predicted {
+    FastForward,
+    MergeCommit,
+    UpToDate,
+    Conflict { files: Vec<String> },
+}
+
+/// A landing as [`integrate`] would do it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The main clone's branch (origin's default branch).
+    pub branch: String,
+    /// Origin's branch the prediction is made against.
+    pub base: String,
+    /// Origin's branch now, when it has moved past `base` since the main
+    /// clone's last fetch (the landing fetches first, so it may differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_now: Option<String>,
+    pub tip: String,
+    #[serde(flatten)]
+    pub merge: Predicted,
+    /// The test command that would run, if any.
+    pub tests: Option<String>,
+}
+
+/// Predict [`integrate`] without changing anything on disk: the main clone is
+/// checked, origin is asked (`ls-remote`), and the merge is tried in memory.
+pub fn preview(rig: &Rig, source: &Source, run_tests: bool) -> Result<Plan> {
+    let target = Target::check(rig)?;
+    let clone = target.clone.as_path();
+    let tip = git::resolve(&source.repo, &format!("refs/heads/{}", source.branch))?
+        .ok_or_else(|| no_branch(source))?;
+    let mut base = target.base()?;
+    let objects = git::Objects::open(&[clone, source.repo.as_path()])?;
+    let mut origin_now = None;
+    if let Some(now) = git::remote_branch(clone, REMOTE, &target.branch)?.filter(|n| *n != base) {
+        if objects.contains(now) {
+            base = now;
+        } else {
+            origin_now = Some(now.to_string());
+        }
+    }
+    let merge = if objects.is_ancestor(tip, base)? {
+        Predicted::UpToDate
+    } else if objects.is_ancestor(base, tip)? {
+        Predicted::FastForward
+    } else {
+        match objects.conflicts(base, tip)? {
+            files if files.is_empty() => Predicted::MergeCommit,
+            files => Predicted::Conflict { files },
+        }
+    };
+    Ok(Plan {
+        branch: target.branch,
+        base: base.to_string(),
+        origin_now,
+        tip: tip.to_string(),
+        merge,
+        tests: if run_tests {
+            rig.config()?.test_command
+        } else {
+            None
+        },
+    })
+}
+
+fn no_branch(source: &Source) -> Error {
+    Error::not_found(format!(
+        "{}: no branch {} to land",
+        source.repo.display(),
+        source.branch
+    ))
+}
+
+/// Options of `gt land --direct`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Skip the safety checks (session terminated, clone clean).
+    pub force: bool,
+    pub skip_tests: bool,
+    /// Predict and report; change nothing.
+    pub dry_run: bool,
+}
+
+/// A safety check on the polecat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// `session` or `clean`.
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What `gt land --direct` did or, with `--dry-run`, would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub address: String,
+    pub generation: u64,
+    pub issue: Option<String>,
+    pub branch: String,
+    pub clone: PathBuf,
+    pub main_clone: PathBuf,
+    pub dry_run: bool,
+    pub forced: bool,
+    pub checks: Vec<Check>,
+    /// Why the landing was (or would be) refused before touching anything.
+    pub refused: Option<String>,
+    /// With `--dry-run`: the prediction.
+    pub plan: Option<Plan>,
+    /// Without `--dry-run`: what the integration did.
+    pub outcome: Option<Outcome>,
+    /// Follow-ups done after landing, e.g. "closed issue r-12".
+    pub done: Vec<String>,
+    /// Follow-ups skipped or failed after landing; the landing itself stands.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Why the work did not (or would not) land, in one line; `None` if it did.
+    pub fn refusal(&self) -> Option<String> {
+        if let Some(r) = &self.refused {
+            return Some(r.clone());
+        }
+        if let Some(o) = &self.outcome {
+            return o.refusal(&format!("{} ({})", self.address, self.branch));
+        }
+        match self.plan.as_ref().map(|p| &p.merge) {
+            Some(Predicted::UpToDate) => Some(format!(
+                "nothing to land: {} ({}) is already on origin's main",
+                self.address, self.branch
+            )),
+            Some(Predicted::Conflict { files }) => Some(format!(
+                "cannot land {} ({}): merge conflict with origin's main in {}",
+                self.address,
+                self.branch,
+                files.join(", ")
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The polecat named by `spec` (`<rig>/<polecat>`): its rig and home.
+fn polecat(town: &Town, spec: &str) -> Result<(Rig, Home)> {
+    let addr: Address = spec.parse()?;
+    let Address::Polecat { rig, .. } = &addr else {
+        return Err(Error::invalid(format!(
+            "{spec} is the {}, not a polecat: gt land --direct takes <rig>/<polecat>",
+            addr.role()
+        )));
+    };
+    let rig = town.rig(rig)?;
+    let home = town.home(&addr)?;
+    Ok((rig, home))
+}
+
+/// `gt land --direct <rig>/<polecat>`: land the polecat's branch on the rig's
+/// main through the Refinery's clone, bypassing the merge queue.
+pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
+    let (rig, home) = polecat(town, spec)?;
+    let state = home.state()?;
+    let Address::Polecat { name, .. } = &home.address else {
+        unreachable!("polecat() returns polecat homes");
+    };
+    let branch = state
+        .extra
+        .get("branch")
+        .and_then(|b| b.as_str())
+        .map_or_else(|| crate::polecat::branch(name), str::to_string);
+    let source = Source {
+        repo: home.clone_dir(),
+        branch,
+    };
+    if !source.repo.join(".git").exists() {
+        return Err(Error::not_found(format!(
+            "{}: polecat {} has no clone",
+            source.repo.display(),
+            home.address
+        )));
+    }
+    if git::resolve(&source.repo, &format!("refs/heads/{}", source.branch))?.is_none() {
+        return Err(no_branch(&source));
+    }
+
+    let alive = crate::session::state_alive(&state);
+    let dirty = git::dirty_files(&source.repo)?;
+    let checks = vec![
+        Check {
+            name: "session",
+            ok: !alive,
+            detail: match (&state.session, alive) {
+                (Some(id), true) => format!("session {id} is running"),
+                (Some(id), false) => format!("session {id} has ended"),
+                (None, _) => "no session".into(),
+            },
+        },
+        Check {
+            name: "clean",
+            ok: dirty.is_empty(),
+            detail: if dirty.is_empty() {
+                "clone is clean".into()
+            } else {
+                format!("uncommitted changes in {}", list(&dirty))
+            },
+        },
+    ];
+    let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    let refused = (!opts.force && !failed.is_empty()).then(|| {
+        format!(
+            "refusing to land {}: {} (--force skips these checks)",
+            home.address,
+            failed
+                .iter()
+                .map(|c| format!("{} in {}", c.detail, c.name_where(&home)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    });
+    let mut report = Report {
+        address: home.address.to_string(),
+        generation: state.generation,
+        issue: state.issue.clone(),
+        branch: source.branch.clone(),
+        clone: source.repo.clone(),
+        main_clone: rig.main_clone(),
+        dry_run: opts.dry_run,
+        forced: opts.force,
+        checks,
+        refused,
+        plan: None,
+        outcome: None,
+        done: Vec::new(),
+        notes: Vec::new(),
+    };
+    if opts.dry_run {
+        report.plan = Some(preview(&rig, &source, !opts.skip_tests)?);
+        return Ok(report);
+    }
+    if report.refused.is_some() {
+        return Ok(report);
+    }
+    let message = format!(
+        "Land {} from {}{}\n\nLanded directly by gt land --direct (generation {}).",
+        source.branch,
+        home.address,
+        state
+            .issue
+            .as_deref()
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default(),
+        state.generation
+    );
+    let outcome = integrate(&rig, &source, &message, !opts.skip_tests)?;
+    follow_up(town, &rig, &home, &source, &outcome, &mut report);
+    report.outcome = Some(outcome);
+    Ok(report)
+}
+
+impl Check {
+    /// Where the check looked, for messages.
+    fn name_where(&self, home: &Home) -> String {
+        match self.name {
+            "session" => home.state_path().display().to_string(),
+            _ => home.clone_dir().display().to_string(),
+        }
+    }
+}
+
+/// After a push: close the issue, delete the branch, mail the witness and the
+/// mayor. Failures become notes: the work has landed whatever happens here.
+fn follow_up(
+    town: &Town,
+    rig: &Rig,
+    home: &Home,
+    source: &Source,
+    landed: &Outcome,
+    report: &mut Report,
+) {
+    let Outcome::Landed {
+        tip,
+        head,
+        merge,
+        branch,
+        ..
+    } = landed
+    else {
+        return;
+    };
+    if let Some(issue) = &report.issue {
+        report.notes.push(format!(
+            "issue {issue} left open: the beads tracker is not wired in yet (close it by hand: landed {})",
+            short(head)
+        ));
+    }
+    let busy = report.checks.iter().any(|c| !c.ok);
+    match delete_branch(rig, source, tip, head, busy) {
+        Ok(done) => report.done.extend(done),
+        Err(e) => report
+            .notes
+            .push(format!("branch {} kept: {e}", source.branch)),
+    }
+    let from = town.whoami().ok().flatten().unwrap_or(Address::Overseer);
+    let subject = format!("landed {} ({}) on {branch}", home.address, short(head));
+    let body = format!(
+        "{} of {} landed directly on {branch} as {} ({}) by gt land --direct{}.",
+        source.branch,
+        home.address,
+        short(head),
+        match merge {
+            MergeKind::FastForward => "fast-forward",
+            MergeKind::MergeCommit => "merge commit",
+        },
+        report
+            .issue
+            .as_deref()
+            .map(|i| format!("; issue {i}"))
+            .unwrap_or_default()
+    );
+    for to in [
+        Address::Witness {
+            rig: rig.name.clone(),
+        },
+        Address::Mayor,
+    ] {
+        let message = serde_json::json!({
+            "id": crate::clock::new_id("msg"),
+            "from": from.to_string(),
+            "to": to.to_string(),
+            "subject": subject,
+            "body": body,
+            "timestamp": crate::clock::now_string(),
+            "priority": "normal",
+            "type": "landed",
+            "generation": report.generation,
+            "polecat": home.address.to_string(),
+            "issue": report.issue,
+            "branch": source.branch,
+            "tip": tip,
+            "sha": head,
+        });
+        let sent = town
+            .home(&to)
+            .and_then(|h| fsio::append_json(&h.inbox(), &message, fsio::Durability::from_env()));
+        match sent {
+            Ok(_) => report.done.push(format!("mailed {to}")),
+            Err(e) => report.notes.push(format!("could not mail {to}: {e}")),
+        }
+    }
+}
+
+/// Delete the landed branch where it is no longer needed: in the polecat's
+/// clone (HEAD is detached at the same commit, so no file changes) unless the
+/// polecat may still be working (`busy`) or the branch moved since it was
+/// fetched; and on origin if it was pushed there and is now fully landed.
+fn delete_branch(
+    rig: &Rig,
+    source: &Source,
+    tip: &str,
+    head: &str,
+    busy: bool,
+) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    if busy {
+        return Err(Error::conflict(format!(
+            "{} was landed with --force while its polecat may still be working",
+            source.repo.display()
+        )));
+    }
+    let refname = format!("refs/heads/{}", source.branch);
+    let now = git::resolve(&source.repo, &refname)?.map(|o| o.to_string());
+    if now.as_deref() != Some(tip) {
+        return Err(Error::conflict(format!(
+            "it moved in {} since it was fetched",
+            source.repo.display()
+        )));
+    }
+    git::delete_branch(&source.repo, &source.branch)?;
+    done.push(format!(
+        "deleted branch {} in {}",
+        source.branch,
+        source.repo.display()
+    ));
+    let clone = rig.main_clone();
+    let tracking = format!("refs/remotes/{REMOTE}/{}", source.branch);
+    if let Some(pushed) = git::resolve(&clone, &tracking)? {
+        let head = Oid::from_str(head).map_err(|e| Error::invalid(e.message().to_string()))?;
+        if git::is_ancestor(&clone, pushed, head)? {
+            git::push(&clone, REMOTE, &format!(":refs/heads/{}", source.branch))?;
+            done.push(format!("deleted branch {} on {REMOTE}", source.branch));
+        }
+    }
+    Ok(done)
+}
