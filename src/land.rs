@@ -437,9 +437,11 @@ pub fn preview(rig: &Rig, source: &Source, run_tests: bool) -> Result<Plan> {
             origin_now = Some(now.to_string());
         }
     }
+    // A tip cannot contain a commit neither clone has seen: when origin moved
+    // out of sight, only a merge commit is possible.
     let merge = if objects.is_ancestor(tip, base)? {
         Predicted::UpToDate
-    } else if objects.is_ancestor(base, tip)? {
+    } else if origin_now.is_none() && objects.is_ancestor(base, tip)? {
         Predicted::FastForward
     } else {
         match objects.conflicts(base, tip)? {

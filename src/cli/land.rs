@@ -101,7 +101,7 @@ fn print_human(r: &Report) {
             lines.push((
                 "origin",
                 format!(
-                    "moved to {} since the last fetch; the landing will fetch it first",
+                    "moved to {} since the refinery clone's last fetch: predicted against {base}",
                     short(now)
                 ),
             ));

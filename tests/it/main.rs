@@ -5,6 +5,7 @@ mod beads;
 mod common;
 mod doctor;
 mod fsio;
+mod land;
 mod man;
 mod polecat;
 mod schema;
