@@ -35,11 +35,20 @@ const TAIL_LINES: usize = 20;
 /// Longest test output line kept, in bytes.
 const TAIL_WIDTH: usize = 400;
 
-/// A branch to land: a local repository (a polecat's clone) and a branch in it.
+/// A branch to land and where to fetch it from.
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub repo: PathBuf,
+    /// A local repository (a polecat's clone: no push needed) or a remote of
+    /// the main clone (`origin`, for a branch pushed there).
+    pub from: String,
     pub branch: String,
+}
+
+impl Source {
+    /// The local repository holding the branch, if `from` is one.
+    fn local_repo(&self) -> Option<&Path> {
+        Some(Path::new(&self.from)).filter(|p| p.is_absolute() && p.is_dir())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -281,13 +290,9 @@ pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> 
     if target.head != base {
         git::restore(clone, base)?; // a fast-forward: the tree is clean
     }
-    let repo = source
-        .repo
-        .to_str()
-        .ok_or_else(|| Error::invalid(format!("{}: path is not UTF-8", source.repo.display())))?;
     git::fetch(
         clone,
-        repo,
+        &source.from,
         &[&format!("+refs/heads/{}:{LANDING_REF}", source.branch)],
     )?;
     let tip = git::resolve(clone, LANDING_REF)?
@@ -425,10 +430,21 @@ pub struct Plan {
 pub fn preview(rig: &Rig, source: &Source, run_tests: bool) -> Result<Plan> {
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();
-    let tip = git::resolve(&source.repo, &format!("refs/heads/{}", source.branch))?
-        .ok_or_else(|| no_branch(source))?;
+    let (tip, objects) = match source.local_repo() {
+        Some(repo) => (
+            git::resolve(repo, &format!("refs/heads/{}", source.branch))?,
+            git::Objects::open(&[clone, repo])?,
+        ),
+        None => (
+            git::resolve(
+                clone,
+                &format!("refs/remotes/{}/{}", source.from, source.branch),
+            )?,
+            git::Objects::open(&[clone])?,
+        ),
+    };
+    let tip = tip.ok_or_else(|| no_branch(source))?;
     let mut base = target.base()?;
-    let objects = git::Objects::open(&[clone, source.repo.as_path()])?;
     let mut origin_now = None;
     if let Some(now) = git::remote_branch(clone, REMOTE, &target.branch)?.filter(|n| *n != base) {
         if objects.contains(now) {
@@ -466,8 +482,7 @@ pub fn preview(rig: &Rig, source: &Source, run_tests: bool) -> Result<Plan> {
 fn no_branch(source: &Source) -> Error {
     Error::not_found(format!(
         "{}: no branch {} to land",
-        source.repo.display(),
-        source.branch
+        source.from, source.branch
     ))
 }
 
@@ -566,23 +581,24 @@ pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
         .get("branch")
         .and_then(|b| b.as_str())
         .map_or_else(|| crate::polecat::branch(name), str::to_string);
-    let source = Source {
-        repo: home.clone_dir(),
-        branch,
-    };
-    if !source.repo.join(".git").exists() {
+    let repo = home.clone_dir();
+    if !repo.join(".git").exists() {
         return Err(Error::not_found(format!(
             "{}: polecat {} has no clone",
-            source.repo.display(),
+            repo.display(),
             home.address
         )));
     }
-    if git::resolve(&source.repo, &format!("refs/heads/{}", source.branch))?.is_none() {
+    let source = Source {
+        from: repo.to_string_lossy().into_owned(),
+        branch,
+    };
+    if git::resolve(&repo, &format!("refs/heads/{}", source.branch))?.is_none() {
         return Err(no_branch(&source));
     }
 
     let alive = crate::session::state_alive(&state);
-    let dirty = git::dirty_files(&source.repo)?;
+    let dirty = git::dirty_files(&repo)?;
     let checks = vec![
         Check {
             name: "session",
@@ -620,7 +636,7 @@ pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
         generation: state.generation,
         issue: state.issue.clone(),
         branch: source.branch.clone(),
-        clone: source.repo.clone(),
+        clone: repo.clone(),
         main_clone: rig.main_clone(),
         dry_run: opts.dry_run,
         forced: opts.force,
@@ -686,10 +702,11 @@ fn follow_up(
         return;
     };
     if let Some(issue) = &report.issue {
-        report.notes.push(format!(
-            "issue {issue} left open: the beads tracker is not wired in yet (close it by hand: landed {})",
-            short(head)
-        ));
+        let reason = format!("landed {head} by gt land --direct");
+        match crate::beads::open(rig).and_then(|t| t.close(issue, Some(&reason))) {
+            Ok(_) => report.done.push(format!("closed issue {issue}")),
+            Err(e) => report.notes.push(format!("issue {issue} left open: {e}")),
+        }
     }
     let busy = report.checks.iter().any(|c| !c.ok);
     match delete_branch(rig, source, tip, head, busy) {
@@ -759,25 +776,28 @@ fn delete_branch(
     busy: bool,
 ) -> Result<Vec<String>> {
     let mut done = Vec::new();
+    let repo = source
+        .local_repo()
+        .ok_or_else(|| Error::invalid(format!("{} is not a local clone", source.from)))?;
     if busy {
         return Err(Error::conflict(format!(
             "{} was landed with --force while its polecat may still be working",
-            source.repo.display()
+            repo.display()
         )));
     }
     let refname = format!("refs/heads/{}", source.branch);
-    let now = git::resolve(&source.repo, &refname)?.map(|o| o.to_string());
+    let now = git::resolve(repo, &refname)?.map(|o| o.to_string());
     if now.as_deref() != Some(tip) {
         return Err(Error::conflict(format!(
             "it moved in {} since it was fetched",
-            source.repo.display()
+            repo.display()
         )));
     }
-    git::delete_branch(&source.repo, &source.branch)?;
+    git::delete_branch(repo, &source.branch)?;
     done.push(format!(
         "deleted branch {} in {}",
         source.branch,
-        source.repo.display()
+        repo.display()
     ));
     let clone = rig.main_clone();
     let tracking = format!("refs/remotes/{REMOTE}/{}", source.branch);

@@ -125,20 +125,22 @@ fn fast_forward_lands_tests_pushes_and_cleans_up() {
     let r = Rig::new();
     let clone = r.clone_of("Toast");
     let sha = commit(&clone, "a.txt", "work\n", "add a");
+    let issue = r.issue("add a");
     // The test runs in the merged tree, in the refinery clone.
     r.set_test_command("test -f a.txt && echo tested");
-    let out = r.env.ok("gt", &["land", "--direct", "r/Toast"]);
+    let out = r.ok(&["land", "--direct", "r/Toast"]);
     let short = &sha[..7];
     let base = rev(&r.refinery(), "HEAD~1");
     assert_eq!(
         out,
         format!(
-            "landed r/Toast (generation 0)\n  \
+            "landed r/Toast (generation 0, issue {issue})\n  \
              session  ok: no session\n  \
              clean    ok: clone is clean\n  \
              merged   fast-forward {}..{short} on main\n  \
              tests    passed: test -f a.txt && echo tested\n  \
              pushed   origin main\n  \
+             done     closed issue {issue}\n  \
              done     deleted branch polecat/Toast in {}\n  \
              done     mailed r/witness\n  \
              done     mailed mayor\n",
@@ -167,8 +169,16 @@ fn fast_forward_lands_tests_pushes_and_cleans_up() {
         assert_eq!(m["polecat"], "r/Toast");
         assert_eq!(m["sha"], sha.as_str());
         assert_eq!(m["generation"], 0);
+        assert_eq!(m["issue"], issue.as_str());
         assert_eq!(m["subject"], format!("landed r/Toast ({short}) on main"));
     }
+    let shown: serde_json::Value =
+        serde_json::from_str(&r.ok(&["issue", "show", &issue, "--json"])).unwrap();
+    assert_eq!(shown["status"], "closed");
+    assert_eq!(
+        shown["close_reason"],
+        format!("landed {sha} by gt land --direct")
+    );
     // Landing again: the branch is gone.
     let (code, err) = r.env.fails("gt-land", &["--direct", "r/Toast"]);
     assert_eq!(
@@ -283,6 +293,32 @@ fn dirty_clone_is_refused_unless_forced() {
 }
 
 impl Rig {
+    /// `gt args...` with the native tracker (a `bd` on PATH must not leak in).
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self
+            .env
+            .cmd("gt")
+            .env("GT_BEADS_CLI", "native")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gt {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Create an issue and make it Toast's; returns its id.
+    fn issue(&self, title: &str) -> String {
+        let created: serde_json::Value =
+            serde_json::from_str(&self.ok(&["issue", "create", "--rig", "r", title, "--json"]))
+                .unwrap();
+        let id = created["id"].as_str().unwrap().to_string();
+        let state = self.rig.join("polecats/Toast/state.json");
+        let mut s = read_json(&state);
+        s["issue"] = id.as_str().into();
+        std::fs::write(&state, serde_json::to_string(&s).unwrap()).unwrap();
+        id
+    }
+
     /// Run gt-land, require exit 0, return stderr.
     fn run_ok_stderr(&self, args: &[&str]) -> String {
         let out = self.env.run("gt-land", args);
