@@ -113,10 +113,7 @@ impl Outcome {
     pub fn refusal(&self, what: &str) -> Option<String> {
         match self {
             Outcome::Landed { .. } => None,
-            Outcome::UpToDate { tip, .. } => Some(format!(
-                "nothing to land: {what} ({}) is already on origin's main",
-                short(tip)
-            )),
+            Outcome::UpToDate { tip, .. } => Some(nothing_to_land(what, tip)),
             Outcome::Conflict { files, .. } => Some(format!(
                 "cannot land {what}: merge conflict with origin's main in {}; nothing changed (rebase it on origin's main and retry)",
                 files.join(", ")
@@ -128,6 +125,13 @@ impl Outcome {
             )),
         }
     }
+}
+
+fn nothing_to_land(what: &str, tip: &str) -> String {
+    format!(
+        "nothing to land: {what} at {} is already on origin's main",
+        short(tip)
+    )
 }
 
 /// The first 7 hex digits of a sha, for people.
@@ -538,15 +542,12 @@ impl Report {
         if let Some(o) = &self.outcome {
             return o.refusal(&format!("{} ({})", self.address, self.branch));
         }
-        match self.plan.as_ref().map(|p| &p.merge) {
-            Some(Predicted::UpToDate) => Some(format!(
-                "nothing to land: {} ({}) is already on origin's main",
-                self.address, self.branch
-            )),
-            Some(Predicted::Conflict { files }) => Some(format!(
-                "cannot land {} ({}): merge conflict with origin's main in {}",
-                self.address,
-                self.branch,
+        let what = format!("{} ({})", self.address, self.branch);
+        let plan = self.plan.as_ref()?;
+        match &plan.merge {
+            Predicted::UpToDate => Some(nothing_to_land(&what, &plan.tip)),
+            Predicted::Conflict { files } => Some(format!(
+                "cannot land {what}: merge conflict with origin's main in {}",
                 files.join(", ")
             )),
             _ => None,

@@ -444,6 +444,58 @@ fn bad_addresses_get_one_line_errors() {
     ] {
         assert_eq!(r.env.fails("gt-land", &["--direct", arg]), (2, want), "{arg}");
     }
+    // A polecat with no new commits has nothing to land.
+    let nux = r.polecat("Nux");
+    let want = format!(
+        "gt-land: nothing to land: r/Nux (polecat/Nux) at {} is already on origin's main\n",
+        &rev(&nux, "HEAD")[..7]
+    );
+    for dry in [true, false] {
+        let args = ["--direct", "r/Nux", "--dry-run"];
+        let args = if dry { &args[..] } else { &args[..2] };
+        assert_eq!(r.env.fails("gt-land", args), (1, want.clone()));
+    }
+}
+
+#[test]
+fn a_running_session_is_refused_until_killed() {
+    let r = Rig::new();
+    let issue = r.issue("work");
+    let out = r
+        .env
+        .cmd("gt")
+        .env("GT_BEADS_CLI", "native")
+        .env("GT_SESSION_BACKEND", "process")
+        .args([
+            "spawn",
+            "--issue",
+            &issue,
+            "--name",
+            "Toast",
+            "--agent",
+            "exec sleep 600",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sha = commit(&r.clone_of("Toast"), "a.txt", "work\n", "add a");
+    let state = r.rig.join("polecats/Toast/state.json");
+    let session = read_json(&state)["session"].as_str().unwrap().to_string();
+    let (code, err) = r.env.fails("gt-land", &["--direct", "r/Toast"]);
+    assert_eq!(
+        (code, err),
+        (
+            1,
+            format!(
+                "gt-land: refusing to land r/Toast: session {session} is running in {} (--force skips these checks)\n",
+                state.display()
+            )
+        )
+    );
+    assert_ne!(rev(&r.origin, "main"), sha);
+    r.env.ok("gt", &["kill", "r/Toast"]);
+    r.ok(&["land", "--direct", "r/Toast"]);
+    assert_eq!(rev(&r.origin, "main"), sha);
 }
 
 #[test]
