@@ -1,18 +1,21 @@
 //! The CLI backend: `bd` (beads) or `br` (beads_rust) own the store; gastown
 //! calls them with `--json` and `BEADS_DIR=<rig>/.beads`, from the rig's
 //! directory, and never writes their files. `waves` reads the whole tracker
-//! with `<cli> export` (JSONL on stdout).
+//! with `<cli> export -o <temp file>`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::{
     Issue, ListFilter, Location, NewIssue, ReadyFilter, Tracker, Update, check_claim,
     check_release, check_word,
 };
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsio::{self, BadLine};
 
 pub struct BeadsCli {
@@ -74,26 +77,32 @@ impl BeadsCli {
     fn json<T: DeserializeOwned>(&self, mut args: Vec<String>) -> Result<T> {
         args.push("--json".into());
         let out = self.run(&args)?;
-        serde_json::from_slice(&out).map_err(|e| {
-            Error::invalid(format!(
-                "{} {} --json: unexpected output ({e})",
-                self.name(),
-                args.first().map_or("", String::as_str)
-            ))
-        })
+        serde_json::from_slice(&out).map_err(|e| self.unexpected(&args, e))
+    }
+
+    fn unexpected(&self, args: &[String], e: serde_json::Error) -> Error {
+        Error::invalid(format!(
+            "{} {}: unexpected output ({e})",
+            self.name(),
+            args.join(" ")
+        ))
+    }
+
+    /// A list of issues.
+    fn many(&self, args: Vec<String>) -> Result<Vec<Issue>> {
+        let v: Vec<Value> = self.json(args.clone())?;
+        v.into_iter()
+            .map(|i| serde_json::from_value(edges(i)).map_err(|e| self.unexpected(&args, e)))
+            .collect()
     }
 
     /// One issue: `bd` prints an object or a one-element array.
     fn one(&self, args: Vec<String>) -> Result<Issue> {
-        let what = args.join(" ");
-        let v: serde_json::Value = self.json(args)?;
-        let v = match v {
-            serde_json::Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+        let v = match self.json(args.clone())? {
+            Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
             v => v,
         };
-        serde_json::from_value(v).map_err(|e| {
-            Error::invalid(format!("{} {what} --json: not an issue ({e})", self.name()))
-        })
+        serde_json::from_value(edges(v)).map_err(|e| self.unexpected(&args, e))
     }
 
     /// `<cli> init --prefix <prefix>` for a new rig.
@@ -102,6 +111,29 @@ impl BeadsCli {
             .map(|_| ())
     }
 }
+
+/// `bd show --json` lists an issue's dependencies as the issues it depends on,
+/// each with a `dependency_type`; turn those into beads' edge records
+/// `{issue_id, depends_on_id, type}`.
+fn edges(mut issue: Value) -> Value {
+    let id = issue.get("id").cloned().unwrap_or(Value::Null);
+    if let Some(Value::Array(deps)) = issue.get_mut("dependencies") {
+        for d in deps.iter_mut() {
+            if d.get("depends_on_id").is_none()
+                && let Some(on) = d.get("id").cloned()
+            {
+                let kind = d
+                    .get("dependency_type")
+                    .cloned()
+                    .unwrap_or_else(|| "blocks".into());
+                *d = serde_json::json!({"issue_id": id, "depends_on_id": on, "type": kind});
+            }
+        }
+    }
+    issue
+}
+
+static EXPORT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
@@ -129,7 +161,7 @@ impl Tracker for BeadsCli {
         opt(&mut args, "--assignee", filter.assignee.as_ref());
         opt(&mut args, "--type", filter.issue_type.as_ref());
         opt(&mut args, "--parent", filter.parent.as_ref());
-        let issues: Vec<Issue> = self.json(args)?;
+        let issues = self.many(args)?;
         Ok(issues.into_iter().filter(|i| filter.matches(i)).collect())
     }
 
@@ -142,12 +174,22 @@ impl Tracker for BeadsCli {
         opt(&mut args, "--parent", filter.parent.as_ref());
         // bd's default limit is 10; 0 asks for all.
         opt(&mut args, "--limit", Some(filter.limit.unwrap_or(0)));
-        self.json(args)
+        self.many(args)
     }
 
+    /// `export -o <temp file>`: bd treats an export to stdout as a flush of its
+    /// own JSONL and marks its changes clean, so never export to stdout.
     fn all(&self) -> Result<Vec<Issue>> {
-        let out = self.run(&strings(&["export"]))?;
-        fsio::split_lines(&out)
+        let tmp = std::env::temp_dir().join(format!(
+            "gt-beads-export.{}.{}.jsonl",
+            std::process::id(),
+            EXPORT_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let tmp_arg = tmp.display().to_string();
+        let ran = self.run(&strings(&["export", "-o", &tmp_arg]));
+        let out = ran.and_then(|_| std::fs::read(&tmp).at(&tmp));
+        let _ = std::fs::remove_file(&tmp);
+        fsio::split_lines(&out?)
             .iter()
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
             .enumerate()
@@ -198,7 +240,7 @@ impl Tracker for BeadsCli {
 
     fn add_dep(&self, id: &str, on: &str, kind: &str) -> Result<Issue> {
         check_word("dependency type", kind)?;
-        let _: serde_json::Value = self.json(strings(&["dep", "add", id, on, "--type", kind]))?;
+        let _: Value = self.json(strings(&["dep", "add", id, on, "--type", kind]))?;
         self.show(id)
     }
 

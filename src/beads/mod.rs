@@ -48,7 +48,11 @@ pub struct Issue {
     pub issue_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub labels: Vec<String>,
     #[serde(default)]
     pub created_at: String,
@@ -58,12 +62,29 @@ pub struct Issue {
     pub closed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub dependencies: Vec<Dependency>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub comments: Vec<Comment>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// Go writes a nil slice as `null`; read it as empty.
+fn null_as_empty<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 fn default_status() -> String {
@@ -402,5 +423,29 @@ pub fn init(rig_dir: &Path, prefix: &str) -> Result<()> {
     match choose_cli(None) {
         Some(program) => cli::BeadsCli::new(program, loc, rig_dir.to_path_buf()).init(),
         None => crate::fsio::write_if_missing(&loc.issues_jsonl(), b"").map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_load_with_defaults_nulls_and_either_comment_id() {
+        let i: Issue = serde_json::from_str(
+            r#"{"id":"x-1","labels":null,"dependencies":null,"comments":[{"id":3},{"id":"c"}],"owner":"o"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (i.status.as_str(), i.priority, i.issue_type.as_str()),
+            ("open", 2, "task")
+        );
+        assert!(i.labels.is_empty() && i.dependencies.is_empty());
+        assert_eq!(i.comments[0].id, Some(CommentId::Int(3)));
+        assert_eq!(i.comments[1].id, Some(CommentId::Str("c".into())));
+        let out = serde_json::to_value(&i).unwrap();
+        assert_eq!(out["owner"], "o");
+        assert_eq!(out["comments"][0]["id"], 3);
+        assert!(out.get("labels").is_none());
     }
 }

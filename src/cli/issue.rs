@@ -41,7 +41,7 @@ struct Json {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// List issues (open ones unless --all or --status)
+    /// List issues (all but closed ones, unless --all or --status)
     List {
         /// Include closed issues
         #[arg(long)]

@@ -584,6 +584,14 @@ printf 'BEADS_DIR=%s cwd=%s |%s|\n' "$BEADS_DIR" "$(pwd)" "$*" >> "$FAKE_BD_LOG"
 issue='{"id":"fk-1","title":"From bd","status":"open","priority":1,"issue_type":"task"}'
 case "$1" in
   ready|list) echo "[$issue]" ;;
+  # bd show lists dependencies as the issues depended on (IssueDetails).
+  show) echo '[{"id":"fk-1","title":"From bd","status":"open","priority":1,"issue_type":"task","dependencies":[{"id":"fk-0","title":"Epic","status":"open","priority":1,"issue_type":"epic","dependency_type":"parent-child"}]}]' ;;
+  export)
+    [ "$2" = -o ] || exit 3
+    printf '%s\n' \
+      '{"id":"fk-0","title":"Epic","status":"open","priority":1,"issue_type":"epic","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}' \
+      '{"id":"fk-1","title":"From bd","status":"open","priority":1,"issue_type":"task","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","dependencies":[{"issue_id":"fk-1","depends_on_id":"fk-0","type":"parent-child"}]}' \
+      > "$3" ;;
   *) echo "$issue" ;;
 esac
 "#;
@@ -627,11 +635,21 @@ fn with_bd_on_path_the_cli_backend_is_called_and_the_native_store_untouched() {
     assert_eq!(created["id"], "fk-1");
     run("gt-issue", &["claim", "fk-1", "--assignee", "proj/nux"]);
     run("gt-issue", &["close", "fk-1", "--reason", "merged"]);
+    let shown: Value = serde_json::from_str(&run("gt-issue", &["show", "fk-1", "--json"])).unwrap();
+    assert_eq!(
+        shown["dependencies"],
+        serde_json::json!([{"issue_id": "fk-1", "depends_on_id": "fk-0", "type": "parent-child"}])
+    );
+    let waves: Value =
+        serde_json::from_str(&run("gt", &["waves", "proj", "fk-0", "--json"])).unwrap();
+    assert_eq!(waves["waves"], serde_json::json!([["fk-1"]]));
 
     let beads = rig.path.join(".beads");
     let d = format!("BEADS_DIR={} cwd={}", beads.display(), rig.path.display());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let (calls, export) = logged.rsplit_once(&format!("{d} |export -o ")).unwrap();
     assert_eq!(
-        std::fs::read_to_string(&log).unwrap(),
+        calls,
         format!(
             "{d} |ready --limit 0 --json|\n\
              {d} |ready --parent fk-0 --limit 2 --json|\n\
@@ -639,9 +657,14 @@ fn with_bd_on_path_the_cli_backend_is_called_and_the_native_store_untouched() {
              {d} |show fk-1 --json|\n\
              {d} |update fk-1 --status in_progress --assignee proj/nux --json|\n\
              {d} |show fk-1 --json|\n\
-             {d} |close fk-1 --reason merged --json|\n"
+             {d} |close fk-1 --reason merged --json|\n\
+             {d} |show fk-1 --json|\n"
         )
     );
+    // The export goes to a temp file (never stdout), which is removed after.
+    let tmp = export.strip_suffix("|\n").unwrap();
+    assert!(tmp.ends_with(".jsonl") && !tmp.contains(".beads"), "{tmp}");
+    assert!(!Path::new(tmp).exists());
     assert_eq!(
         std::fs::read(rig.jsonl()).unwrap(),
         before,
@@ -659,5 +682,5 @@ fn with_bd_on_path_the_cli_backend_is_called_and_the_native_store_untouched() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "[]\n");
-    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 7);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 9);
 }
