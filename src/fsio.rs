@@ -49,12 +49,12 @@ pub fn try_lock_file(path: &Path) -> Result<Option<Lock>> {
     }
 }
 
+/// Opened read-only, as `flock(1)` does: `flock(2)` needs no write access, and a
+/// lock file another user created (mode 0644) must not lock us out.
 fn open_lock(path: &Path) -> Result<File> {
     OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
+        .read(true)
+        .custom_flags(libc::O_CREAT | libc::O_CLOEXEC)
         .open(path)
         .at(path)
 }
