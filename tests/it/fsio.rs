@@ -437,35 +437,41 @@ fn kill_9_mid_append_keeps_acked_lines_once_and_never_glues_a_torn_tail() {
     let mut acked = Vec::new();
     // (line number, fragment) of every torn tail seen between rounds.
     let mut torn = Vec::new();
+    // One reader that goes on from where it stopped, as a mail reader does.
+    let (mut records, mut bad, mut cursor) = (Vec::new(), Vec::new(), Cursor::default());
     for round in 0..5 {
         let workers: Vec<_> = (0..3)
             .map(|w| {
                 let mut c = worker_cmd("append", &inbox, &mut rng);
                 c.env("GT_FSIO_TAG", format!("r{round}w{w}"))
-                    .env("GT_FSIO_COUNT", "200")
+                    .env("GT_FSIO_COUNT", "40")
                     .env("GT_FSIO_MIN", "5000")
                     .env("GT_FSIO_MAX", "10000")
                     .env("GT_FSIO_BATCH", "8");
-                let delay = Duration::from_micros(rng.range(0, 2000) as u64);
+                let delay = Duration::from_micros(rng.range(0, 1500) as u64);
                 thread::spawn(move || run_and_kill(c, delay))
             })
             .collect();
         for w in workers {
             acked.extend(w.join().unwrap());
         }
-        // Every writer is dead: a torn tail is in flight, the cursor stops before it.
+        // Every writer is dead: a torn tail is in flight, the cursor stops before
+        // it; the previous round's torn tail, closed now, came out as a bad line.
         let bytes = fs::read(&inbox).unwrap();
         let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let lines_before = bytes[..start].iter().filter(|&&b| b == b'\n').count() as u64;
-        let read = read_all::<Line>(&inbox);
+        let read = read_from::<Line>(&inbox, cursor);
         assert_eq!(read.in_flight, start < bytes.len());
+        cursor = read.cursor;
         assert_eq!(
-            read.cursor,
+            cursor,
             Cursor {
                 offset: start as u64,
                 line: lines_before + 1
             }
         );
+        records.extend(read.records);
+        bad.extend(read.bad);
         if start < bytes.len() {
             torn.push((lines_before + 1, bytes[start..].to_vec()));
         }
@@ -473,33 +479,37 @@ fn kill_9_mid_append_keeps_acked_lines_once_and_never_glues_a_torn_tail() {
     // The next locked append closes a torn tail before writing.
     fsio::append_lines(&inbox, &[line("last", 10)], Durability::Buffered).unwrap();
     acked.push("last".to_string());
+    let read = read_from::<Line>(&inbox, cursor);
+    assert!(!read.in_flight);
+    records.extend(read.records);
+    bad.extend(read.bad);
 
     let bytes = fs::read(&inbox).unwrap();
     assert!(bytes.ends_with(b"\n"));
     let raw: Vec<&[u8]> = bytes[..bytes.len() - 1].split(|&b| b == b'\n').collect();
-    // No line holds more than one record's start: nothing glued.
+    assert_eq!(read.cursor.line, raw.len() as u64 + 1);
+    // No line holds more than one record's start: nothing glued. Then a line is
+    // whole iff it ends like a record (pads are x's, ids have no braces).
+    let mut whole = 0;
+    let mut torn_lines = Vec::new();
     for (i, l) in raw.iter().enumerate() {
         let opens = l.iter().filter(|&&b| b == b'{').count();
         assert!(
-            l.is_empty() || (l[0] == b'{' && opens == 1),
+            l[0] == b'{' && opens == 1,
             "line {} is glued: {:?}",
             i + 1,
             String::from_utf8_lossy(&l[..l.len().min(80)])
         );
+        if l.ends_with(b"\"}") {
+            whole += 1;
+        } else {
+            torn_lines.push(i as u64 + 1);
+        }
     }
-    let read = read_all::<Line>(&inbox);
-    assert!(!read.in_flight);
-    assert_eq!(read.cursor.line, raw.len() as u64 + 1);
-    // Exactly the lines that do not parse are reported, with their numbers.
-    let unparsable: Vec<u64> = (1..=raw.len() as u64)
-        .filter(|&n| {
-            let l = raw[n as usize - 1];
-            !l.is_empty() && serde_json::from_slice::<Line>(l).is_err()
-        })
-        .collect();
-    let bad: Vec<u64> = read.bad.iter().map(|b| b.line).collect();
-    assert_eq!(bad, unparsable);
-    for b in &read.bad {
+    // Exactly the torn lines are reported, with their numbers.
+    assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), torn_lines);
+    assert_eq!(records.len(), whole);
+    for b in &bad {
         assert_eq!(b.path, inbox);
         assert!(b.reason.starts_with("not JSON ("), "{b}");
     }
@@ -507,14 +517,14 @@ fn kill_9_mid_append_keeps_acked_lines_once_and_never_glues_a_torn_tail() {
     for (n, fragment) in &torn {
         assert_eq!(raw[*n as usize - 1], &fragment[..], "line {n}");
     }
-    for (n, l) in &read.records {
+    for (n, l) in &records {
         assert!(l.pad.bytes().all(|b| b == b'x'), "line {n} corrupt");
     }
-    assert_each_once(read.records.into_iter().map(|(_, l)| l.id), &acked);
+    assert_each_once(records.into_iter().map(|(_, l)| l.id), &acked);
     eprintln!(
         "fsio kill -9: {} acked lines, {} torn lines, {} seen in flight",
         acked.len(),
-        read.bad.len(),
+        bad.len(),
         torn.len()
     );
 }
@@ -701,6 +711,61 @@ fn rotation_and_editor_saves_mid_append_lose_no_acked_line() {
     eprintln!(
         "fsio rotation: {rotations} rotations/edits, {moved} non-empty renames, {files} files"
     );
+}
+
+#[test]
+fn append_and_update_work_with_a_lock_file_they_may_not_write() {
+    // flock(2) needs no write access, and flock(1) opens read-only: a lock file
+    // left by another user (a person's `flock inbox.lock vim ...`, umask 022)
+    // must not lock agents out of a mailbox they may write.
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tmpdir();
+    let dir = tmp.path();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let inbox = dir.join("inbox.jsonl");
+    fs::write(&inbox, b"").unwrap();
+    fs::set_permissions(&inbox, fs::Permissions::from_mode(0o666)).unwrap();
+    let lock = fsio::lock_path(&inbox);
+    fs::write(&lock, b"").unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o444)).unwrap();
+    let mut rng = Rng::seeded();
+    let mut c = worker_cmd("append-once", &inbox, &mut rng);
+    c.env("GT_FSIO_TAG", "other-user").env("GT_FSIO_LEN", "1");
+    as_another_user(&mut c);
+    assert_eq!(run_worker(c), ["ok 0"]);
+    let read = read_all::<Line>(&inbox);
+    assert_eq!(read.records[0].1.id, "other-user");
+
+    let state = dir.join("state.json");
+    state_with_unknown_fields(&state);
+    let lock = fsio::lock_path(&state);
+    fs::write(&lock, b"").unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o444)).unwrap();
+    let mut c = worker_cmd("update", &state, &mut rng);
+    c.env("GT_FSIO_COUNT", "1");
+    as_another_user(&mut c);
+    assert_eq!(run_worker(c), ["ack"]);
+    assert_eq!(fsio::read_json::<AgentState>(&state).unwrap().generation, 1);
+}
+
+/// Root ignores file modes: as root, run the child as `nobody`, so that a
+/// read-only file is read-only for it. (Not root: modes apply already.)
+fn as_another_user(cmd: &mut Command) {
+    // SAFETY: geteuid, setgroups, setgid and setuid are async-signal-safe.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return;
+        }
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------
