@@ -409,7 +409,10 @@ fn an_epic_is_worked_in_waves() {
 
     rig.ok(&["close", &a, "--reason", "done"]);
     rig.ok(&["close", &b]);
-    assert_eq!(ids(&rig.json(&["ready", "--parent", &epic])), std::slice::from_ref(&c));
+    assert_eq!(
+        ids(&rig.json(&["ready", "--parent", &epic])),
+        std::slice::from_ref(&c)
+    );
     let closed = rig.json(&["show", &a]);
     assert_eq!(closed["status"], "closed");
     assert_eq!(closed["close_reason"], "done");

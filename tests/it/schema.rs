@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use jsonschema::Validator;
 use serde_json::Value;
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, git};
 
 /// Which schema each file of a town follows. A pattern is a path relative to
 /// the town root whose `*` components match any one name. `.jsonl` files are
@@ -266,6 +266,15 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
         epic.trim_matches('"'),
     ];
     env.ok("gt-issue", &child);
+    // A landing mails the witness and the mayor.
+    let clone = env.town.join("wyvern/polecats/Nux/rig");
+    std::fs::write(clone.join("feature.txt"), "work\n").unwrap();
+    git(&clone, &["add", "feature.txt"]);
+    git(&clone, &["commit", "-q", "-m", "feature"]);
+    env.ok("gt", &["land", "--direct", "wyvern/Nux"]);
+    let witness_mail =
+        std::fs::read_to_string(env.town.join("wyvern/witness/mail/inbox.jsonl")).unwrap();
+    assert_eq!(witness_mail.lines().count(), 1, "{witness_mail}");
     // When you add a binary that writes into the town (gt-mail, gt-issue, gt-queue...),
     // drive it here too.
     let problems = check_town(&env.town);
