@@ -15,6 +15,7 @@ pub mod git;
 pub mod home;
 pub mod land;
 pub mod polecat;
+pub mod queue;
 pub mod record;
 pub mod rig;
 pub mod session;

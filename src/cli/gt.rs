@@ -197,6 +197,7 @@ const ALIASES: &[(&str, &[&str])] = &[
     ("inbox", &["mail", "inbox"]),
     ("ready", &["issue", "ready"]),
     ("waves", &["issue", "waves"]),
+    ("merge-queue", &["queue"]),
 ];
 
 pub fn main() -> i32 {

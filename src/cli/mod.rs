@@ -12,6 +12,7 @@ pub mod gt;
 pub mod issue;
 pub mod land;
 pub mod man;
+pub mod queue;
 
 /// Every binary's clap command, for man pages: `(binary name, command)`.
 pub fn commands() -> Vec<clap::Command> {
@@ -20,6 +21,7 @@ pub fn commands() -> Vec<clap::Command> {
         gt::Cli::command(),
         issue::Cli::command(),
         land::Cli::command(),
+        queue::Cli::command(),
     ]
 }
 

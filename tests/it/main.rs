@@ -8,6 +8,7 @@ mod fsio;
 mod land;
 mod man;
 mod polecat;
+mod queue;
 mod schema;
 mod scripts;
 mod town;

@@ -248,6 +248,8 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
         ],
     );
     env.ok("gt", &["sleep", "wyvern/Nux"]);
+    env.ok("gt", &["merge-queue", "add", "wyvern", "Nux"]);
+    env.ok("gt", &["queue", "claim", "wyvern"]);
     env.ok("gt", &["kill", "wyvern/Toast"]);
     env.ok("gt", &["plugin", "add", "gastown", "merge-oracle"]);
     env.ok("gt", &["stop", "--all"]);
