@@ -21,7 +21,7 @@ const TABLE: &[(&str, &str)] = &[
     ("config/rigs.json", "rigs"),
     ("config/federation.json", "federation"),
     ("*/config.json", "rig-config"),
-    ("*/refinery/queue/*/*.json", "queue-entry"),
+    ("*/refinery/queue/*/*", "queue-entry"),
     ("*/.beads/issues.jsonl", "beads-issue"),
 ];
 
