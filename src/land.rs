@@ -507,6 +507,8 @@ pub struct Check {
     pub name: &'static str,
     pub ok: bool,
     pub detail: String,
+    /// The file or clone it looked at.
+    pub at: PathBuf,
 }
 
 /// What `gt land --direct` did or, with `--dry-run`, would do.
@@ -609,6 +611,7 @@ pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
                 (Some(id), false) => format!("session {id} has ended"),
                 (None, _) => "no session".into(),
             },
+            at: home.state_path(),
         },
         Check {
             name: "clean",
@@ -618,6 +621,7 @@ pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
             } else {
                 format!("uncommitted changes in {}", list(&dirty))
             },
+            at: repo.clone(),
         },
     ];
     let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
@@ -627,7 +631,7 @@ pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
             home.address,
             failed
                 .iter()
-                .map(|c| format!("{} in {}", c.detail, c.name_where(&home)))
+                .map(|c| format!("{} in {}", c.detail, c.at.display()))
                 .collect::<Vec<_>>()
                 .join("; ")
         )
@@ -670,16 +674,6 @@ pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
     follow_up(town, &rig, &home, &source, &outcome, &mut report);
     report.outcome = Some(outcome);
     Ok(report)
-}
-
-impl Check {
-    /// Where the check looked, for messages.
-    fn name_where(&self, home: &Home) -> String {
-        match self.name {
-            "session" => home.state_path().display().to_string(),
-            _ => home.clone_dir().display().to_string(),
-        }
-    }
 }
 
 /// After a push: close the issue, delete the branch, mail the witness and the
