@@ -382,18 +382,40 @@ fn concurrent_appends_from_processes_and_flock_shells_lose_and_tear_nothing() {
     let mut rng = Rng::seeded();
     // The shell is slow (a flock process per line): start it first and the
     // library writers once it writes, so they run while it does.
-    let mut shell = Reaped(shell_writer(&inbox, 25).spawn().expect("sh"));
+    let mut shell = Reaped(shell_writer(&inbox, 15).spawn().expect("sh"));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !inbox.exists() {
         assert!(std::time::Instant::now() < deadline, "shell never wrote");
         thread::yield_now();
     }
+    // A reader that takes no lock tails the file with one Records throughout,
+    // meeting in-flight lines (the shell's first halves, writes in progress).
+    let written = Arc::new(AtomicBool::new(false));
+    let tail = {
+        let (written, inbox) = (written.clone(), inbox.clone());
+        thread::spawn(move || {
+            let mut r = Records::<Line>::open(&inbox, Cursor::default()).unwrap();
+            let mut ids = Vec::new();
+            loop {
+                match r.next_entry().unwrap() {
+                    Some(Entry::Record { value, .. }) => ids.push(value.id),
+                    Some(Entry::Bad(b)) => panic!("tailing reader got garbage: {b}"),
+                    None if written.load(Ordering::Relaxed)
+                        && r.cursor().offset == fs::metadata(&inbox).unwrap().len() =>
+                    {
+                        return ids;
+                    }
+                    None => thread::yield_now(),
+                }
+            }
+        })
+    };
     let stop = tmp.path().join("stop");
     let libs: Vec<_> = (0..4)
         .map(|w| {
             let mut c = worker_cmd("append", &inbox, &mut rng);
             c.env("GT_FSIO_TAG", format!("lib{w}"))
-                .env("GT_FSIO_COUNT", "20000")
+                .env("GT_FSIO_COUNT", "2000")
                 .env("GT_FSIO_UNTIL", &stop)
                 .env("GT_FSIO_MIN", "50")
                 .env("GT_FSIO_MAX", "300")
@@ -409,10 +431,16 @@ fn concurrent_appends_from_processes_and_flock_shells_lose_and_tear_nothing() {
         .map(|l| l.strip_prefix("ack ").unwrap().to_string())
         .collect();
     for tag in ["sh-sidecar", "sh-datafile"] {
-        acked.extend((0..25).map(|i| format!("{tag}-{i}")));
+        acked.extend((0..15).map(|i| format!("{tag}-{i}")));
     }
+    written.store(true, Ordering::Relaxed);
+    let tailed = tail.join().unwrap();
 
     let read = read_all::<Line>(&inbox);
+    assert!(
+        tailed.iter().eq(read.records.iter().map(|(_, l)| &l.id)),
+        "the tailing reader saw other lines than a reader afterwards"
+    );
     assert!(
         read.bad.is_empty(),
         "torn or interleaved lines: {:?}",
@@ -837,7 +865,7 @@ fn append_on_a_full_tmpfs_fails_naming_the_file_and_leaves_it_as_before() {
     let mut rng = Rng::seeded();
     // A private mount namespace, so the mount needs no cleanup and cannot leak:
     // fill a 64 KiB tmpfs to two free pages, append 20 KB, copy the file out.
-    let script = r#"mount -t tmpfs -o size=64k tmpfs "$M" || exit 97
+    let script = r#"mount -t tmpfs -o size=64k tmpfs "$M" || exit 1
         cp "$B" "$M/inbox.jsonl" || exit 1
         dd if=/dev/zero of="$M/fill" bs=4096 2>/dev/null
         truncate -s -8192 "$M/fill" || exit 1
@@ -856,10 +884,15 @@ fn append_on_a_full_tmpfs_fails_naming_the_file_and_leaves_it_as_before() {
         .status();
     if !probe.is_ok_and(|s| s.success()) {
         eprintln!(
-            "fsio: cannot mount a tmpfs here (needs CAP_SYS_ADMIN); the full-disk \
-             path is covered by RLIMIT_FSIZE in \
-             append_on_a_full_disk_fails_naming_the_file_and_leaves_it_as_before"
+            "fsio: cannot mount a tmpfs here (needs CAP_SYS_ADMIN); \
+             filling the disk with RLIMIT_FSIZE instead"
         );
+        fs::write(&inbox, BEFORE).unwrap();
+        let mut c = worker_cmd("append-once", &inbox, &mut rng);
+        c.env("GT_FSIO_TAG", "mine").env("GT_FSIO_LEN", "20000");
+        limit_file_size(&mut c, BEFORE.len() as u64 + 8192);
+        let out = run_worker(c);
+        assert_intact_after_failed_append(&inbox, BEFORE, &out[0], "File too large (os error 27)");
         return;
     }
     let w = worker_cmd("append-once", &inbox, &mut rng);
