@@ -161,12 +161,11 @@ fn print_human(r: &Report) {
     for d in &r.done {
         lines.push(("done", d.clone()));
     }
-    let verb = if r.dry_run {
-        "dry run: would land"
-    } else if r.refusal().is_none() {
-        "landed"
-    } else {
-        "not landed"
+    let verb = match (r.dry_run, r.refusal().is_none()) {
+        (true, true) => "dry run: would land",
+        (true, false) => "dry run: would not land",
+        (false, true) => "landed",
+        (false, false) => "not landed",
     };
     println!(
         "{verb} {} (generation {}{})",
