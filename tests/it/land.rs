@@ -375,42 +375,71 @@ fn failing_tests_undo_the_merge_and_push_nothing() {
 fn dry_run_changes_nothing() {
     let r = Rig::new();
     let clone = r.clone_of("Toast");
-    let tip = commit(&clone, "a.txt", "work\n", "add a");
-    let moved = r.push_elsewhere("b.txt", "other\n");
-    let before = snapshot(r.env.path());
-    let out = r.env.ok("gt-land", &["--direct", "--dry-run", "r/Toast"]);
-    assert_eq!(snapshot(r.env.path()), before);
+    let lines = "1\n2\n3\n4\n5\n6\n7\n8\n";
+    r.push_elsewhere("lines.txt", lines);
+    git(&clone, &["pull", "-q", "--ff-only", "origin", "main"]);
+    let tip = commit(&clone, "lines.txt", &lines.replace("1\n", "one\n"), "top");
+    let moved = r.push_elsewhere("lines.txt", &lines.replace("8\n", "eight\n"));
+    let dry_run = || {
+        let before = snapshot(r.env.path());
+        let out = r.env.run("gt-land", &["--direct", "--dry-run", "r/Toast"]);
+        assert_eq!(snapshot(r.env.path()), before, "the dry run changed files");
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    // Origin moved where neither clone has seen: predicted against the last fetch.
+    let fetched = rev(&r.refinery(), "origin/main");
     assert_eq!(
-        out,
-        format!(
-            "dry run: would land r/Toast (generation 0)\n  \
-             session  ok: no session\n  \
-             clean    ok: clone is clean\n  \
-             branch   polecat/Toast at {}\n  \
-             merge    merge commit on main at {}\n  \
-             origin   moved to {} since the refinery clone's last fetch: predicted against {}\n  \
-             tests    none\n  \
-             push     origin main\n  \
-             then     delete branch polecat/Toast, mail r/witness and mayor\n",
-            &tip[..7],
-            &rev(&r.refinery(), "origin/main")[..7],
-            &moved[..7],
-            &rev(&r.refinery(), "origin/main")[..7],
+        dry_run(),
+        (
+            0,
+            format!(
+                "dry run: would land r/Toast (generation 0)\n  \
+                 session  ok: no session\n  \
+                 clean    ok: clone is clean\n  \
+                 branch   polecat/Toast at {}\n  \
+                 merge    merge commit on main at {}\n  \
+                 origin   moved to {} since the refinery clone's last fetch: predicted against {}\n  \
+                 tests    none\n  \
+                 push     origin main\n  \
+                 then     delete branch polecat/Toast, mail r/witness and mayor\n",
+                &tip[..7],
+                &fetched[..7],
+                &moved[..7],
+                &fetched[..7],
+            ),
+            String::new()
         )
     );
-    // The refinery clone has the objects once fetched: a conflict is predicted.
+    // Once fetched, the merge is tried in memory: lines.txt merges cleanly,
+    // and the merged file is written nowhere.
     git(&r.refinery(), &["fetch", "-q"]);
-    commit(&clone, "b.txt", "mine\n", "add b too");
-    let before = snapshot(r.env.path());
-    let (code, err) = r
-        .env
-        .fails("gt-land", &["--direct", "--dry-run", "r/Toast"]);
-    assert_eq!(snapshot(r.env.path()), before);
+    let (code, out, _) = dry_run();
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!(
+            "  merge    merge commit on main at {}\n",
+            &moved[..7]
+        )),
+        "{out}"
+    );
+    // A conflicting edit is predicted, naming the file.
+    commit(
+        &clone,
+        "lines.txt",
+        &lines.replace("8\n", "ate\n"),
+        "bottom",
+    );
+    let (code, out, err) = dry_run();
+    assert!(out.starts_with("dry run: would not land r/Toast"), "{out}");
     assert_eq!(
         (code, err.as_str()),
         (
             1,
-            "gt-land: cannot land r/Toast (polecat/Toast): merge conflict with origin's main in b.txt\n"
+            "gt-land: cannot land r/Toast (polecat/Toast): merge conflict with origin's main in lines.txt\n"
         )
     );
 }
