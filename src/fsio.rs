@@ -517,7 +517,8 @@ fn starts_line(file: &File, offset: u64) -> io::Result<bool> {
     }
 }
 
-fn describe_bad_line(text: &[u8], e: &serde_json::Error) -> String {
+/// Why a JSONL line did not parse: `not UTF-8`, `not JSON (...)` or `not a valid record (...)`.
+pub fn describe_bad_line(text: &[u8], e: &serde_json::Error) -> String {
     if std::str::from_utf8(text).is_err() {
         return "not UTF-8".to_string();
     }

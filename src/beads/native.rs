@@ -28,11 +28,10 @@ pub struct Native {
 
 /// One line of the file: an issue we understood, or anything else, kept raw.
 enum Line {
-    Issue(Box<Issue>),
-    /// Unchanged since read: the exact bytes go back.
-    Kept {
-        raw: Vec<u8>,
+    /// `raw` holds the line's exact bytes while the issue is unchanged.
+    Issue {
         issue: Box<Issue>,
+        raw: Option<Vec<u8>>,
     },
     /// Blank, an unknown record kind, or a bad line.
     Other(Vec<u8>),
@@ -51,7 +50,10 @@ impl Store {
         for (n, raw) in raw.into_iter().enumerate() {
             let len = raw.len() as u64 + 1;
             let line = match parse_line(&raw) {
-                Parsed::Issue(issue) => Line::Kept { raw, issue },
+                Parsed::Issue(issue) => Line::Issue {
+                    issue,
+                    raw: Some(raw),
+                },
                 Parsed::Skip => Line::Other(raw),
                 Parsed::Bad(reason) => {
                     bad.push(BadLine {
@@ -71,7 +73,7 @@ impl Store {
 
     fn issues(&self) -> impl Iterator<Item = &Issue> {
         self.lines.iter().filter_map(|l| match l {
-            Line::Issue(i) | Line::Kept { issue: i, .. } => Some(&**i),
+            Line::Issue { issue, .. } => Some(&**issue),
             Line::Other(_) => None,
         })
     }
@@ -97,7 +99,7 @@ impl Store {
             .enumerate()
             .rev()
             .find_map(|(n, l)| match l {
-                Line::Issue(i) | Line::Kept { issue: i, .. } if i.id == id => Some((n, &**i)),
+                Line::Issue { issue, .. } if issue.id == id => Some((n, &**issue)),
                 _ => None,
             });
         match found {
@@ -111,7 +113,10 @@ impl Store {
 
     /// Replace line `n` with a changed issue.
     fn set(&mut self, n: usize, issue: Issue) {
-        self.lines[n] = Line::Issue(Box::new(issue));
+        self.lines[n] = Line::Issue {
+            issue: Box::new(issue),
+            raw: None,
+        };
     }
 
     /// Every id in the file, tombstones and unknown kinds included, so a new
@@ -120,7 +125,7 @@ impl Store {
         self.lines
             .iter()
             .filter_map(|l| match l {
-                Line::Issue(i) | Line::Kept { issue: i, .. } => Some(i.id.clone()),
+                Line::Issue { issue, .. } => Some(issue.id.clone()),
                 Line::Other(raw) => serde_json::from_slice::<serde_json::Value>(raw)
                     .ok()?
                     .get("id")?
@@ -134,8 +139,10 @@ impl Store {
         self.lines
             .into_iter()
             .map(|l| match l {
-                Line::Issue(i) => serde_json::to_vec(&i).map_err(|e| Error::invalid(e.to_string())),
-                Line::Kept { raw, .. } | Line::Other(raw) => Ok(raw),
+                Line::Issue { raw: Some(raw), .. } | Line::Other(raw) => Ok(raw),
+                Line::Issue { issue, raw: None } => {
+                    serde_json::to_vec(&issue).map_err(|e| Error::invalid(e.to_string()))
+                }
             })
             .collect()
     }
@@ -152,30 +159,17 @@ fn parse_line(raw: &[u8]) -> Parsed {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Skip;
     }
-    let kind_of =
-        |v: &serde_json::Value| v.get("_type").and_then(|t| t.as_str()).map(str::to_string);
+    let other_kind =
+        |v: Option<&serde_json::Value>| v.and_then(|t| t.as_str()).is_some_and(|k| k != "issue");
     match serde_json::from_slice::<Issue>(raw) {
-        Ok(issue) => match issue.extra.get("_type").and_then(|t| t.as_str()) {
-            Some(kind) if kind != "issue" => Parsed::Skip,
-            _ => Parsed::Issue(Box::new(issue)),
-        },
+        Ok(issue) if other_kind(issue.extra.get("_type")) => Parsed::Skip,
+        Ok(issue) => Parsed::Issue(Box::new(issue)),
+        // A record of another kind need not look like an issue at all.
         Err(e) => match serde_json::from_slice::<serde_json::Value>(raw) {
-            Ok(v) if kind_of(&v).is_some_and(|k| k != "issue") => Parsed::Skip,
-            Ok(_) => Parsed::Bad(format!("not a valid issue ({})", strip_position(&e))),
-            Err(_) if std::str::from_utf8(raw).is_err() => Parsed::Bad("not UTF-8".into()),
-            Err(e) => Parsed::Bad(format!(
-                "not JSON ({} at column {})",
-                strip_position(&e),
-                e.column()
-            )),
+            Ok(v) if other_kind(v.get("_type")) => Parsed::Skip,
+            _ => Parsed::Bad(fsio::describe_bad_line(raw, &e)),
         },
     }
-}
-
-fn strip_position(e: &serde_json::Error) -> String {
-    let s = e.to_string();
-    s.rfind(" at line ")
-        .map_or(s.clone(), |i| s[..i].to_string())
 }
 
 static ID_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -299,26 +293,15 @@ impl Tracker for Native {
     }
 
     fn show(&self, id: &str) -> Result<Issue> {
-        let store = self.read()?;
-        let found = store.issues().filter(|i| i.id == id).last().cloned();
-        match found {
-            Some(i) if i.is_tombstone() => Err(Error::not_found(format!(
-                "issue {id} is deleted (tombstone) in {}",
-                store.path.display()
-            ))),
-            Some(i) => Ok(i),
-            None => Err(Error::not_found(format!(
-                "no issue {id} in {}",
-                store.path.display()
-            ))),
-        }
+        self.read()?.find(id).map(|(_, i)| i.clone())
     }
 
     fn ready(&self, filter: &ReadyFilter) -> Result<Vec<Issue>> {
-        let all = self.all()?;
+        let store = self.read()?;
         if let Some(p) = &filter.parent {
-            self.show(p)?;
+            store.find(p)?;
         }
+        let all: Vec<Issue> = store.issues().cloned().collect();
         Ok(rules::ready(&all, filter, clock::now())
             .into_iter()
             .cloned()
@@ -379,7 +362,10 @@ impl Tracker for Native {
                 comments: Vec::new(),
                 extra: Default::default(),
             };
-            store.lines.push(Line::Issue(Box::new(issue.clone())));
+            store.lines.push(Line::Issue {
+                issue: Box::new(issue.clone()),
+                raw: None,
+            });
             Ok(issue)
         })
     }

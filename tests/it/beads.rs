@@ -278,6 +278,7 @@ fn rewrites_keep_every_line_they_do_not_change() {
         r#"{"_type":"memory","id":"pr-mem","body":"some other record kind"}"#,
         r#"{"id":"pr-dead","title":"Gone","status":"tombstone","priority":2,"issue_type":"task","deleted_by":"x"}"#,
         r#"{"id":"pr-bbbb", this is not json"#,
+        r#"{"id":"pr-eeee","title":"Text priority","priority":"high"}"#,
         r#"{"id":"pr-cccc","title":"Change me","status":"open","priority":2,"issue_type":"task","created_by":"someone","future_field":{"x":[1,2]}}"#,
         r#"{"id":"pr-dddd","title":"Unterminated last line","status":"open","priority":3,"issue_type":"task"}"#,
     ];
@@ -287,8 +288,9 @@ fn rewrites_keep_every_line_they_do_not_change() {
     let out = rig.run(&["list", "--json"]);
     assert!(out.status.success());
     let bad = format!(
-        "gt-issue: {}:4: not JSON (key must be a string at column 18); skipped\n",
-        rig.jsonl().display()
+        "gt-issue: {p}:4: not JSON (key must be a string at column 18); skipped\n\
+         gt-issue: {p}:5: not a valid record (invalid type: string \"high\", expected i64); skipped\n",
+        p = rig.jsonl().display()
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), bad);
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -317,11 +319,11 @@ fn rewrites_keep_every_line_they_do_not_change() {
 
     let after = std::fs::read_to_string(rig.jsonl()).unwrap();
     let after: Vec<&str> = after.strip_suffix('\n').unwrap().split('\n').collect();
-    assert_eq!(after.len(), 6);
-    for n in [0, 1, 2, 3, 5] {
+    assert_eq!(after.len(), 7);
+    for n in [0, 1, 2, 3, 4, 6] {
         assert_eq!(after[n], lines[n], "line {} is kept byte for byte", n + 1);
     }
-    let rewritten: Value = serde_json::from_str(after[4]).unwrap();
+    let rewritten: Value = serde_json::from_str(after[5]).unwrap();
     assert_eq!(rewritten["status"], "in_progress");
     assert_eq!(rewritten["assignee"], "proj/nux");
     assert_eq!(rewritten["created_by"], "someone");
