@@ -412,8 +412,14 @@ impl Queue {
         self.rewrite(State::Active, id, |e| {
             e.finished_at = Some(clock::now_string());
             match &outcome {
-                Outcome::Merged { sha } => e.merged_sha = sha.clone(),
+                // A retried entry drops the result of its earlier try.
+                Outcome::Merged { sha } => {
+                    e.merged_sha = sha.clone();
+                    e.reason = None;
+                    e.conflicts.clear();
+                }
                 Outcome::Failed { reason, conflicts } => {
+                    e.merged_sha = None;
                     e.reason = Some(reason.clone());
                     e.conflicts = conflicts.clone();
                 }
@@ -424,15 +430,23 @@ impl Queue {
     }
 
     /// Move active entries whose claim is older than `older_than` back to
-    /// `pending/` (a refinery was killed mid-entry). A claim's age is the time
-    /// since the active file last changed (mtime or ctime, whichever is later):
-    /// the claim's rename or rewrite sets it, a holder's `touch` renews it.
-    pub fn requeue(&self, older_than: Duration) -> Result<(Vec<Located>, Vec<Junk>)> {
+    /// `pending/` (a refinery was killed mid-entry); with `by`, only entries
+    /// claimed by `by`. A claim's age is the time since the active file last
+    /// changed (mtime or ctime, whichever is later): the claim's rename or
+    /// rewrite sets it, a holder's `touch` renews it.
+    pub fn requeue(
+        &self,
+        older_than: Duration,
+        by: Option<&str>,
+    ) -> Result<(Vec<Located>, Vec<Junk>)> {
         let listing = self.list(&[State::Active])?;
         let now = SystemTime::UNIX_EPOCH
             + Duration::from_millis(clock::now().as_millisecond().max(0) as u64);
         let mut moved = Vec::new();
         for l in listing.entries {
+            if by.is_some_and(|b| l.entry.claimed_by.as_deref() != Some(b)) {
+                continue;
+            }
             let Ok(meta) = fs::metadata(&l.path) else {
                 continue;
             };
@@ -441,23 +455,31 @@ impl Queue {
             if now.duration_since(changed).unwrap_or_default() < older_than {
                 continue;
             }
-            match self.transfer(State::Active, State::Pending, &l.entry.id) {
-                Ok(_) => {}
+            match self.release(&l.entry.id) {
+                Ok(Some(r)) => moved.push(r),
+                Ok(None) => {}
                 Err(e) if e.kind == Kind::NotFound => continue, // finished meanwhile
-                Err(e) => return Err(e),
-            }
-            let requeued = self.rewrite(State::Pending, &l.entry.id, |e| {
-                e.claimed_at = None;
-                e.claimed_by = None;
-                Ok(())
-            });
-            match requeued {
-                Ok(r) => moved.push(r),
-                Err(e) if e.kind == Kind::NotFound => {} // claimed again already
                 Err(e) => return Err(e),
             }
         }
         Ok((moved, listing.junk))
+    }
+
+    /// Give up a claim: move active entry `id` back to `pending/` and clear
+    /// `claimed_*`. `None` when it was claimed again before the fields were
+    /// cleared (the new claim's fields stand).
+    pub fn release(&self, id: &str) -> Result<Option<Located>> {
+        self.transfer(State::Active, State::Pending, id)?;
+        let released = self.rewrite(State::Pending, id, |e| {
+            e.claimed_at = None;
+            e.claimed_by = None;
+            Ok(())
+        });
+        match released {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind == Kind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Renew the claim on an active entry (what `touch` does by hand).
@@ -642,18 +664,18 @@ pub fn submit(town: &Town, rig: &Rig, polecat: &str) -> Result<Located> {
             clone.display()
         )));
     }
-    let repo = git2::Repository::open(&clone)
-        .map_err(|e| Error::invalid(format!("{}: {}", clone.display(), e.message())))?;
-    if repo.find_branch(&branch, git2::BranchType::Local).is_err() {
+    if crate::git::resolve(&clone, &format!("refs/heads/{branch}"))?.is_none() {
         return Err(Error::not_found(format!(
             "{}: no branch {branch} to queue",
             clone.display()
         )));
     }
-    if !crate::git::is_clean(&clone)? {
+    let dirty = crate::git::dirty_files(&clone)?;
+    if !dirty.is_empty() {
         return Err(Error::conflict(format!(
-            "refusing to queue {addr}: {} has uncommitted changes (commit them first; see git status there)",
-            clone.display()
+            "refusing to queue {addr}: {} has uncommitted changes in {} (commit them first)",
+            clone.display(),
+            dirty.join(", ")
         )));
     }
     Queue::of(rig).add(Entry {

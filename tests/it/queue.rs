@@ -121,7 +121,7 @@ fn add_list_claim_done_fail() {
         (
             2,
             format!(
-                "gt-queue: refusing to queue r/Slit: {} has uncommitted changes (commit them first; see git status there)\n",
+                "gt-queue: refusing to queue r/Slit: {} has uncommitted changes in wip.txt (commit them first)\n",
                 rig.join("polecats/Slit/rig").display()
             )
         )
