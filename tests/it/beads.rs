@@ -105,7 +105,7 @@ fn ids(v: &Value) -> Vec<String> {
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/beads/beads-v0.44.0-issues.jsonl")
+        .join("tests/fixtures/beads/beads-v0.44.0-issues.jsonl")
 }
 
 /// `bd ready` recomputed straight from the JSON values, independently of the
