@@ -431,23 +431,28 @@ pub struct Plan {
 
 /// Predict [`integrate`] without changing anything on disk: the main clone is
 /// checked, origin is asked (`ls-remote`), and the merge is tried in memory.
+/// A source that is a remote is taken as the main clone last fetched it.
 pub fn preview(rig: &Rig, source: &Source, run_tests: bool) -> Result<Plan> {
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();
     let (tip, objects) = match source.local_repo() {
         Some(repo) => (
-            git::resolve(repo, &format!("refs/heads/{}", source.branch))?,
+            git::resolve(repo, &format!("refs/heads/{}", source.branch))?
+                .ok_or_else(|| no_branch(source))?,
             git::Objects::open(&[clone, repo])?,
         ),
-        None => (
-            git::resolve(
-                clone,
-                &format!("refs/remotes/{}/{}", source.from, source.branch),
-            )?,
-            git::Objects::open(&[clone])?,
-        ),
+        None => {
+            let tracking = format!("refs/remotes/{}/{}", source.from, source.branch);
+            let tip = git::resolve(clone, &tracking)?.ok_or_else(|| {
+                Error::not_found(format!(
+                    "{}: no {tracking} (a dry run does not fetch: git fetch {} first)",
+                    clone.display(),
+                    source.from
+                ))
+            })?;
+            (tip, git::Objects::open(&[clone])?)
+        }
     };
-    let tip = tip.ok_or_else(|| no_branch(source))?;
     let mut base = target.base()?;
     let mut origin_now = None;
     if let Some(now) = git::remote_branch(clone, REMOTE, &target.branch)?.filter(|n| *n != base) {

@@ -572,3 +572,39 @@ fn concurrent_landings_take_turns() {
     assert_eq!(rev(&r.refinery(), "HEAD"), head);
     assert_eq!(git(&r.refinery(), &["status", "--porcelain"]), "");
 }
+
+/// The Refinery's use: a branch pushed to origin, landed through the library.
+#[test]
+fn integrate_lands_a_branch_pushed_to_origin() {
+    use gastown::land::{self, Outcome, Source};
+    let r = Rig::new();
+    let clone = r.clone_of("Toast");
+    let sha = commit(&clone, "a.txt", "work\n", "add a");
+    git(&clone, &["push", "-q", "origin", "polecat/Toast"]);
+    r.set_test_command("test -f a.txt");
+    let town = gastown::town::Town::open(&r.env.town).unwrap();
+    let rig = town.rig("r").unwrap();
+    let source = Source {
+        from: "origin".into(),
+        branch: "polecat/Toast".into(),
+    };
+    let err = land::preview(&rig, &source, true).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: no refs/remotes/origin/polecat/Toast (a dry run does not fetch: git fetch origin first)",
+            r.refinery().display()
+        )
+    );
+    git(&r.refinery(), &["fetch", "-q"]);
+    let plan = land::preview(&rig, &source, true).unwrap();
+    assert_eq!(plan.merge, land::Predicted::FastForward);
+    assert_eq!(plan.tip, sha);
+    let outcome = land::integrate(&rig, &source, "unused for a fast-forward", true).unwrap();
+    let Outcome::Landed { head, tests, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(head, sha);
+    assert_eq!(tests.unwrap().exit_code, Some(0));
+    assert_eq!(rev(&r.origin, "main"), sha);
+}
