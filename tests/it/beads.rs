@@ -688,4 +688,32 @@ fn with_bd_on_path_the_cli_backend_is_called_and_the_native_store_untouched() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "[]\n");
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 9);
+
+    // A rig added while bd is on PATH is initialised by bd, not by us: bd runs
+    // in the rig's staging directory, which is then renamed into place.
+    let origin = rig.env.bare_origin("other-origin");
+    run(
+        "gt",
+        &[
+            "rig",
+            "add",
+            "other",
+            origin.to_str().unwrap(),
+            "--prefix",
+            "oth",
+        ],
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let init = logged.lines().last().unwrap();
+    let town = std::fs::canonicalize(&rig.env.town).unwrap();
+    let staging = format!("{}/.staging/other.", town.display());
+    let (dirs, args) = init.split_once(" |").unwrap();
+    assert_eq!(args, "init --prefix oth|");
+    let (beads_dir, cwd) = dirs
+        .strip_prefix("BEADS_DIR=")
+        .and_then(|d| d.split_once(" cwd="))
+        .unwrap();
+    assert!(cwd.starts_with(&staging), "{init}");
+    assert_eq!(beads_dir, format!("{cwd}/.beads"));
+    assert!(!town.join("other/.beads/issues.jsonl").exists());
 }
