@@ -97,6 +97,68 @@ pub fn append_lines<L: AsRef<[u8]>>(
     lines: &[L],
     durability: Durability,
 ) -> Result<u64> {
+    let buf = encode_lines(path, lines)?;
+    let _lock = lock_for(path)?;
+    // Opened after the lock is held: a rotation that renamed the file away while we
+    // waited is not written to.
+    let file = open_append(path)?;
+    append_locked(path, &file, buf, durability)
+}
+
+/// A writer that appends to one file many times (a daemon, a benchmark): it keeps
+/// the sidecar lock file and the data file open between appends, and under the
+/// lock checks that the path still names the open file, reopening after a
+/// rotation or an editor's rename. Same guarantees as [`append_lines`].
+#[derive(Debug)]
+pub struct Appender {
+    path: PathBuf,
+    lock: File,
+    file: Option<File>,
+    durability: Durability,
+}
+
+impl Appender {
+    pub fn open(path: &Path, durability: Durability) -> Result<Self> {
+        Ok(Appender {
+            path: path.to_path_buf(),
+            lock: open_lock(&lock_path(path))?,
+            file: None,
+            durability,
+        })
+    }
+
+    /// [`append_lines`] through the kept descriptors.
+    pub fn append<L: AsRef<[u8]>>(&mut self, lines: &[L]) -> Result<u64> {
+        let buf = encode_lines(&self.path, lines)?;
+        self.lock.lock().at(&lock_path(&self.path))?;
+        let (path, durability) = (self.path.clone(), self.durability);
+        let result = self.current().and_then(|file| {
+            let r = append_locked(&path, file, buf, durability);
+            file.unlock().at(&path)?;
+            r
+        });
+        self.lock.unlock().at(&lock_path(&self.path))?;
+        result
+    }
+
+    /// The open file, reopened if the path now names another file (or none).
+    fn current(&mut self) -> Result<&File> {
+        use std::os::unix::fs::MetadataExt;
+        let same = match (&self.file, fs::metadata(&self.path)) {
+            (Some(f), Ok(on_disk)) => {
+                let open = f.metadata().at(&self.path)?;
+                open.ino() == on_disk.ino() && open.dev() == on_disk.dev()
+            }
+            _ => false,
+        };
+        if !same {
+            self.file = Some(open_append(&self.path)?);
+        }
+        Ok(self.file.as_ref().expect("just opened"))
+    }
+}
+
+fn encode_lines<L: AsRef<[u8]>>(path: &Path, lines: &[L]) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum::<usize>() + 1);
     for line in lines {
         let line = line.as_ref();
@@ -109,16 +171,26 @@ pub fn append_lines<L: AsRef<[u8]>>(
         buf.extend_from_slice(line);
         buf.push(b'\n');
     }
-    let _lock = lock_for(path)?;
-    // Opened after the lock is held: a rotation that renamed the file away while we
-    // waited is not written to.
-    let file = OpenOptions::new()
+    Ok(buf)
+}
+
+fn open_append(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .at(path)?;
+        .at(path)
+}
+
+/// The append itself; the caller holds the sidecar lock.
+fn append_locked(
+    path: &Path,
+    file: &File,
+    mut buf: Vec<u8>,
+    durability: Durability,
+) -> Result<u64> {
     // Also honour `flock inbox.jsonl ...`, the lock a shell user is likely to take
     // by mistake. Order is always sidecar, then file.
     file.lock().at(path)?;
@@ -132,7 +204,7 @@ pub fn append_lines<L: AsRef<[u8]>>(
             start += 1;
         }
     }
-    let written = (&file).write_all(&buf).and_then(|()| match durability {
+    let written = (&*file).write_all(&buf).and_then(|()| match durability {
         Durability::Sync => file.sync_data(),
         Durability::Buffered => Ok(()),
     });
@@ -187,18 +259,22 @@ fn create_temp(path: &Path) -> Result<(PathBuf, File)> {
 fn via_temp<R>(
     path: &Path,
     bytes: &[u8],
+    durability: Durability,
     publish: impl FnOnce(&Path) -> io::Result<R>,
 ) -> Result<R> {
+    let sync = durability == Durability::Sync;
     let (tmp, mut f) = create_temp(path)?;
     let result = f
         .write_all(bytes)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| if sync { f.sync_all() } else { Ok(()) })
         .and_then(|()| publish(&tmp));
     // After a rename there is nothing left to remove; after a link or an error
     // there is.
     let _ = fs::remove_file(&tmp);
     let out = result.at(path)?;
-    sync_dir(parent(path))?;
+    if sync {
+        sync_dir(parent(path))?;
+    }
     Ok(out)
 }
 
@@ -206,7 +282,14 @@ fn via_temp<R>(
 /// rename over, fsync the directory. A reader sees the old or the new file, never
 /// a mix; a crash leaves at most a `.<name>.tmp.*` file beside it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    via_temp(path, bytes, |tmp| fs::rename(tmp, path))
+    write_atomic_with(path, bytes, Durability::Sync)
+}
+
+/// [`write_atomic`]; with [`Durability::Buffered`] nothing is fsynced, which suits
+/// caches a reader can rebuild: after a power loss the file may be old, empty or
+/// missing, so readers of such a file must validate it.
+pub fn write_atomic_with(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    via_temp(path, bytes, durability, |tmp| fs::rename(tmp, path))
 }
 
 fn parent(path: &Path) -> &Path {
@@ -398,22 +481,29 @@ impl<T: DeserializeOwned> Records<T> {
     /// `Cursor::default()` (skipping ids it has seen). A replacement that happens
     /// to leave the cursor at a line start cannot be told apart here.
     pub fn open(path: &Path, from: Cursor) -> Result<Self> {
-        let mut truncated = false;
-        let reader = match File::open(path) {
-            Ok(mut f) => {
-                if from.offset > 0 {
-                    truncated = !starts_line(&f, from.offset).at(path)?;
-                    f.seek(SeekFrom::Start(from.offset)).at(path)?;
-                }
-                (!truncated).then(|| BufReader::with_capacity(64 * 1024, f))
-            }
+        match File::open(path) {
+            Ok(f) => Self::from_file(f, path, from),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                truncated = from.offset > 0;
-                None
+                Ok(Self::over(None, path, from, from.offset > 0))
             }
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        Ok(Records {
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// [`Records::open`] on an already open `file` (named `path` in messages):
+    /// for a caller that must know exactly which file (inode) it read.
+    pub fn from_file(mut file: File, path: &Path, from: Cursor) -> Result<Self> {
+        let mut truncated = false;
+        if from.offset > 0 {
+            truncated = !starts_line(&file, from.offset).at(path)?;
+            file.seek(SeekFrom::Start(from.offset)).at(path)?;
+        }
+        let reader = (!truncated).then(|| BufReader::with_capacity(64 * 1024, file));
+        Ok(Self::over(reader, path, from, truncated))
+    }
+
+    fn over(reader: Option<BufReader<File>>, path: &Path, from: Cursor, truncated: bool) -> Self {
+        Records {
             path: path.to_path_buf(),
             reader,
             cursor: from,
@@ -421,7 +511,7 @@ impl<T: DeserializeOwned> Records<T> {
             truncated,
             buf: Vec::new(),
             _t: std::marker::PhantomData,
-        })
+        }
     }
 
     /// Whether the cursor given to [`Records::open`] did not point at a line start
@@ -577,9 +667,11 @@ pub fn write_if_missing(path: &Path, bytes: &[u8]) -> Result<bool> {
     if fs::symlink_metadata(path).is_ok() {
         return Ok(false);
     }
-    via_temp(path, bytes, |tmp| match fs::hard_link(tmp, path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
+    via_temp(path, bytes, Durability::Sync, |tmp| {
+        match fs::hard_link(tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
     })
 }

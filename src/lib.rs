@@ -14,11 +14,13 @@ pub mod fsio;
 pub mod git;
 pub mod home;
 pub mod land;
+pub mod mail;
 pub mod polecat;
 pub mod queue;
 pub mod record;
 pub mod rig;
 pub mod session;
 pub mod town;
+pub mod watch;
 
 pub use error::{Error, Result};

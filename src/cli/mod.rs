@@ -11,6 +11,7 @@ use crate::error::{Error, Result, exit};
 pub mod gt;
 pub mod issue;
 pub mod land;
+pub mod mail;
 pub mod man;
 pub mod queue;
 
@@ -21,6 +22,7 @@ pub fn commands() -> Vec<clap::Command> {
         gt::Cli::command(),
         issue::Cli::command(),
         land::Cli::command(),
+        mail::Cli::command(),
         queue::Cli::command(),
     ]
 }

@@ -6,6 +6,8 @@ mod common;
 mod doctor;
 mod fsio;
 mod land;
+mod mail;
+mod mail_faults;
 mod man;
 mod polecat;
 mod queue;

@@ -159,10 +159,14 @@ fn examples_match_their_schemas() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Whether `rel` (components) matches `pattern` (`*` = any one component).
+/// Whether `rel` (components) matches `pattern` (`*` = any one component,
+/// `*.ext` = any one component ending in `.ext`).
 fn matches(pattern: &str, rel: &[&str]) -> bool {
     let pat: Vec<&str> = pattern.split('/').collect();
-    pat.len() == rel.len() && pat.iter().zip(rel).all(|(p, r)| *p == "*" || p == r)
+    pat.len() == rel.len()
+        && pat.iter().zip(rel).all(|(p, r)| {
+            *p == "*" || p == r || p.strip_prefix('*').is_some_and(|ext| r.ends_with(ext))
+        })
 }
 
 fn schema_for(rel: &[&str]) -> Option<&'static str> {
@@ -171,6 +175,10 @@ fn schema_for(rel: &[&str]) -> Option<&'static str> {
             (format!("{h}/state.json"), "agent-state"),
             (format!("{h}/mail/inbox.jsonl"), "mail-message"),
             (format!("{h}/mail/archive/*.jsonl"), "mail-message"),
+            (format!("{h}/mail/read.jsonl"), "mail-mark"),
+            (format!("{h}/mail/read.cursor.json"), "mail-cursor"),
+            (format!("{h}/mail/watch/*.jsonl"), "mail-mark"),
+            (format!("{h}/mail/watch/*.cursor.json"), "mail-cursor"),
         ]
     });
     TABLE
@@ -277,6 +285,37 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
     let witness_mail =
         std::fs::read_to_string(env.town.join("wyvern/witness/mail/inbox.jsonl")).unwrap();
     assert_eq!(witness_mail.lines().count(), 1, "{witness_mail}");
+    // Mail: inbox, marks, cursors, a watcher, the archive, a handoff.
+    env.ok("gt", &["send", "mayor", "-s", "hi", "-m", "there"]);
+    env.ok("gt", &["send", "mayor", "-s", "later", "-m", "unread"]);
+    env.ok("gt-mail", &["--as", "mayor", "watch", "--once"]);
+    let first = env.ok("gt-mail", &["--as", "mayor", "inbox", "--json"]);
+    let first = serde_json::from_str::<Value>(first.lines().next().unwrap()).unwrap();
+    env.ok(
+        "gt-mail",
+        &["--as", "mayor", "read", first["id"].as_str().unwrap()],
+    );
+    env.ok("gt-mail", &["--as", "mayor", "archive"]);
+    env.ok("gt-mail", &["--as", "mayor", "inbox"]);
+    env.ok("gt-mail", &["--as", "overseer", "handoff", "-m", "note"]);
+    for f in [
+        "mayor/mail/read.cursor.json",
+        "mayor/mail/watch/watch.jsonl",
+        "mayor/mail/watch/watch.cursor.json",
+    ] {
+        assert!(env.town.join(f).is_file(), "{f}");
+    }
+    let archived = std::fs::read_dir(env.town.join("mayor/mail/archive"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "jsonl")
+        })
+        .count();
+    assert_eq!(archived, 1);
     // When you add a binary that writes into the town (gt-mail, gt-issue, gt-queue...),
     // drive it here too.
     let problems = check_town(&env.town);

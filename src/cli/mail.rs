@@ -1,0 +1,647 @@
+//! `gt-mail` (`gt mail ...`, and the seed's `gt send` / `gt inbox`).
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::address::Address;
+use crate::clock;
+use crate::error::{Error, IoContext, Result, exit};
+use crate::fsio::Durability;
+use crate::home::Home;
+use crate::mail::reader::Reader;
+use crate::mail::{self, MAX_RECORD_BYTES, Message};
+use crate::record::Extra;
+use crate::town::Town;
+use crate::watch::{Flow, Watch};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gt-mail",
+    version,
+    about = "Mail between agents: locked JSONL inboxes at <home>/mail/inbox.jsonl",
+    after_help = "Identity (sender, reader): --as, else GT_ADDRESS, else the agent home of the \
+        current directory, else overseer. GT_DURABLE=1 fsyncs every append. \
+        Files and formats: protocol/mail.md."
+)]
+pub struct Cli {
+    /// Act as this address (default: GT_ADDRESS, the home of the current directory, or overseer)
+    #[arg(long = "as", global = true, value_name = "ADDRESS")]
+    as_: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Debug)]
+struct Body {
+    /// Message body
+    #[arg(short = 'm', long = "message", value_name = "TEXT")]
+    message: Option<String>,
+    /// Read the body from FILE ('-' for stdin); without -m or -f, a piped stdin is read
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "message"
+    )]
+    file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct Durable {
+    /// fsync each append before returning (also GT_DURABLE=1)
+    #[arg(long)]
+    durable: bool,
+}
+
+impl Durable {
+    fn get(self) -> Durability {
+        if self.durable {
+            Durability::Sync
+        } else {
+            Durability::from_env()
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Send a message: gt send <address> -s "Subject" -m "Message"
+    Send {
+        /// Recipient: mayor, overseer, <rig>/witness, <rig>/<polecat>, ..., or self
+        to: String,
+        /// Subject line
+        #[arg(short = 's', long)]
+        subject: String,
+        #[command(flatten)]
+        body: Body,
+        /// Message type (default: notification)
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// low, normal (default), high or urgent
+        #[arg(long, value_parser = ["low", "normal", "high", "urgent"], hide_possible_values = true)]
+        priority: Option<String>,
+        /// Id of the message this answers; the reply joins its thread
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
+        /// Thread id (default: the replied-to message's thread, or its id)
+        #[arg(long, value_name = "ID")]
+        thread: Option<String>,
+        /// Spawn generation this (lifecycle) message is about
+        #[arg(long)]
+        generation: Option<u64>,
+        #[command(flatten)]
+        durable: Durable,
+        /// Print the stored record as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List unread mail (or all with --all)
+    Inbox {
+        /// Read and unread mail still in the inbox
+        #[arg(long)]
+        all: bool,
+        /// One JSON record per line, with "read": true/false
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when there is nothing to list
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Show a message (inbox or archive) and mark it read
+    Read {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark messages done without showing them
+    Ack {
+        /// Message ids
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Every unread message
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Move read mail out of the inbox into mail/archive/<YYYY-MM>.jsonl
+    Archive {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print each new message as one JSON line as it arrives (exactly once per watcher name)
+    Watch {
+        /// Whose inbox (default: your own)
+        address: Option<String>,
+        /// Print what is pending and exit
+        #[arg(long)]
+        once: bool,
+        /// Watcher name: its cursor is mail/watch/<NAME>.jsonl
+        #[arg(long, default_value = "watch")]
+        name: String,
+    },
+    /// Mail your next session a handoff note (mail-to-self); --cycle also asks for a fresh session
+    Handoff {
+        /// Subject after "HANDOFF: " (default: "session handoff")
+        #[arg(short = 's', long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        body: Body,
+        /// Also set requesting_cycle in your state.json
+        #[arg(long)]
+        cycle: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver JSON records from stdin (JSONL; one lock and one write per inbox)
+    Deliver {
+        #[command(flatten)]
+        durable: Durable,
+        /// Print the stored records as JSONL
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report bad lines and torn tails in a home's mail files (exit 1 if any)
+    Check {
+        /// Whose mail (default: your own)
+        address: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> i32 {
+    let cli: Cli = super::parse();
+    super::run("gt-mail", || dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let town = Town::discover()?;
+    let me = mail::identity(&town, cli.as_.as_deref())?;
+    match cli.cmd {
+        Cmd::Send {
+            to,
+            subject,
+            body,
+            kind,
+            priority,
+            reply_to,
+            thread,
+            generation,
+            durable,
+            json,
+        } => {
+            let mut m = Message::new(&me, &to, &subject, &read_body(&body)?);
+            if let Some(k) = kind {
+                m.kind = k;
+            }
+            if let Some(p) = priority {
+                m.priority = p;
+            }
+            if let Some(r) = &reply_to {
+                let original = town
+                    .home(&me)
+                    .ok()
+                    .and_then(|h| mail::find(&h, r).ok().flatten());
+                m.thread_id = original.and_then(|o| o.thread_id).or(Some(r.clone()));
+                if m.kind == mail::DEFAULT_TYPE {
+                    m.kind = "reply".into();
+                }
+            }
+            m.reply_to = reply_to;
+            if thread.is_some() {
+                m.thread_id = thread;
+            }
+            m.generation = generation;
+            send_one(&town, m, durable.get(), json)
+        }
+        Cmd::Inbox {
+            all,
+            json,
+            exit_code,
+        } => inbox(&my_home(&town, &me)?, all, json, exit_code),
+        Cmd::Read { id, json } => read(&my_home(&town, &me)?, &id, json),
+        Cmd::Ack { ids, all } => ack(&my_home(&town, &me)?, ids, all),
+        Cmd::Archive { json } => {
+            let done = mail::archive(&my_home(&town, &me)?)?;
+            if json {
+                super::print_json(&done)?;
+            } else if let Some(f) = &done.file {
+                println!(
+                    "archived {} to {}; {} kept",
+                    done.moved,
+                    f.display(),
+                    done.kept
+                );
+            } else {
+                println!("nothing to archive; {} kept", done.kept);
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Watch {
+            address,
+            once,
+            name,
+        } => {
+            let home = match address {
+                Some(a) if a == "self" => my_home(&town, &me)?,
+                Some(a) => mail::resolve(&town, &a)?,
+                None => my_home(&town, &me)?,
+            };
+            watch(&home, &name, once)
+        }
+        Cmd::Handoff {
+            subject,
+            body,
+            cycle,
+            json,
+        } => handoff(&town, &me, subject, &body, cycle, json),
+        Cmd::Deliver { durable, json } => deliver(&town, &me, durable.get(), json),
+        Cmd::Check { address, json } => {
+            let home = match address {
+                Some(a) if a == "self" => my_home(&town, &me)?,
+                Some(a) => mail::resolve(&town, &a)?,
+                None => my_home(&town, &me)?,
+            };
+            let bad = mail::check(&home)?;
+            for b in &bad {
+                if json {
+                    super::print_json_line(b)?;
+                } else {
+                    println!("{b}");
+                }
+            }
+            Ok(if bad.is_empty() { exit::OK } else { exit::NO })
+        }
+    }
+}
+
+fn my_home(town: &Town, me: &Address) -> Result<Home> {
+    town.home(me)
+}
+
+/// The body from -m, -f FILE/-, or a piped stdin; UTF-8 and at most the limit.
+fn read_body(b: &Body) -> Result<String> {
+    if let Some(m) = &b.message {
+        return Ok(m.clone());
+    }
+    let (bytes, source) = match b.file.as_deref() {
+        Some(p) if p != Path::new("-") => {
+            let f = std::fs::File::open(p).at(p)?;
+            (read_limited(f, p)?, p.display().to_string())
+        }
+        Some(_) => (
+            read_limited(std::io::stdin(), Path::new("<stdin>"))?,
+            "<stdin>".into(),
+        ),
+        None if !std::io::stdin().is_terminal() => (
+            read_limited(std::io::stdin(), Path::new("<stdin>"))?,
+            "<stdin>".into(),
+        ),
+        None => {
+            return Err(Error::invalid(
+                "no message body: give -m TEXT, -f FILE, or pipe it on stdin",
+            ));
+        }
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        Error::invalid(format!(
+            "{source}: message body is not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+fn read_limited(r: impl Read, path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    r.take(MAX_RECORD_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .at(path)?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Error::invalid(format!(
+            "{}: message body is over the {MAX_RECORD_BYTES}-byte limit",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn send_one(town: &Town, m: Message, durability: Durability, json: bool) -> Result<i32> {
+    let mut batch = [m];
+    mail::post(town, &mut batch, durability)?;
+    let [m] = batch;
+    if json {
+        super::print_json_line(&m)?;
+    } else {
+        println!("sent {} to {}", m.id, m.to);
+    }
+    Ok(exit::OK)
+}
+
+fn report_bad(bad: &[crate::fsio::BadLine]) {
+    for b in bad {
+        eprintln!("gt-mail: {b}; skipped");
+    }
+}
+
+/// A record as `inbox --json` prints it: the stored fields plus "read".
+fn with_read(m: &Message, read: bool) -> Message {
+    let mut m = m.clone();
+    m.extra.insert("read".into(), read.into());
+    m
+}
+
+fn inbox(home: &Home, all: bool, json: bool, exit_code: bool) -> Result<i32> {
+    let reader = Reader::owner(home);
+    let rows: Vec<(Message, Option<String>)> = if all {
+        let marks = reader.all_marks()?;
+        let (ok, bad, _) =
+            crate::fsio::Records::<Message>::open(&home.inbox(), Default::default())?
+                .collect_all()?;
+        report_bad(&bad);
+        ok.into_iter()
+            .filter(|(_, m)| m.validate().is_ok())
+            .map(|(_, m)| {
+                let state = marks.get(&m.id).cloned();
+                (m, state)
+            })
+            .collect()
+    } else {
+        let scan = reader.pending()?;
+        report_bad(&scan.bad);
+        scan.messages
+            .into_iter()
+            .map(|p| (p.message, None))
+            .collect()
+    };
+    if json {
+        let mut out = std::io::stdout().lock();
+        for (m, state) in &rows {
+            serde_json::to_writer(&mut out, &with_read(m, state.is_some()))
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            writeln!(out).at(Path::new("<stdout>"))?;
+        }
+    } else if rows.is_empty() {
+        println!(
+            "no {}mail for {}",
+            if all { "" } else { "unread " },
+            home.address
+        );
+    } else {
+        let mut header = vec!["ID", "FROM", "TIME", "SUBJECT"];
+        if all {
+            header.insert(1, "STATE");
+        }
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(m, state)| {
+                let mut row = vec![
+                    m.id.clone(),
+                    m.from.clone(),
+                    m.timestamp.clone(),
+                    m.subject.clone(),
+                ];
+                if all {
+                    row.insert(1, state.clone().unwrap_or_else(|| "unread".into()));
+                }
+                row
+            })
+            .collect();
+        super::print_table(&header, &table);
+    }
+    Ok(if exit_code && rows.is_empty() {
+        exit::NO
+    } else {
+        exit::OK
+    })
+}
+
+fn read(home: &Home, id: &str, json: bool) -> Result<i32> {
+    let reader = Reader::owner(home);
+    let scan = reader.pending()?;
+    let message = match scan.messages.into_iter().find(|p| p.message.id == id) {
+        Some(p) => {
+            reader.mark(&[id], "read")?;
+            p.message
+        }
+        None => mail::find(home, id)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "no message {id} in {} or its archive",
+                home.inbox().display()
+            ))
+        })?,
+    };
+    if json {
+        super::print_json_line(&message)?;
+    } else {
+        print!("{}", render(&message));
+    }
+    Ok(exit::OK)
+}
+
+/// A message as a person reads it: headers, blank line, body.
+pub fn render(m: &Message) -> String {
+    let mut s = format!(
+        "id:       {}\nfrom:     {}\nto:       {}\ndate:     {}\nsubject:  {}\n",
+        m.id, m.from, m.to, m.timestamp, m.subject
+    );
+    if m.kind != mail::DEFAULT_TYPE || m.priority != mail::DEFAULT_PRIORITY {
+        s.push_str(&format!("type:     {} ({} priority)\n", m.kind, m.priority));
+    }
+    if let Some(t) = &m.thread_id {
+        s.push_str(&format!("thread:   {t}\n"));
+    }
+    if let Some(g) = m.generation {
+        s.push_str(&format!("generation: {g}\n"));
+    }
+    s.push('\n');
+    s.push_str(&m.body);
+    if !m.body.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+fn ack(home: &Home, ids: Vec<String>, all: bool) -> Result<i32> {
+    let reader = Reader::owner(home);
+    let pending: Vec<String> = reader
+        .pending()?
+        .messages
+        .into_iter()
+        .map(|p| p.message.id)
+        .collect();
+    let chosen: Vec<&str> = if all {
+        pending.iter().map(String::as_str).collect()
+    } else {
+        // Every id must exist; ones already read are acked again, harmlessly.
+        for id in &ids {
+            if !pending.contains(id) && mail::find(home, id)?.is_none() {
+                return Err(Error::not_found(format!(
+                    "no message {id} in {} or its archive; nothing acked",
+                    home.inbox().display()
+                )));
+            }
+        }
+        ids.iter().map(String::as_str).collect()
+    };
+    reader.mark(&chosen, "acked")?;
+    println!("acked {}", chosen.len());
+    Ok(exit::OK)
+}
+
+/// How often `watch` rescans with no event (a missed event costs at most this).
+const RESCAN_EVERY: Duration = Duration::from_secs(10);
+
+fn watch(home: &Home, name: &str, once: bool) -> Result<i32> {
+    let reader = Reader::watcher(home, name)?;
+    // SIGTERM/SIGINT/SIGHUP wait until a batch is printed *and* marked, so a
+    // stopped watcher restarts exactly where it stopped. (SIGKILL between the
+    // print and the mark repeats that batch: consumers dedupe by id.)
+    let batch_lock = Arc::new(Mutex::new(()));
+    stop_between_batches(batch_lock.clone())?;
+    let emit = || -> Result<()> {
+        let scan = reader.pending()?;
+        report_bad(&scan.bad);
+        if scan.messages.is_empty() {
+            return Ok(());
+        }
+        let _held = batch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = Vec::new();
+        for p in &scan.messages {
+            serde_json::to_writer(&mut buf, &p.message)
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            buf.push(b'\n');
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&buf)
+            .and_then(|()| out.flush())
+            .at(Path::new("<stdout>"))?;
+        let ids: Vec<&str> = scan
+            .messages
+            .iter()
+            .map(|p| p.message.id.as_str())
+            .collect();
+        reader.mark(&ids, "emitted")
+    };
+    if once {
+        emit()?;
+        return Ok(exit::OK);
+    }
+    crate::fsio::ensure_dir(&home.mail_dir())?;
+    Watch::new(&[&home.mail_dir()], RESCAN_EVERY)?.run(|_| emit().map(|()| Flow::Continue))?;
+    Ok(exit::OK)
+}
+
+/// Block the stop signals in every thread and handle them on one thread that
+/// exits only while no batch is in progress.
+fn stop_between_batches(lock: Arc<Mutex<()>>) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block()
+        .map_err(|e| Error::new(crate::error::Kind::Io, format!("blocking signals: {e}")))?;
+    std::thread::spawn(move || {
+        let sig = set.wait().map(|s| s as i32).unwrap_or(libc::SIGTERM);
+        let _held = lock.lock();
+        std::process::exit(128 + sig);
+    });
+    Ok(())
+}
+
+fn handoff(
+    town: &Town,
+    me: &Address,
+    subject: Option<String>,
+    body: &Body,
+    cycle: bool,
+    json: bool,
+) -> Result<i32> {
+    let home = town.home(me)?;
+    let note = read_body(body)?;
+    let state = home.state().ok();
+    let subject = format!(
+        "HANDOFF: {}",
+        subject.as_deref().unwrap_or("session handoff")
+    );
+    let mut m = Message::new(me, &me.to_string(), &subject, &note);
+    m.kind = "handoff".into();
+    m.priority = "high".into();
+    if let Some(s) = &state {
+        m.generation = Some(s.generation);
+        let mut h = Extra::new();
+        h.insert("status".into(), s.status.clone().into());
+        if let Some(i) = &s.issue {
+            h.insert("issue".into(), i.clone().into());
+        }
+        if let Some(sess) = &s.session {
+            h.insert("session".into(), sess.clone().into());
+        }
+        h.insert("written_at".into(), clock::now_string().into());
+        m.extra.insert("handoff".into(), h.into());
+    }
+    // The note first: the next session must find it when the cycle happens.
+    let code = send_one(town, m, Durability::Sync, json)?;
+    if cycle {
+        home.update_state(|s| {
+            s.requesting_cycle = true;
+            Ok(())
+        })?;
+        if !json {
+            println!(
+                "requested a fresh session (requesting_cycle in {})",
+                home.state_path().display()
+            );
+        }
+    }
+    Ok(code)
+}
+
+fn deliver(town: &Town, me: &Address, durability: Durability, json: bool) -> Result<i32> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut input)
+        .at(Path::new("<stdin>"))?;
+    let mut messages = Vec::new();
+    for (i, line) in input.split(|&b| b == b'\n').enumerate() {
+        let at =
+            |msg: String| Error::invalid(format!("<stdin>:{}: {msg}; nothing delivered", i + 1));
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if line.len() > MAX_RECORD_BYTES {
+            return Err(at(format!(
+                "record is {} bytes, over the {MAX_RECORD_BYTES}-byte limit",
+                line.len()
+            )));
+        }
+        let text = std::str::from_utf8(line).map_err(|_| at("not UTF-8".into()))?;
+        let mut obj: Extra =
+            serde_json::from_str(text).map_err(|e| at(format!("not a JSON object ({e})")))?;
+        // Filled in when absent, so a pipeline need only say to/subject/body.
+        obj.entry("id")
+            .or_insert_with(|| clock::new_id("msg").into());
+        obj.entry("timestamp")
+            .or_insert_with(|| clock::now_string().into());
+        obj.entry("from").or_insert_with(|| me.to_string().into());
+        let mut m: Message = serde_json::from_value(obj.into())
+            .map_err(|e| at(format!("not a valid message ({e})")))?;
+        let out =
+            mail::prepare(town, &mut m).map_err(|e| e.context(format!("<stdin>:{}", i + 1)))?;
+        messages.push((m, out));
+    }
+    let (messages, out): (Vec<Message>, Vec<_>) = messages.into_iter().unzip();
+    mail::post_prepared(out, durability)?;
+    if json {
+        for m in &messages {
+            super::print_json_line(m)?;
+        }
+    } else {
+        println!("delivered {}", messages.len());
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,356 @@
+//! Mail: one locked JSONL inbox per agent home (protocol/mail.md).
+//!
+//! * [`Message`]: the record, with the Go Gas Town's field names;
+//! * [`post`]: resolve recipients, then one locked append per inbox;
+//! * [`reader::Reader`]: read state (unread, watch cursors) in O(new messages);
+//! * [`archive()`]: move mail every reader is done with out of the hot file;
+//! * [`check`]: what `gt doctor` reports about a home's mail files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::fsio::{self, BadLine, Durability};
+use crate::home::Home;
+use crate::record::Extra;
+use crate::town::Town;
+
+pub mod archive;
+pub mod reader;
+
+pub use archive::archive;
+
+/// Longest record we write: one JSON line of at most 64 KiB (newline excluded).
+/// A line this size still goes out in one `write`; longer text belongs in a
+/// file the message names.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The priorities a writer may use.
+pub const PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
+
+/// Default `priority` of a record that has none.
+pub const DEFAULT_PRIORITY: &str = "normal";
+/// Default `type` of a record that has none.
+pub const DEFAULT_TYPE: &str = "notification";
+
+/// One message: a line of `mail/inbox.jsonl`. Only `id, from, to, subject,
+/// body, timestamp` are required; fields we do not know are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Unique, non-empty; ours are `msg-<time><random>` and sort by time.
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    /// RFC 3339.
+    pub timestamp: String,
+    /// `low`, `normal`, `high` or `urgent` (others are kept as written).
+    #[serde(default = "default_priority")]
+    pub priority: String,
+    /// `notification`, `task`, `reply`, `handoff`, lifecycle types, ...
+    #[serde(rename = "type", default = "default_type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// For lifecycle mail: the spawn generation of the agent it is about, so a
+    /// stale message never acts on a newer worker of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn default_priority() -> String {
+    DEFAULT_PRIORITY.to_string()
+}
+fn default_type() -> String {
+    DEFAULT_TYPE.to_string()
+}
+
+impl Message {
+    /// A new message from `from` to `to` (as typed; [`post`] resolves it) with a
+    /// fresh id and the current time.
+    pub fn new(from: &Address, to: &str, subject: &str, body: &str) -> Message {
+        Message {
+            id: clock::new_id("msg"),
+            from: from.to_string(),
+            to: to.to_string(),
+            subject: subject.to_string(),
+            body: body.to_string(),
+            timestamp: clock::now_string(),
+            priority: default_priority(),
+            kind: default_type(),
+            thread_id: None,
+            reply_to: None,
+            generation: None,
+            extra: Extra::new(),
+        }
+    }
+
+    /// The address to resolve: `to`, where `self` means the sender (whoever
+    /// GT_ADDRESS says is running).
+    pub fn recipient(&self) -> &str {
+        if self.to == "self" {
+            &self.from
+        } else {
+            &self.to
+        }
+    }
+
+    /// What a reader needs beyond serde: a non-empty id. A line failing this is
+    /// a bad line; anything else a reader shows.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.id.is_empty() {
+            return Err("\"id\" is empty".to_string());
+        }
+        Ok(())
+    }
+
+    /// Where the record breaks the writers' contract,
+    /// protocol/schemas/mail-message.schema.json. Readers still show such a
+    /// message (mail is never made invisible); writers refuse it and
+    /// [`check`] reports it.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.validate().err().into_iter().collect();
+        let is_address = |v: &str| v.parse::<Address>().is_ok();
+        for (field, v) in [("from", &self.from), ("to", &self.to)] {
+            if !is_address(v) {
+                out.push(format!("\"{field}\" is not an address: {v:?}"));
+            }
+        }
+        if clock::parse(&self.timestamp).is_none() {
+            out.push(format!(
+                "\"timestamp\" is not an RFC 3339 time: {:?}",
+                self.timestamp
+            ));
+        }
+        if !PRIORITIES.contains(&self.priority.as_str()) {
+            out.push(format!(
+                "\"priority\" is {:?}, not one of {}",
+                self.priority,
+                PRIORITIES.join(", ")
+            ));
+        }
+        let mut k = self.kind.bytes();
+        if !(k.next().is_some_and(|b| b.is_ascii_lowercase())
+            && k.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'))
+        {
+            out.push(format!(
+                "\"type\" is {:?}: use lowercase letters, digits, '_' or '-'",
+                self.kind
+            ));
+        }
+        for flag in ["read", "pinned", "wisp"] {
+            if self.extra.get(flag).is_some_and(|v| !v.is_boolean()) {
+                out.push(format!("\"{flag}\" is not true or false"));
+            }
+        }
+        if let Some(d) = self.extra.get("delivery")
+            && !matches!(d.as_str(), Some("queue" | "interrupt"))
+        {
+            out.push("\"delivery\" is not \"queue\" or \"interrupt\"".to_string());
+        }
+        if let Some(cc) = self.extra.get("cc")
+            && !cc
+                .as_array()
+                .is_some_and(|a| a.iter().all(|v| v.as_str().is_some_and(is_address)))
+        {
+            out.push("\"cc\" is not a list of addresses".to_string());
+        }
+        if self.extra.get("handoff").is_some_and(|v| !v.is_object()) {
+            out.push("\"handoff\" is not an object".to_string());
+        }
+        out
+    }
+
+    /// The compact JSON line, refused when over [`MAX_RECORD_BYTES`].
+    pub fn to_line(&self) -> Result<Vec<u8>> {
+        let line = serde_json::to_vec(self).map_err(|e| Error::invalid(e.to_string()))?;
+        if line.len() > MAX_RECORD_BYTES {
+            return Err(Error::invalid(format!(
+                "message to {} is {} bytes as JSON; the limit is {MAX_RECORD_BYTES} (put long text in a file and mail its path)",
+                self.to,
+                line.len()
+            )));
+        }
+        Ok(line)
+    }
+}
+
+/// Who is acting: `--as`, else `GT_ADDRESS`, else the agent home the current
+/// directory is in, else `overseer` (the human operator).
+pub fn identity(town: &Town, as_: Option<&str>) -> Result<Address> {
+    match as_ {
+        Some("self") => town.resolve("self").map(|h| h.address),
+        Some(a) => a.parse().map_err(|e: Error| e.context("--as")),
+        None => Ok(town.whoami()?.unwrap_or(Address::Overseer)),
+    }
+}
+
+/// A message ready to append: its inbox and its JSON line.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub inbox: PathBuf,
+    pub line: Vec<u8>,
+}
+
+/// Check a message for sending: resolve `to` (`self`, aliases, did-you-mean)
+/// and rewrite it to the canonical address, then refuse it if it breaks the
+/// record contract ([`Message::problems`]) or the size limit.
+pub fn prepare(town: &Town, m: &mut Message) -> Result<Outgoing> {
+    let home = resolve(town, m.recipient())?;
+    m.to = home.address.to_string();
+    if let Some(p) = m.problems().into_iter().next() {
+        return Err(Error::invalid(format!("message {}: {p}", m.id)));
+    }
+    Ok(Outgoing {
+        inbox: home.inbox(),
+        line: m.to_line()?,
+    })
+}
+
+/// Append prepared messages: one locked append (one `write`) per inbox, in the
+/// order given.
+pub fn post_prepared(out: Vec<Outgoing>, durability: Durability) -> Result<()> {
+    let mut by_inbox: BTreeMap<PathBuf, Vec<Vec<u8>>> = BTreeMap::new();
+    for o in out {
+        by_inbox.entry(o.inbox).or_default().push(o.line);
+    }
+    for (inbox, lines) in by_inbox {
+        if let Some(dir) = inbox.parent() {
+            fsio::ensure_dir(dir)?;
+        }
+        fsio::append_lines(&inbox, &lines, durability)?;
+    }
+    Ok(())
+}
+
+/// [`prepare`] every message, then [`post_prepared`]: a refused message means
+/// nothing was written at all.
+pub fn post(town: &Town, messages: &mut [Message], durability: Durability) -> Result<()> {
+    let out = messages
+        .iter_mut()
+        .map(|m| prepare(town, m))
+        .collect::<Result<Vec<_>>>()?;
+    post_prepared(out, durability)
+}
+
+/// [`Town::resolve`], with a "did you mean" also for a name that does not parse
+/// (`mayr`).
+pub fn resolve(town: &Town, spec: &str) -> Result<Home> {
+    town.resolve(spec).map_err(|e| {
+        if e.hint().is_some() || e.kind != crate::error::Kind::Invalid {
+            return e;
+        }
+        let all: Vec<String> = town
+            .homes()
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.address.to_string())
+            .collect();
+        match crate::address::did_you_mean(spec, all.iter().map(String::as_str)) {
+            Some(s) => e.with_hint(format!("did you mean {s}?")),
+            None => e,
+        }
+    })
+}
+
+/// Find message `id` in `home`'s inbox, then in its archive.
+pub fn find(home: &Home, id: &str) -> Result<Option<Message>> {
+    let mut files = vec![home.inbox()];
+    files.extend(archive::files(home)?);
+    for path in files {
+        let mut records = fsio::Records::<Message>::open(&path, fsio::Cursor::default())?;
+        while let Some(e) = records.next_entry()? {
+            if let fsio::Entry::Record { value, .. } = e
+                && value.id == id
+            {
+                return Ok(Some(value));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Problems in `home`'s mail files, each as `path:line: reason`: lines that are
+/// not JSON or not a valid record, over-long lines, and a torn last line (a
+/// killed writer, or a write in progress). For `gt doctor` and `gt mail check`.
+pub fn check(home: &Home) -> Result<Vec<BadLine>> {
+    let mut out = Vec::new();
+    check_messages(&home.inbox(), &mut out)?;
+    for path in archive::files(home)? {
+        check_messages(&path, &mut out)?;
+    }
+    for path in reader::mark_files(home)? {
+        check_file::<reader::Mark>(&path, &mut out, |m| {
+            let p = m.problems();
+            (!p.is_empty()).then(|| format!("breaks the mail-mark schema ({})", p.join("; ")))
+        })?;
+    }
+    Ok(out)
+}
+
+fn check_messages(path: &Path, out: &mut Vec<BadLine>) -> Result<()> {
+    check_file::<Message>(path, out, |m| match m.validate() {
+        Err(e) => Some(format!("not a valid record ({e})")),
+        Ok(()) => {
+            let p = m.problems();
+            (!p.is_empty()).then(|| format!("breaks the mail-message schema ({})", p.join("; ")))
+        }
+    })
+}
+
+fn check_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    out: &mut Vec<BadLine>,
+    invalid: impl Fn(&T) -> Option<String>,
+) -> Result<()> {
+    let mut records = fsio::Records::<T>::open(path, fsio::Cursor::default())?;
+    let bad = |line, offset, reason| BadLine {
+        path: path.to_path_buf(),
+        line,
+        offset,
+        reason,
+    };
+    while let Some(e) = records.next_entry()? {
+        match e {
+            fsio::Entry::Record {
+                line,
+                offset,
+                value,
+            } => {
+                // Blank lines are skipped before an entry, so the cursor is now
+                // exactly at the end of this line.
+                let len = records.cursor().offset - offset - 1;
+                if len > MAX_RECORD_BYTES as u64 {
+                    out.push(bad(
+                        line,
+                        offset,
+                        format!("line is {len} bytes, over the {MAX_RECORD_BYTES}-byte limit"),
+                    ));
+                }
+                if let Some(reason) = invalid(&value) {
+                    out.push(bad(line, offset, reason));
+                }
+            }
+            fsio::Entry::Bad(b) => out.push(b),
+        }
+    }
+    if records.in_flight() {
+        let c = records.cursor();
+        out.push(bad(
+            c.line,
+            c.offset,
+            "incomplete last line (a killed writer's torn line, or a write in progress)"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,696 @@
+//! gt-mail: the seed spellings, addresses, read state, hand edits, the shell
+//! protocol, handoff and bad input. Fault tests are in mail_faults.rs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::TestEnv;
+
+pub const NOW: &str = "2026-11-25T09:00:00Z";
+
+/// `gt-mail` (or `gt`) acting as `who`.
+pub fn mail_cmd(env: &TestEnv, bin: &str, who: &str) -> Command {
+    let mut c = env.cmd(bin);
+    c.env("GT_ADDRESS", who).env("GT_NOW", NOW);
+    c
+}
+
+pub fn run(env: &TestEnv, bin: &str, who: &str, args: &[&str]) -> Output {
+    mail_cmd(env, bin, who).args(args).output().expect("spawn")
+}
+
+pub fn ok(env: &TestEnv, who: &str, args: &[&str]) -> String {
+    let out = run(env, "gt-mail", who, args);
+    assert!(
+        out.status.success(),
+        "gt-mail {args:?} as {who}: {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Feed `input` to `gt-mail deliver` as `who`.
+pub fn deliver(env: &TestEnv, who: &str, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = mail_cmd(env, "gt-mail", who)
+        .arg("deliver")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A process that refuses early (bad identity) may close stdin unread.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+pub fn inbox_path(env: &TestEnv, home: &str) -> PathBuf {
+    env.town.join(home).join("mail/inbox.jsonl")
+}
+
+/// Every line of a JSONL file parsed (panics on a bad line).
+pub fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn ids(v: &[Value]) -> Vec<String> {
+    v.iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `inbox --json` as `who`: the ids listed.
+pub fn unread(env: &TestEnv, who: &str) -> Vec<String> {
+    let out = ok(env, who, &["inbox", "--json"]);
+    out.lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn seed_spelling_sends_and_inbox_reads() {
+    let env = TestEnv::new();
+    let out = run(
+        &env,
+        "gt",
+        "overseer",
+        &["send", "mayor", "-s", "Subject", "-m", "Message"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = lines(&inbox_path(&env, "mayor"));
+    assert_eq!(stored.len(), 1);
+    let id = stored[0]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("msg-"), "{id}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("sent {id} to mayor\n")
+    );
+    assert_eq!(
+        stored[0],
+        json!({"id": id, "from": "overseer", "to": "mayor", "subject": "Subject",
+               "body": "Message", "timestamp": NOW, "priority": "normal", "type": "notification"})
+    );
+
+    let listing = String::from_utf8(run(&env, "gt", "mayor", &["inbox"]).stdout).unwrap();
+    assert_eq!(
+        listing,
+        format!(
+            "ID{}  FROM      TIME                  SUBJECT\n{id}  overseer  {NOW}  Subject\n",
+            " ".repeat(id.len() - 2)
+        )
+    );
+    let mut want = stored[0].clone();
+    want["read"] = json!(false);
+    assert_eq!(ok(&env, "mayor", &["inbox", "--json"]), format!("{want}\n"));
+
+    assert_eq!(
+        ok(&env, "mayor", &["read", &id]),
+        format!(
+            "id:       {id}\nfrom:     overseer\nto:       mayor\ndate:     {NOW}\nsubject:  Subject\n\nMessage\n"
+        )
+    );
+    assert_eq!(ok(&env, "mayor", &["inbox"]), "no unread mail for mayor\n");
+    let out = run(&env, "gt-mail", "mayor", &["inbox", "--exit-code"]);
+    assert_eq!(out.status.code(), Some(1));
+    // Still listed with --all, now read.
+    let all: Value =
+        serde_json::from_str(&ok(&env, "mayor", &["inbox", "--all", "--json"])).unwrap();
+    assert_eq!(all["read"], json!(true));
+    // The mark is one plain line.
+    let marks = lines(&env.town.join("mayor/mail/read.jsonl"));
+    assert_eq!(marks, vec![json!({"id": id, "state": "read", "at": NOW})]);
+}
+
+#[test]
+fn identity_comes_from_as_env_cwd_then_overseer() {
+    let env = TestEnv::new();
+    env.add_rig("wyv");
+    // cwd inside a home, no GT_ADDRESS.
+    let mut c = env.cmd("gt-mail");
+    c.current_dir(env.town.join("wyv/witness"))
+        .args(["send", "mayor", "-s", "from cwd", "-m", "x"]);
+    assert!(c.status().unwrap().success());
+    // No GT_ADDRESS, cwd is the town root: overseer.
+    env.ok("gt-mail", &["send", "mayor", "-s", "from root", "-m", "x"]);
+    // --as beats GT_ADDRESS; `self` is an address.
+    ok(
+        &env,
+        "wyv/witness",
+        &[
+            "--as",
+            "wyv/refinery",
+            "send",
+            "self",
+            "-s",
+            "to self",
+            "-m",
+            "x",
+        ],
+    );
+    let from: Vec<(String, String)> = lines(&inbox_path(&env, "mayor"))
+        .iter()
+        .map(|m| {
+            (
+                m["from"].as_str().unwrap().into(),
+                m["subject"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        from,
+        vec![
+            ("wyv/witness".to_string(), "from cwd".to_string()),
+            ("overseer".to_string(), "from root".to_string())
+        ]
+    );
+    let m = &lines(&inbox_path(&env, "wyv/refinery"))[0];
+    assert_eq!(
+        (m["from"].as_str(), m["to"].as_str()),
+        (Some("wyv/refinery"), Some("wyv/refinery"))
+    );
+}
+
+/// A listing of every file under the town with its size: to show nothing was written.
+fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut v: Vec<(PathBuf, u64)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.path().components().any(|c| c.as_os_str() == ".git"))
+        .map(|e| (e.path().to_path_buf(), e.metadata().unwrap().len()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn refused_addresses_and_missing_town_write_nothing() {
+    let env = TestEnv::new();
+    env.add_rig("wyv");
+    let before = tree(&env.town);
+    let cases: &[(&str, &str)] = &[
+        (
+            "mayr",
+            "gt-mail: invalid address \"mayr\": expected mayor, overseer, self or <rig>/<agent> (did you mean mayor?)\n",
+        ),
+        (
+            "wyv/witnes",
+            "", // checked below: names the missing home and suggests wyv/witness
+        ),
+        (
+            "../etc",
+            "gt-mail: invalid address \"../etc\": invalid rig name \"..\": use 1-64 letters, digits, '_' or '-', starting with a letter or digit\n",
+        ),
+    ];
+    for (addr, want) in cases {
+        let out = run(
+            &env,
+            "gt-mail",
+            "overseer",
+            &["send", addr, "-s", "x", "-m", "y"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{addr}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        if want.is_empty() {
+            assert!(
+                err.starts_with("gt-mail: no agent home for address wyv/witnes (")
+                    && err.ends_with("(did you mean wyv/witness?)\n"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(&err, want);
+        }
+    }
+    // A symlinked home leading out of the town is refused too.
+    let outside = env.path().join("outside");
+    std::fs::create_dir_all(outside.join("mail")).unwrap();
+    std::os::unix::fs::symlink(&outside, env.town.join("wyv/polecats/evil")).unwrap();
+    let before = {
+        let mut b = before;
+        b.push((env.town.join("wyv/polecats/evil"), 0));
+        b.sort();
+        b
+    };
+    let out = run(
+        &env,
+        "gt-mail",
+        "overseer",
+        &["send", "wyv/evil", "-s", "x", "-m", "y"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outside the town"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!outside.join("mail/inbox.jsonl").exists());
+    let after: Vec<(PathBuf, u64)> = tree(&env.town)
+        .into_iter()
+        .map(|(p, s)| {
+            if p.ends_with("wyv/polecats/evil") {
+                (p, 0)
+            } else {
+                (p, s)
+            }
+        })
+        .collect();
+    assert_eq!(before, after);
+
+    let empty = TestEnv::empty();
+    let mut c = empty.cmd("gt-mail");
+    c.env_remove("GT_TOWN")
+        .args(["send", "mayor", "-s", "x", "-m", "y"]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let canon = std::fs::canonicalize(empty.path()).unwrap();
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "gt-mail: no town here (looked for config/town.json from {} up to /; set GT_TOWN or run gt install)\n",
+            canon.display()
+        )
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error() {
+    let env = TestEnv::new();
+    let big = env.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(65 * 1024)).unwrap();
+    let out = run(
+        &env,
+        "gt-mail",
+        "overseer",
+        &["send", "mayor", "-s", "big", "-f", big.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "gt-mail: {}: message body is over the 65536-byte limit\n",
+            big.display()
+        )
+    );
+    // Under the body limit but over the record limit once escaped as JSON.
+    let quotes = env.path().join("quotes.txt");
+    std::fs::write(&quotes, "\"".repeat(40 * 1024)).unwrap();
+    let out = run(
+        &env,
+        "gt-mail",
+        "overseer",
+        &["send", "mayor", "-s", "q", "-f", quotes.to_str().unwrap()],
+    );
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "gt-mail: message to mayor is 82083 bytes as JSON; the limit is 65536 (put long text in a file and mail its path)\n"
+    );
+    let latin1 = env.path().join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9\n").unwrap();
+    let out = run(
+        &env,
+        "gt-mail",
+        "overseer",
+        &["send", "mayor", "-s", "x", "-f", latin1.to_str().unwrap()],
+    );
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "gt-mail: {}: message body is not UTF-8 (invalid byte at offset 3)\n",
+            latin1.display()
+        )
+    );
+    // deliver: a bad record anywhere means nothing is delivered.
+    let out = deliver(
+        &env,
+        "overseer",
+        "{\"to\":\"mayor\",\"subject\":\"a\",\"body\":\"b\"}\n{\"to\":\"mayor\",\"subject\":\"a\"}\n",
+    );
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "gt-mail: <stdin>:2: not a valid message (missing field `body`); nothing delivered\n"
+    );
+    let out = deliver(
+        &env,
+        "overseer",
+        "{\"to\":\"mayor\",\"subject\":\"a\",\"body\":\"b\"}\nnot json\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "gt-mail: <stdin>:2: not a JSON object (expected ident at line 1 column 2); nothing delivered\n"
+    );
+    let out = deliver(
+        &env,
+        "overseer",
+        "{\"to\":\"nobody\",\"subject\":\"a\",\"body\":\"b\"}\n",
+    );
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "gt-mail: <stdin>:1: invalid address \"nobody\": expected mayor, overseer, self or <rig>/<agent>\n"
+    );
+    assert_eq!(std::fs::read(inbox_path(&env, "mayor")).unwrap(), b"");
+
+    // Unknown fields are kept, byte for byte in meaning; given ids and times too.
+    let rec = json!({"id": "hand-1", "from": "mayor", "to": "overseer", "subject": "s", "body": "b",
+                     "timestamp": "2025-01-01T00:00:00Z", "cc": ["mayor"], "custom": {"n": 1}});
+    let out = deliver(&env, "mayor", &format!("{rec}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want = rec.clone();
+    want["priority"] = json!("normal");
+    want["type"] = json!("notification");
+    let stored = &lines(&inbox_path(&env, "overseer"))[0];
+    assert_eq!(stored, &want);
+    assert_eq!(
+        serde_json::to_string(stored).unwrap(),
+        "{\"id\":\"hand-1\",\"from\":\"mayor\",\"to\":\"overseer\",\"subject\":\"s\",\"body\":\"b\",\"timestamp\":\"2025-01-01T00:00:00Z\",\"priority\":\"normal\",\"type\":\"notification\",\"cc\":[\"mayor\"],\"custom\":{\"n\":1}}"
+    );
+}
+
+#[test]
+fn deliver_batches_one_write_per_inbox_and_fills_defaults() {
+    let env = TestEnv::new();
+    let input = "{\"to\":\"mayor\",\"subject\":\"1\",\"body\":\"\"}\n\n{\"to\":\"overseer\",\"subject\":\"2\",\"body\":\"\"}\n{\"to\":\"mayor\",\"subject\":\"3\",\"body\":\"\",\"generation\":7,\"type\":\"shutdown\"}\n";
+    let out = deliver(&env, "wyv", input);
+    // "wyv" is not a valid address: identity errors name GT_ADDRESS.
+    assert_eq!(out.status.code(), Some(2));
+    let out = deliver(&env, "mayor", input);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "delivered 3\n");
+    let m = lines(&inbox_path(&env, "mayor"));
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        (m[0]["subject"].as_str(), m[1]["subject"].as_str()),
+        (Some("1"), Some("3"))
+    );
+    assert_eq!(m[1]["generation"], json!(7));
+    assert_eq!(m[1]["type"], json!("shutdown"));
+    assert_eq!(m[0]["from"], json!("mayor"));
+    assert_eq!(m[0]["timestamp"], json!(NOW));
+    assert_eq!(lines(&inbox_path(&env, "overseer")).len(), 1);
+}
+
+#[test]
+fn read_state_survives_restarts_and_hand_edits() {
+    let env = TestEnv::new();
+    for s in ["a", "b", "c"] {
+        ok(&env, "overseer", &["send", "mayor", "-s", s, "-m", s]);
+    }
+    let inbox = inbox_path(&env, "mayor");
+    let all = ids(&lines(&inbox));
+    ok(&env, "mayor", &["read", &all[0]]);
+    assert_eq!(unread(&env, "mayor"), all[1..]);
+
+    // Only new bytes are read: corrupt the first (read) line in place, same
+    // inode and length. A reader that re-read the file would report it.
+    let bytes = std::fs::read(&inbox).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&inbox)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"#", 0).unwrap();
+    let out = run(&env, "gt-mail", "mayor", &["inbox", "--json"]);
+    assert_eq!(String::from_utf8(out.stderr).unwrap(), "");
+    std::os::unix::fs::FileExt::write_at(&f, &bytes[..1], 0).unwrap();
+
+    // A junk line, then an editor's save: new file renamed over, with one more
+    // message typed in and message b deleted.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&inbox)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"junk\n"))
+        .unwrap();
+    let mut text = std::fs::read_to_string(&inbox).unwrap();
+    let b_line = text.lines().nth(1).unwrap().to_string();
+    text = text.replace(&format!("{b_line}\n"), "");
+    text.push_str("{\"id\":\"typed-1\",\"from\":\"overseer\",\"to\":\"mayor\",\"subject\":\"typed\",\"body\":\"\",\"timestamp\":\"2026-11-25T09:01:00Z\"}\n");
+    let tmp = inbox.with_extension("swp");
+    std::fs::write(&tmp, &text).unwrap();
+    std::fs::rename(&tmp, &inbox).unwrap();
+
+    // A shell append with flock(1) + printf.
+    let status = Command::new("flock")
+        .arg(env.town.join("mayor/mail/inbox.lock"))
+        .args(["-c", "printf '%s\\n' '{\"id\":\"sh-1\",\"from\":\"overseer\",\"to\":\"mayor\",\"subject\":\"shell\",\"body\":\"hi\",\"timestamp\":\"2026-11-25T09:02:00Z\"}' >> mail/inbox.jsonl"])
+        .current_dir(env.town.join("mayor"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let out = run(&env, "gt-mail", "mayor", &["inbox", "--json"]);
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "gt-mail: {}:3: not JSON (expected value at column 1); skipped\n",
+            inbox.display()
+        )
+    );
+    let listed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // a stays read, b is gone, c, typed and shell mail are unread.
+    assert_eq!(
+        listed,
+        vec![all[2].clone(), "typed-1".into(), "sh-1".into()]
+    );
+    // And again, from the cursor (a new process): same answer, no re-report.
+    let out = run(&env, "gt-mail", "mayor", &["inbox", "--json"]);
+    assert_eq!(String::from_utf8(out.stderr).unwrap(), "");
+    assert_eq!(unread(&env, "mayor"), listed);
+    // Deleting the cursor cache changes nothing but the cost.
+    std::fs::remove_file(env.town.join("mayor/mail/read.cursor.json")).unwrap();
+    assert_eq!(unread(&env, "mayor"), listed);
+
+    // ack: unknown ids are refused and nothing is marked.
+    let (code, err) = {
+        let out = run(&env, "gt-mail", "mayor", &["ack", "sh-1", "nope"]);
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err,
+        format!(
+            "gt-mail: no message nope in {} or its archive; nothing acked\n",
+            inbox.display()
+        )
+    );
+    assert_eq!(unread(&env, "mayor"), listed);
+    ok(&env, "mayor", &["ack", "--all"]);
+    assert!(unread(&env, "mayor").is_empty());
+}
+
+#[test]
+fn archive_moves_read_mail_and_keeps_it_readable() {
+    let env = TestEnv::new();
+    for s in ["a", "b", "c"] {
+        ok(&env, "overseer", &["send", "mayor", "-s", s, "-m", s]);
+    }
+    let inbox = inbox_path(&env, "mayor");
+    let all = ids(&lines(&inbox));
+    ok(&env, "mayor", &["ack", &all[0], &all[2]]);
+    // A watcher that has printed only the first message holds back the others.
+    let w = ok(&env, "mayor", &["watch", "--once", "--name", "w1"]);
+    assert_eq!(w.lines().count(), 3);
+    assert_eq!(
+        ok(&env, "mayor", &["archive"]),
+        format!(
+            "archived 2 to {}; 1 kept\n",
+            env.town.join("mayor/mail/archive/2026-11.jsonl").display()
+        )
+    );
+    assert_eq!(ids(&lines(&inbox)), vec![all[1].clone()]);
+    let archived = lines(&env.town.join("mayor/mail/archive/2026-11.jsonl"));
+    assert_eq!(ids(&archived), vec![all[0].clone(), all[2].clone()]);
+    // Marks shrink to the inbox's messages; state is unchanged.
+    assert_eq!(lines(&env.town.join("mayor/mail/read.jsonl")).len(), 0);
+    assert_eq!(unread(&env, "mayor"), vec![all[1].clone()]);
+    assert_eq!(ok(&env, "mayor", &["watch", "--once", "--name", "w1"]), "");
+    // Archived mail is still readable by id.
+    assert!(ok(&env, "mayor", &["read", &all[0]]).contains("subject:  a\n"));
+}
+
+#[test]
+fn handoff_mails_self_and_requests_a_cycle() {
+    let env = TestEnv::new();
+    let out = ok(
+        &env,
+        "mayor",
+        &["handoff", "-m", "next: land the queue", "--cycle", "--json"],
+    );
+    let m: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["from"], json!("mayor"));
+    assert_eq!(m["to"], json!("mayor"));
+    assert_eq!(m["subject"], json!("HANDOFF: session handoff"));
+    assert_eq!(m["type"], json!("handoff"));
+    assert_eq!(m["generation"], json!(0));
+    assert_eq!(m["handoff"], json!({"status": "idle", "written_at": NOW}));
+    assert_eq!(lines(&inbox_path(&env, "mayor")), vec![m]);
+    let state = crate::common::read_json(&env.town.join("mayor/state.json"));
+    assert_eq!(state["requesting_cycle"], json!(true));
+    assert_eq!(state["role"], json!("mayor"));
+}
+
+/// protocol/mail.md says a shell script can send, list unread and mark read with
+/// flock(1), printf and jq alone. This is that script, checked against gt-mail.
+#[test]
+fn a_shell_script_speaks_the_protocol() {
+    let env = TestEnv::new();
+    let script = r#"
+set -eu
+box=mayor/mail
+case "$1" in
+send) # send ID SUBJECT: the torn-tail rule, then one printf, under the lock
+  flock "$box/inbox.lock" sh -c '
+    f=$0/inbox.jsonl
+    if [ -s "$f" ] && [ -n "$(tail -c1 "$f")" ]; then printf "\n" >> "$f"; fi
+    printf "%s\n" "{\"id\":\"$1\",\"from\":\"overseer\",\"to\":\"mayor\",\"subject\":\"$2\",\"body\":\"\",\"timestamp\":\"$(date -u +%FT%TZ)\"}" >> "$f"
+  ' "$box" "$2" "$3" ;;
+unread) # complete lines only; skip bad lines; drop ids marked in read.jsonl
+  touch "$box/read.jsonl"
+  done_ids=$(while IFS= read -r l; do printf '%s\n' "$l"; done < "$box/read.jsonl" | jq -R -r 'fromjson? | .id // empty')
+  while IFS= read -r l; do printf '%s\n' "$l"; done < "$box/inbox.jsonl" |
+    jq -R -r --arg done "$done_ids" '($done | split("\n")) as $d | fromjson? | objects | select(.id != null) | select(.id | IN($d[]) | not) | .id' ;;
+mark) # mark ID: one line in read.jsonl under its lock
+  flock "$box/read.lock" sh -c 'printf "%s\n" "{\"id\":\"$1\",\"state\":\"read\"}" >> "$0/read.jsonl"' "$box" "$2" ;;
+esac
+"#;
+    let sh = |args: &[&str]| -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .current_dir(&env.town)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // A torn line left by a killed writer: the script must not glue onto it.
+    std::fs::write(inbox_path(&env, "mayor"), "{\"id\":\"torn").unwrap();
+    sh(&["send", "sh-1", "from the shell"]);
+    let sent = ok(
+        &env,
+        "overseer",
+        &["send", "mayor", "-s", "from gt", "-m", "x", "--json"],
+    );
+    let gt_id = serde_json::from_str::<Value>(&sent).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(sh(&["unread"]), format!("sh-1\n{gt_id}\n"));
+    assert_eq!(
+        unread(&env, "mayor"),
+        vec!["sh-1".to_string(), gt_id.clone()]
+    );
+    sh(&["mark", "sh-1"]);
+    assert_eq!(unread(&env, "mayor"), vec![gt_id.clone()]);
+    ok(&env, "mayor", &["read", &gt_id]);
+    assert_eq!(sh(&["unread"]), "");
+    // gt-mail's own inbox reader agrees the torn line is one bad line.
+    let out = run(&env, "gt-mail", "mayor", &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "{}:1: not JSON (EOF while parsing a string at column 11)\n",
+            inbox_path(&env, "mayor").display()
+        )
+    );
+}
+
+#[test]
+fn records_and_check_agree_with_the_schema() {
+    let env = TestEnv::new();
+    ok(
+        &env,
+        "overseer",
+        &[
+            "send",
+            "mayor",
+            "-s",
+            "s",
+            "-m",
+            "b",
+            "--reply-to",
+            "msg-x",
+            "--generation",
+            "3",
+        ],
+    );
+    let protocol = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(protocol.join("schemas/mail-message.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let m = &lines(&inbox_path(&env, "mayor"))[0];
+    assert_eq!(m["thread_id"], json!("msg-x"));
+    assert_eq!(m["type"], json!("reply"));
+    assert!(validator.is_valid(m), "{m}");
+    // gt-mail check flags exactly the lines the schema rejects, and readers
+    // still show every line that is a message at all.
+    for (kind, want_bad) in [("valid", false), ("invalid", true)] {
+        let dir = protocol.join("examples").join(kind).join("mail-message");
+        for f in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            std::fs::write(inbox_path(&env, "overseer"), &text).unwrap();
+            let report =
+                String::from_utf8(run(&env, "gt-mail", "overseer", &["check"]).stdout).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                let flagged = report.contains(&format!("inbox.jsonl:{}: ", i + 1));
+                assert_eq!(
+                    validator.is_valid(&v),
+                    !flagged,
+                    "line {}: {line}\n{report}",
+                    i + 1
+                );
+                assert_eq!(flagged, want_bad, "{line}");
+            }
+        }
+    }
+    // A writer refuses what the schema rejects.
+    let out = deliver(
+        &env,
+        "overseer",
+        "{\"to\":\"mayor\",\"subject\":\"s\",\"body\":\"\",\"priority\":\"p0\"}\n",
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("gt-mail: <stdin>:1: message msg-")
+            && err.ends_with(": \"priority\" is \"p0\", not one of low, normal, high, urgent\n"),
+        "{err}"
+    );
+}
