@@ -73,6 +73,12 @@ impl Error {
         self.hint = Some(hint.into());
         self
     }
+    /// The same message as another kind (e.g. a lost claim, a conflict to the
+    /// tracker, is a "no" to the caller that asked for the work).
+    pub fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }

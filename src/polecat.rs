@@ -131,17 +131,12 @@ pub fn agent_env(town: &Town, rig: &Rig, home: &Home) -> Vec<(String, String)> {
     env
 }
 
-/// Start a polecat on an issue: create it if needed, bump its generation,
-/// record issue/branch/session in `state.json`, and start the agent command in
-/// its clone. Refused when the rig already runs `max_workers` polecats or the
-/// polecat's session is alive. `claim` is called before anything starts (the
-/// tracker's claim), so a lost claim leaves no session behind.
-pub fn spawn(
-    town: &Town,
-    rig: &Rig,
-    opts: &SpawnOptions,
-    claim: impl FnOnce(&Address) -> Result<()>,
-) -> Result<(Spawned, session::Started)> {
+/// Start a polecat on an issue: create it if needed, claim the issue in the
+/// rig's tracker, bump the polecat's generation, record issue/branch/session in
+/// `state.json`, and start the agent command in its clone. Refused when the rig
+/// already runs `max_workers` polecats, the polecat's session is alive, or the
+/// issue is held by someone else; a failed start gives the claim back.
+pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
     let config = rig.config()?;
     let running = active(rig)?.len();
     if running >= config.max_workers as usize {
@@ -181,7 +176,21 @@ pub fn spawn(
             "polecat {address} is already running (session {id})"
         )));
     }
-    claim(&address)?;
+    let tracker = match &opts.issue {
+        Some(id) => {
+            let t = crate::beads::open(rig)?;
+            // Someone else holding the issue is a "no", not a failure.
+            t.claim(id, &address.to_string()).map_err(|e| {
+                if e.kind == crate::error::Kind::Conflict {
+                    e.with_kind(crate::error::Kind::Negative)
+                } else {
+                    e
+                }
+            })?;
+            Some((t, id))
+        }
+        None => None,
+    };
     let log = session::log_path(&home.path);
     let mut env = agent_env(town, rig, &home);
     env.extend(
@@ -189,14 +198,24 @@ pub fn spawn(
             .iter()
             .map(|i| ("GT_ISSUE".to_string(), i.clone())),
     );
-    let backend = session::Backend::for_town(town)?;
-    let started = backend.start(&session::Spec {
-        name: format!("gt-{}-{name}", rig.name),
-        command,
-        cwd: home.clone_dir(),
-        env,
-        log: log.clone(),
-    })?;
+    let started = session::Backend::for_town(town).and_then(|backend| {
+        backend.start(&session::Spec {
+            name: format!("gt-{}-{name}", rig.name),
+            command,
+            cwd: home.clone_dir(),
+            env,
+            log: log.clone(),
+        })
+    });
+    let started = match started {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some((t, id)) = tracker {
+                let _ = t.release(id, &address.to_string());
+            }
+            return Err(e);
+        }
+    };
     let branch = branch(&name);
     let state = fsio::update_json_locked(
         &home.state_path(),
@@ -222,7 +241,7 @@ pub fn spawn(
         session: started.id.clone(),
         log,
     };
-    Ok((spawned, started))
+    Ok(spawned)
 }
 
 /// `gt wake` / `gt sleep`: the seed's active/inactive flag, in `status`.

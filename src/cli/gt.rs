@@ -506,7 +506,7 @@ fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result<i32> {
 fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let rig = town.current_rig(rig.as_deref())?;
-    let (spawned, _started) = polecat::spawn(&town, &rig, &opts, |_| Ok(()))?;
+    let spawned = polecat::spawn(&town, &rig, &opts)?;
     if json {
         super::print_json(&spawned)?;
     } else {

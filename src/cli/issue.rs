@@ -1,8 +1,6 @@
 //! `gt-issue` (`gt issue ...`, and the seed spellings `gt ready <rig>` and
 //! `gt waves <rig> <epic>`): the rig's tracker for agents and people without `bd`.
 
-use std::path::Path;
-
 use clap::{Args, Parser, Subcommand};
 
 use crate::beads::{self, Issue, ListFilter, NewIssue, ReadyFilter, Tracker, Update};
@@ -194,7 +192,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         {
             return Err(Error::invalid(format!("two rigs given: {p} and --rig {r}")));
         }
-        choose_rig(&town, positional.or(rig_arg.take()).as_deref())
+        town.current_rig(positional.or(rig_arg.take()).as_deref())
     };
     let code =
         match cli.cmd {
@@ -334,44 +332,6 @@ fn refusal_is_no(r: Result<i32>) -> Result<i32> {
             Ok(exit::NO)
         }
         r => r,
-    }
-}
-
-/// `--rig`/positional, else `GT_RIG`, else the rig of the current directory,
-/// else the only rig.
-fn choose_rig(town: &Town, explicit: Option<&str>) -> Result<Rig> {
-    if let Some(r) = explicit {
-        return town.rig(r);
-    }
-    if let Some(r) = std::env::var("GT_RIG").ok().filter(|r| !r.is_empty()) {
-        return town.rig(&r).map_err(|e| e.context("GT_RIG"));
-    }
-    let rigs = town.rigs()?.rigs;
-    let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
-    if let Some(first) = std::fs::canonicalize(&cwd).ok().and_then(|d| {
-        Some(
-            d.strip_prefix(town.root())
-                .ok()?
-                .components()
-                .next()?
-                .as_os_str()
-                .to_str()?
-                .to_string(),
-        )
-    }) && rigs.contains_key(&first)
-    {
-        return town.rig(&first);
-    }
-    match rigs.len() {
-        1 => town.rig(rigs.keys().next().expect("one rig")),
-        0 => Err(Error::not_found(format!(
-            "no rigs in the town at {} (add one with gt rig add)",
-            town.root().display()
-        ))),
-        _ => Err(Error::invalid(format!(
-            "which rig? give --rig or set GT_RIG (rigs: {})",
-            rigs.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))),
     }
 }
 

@@ -557,7 +557,7 @@ fn the_rig_comes_from_the_flag_the_environment_or_the_directory() {
     assert!(out.status.success());
     assert_eq!(
         rig.fails(2, &["list"]),
-        "gt-issue: which rig? give --rig or set GT_RIG (rigs: other, proj)\n"
+        "gt-issue: which rig? pass --rig, set GT_RIG or run inside a rig (rigs: other, proj)\n"
     );
     assert_eq!(ids(&rig.json(&["list", "--rig", "other"])).len(), 0);
     let out = rig

@@ -141,6 +141,15 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Create an issue in `rig`'s tracker; returns its id.
+    pub fn issue(&self, rig: &str, title: &str) -> String {
+        let out = self.ok("gt", &["issue", "--rig", rig, "create", title, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["id"].as_str().expect("id").to_string()
+    }
+}
+
 impl Drop for TestEnv {
     /// Each town has its own tmux socket; stop its server with the test.
     fn drop(&mut self) {

@@ -72,6 +72,7 @@ fn polecat_add_makes_home_and_clone_on_its_branch() {
 fn spawn_and_check_environment(backend: &str) {
     let env = TestEnv::new();
     let rig = env.add_rig("r");
+    let id = env.issue("r", "Say hello");
     let out = env.path().join("out.fifo");
     fifo(&out);
     let agent = format!(
@@ -80,7 +81,7 @@ fn spawn_and_check_environment(backend: &str) {
     );
     let spawned = env
         .cmd("gt")
-        .args(["spawn", "--issue", "r-1", "--agent", &agent, "--json"])
+        .args(["spawn", "--issue", &id, "--agent", &agent, "--json"])
         .env("GT_SESSION_BACKEND", backend)
         .output()
         .unwrap();
@@ -103,13 +104,19 @@ fn spawn_and_check_environment(backend: &str) {
     assert_eq!(
         read_fifo(&out),
         format!(
-            "r/Nux polecat r r-1 {} polecat/Nux Nux\n",
+            "r/Nux polecat r {id} {} polecat/Nux Nux\n",
             rig.join(".beads").display()
         )
     );
     let state = read_json(&rig.join("polecats/Nux/state.json"));
     assert_eq!(state["status"], "working");
-    assert_eq!(state["issue"], "r-1");
+    assert_eq!(state["issue"], id.as_str());
+    let issue: serde_json::Value =
+        serde_json::from_str(&env.ok("gt", &["issue", "show", &id, "--json"])).unwrap();
+    assert_eq!(
+        (issue["status"].as_str(), issue["assignee"].as_str()),
+        (Some("in_progress"), Some("r/Nux"))
+    );
     assert_eq!(state["branch"], "polecat/Nux");
     assert_eq!(state["session"], json["session"]);
     assert!(gastown::session::wait(
@@ -147,14 +154,15 @@ fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
     fifo(&pids);
     // The agent starts a grandchild and reports both pids, then waits.
     let agent = format!("sleep 1000 & echo \"$$ $!\" > {}; wait", pids.display());
-    env.ok("gt", &["spawn", "--issue", "r-1", "--agent", &agent]);
+    let (one, two) = (env.issue("r", "one"), env.issue("r", "two"));
+    env.ok("gt", &["spawn", "--issue", &one, "--agent", &agent]);
     let reported = read_fifo(&pids);
     let ids: Vec<i32> = reported
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
 
-    let out = env.run("gt", &["spawn", "--issue", "r-2", "--agent", "true"]);
+    let out = env.run("gt", &["spawn", "--issue", &two, "--agent", "true"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -197,12 +205,13 @@ fn stop_halts_every_session_of_a_rig() {
     assert_eq!(code, 2);
     assert!(err.contains("--all"), "{err}");
     for name in ["Nux", "Toast"] {
+        let id = env.issue("r", name);
         env.ok(
             "gt",
             &[
                 "spawn",
                 "--issue",
-                "r-1",
+                &id,
                 "--name",
                 name,
                 "--agent",
@@ -257,4 +266,43 @@ fn plugins_are_directories() {
     );
     let (_, err) = env.fails("gt", &["plugin", "status", "r/witness"]);
     assert_eq!(err, "gt: r/witness is not a plugin\n");
+}
+
+#[test]
+fn spawn_on_an_issue_someone_else_holds_starts_nothing() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "contested");
+    env.ok("gt", &["issue", "claim", &id, "--assignee", "r/crew/dave"]);
+    let out = env.run(
+        "gt",
+        &[
+            "spawn",
+            "--issue",
+            &id,
+            "--name",
+            "Nux",
+            "--agent",
+            "touch started",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("gt: {id} is held by r/crew/dave (status in_progress); not claimed\n")
+    );
+    let state = read_json(&rig.join("polecats/Nux/state.json"));
+    assert_eq!(
+        (state["generation"].as_u64(), state.get("session")),
+        (Some(0), None)
+    );
+    assert!(!rig.join("polecats/Nux/rig/started").exists());
+    let (code, err) = env.fails("gt", &["spawn", "--issue", "r-nope", "--agent", "true"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("r-nope"), "{err}");
 }

@@ -248,11 +248,11 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
     // Every gt command that writes files, so each file kind appears at least once.
     env.ok("gt", &["install", env.town.to_str().unwrap()]);
     env.ok("gt", &["polecat", "add", "wyvern", "Nux"]);
+    let work = env.issue("wyvern", "Work");
     env.ok(
         "gt",
         &[
-            "spawn", "--rig", "wyvern", "--name", "Toast", "--issue", "wyv-1", "--agent",
-            "sleep 60",
+            "spawn", "--rig", "wyvern", "--name", "Toast", "--issue", &work, "--agent", "sleep 60",
         ],
     );
     env.ok("gt", &["sleep", "wyvern/Nux"]);
