@@ -174,41 +174,23 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
         .cwd
         .to_str()
         .ok_or_else(|| Error::invalid(format!("{}: path is not UTF-8", spec.cwd.display())))?;
-    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let target = format!("={}:", spec.name);
-    let pipe = format!(
-        "exec cat >> {}",
-        shell_quote(&spec.log.display().to_string())
-    );
-    let mut args = vec![
-        "new-session",
-        "-d",
-        "-P",
-        "-F",
-        "#{pane_pid}",
-        "-s",
-        &spec.name,
-        "-x",
-        "200",
-        "-y",
-        "50",
-        "-c",
-        cwd,
-    ];
-    for e in &env {
-        args.extend(["-e", e.as_str()]);
+    // The environment goes through env(1) in the command itself: tmux's
+    // `new-session -e` cannot override PATH (the pane gets the server's).
+    let mut command = String::from("exec env");
+    for (k, v) in &spec.env {
+        command.push(' ');
+        command.push_str(&shell_quote(&format!("{k}={v}")));
     }
+    command.push_str(" /bin/sh -c ");
+    command.push_str(&shell_quote(&spec.command));
+    let target = format!("={}:", spec.name);
+    let pipe = format!("exec cat >> {}", shell_quote(&spec.log.display().to_string()));
     // One command queue: the server handles pane output only after pipe-pane
     // is in place, so the log misses nothing.
-    args.extend([
-        spec.command.as_str(),
-        ";",
-        "pipe-pane",
-        "-o",
-        "-t",
-        &target,
-        &pipe,
-    ]);
+    let args = [
+        "new-session", "-d", "-P", "-F", "#{pane_pid}", "-s", &spec.name, "-x", "200", "-y", "50", "-c", cwd, &command, ";",
+        "pipe-pane", "-o", "-t", &target, &pipe,
+    ];
     let out = tmux(socket, &args)?;
     let pid: u32 = out.trim().parse().map_err(|_| {
         Error::new(
