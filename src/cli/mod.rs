@@ -30,6 +30,12 @@ pub fn commands() -> Vec<clap::Command> {
 /// Set up logging (`GT_LOG=debug`, to stderr), run `f`, print an error as one
 /// line `<bin>: <message>` on stderr, and return the exit code.
 pub fn run(bin: &str, f: impl FnOnce() -> Result<i32>) -> i32 {
+    // Rust ignores SIGPIPE, so `gt ... | head` would panic on a closed pipe;
+    // a command-line tool should just stop, as cat does.
+    // SAFETY: setting a signal disposition at start-up, before any threads.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     init_tracing();
     match f() {
         Ok(code) => code,

@@ -198,3 +198,15 @@ fn unknown_subcommand_exits_127_with_a_hint() {
     assert_eq!(code, 127);
     assert!(err.contains("did you mean 'status'?"), "{err}");
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = TestEnv::new();
+    // A pipe whose reader is already gone: the first write gets EPIPE.
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let out = env.cmd("gt").arg("status").stdout(std::process::Stdio::from(write)).output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
+}
