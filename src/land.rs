@@ -22,6 +22,7 @@ use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsio;
 use crate::git::{self, Merged};
 use crate::home::Home;
+use crate::mail::Message;
 use crate::rig::Rig;
 use crate::town::Town;
 
@@ -715,7 +716,7 @@ fn follow_up(
             .notes
             .push(format!("branch {} kept: {e}", source.branch)),
     }
-    let from = town.whoami().ok().flatten().unwrap_or(Address::Overseer);
+    let from = crate::mail::identity(town, None).unwrap_or(Address::Overseer);
     let subject = format!("landed {} ({}) on {branch}", home.address, short(head));
     let body = format!(
         "{} of {} landed directly on {branch} as {} ({}) by gt land --direct{}.",
@@ -738,27 +739,21 @@ fn follow_up(
         },
         Address::Mayor,
     ] {
-        let message = serde_json::json!({
-            "id": crate::clock::new_id("msg"),
-            "from": from.to_string(),
-            "to": to.to_string(),
-            "subject": subject,
-            "body": body,
-            "timestamp": crate::clock::now_string(),
-            "priority": "normal",
-            "type": "landed",
-            "generation": report.generation,
-            "polecat": home.address.to_string(),
-            "issue": report.issue,
-            "branch": source.branch,
-            "tip": tip,
-            "sha": head,
-        });
-        let sent = town
-            .home(&to)
-            .and_then(|h| fsio::append_json(&h.inbox(), &message, fsio::Durability::from_env()));
-        match sent {
-            Ok(_) => report.done.push(format!("mailed {to}")),
+        let mut m = Message::new(&from, &to.to_string(), &subject, &body);
+        m.kind = "landed".into();
+        m.generation = Some(report.generation);
+        for (k, v) in [
+            ("polecat", home.address.to_string().into()),
+            ("issue", report.issue.clone().into()),
+            ("branch", source.branch.clone().into()),
+            ("tip", tip.clone().into()),
+            ("sha", head.clone().into()),
+        ] {
+            m.extra.insert(k.into(), v);
+        }
+        // One post per recipient: a missing home must not cost the other its mail.
+        match crate::mail::post(town, &mut [m], fsio::Durability::from_env()) {
+            Ok(()) => report.done.push(format!("mailed {to}")),
             Err(e) => report.notes.push(format!("could not mail {to}: {e}")),
         }
     }
