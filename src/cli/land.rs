@@ -15,7 +15,7 @@ use crate::town::Town;
         Checks that the polecat's session has ended and its clone is clean, fetches its branch \
         into the Refinery's clone (<rig>/refinery/rig, the canonical main), merges it \
         (fast-forward, else a merge commit), runs the rig's test_command, pushes to origin, \
-        then deletes the branch and mails the witness and the mayor. A conflict or a failing \
+        then closes the polecat's issue, deletes its branch and mails the witness and the mayor. A conflict or a failing \
         test leaves the Refinery's clone as it was and pushes nothing. Landings on one rig \
         take turns on the lock <rig>/refinery/rig.lock.",
     after_help = "Exit status: 0 landed (or, with --dry-run, would land); 1 not landed: a safety \
@@ -23,7 +23,7 @@ use crate::town::Town;
         2 error. See protocol/land.md."
 )]
 pub struct Cli {
-    /// Land directly on main, bypassing the merge queue (the only mode so far)
+    /// Land directly on main, bypassing the merge queue (`gt merge-queue add` queues instead)
     #[arg(long, required = true)]
     direct: bool,
     /// The polecat whose branch to land: <rig>/<polecat>
