@@ -259,6 +259,12 @@ pub fn restore(dir: &Path, rev: Oid) -> Result<()> {
     Ok(())
 }
 
+/// Point ref `refname` of `dir` at `rev`, creating it if needed.
+pub fn set_ref(dir: &Path, refname: &str, rev: Oid) -> Result<()> {
+    run(Some(dir), &["update-ref", refname, &rev.to_string()])?;
+    Ok(())
+}
+
 /// Delete ref `refname` in `dir` if it exists.
 pub fn delete_ref(dir: &Path, refname: &str) -> Result<()> {
     run(Some(dir), &["update-ref", "-d", refname])?;

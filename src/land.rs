@@ -31,6 +31,10 @@ pub const REMOTE: &str = "origin";
 /// Where the branch being landed is fetched to in the main clone; deleted
 /// after every landing. One at a time: the landing lock is held.
 const LANDING_REF: &str = "refs/gastown/landing";
+/// The main clone's head before the landing in progress. Found by the next
+/// landing, it means that one died midway (kill -9, power loss): the clone is
+/// put back there first.
+const LANDING_BASE_REF: &str = "refs/gastown/landing-base";
 /// Lines of test output kept for the report.
 const TAIL_LINES: usize = 20;
 /// Longest test output line kept, in bytes.
@@ -247,18 +251,45 @@ struct Undo<'a> {
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
-        if let Some(rev) = self.restore_to
-            && let Err(e) = git::restore(self.clone, rev)
-        {
-            tracing::error!(
-                "{}: could not undo the landing (reset to {rev} by hand): {e}",
-                self.clone.display()
-            );
-        }
-        if let Err(e) = git::delete_ref(self.clone, LANDING_REF) {
-            tracing::warn!("{}: {e}", self.clone.display());
+        if let Err(e) = undo(self.clone, self.restore_to) {
+            tracing::error!("{e}");
         }
     }
+}
+
+/// Reset the main clone to `restore_to` (if any) and remove the landing refs.
+fn undo(clone: &Path, restore_to: Option<Oid>) -> Result<()> {
+    if let Some(rev) = restore_to {
+        git::restore(clone, rev).map_err(|e| {
+            e.context(format!(
+                "{}: could not undo the landing (reset to {rev} by hand)",
+                clone.display()
+            ))
+        })?;
+    }
+    for r in [LANDING_REF, LANDING_BASE_REF] {
+        git::delete_ref(clone, r)?;
+    }
+    Ok(())
+}
+
+/// Put the main clone back where a landing that died midway found it (the
+/// caller holds the landing lock, so that landing is gone): whatever it merged
+/// was not pushed, or is on origin and comes back with the next fetch.
+fn recover(rig: &Rig) -> Result<()> {
+    let clone = rig.main_clone();
+    if !clone.join(".git").exists() {
+        return Ok(()); // Target::check says what is wrong
+    }
+    let Some(base) = git::resolve(&clone, LANDING_BASE_REF)? else {
+        return Ok(());
+    };
+    eprintln!(
+        "{}: an earlier landing was interrupted; putting the clone back at {}",
+        clone.display(),
+        short(&base.to_string())
+    );
+    undo(&clone, Some(base))
 }
 
 /// Merge `source` into the rig's canonical main, run the rig's tests (when
@@ -271,6 +302,7 @@ impl Drop for Undo<'_> {
 /// left exactly as they were; only remote-tracking refs may have moved.
 pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> Result<Outcome> {
     let _lock = lock(rig)?;
+    recover(rig)?;
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();
     let test_command = if run_tests {
@@ -288,6 +320,7 @@ pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> 
             target.branch
         )));
     }
+    git::set_ref(clone, LANDING_BASE_REF, target.head)?;
     let mut undo = Undo {
         clone,
         restore_to: Some(target.head),

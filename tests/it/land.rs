@@ -608,3 +608,35 @@ fn integrate_lands_a_branch_pushed_to_origin() {
     assert_eq!(tests.unwrap().exit_code, Some(0));
     assert_eq!(rev(&r.origin, "main"), sha);
 }
+
+#[test]
+fn a_landing_killed_midway_is_undone_by_the_next() {
+    let r = Rig::new();
+    let clone = r.clone_of("Toast");
+    let sha = commit(&clone, "a.txt", "work\n", "add a");
+    r.push_elsewhere("b.txt", "other\n");
+    let before = rev(&r.refinery(), "HEAD");
+    // The test command kills gt-land (its parent) after the merge commit,
+    // before the push: the refinery clone is left holding an unpushed merge.
+    r.set_test_command("touch junk; kill -9 $PPID");
+    let out = r.env.run("gt-land", &["--direct", "r/Toast"]);
+    assert_eq!(out.status.code(), None, "killed by a signal");
+    assert_ne!(rev(&r.refinery(), "HEAD"), before);
+    assert!(r.refinery().join("junk").exists());
+    r.set_test_command("test -f a.txt");
+    let out = r.env.run("gt-land", &["--direct", "r/Toast"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "{}: an earlier landing was interrupted; putting the clone back at {}\n",
+            r.refinery().display(),
+            &before[..7]
+        )
+    );
+    let head = rev(&r.origin, "main");
+    git(&r.origin, &["merge-base", "--is-ancestor", &sha, &head]);
+    assert_eq!(rev(&r.refinery(), "HEAD"), head);
+    assert_eq!(git(&r.refinery(), &["status", "--porcelain"]), "");
+    assert_eq!(git(&r.refinery(), &["for-each-ref", "refs/gastown"]), "");
+}
