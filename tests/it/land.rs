@@ -640,3 +640,49 @@ fn a_landing_killed_midway_is_undone_by_the_next() {
     assert_eq!(git(&r.refinery(), &["status", "--porcelain"]), "");
     assert_eq!(git(&r.refinery(), &["for-each-ref", "refs/gastown"]), "");
 }
+
+/// Hand edits in the canonical clone are never thrown away: refused, whatever --force says.
+#[test]
+fn the_refinery_clone_must_be_clean_on_main_and_pushed() {
+    let r = Rig::new();
+    commit(&r.clone_of("Toast"), "a.txt", "work\n", "add a");
+    let refinery = r.refinery();
+    let land = || r.env.fails("gt-land", &["--direct", "--force", "r/Toast"]);
+    std::fs::write(refinery.join("README"), "edited by hand\n").unwrap();
+    assert_eq!(
+        land(),
+        (
+            2,
+            format!(
+                "gt-land: {}: the refinery clone has uncommitted changes (README); it must be clean to land on\n",
+                refinery.display()
+            )
+        )
+    );
+    commit(&refinery, "README", "edited by hand\n", "hand edit");
+    assert_eq!(
+        land(),
+        (
+            2,
+            format!(
+                "gt-land: {}: main has commits that are not on origin/main (an unfinished landing?); push or reset them first\n",
+                refinery.display()
+            )
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(refinery.join("README")).unwrap(),
+        "edited by hand\n"
+    );
+    git(&refinery, &["checkout", "-q", "-b", "mine"]);
+    assert_eq!(
+        land(),
+        (
+            2,
+            format!(
+                "gt-land: {}: the refinery clone is on branch mine, not main; check out main there first\n",
+                refinery.display()
+            )
+        )
+    );
+}
