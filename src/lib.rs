@@ -18,6 +18,7 @@ pub mod mail;
 pub mod polecat;
 pub mod queue;
 pub mod record;
+pub mod refinery;
 pub mod rig;
 pub mod session;
 pub mod town;

@@ -14,6 +14,7 @@ pub mod land;
 pub mod mail;
 pub mod man;
 pub mod queue;
+pub mod refinery;
 
 /// Every binary's clap command, for man pages: `(binary name, command)`.
 pub fn commands() -> Vec<clap::Command> {
@@ -24,6 +25,7 @@ pub fn commands() -> Vec<clap::Command> {
         land::Cli::command(),
         mail::Cli::command(),
         queue::Cli::command(),
+        refinery::Cli::command(),
     ]
 }
 

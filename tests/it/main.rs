@@ -11,6 +11,7 @@ mod mail_faults;
 mod man;
 mod polecat;
 mod queue;
+mod refinery;
 mod schema;
 mod scripts;
 mod town;

@@ -1,0 +1,109 @@
+//! `gt-refinery` (`gt refinery process <rig>`): consume a rig's merge queue
+//! (protocol/queue.md, "The Refinery").
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Result, exit};
+use crate::land;
+use crate::queue;
+use crate::refinery::{Event, Refinery};
+use crate::town::Town;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gt-refinery",
+    version,
+    about = "The Refinery: merge a rig's queued polecat branches into main, test, push, report",
+    after_help = "The queue is <rig>/refinery/queue/ (see gt-queue(1)); the canonical main clone is \
+        <rig>/refinery/rig/. Landing is the same as gt land's (protocol/land.md)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Process the queue: for each entry in order, merge, test, push, close the issue,
+    /// mail the polecat and the witness; a conflict or failing tests send it to failed/
+    Process {
+        /// The rig
+        rig: String,
+        /// Process until nothing is pending, then exit (for systemd path units and cron);
+        /// without it, keep watching pending/ and process entries as they arrive
+        #[arg(long)]
+        once: bool,
+        /// A claim of this refinery's whose file has not changed for this long is from a
+        /// killed refinery: put it back in pending/ (a working refinery renews its claim every 30s)
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        stale_after: String,
+        /// Print one JSON line per event: processed entries (with the landing), junk, requeues
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> i32 {
+    let cli: Cli = super::parse();
+    super::run("gt-refinery", || dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let town = Town::discover()?;
+    let Cmd::Process {
+        rig,
+        once,
+        stale_after,
+        json,
+    } = cli.cmd;
+    let rig = town.rig(&rig)?;
+    let mut refinery = Refinery::new(&town, &rig, queue::parse_duration(&stale_after)?);
+    let mut on = |event: Event| print(&event, json);
+    if once {
+        refinery.drain(&mut on)?;
+    } else {
+        refinery.watch(&mut on)?;
+    }
+    Ok(exit::OK)
+}
+
+fn print(event: &Event, json: bool) {
+    let out = match (event, json) {
+        (Event::Junk(j), _) => {
+            eprintln!("gt-refinery: {j}");
+            return;
+        }
+        (Event::Processed(p), true) => super::print_json_line(p),
+        (Event::Requeued(l), true) => super::print_json_line(&serde_json::json!({
+            "event": "requeued", "id": l.entry.id, "path": l.path
+        })),
+        (Event::Processed(p), false) => {
+            let e = &p.entry.entry;
+            match (&e.merged_sha, &e.reason) {
+                (Some(sha), _) => println!(
+                    "merged {} ({} {}) at {}",
+                    e.id,
+                    e.polecat,
+                    e.branch,
+                    land::short(sha)
+                ),
+                (_, Some(reason)) => println!("failed {}: {reason}", e.id),
+                _ => println!("{} {}", p.entry.state, e.id),
+            }
+            for d in &p.done {
+                println!("  {d}");
+            }
+            for n in &p.notes {
+                println!("  note: {n}");
+            }
+            Ok(())
+        }
+        (Event::Requeued(l), false) => {
+            println!("requeued {} (a stale claim of this refinery)", l.entry.id);
+            Ok(())
+        }
+    };
+    if let Err(e) = out {
+        super::report("gt-refinery", &e);
+    }
+}

@@ -1,0 +1,350 @@
+//! The Refinery: consumes a rig's merge queue (protocol/queue.md, "The
+//! Refinery"). Each claimed entry is checked (the polecat still exists at the
+//! entry's generation), landed with [`land::integrate`] (merge into
+//! `<rig>/refinery/rig`, test, push; the one merge implementation), then
+//! finished: issue closed and entry moved to `merged/`, or moved to `failed/`
+//! with the reason; the polecat and the witness are told either way.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::address::Address;
+use crate::error::Result;
+use crate::land::{self, MergeKind};
+use crate::mail::{self, Message};
+use crate::queue::{Junk, Located, Outcome, Queue, State};
+use crate::rig::Rig;
+use crate::town::Town;
+use crate::watch::{Flow, Watch};
+
+/// How often a working refinery renews its claim (`touch`es the active file).
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How often watch mode rescans with no event, and requeues its own stale claims.
+const RESCAN: Duration = Duration::from_secs(60);
+
+/// What happened to one entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Processed {
+    /// The entry as it ended, in `merged/` or `failed/`.
+    #[serde(flatten)]
+    pub entry: Located,
+    /// What the landing did; absent when the entry was refused before it.
+    pub landing: Option<land::Outcome>,
+    /// Follow-ups done: "closed issue r-1", "mailed r/witness".
+    pub done: Vec<String>,
+    /// Follow-ups that failed; the entry's result stands.
+    pub notes: Vec<String>,
+}
+
+/// What the refinery reports as it goes.
+#[derive(Debug)]
+pub enum Event {
+    Processed(Box<Processed>),
+    /// A file in the queue that is not an entry (reported once per file).
+    Junk(Junk),
+    /// A stale claim of ours put back in `pending/` at start or on a rescan.
+    Requeued(Box<Located>),
+}
+
+/// One rig's refinery.
+pub struct Refinery<'a> {
+    town: &'a Town,
+    rig: &'a Rig,
+    queue: Queue,
+    me: Address,
+    /// Claims of ours whose file is older than this are from a dead refinery.
+    stale_after: Duration,
+    reported: HashSet<PathBuf>,
+}
+
+impl<'a> Refinery<'a> {
+    pub fn new(town: &'a Town, rig: &'a Rig, stale_after: Duration) -> Refinery<'a> {
+        Refinery {
+            town,
+            rig,
+            queue: Queue::of(rig),
+            me: Address::Refinery {
+                rig: rig.name.clone(),
+            },
+            stale_after,
+            reported: HashSet::new(),
+        }
+    }
+
+    /// Requeue our own stale claims, then claim and process entries in order
+    /// until none is pending. Returns how many were processed.
+    pub fn drain(&mut self, on: &mut dyn FnMut(Event)) -> Result<usize> {
+        let (requeued, junk) = self
+            .queue
+            .requeue(self.stale_after, Some(&self.me.to_string()))?;
+        requeued
+            .into_iter()
+            .for_each(|l| on(Event::Requeued(Box::new(l))));
+        self.report(junk, on);
+        let mut n = 0;
+        loop {
+            let (claimed, junk) = self.queue.claim(&self.me.to_string())?;
+            self.report(junk, on);
+            let Some(claimed) = claimed else {
+                return Ok(n);
+            };
+            on(Event::Processed(Box::new(self.process(claimed)?)));
+            n += 1;
+        }
+    }
+
+    /// [`Refinery::drain`] now and whenever `pending/` changes (inotify, with a
+    /// rescan every minute); runs until an error.
+    pub fn watch(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        self.queue.ensure()?;
+        let mut watch = Watch::new(&[&self.queue.state_dir(State::Pending)], RESCAN)?;
+        watch.run(|_wake| {
+            self.drain(on)?;
+            Ok(Flow::Continue)
+        })
+    }
+
+    fn report(&mut self, junk: Vec<Junk>, on: &mut dyn FnMut(Event)) {
+        for j in junk {
+            if self.reported.insert(j.path.clone()) {
+                on(Event::Junk(j));
+            }
+        }
+    }
+
+    /// Land one claimed entry and finish it. An error (the refinery clone is
+    /// unusable, origin unreachable) puts the entry back in `pending/` and is
+    /// returned: it is not the entry's fault.
+    pub fn process(&self, claimed: Located) -> Result<Processed> {
+        let e = &claimed.entry;
+        let id = e.id.clone();
+        let what = format!("{} ({})", e.polecat, e.branch);
+        let landing = match self.refusal(&claimed)? {
+            Some(reason) => {
+                let failed = Outcome::Failed {
+                    reason,
+                    conflicts: Vec::new(),
+                };
+                return Ok(self.finish(&claimed, None, failed));
+            }
+            None => self.keepalive(&id, || self.land(&claimed)),
+        };
+        let landing = match landing {
+            Ok(o) => o,
+            Err(err) => {
+                let back = self.queue.release(&id);
+                return Err(err.context(match back {
+                    Ok(_) => format!("{id} (put back in pending/)"),
+                    Err(b) => format!("{id} (could not put it back in pending/: {b})"),
+                }));
+            }
+        };
+        let outcome = match &landing {
+            land::Outcome::Landed { head, .. } => Outcome::Merged {
+                sha: Some(head.clone()),
+            },
+            land::Outcome::UpToDate { base, .. } => Outcome::Merged {
+                sha: Some(base.clone()),
+            },
+            land::Outcome::Conflict { files, .. } => Outcome::Failed {
+                reason: landing.refusal(&what).unwrap_or_default(),
+                conflicts: files.clone(),
+            },
+            land::Outcome::TestsFailed { .. } => Outcome::Failed {
+                reason: landing.refusal(&what).unwrap_or_default(),
+                conflicts: Vec::new(),
+            },
+        };
+        Ok(self.finish(&claimed, Some(landing), outcome))
+    }
+
+    /// Why the entry must not be landed at all, if it must not.
+    fn refusal(&self, l: &Located) -> Result<Option<String>> {
+        let e = &l.entry;
+        let addr = e.address()?;
+        let home = match self.town.home(&addr) {
+            Ok(h) => h,
+            Err(err) => return Ok(Some(format!("polecat {addr} is gone: {err}"))),
+        };
+        let state = home.state()?;
+        if let Some(g) = e.generation.filter(|g| *g != state.generation) {
+            return Ok(Some(format!(
+                "stale entry: it is about generation {g} of {addr}, which is now at generation {}; nothing merged",
+                state.generation
+            )));
+        }
+        let clone = e.clone_dir(self.town)?;
+        if !clone.join(".git").exists() {
+            return Ok(Some(format!("{}: no clone to merge from", clone.display())));
+        }
+        if crate::git::resolve(&clone, &format!("refs/heads/{}", e.branch))?.is_none() {
+            return Ok(Some(format!(
+                "{}: no branch {} to merge",
+                clone.display(),
+                e.branch
+            )));
+        }
+        Ok(None)
+    }
+
+    fn land(&self, l: &Located) -> Result<land::Outcome> {
+        let e = &l.entry;
+        let source = land::Source {
+            from: e.clone_dir(self.town)?.to_string_lossy().into_owned(),
+            branch: e.branch.clone(),
+        };
+        let message = format!(
+            "Merge {} from {}{}\n\nMerged by {} from queue entry {}{}.",
+            e.branch,
+            e.polecat,
+            e.issue
+                .as_deref()
+                .map(|i| format!(" ({i})"))
+                .unwrap_or_default(),
+            self.me,
+            e.id,
+            e.generation
+                .map(|g| format!(" (generation {g})"))
+                .unwrap_or_default(),
+        );
+        land::integrate(self.rig, &source, &message, true)
+    }
+
+    /// Run `f` while renewing the claim on active entry `id`, so a requeue
+    /// of stale claims never takes an entry that is being worked on.
+    fn keepalive<R>(&self, id: &str, f: impl FnOnce() -> R) -> R {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let queue = &self.queue;
+            s.spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(KEEPALIVE) {
+                    if let Err(e) = queue.touch(id) {
+                        tracing::warn!("cannot renew the claim on {id}: {e}");
+                    }
+                }
+            });
+            let r = f();
+            drop(stop);
+            r
+        })
+    }
+
+    /// Close the issue (merged), move the entry, tell the polecat and the
+    /// witness. Failures of the follow-ups become notes.
+    fn finish(
+        &self,
+        claimed: &Located,
+        landing: Option<land::Outcome>,
+        outcome: Outcome,
+    ) -> Processed {
+        let e = &claimed.entry;
+        let mut done = Vec::new();
+        let mut notes = Vec::new();
+        if let (Outcome::Merged { sha: Some(sha) }, Some(issue)) = (&outcome, &e.issue) {
+            let reason = format!("merged {sha} by {} (queue entry {})", self.me, e.id);
+            match crate::beads::open(self.rig).and_then(|t| t.close(issue, Some(&reason))) {
+                Ok(_) => done.push(format!("closed issue {issue}")),
+                Err(err) => notes.push(format!("issue {issue} left open: {err}")),
+            }
+        }
+        let entry = match self.queue.finish(&e.id, outcome.clone()) {
+            Ok(l) => l,
+            Err(err) => {
+                notes.push(format!("could not record the result: {err}"));
+                claimed.clone()
+            }
+        };
+        for (to, m) in self.mail(&entry, landing.as_ref(), &outcome) {
+            let mut batch = [m];
+            match mail::post(self.town, &mut batch, crate::fsio::Durability::from_env()) {
+                Ok(()) => done.push(format!("mailed {to}")),
+                Err(err) => notes.push(format!("could not mail {to}: {err}")),
+            }
+        }
+        Processed {
+            entry,
+            landing,
+            done,
+            notes,
+        }
+    }
+
+    /// The messages to the polecat and the witness.
+    fn mail(
+        &self,
+        l: &Located,
+        landing: Option<&land::Outcome>,
+        outcome: &Outcome,
+    ) -> Vec<(String, Message)> {
+        let e = &l.entry;
+        let (kind, subject, body) = match outcome {
+            Outcome::Merged { sha } => {
+                let sha = sha.as_deref().unwrap_or("?");
+                let how = match landing {
+                    Some(land::Outcome::Landed {
+                        merge: MergeKind::FastForward,
+                        ..
+                    }) => "as a fast-forward",
+                    Some(land::Outcome::Landed { .. }) => "with a merge commit",
+                    _ => "(it was already there: nothing to merge)",
+                };
+                (
+                    "merged",
+                    format!("merged {} ({}) on main", e.polecat, land::short(sha)),
+                    format!(
+                        "{} of {} is on origin's main at {} {how}. Queue entry {}{}.",
+                        e.branch,
+                        e.polecat,
+                        land::short(sha),
+                        e.id,
+                        e.issue
+                            .as_deref()
+                            .map(|i| format!("; issue {i}"))
+                            .unwrap_or_default()
+                    ),
+                )
+            }
+            Outcome::Failed { reason, .. } => {
+                let mut body = format!(
+                    "{reason}\n\nQueue entry {} is in failed/ ({}). Fix the branch, then queue it again: gt merge-queue add {} {}.",
+                    e.id,
+                    l.path.display(),
+                    e.rig,
+                    e.polecat
+                );
+                if let Some(land::Outcome::TestsFailed { tests, .. }) = landing {
+                    body.push_str("\n\nLast lines of the test output:\n");
+                    body.push_str(&tests.tail.join("\n"));
+                }
+                (
+                    "merge_failed",
+                    format!("merge failed: {} ({})", e.polecat, e.branch),
+                    body,
+                )
+            }
+        };
+        let witness = Address::Witness { rig: e.rig.clone() };
+        [e.polecat.clone(), witness.to_string()]
+            .into_iter()
+            .map(|to| {
+                let mut m = Message::new(&self.me, &to, &subject, &body);
+                m.kind = kind.to_string();
+                m.generation = e.generation;
+                m.extra.insert("entry".into(), e.id.clone().into());
+                m.extra.insert("polecat".into(), e.polecat.clone().into());
+                m.extra.insert("branch".into(), e.branch.clone().into());
+                if let Some(i) = &e.issue {
+                    m.extra.insert("issue".into(), i.clone().into());
+                }
+                if let Outcome::Merged { sha: Some(sha) } = outcome {
+                    m.extra.insert("sha".into(), sha.clone().into());
+                }
+                (to, m)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,300 @@
+//! The Refinery against real bare origins, real polecat clones, the real
+//! tracker and real inotify: FIFO landing, conflicts and failing tests sent
+//! back, stale generations refused, a killed refinery's claim recovered.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, git, read_json};
+use crate::queue::{commit, files, rig_with_work};
+
+fn origin(env: &TestEnv) -> std::path::PathBuf {
+    env.path().join("r-origin.git")
+}
+
+/// Subjects of origin's main, newest first, first parents only.
+fn origin_log(env: &TestEnv) -> Vec<String> {
+    git(
+        &origin(env),
+        &["log", "--first-parent", "--format=%s", "main"],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+fn inbox(rig: &Path, home: &str) -> Vec<Value> {
+    std::fs::read_to_string(rig.join(home).join("mail/inbox.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn set_config(rig: &Path, key: &str, value: &str) {
+    let path = rig.join("config.json");
+    let mut cfg = read_json(&path);
+    cfg[key] = value.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+}
+
+/// Give polecat `name` an issue in its state.json, as `gt spawn` would.
+fn give_issue(env: &TestEnv, rig: &Path, name: &str) -> String {
+    let out = env.ok(
+        "gt-issue",
+        &["create", "--rig", "r", &format!("work of {name}"), "--json"],
+    );
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = rig.join("polecats").join(name).join("state.json");
+    let mut s = read_json(&state);
+    s["issue"] = id.clone().into();
+    std::fs::write(&state, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    id
+}
+
+/// The refinery clone is exactly origin's main: same commit, nothing else.
+fn assert_clone_is_origin_main(env: &TestEnv, rig: &Path) {
+    let clone = rig.join("refinery/rig");
+    assert_eq!(
+        git(&clone, &["rev-parse", "HEAD"]),
+        git(&origin(env), &["rev-parse", "main"])
+    );
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+    assert_eq!(git(&clone, &["branch", "--show-current"]), "main\n");
+}
+
+#[test]
+fn processes_entries_fifo_and_reports() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux", "Toast"]);
+    set_config(&rig, "test_command", "test -f README && echo tests ok");
+    let issue = give_issue(&env, &rig, "Nux");
+    env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+    env.ok("gt", &["merge-queue", "add", "r", "Toast"]);
+    let ids: Vec<String> = files(&rig, "pending");
+
+    let out = env.ok("gt", &["refinery", "process", "r", "--once"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "merged {} (r/Nux polecat/Nux) at ",
+            ids[0].trim_end_matches(".json")
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        &lines[1..4],
+        [
+            format!("  closed issue {issue}").as_str(),
+            "  mailed r/Nux",
+            "  mailed r/witness"
+        ]
+    );
+    assert!(
+        lines[4].starts_with(&format!(
+            "merged {} (r/Toast",
+            ids[1].trim_end_matches(".json")
+        )),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 7, "{out}");
+
+    assert_eq!(files(&rig, "merged"), ids);
+    assert!(files(&rig, "pending").is_empty() && files(&rig, "active").is_empty());
+    // Nux fast-forwarded, then Toast merged on top: both on origin, in order.
+    assert_eq!(
+        origin_log(&env),
+        [
+            "Merge polecat/Toast from r/Toast",
+            "Nux.txt: Nux",
+            "initial"
+        ]
+    );
+    let head = git(&origin(&env), &["rev-parse", "main"]);
+    let toast = read_json(&rig.join("refinery/queue/merged").join(&ids[1]));
+    assert_eq!(toast["merged_sha"], head.trim());
+    assert_eq!(toast["claimed_by"], "r/refinery");
+    assert_eq!(toast["attempts"], 1);
+    assert_clone_is_origin_main(&env, &rig);
+
+    let shown = env.ok("gt-issue", &["show", "--rig", "r", &issue, "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["status"],
+        "closed"
+    );
+    let mail = inbox(&rig, "polecats/Nux");
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0]["type"], "merged");
+    assert_eq!(mail[0]["from"], "r/refinery");
+    assert_eq!(mail[0]["generation"], 0);
+    assert_eq!(mail[0]["issue"], issue.as_str());
+    let witness: Vec<String> = inbox(&rig, "witness")
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(witness.len(), 2);
+    assert!(witness[0].starts_with("merged r/Nux (") && witness[1].starts_with("merged r/Toast ("));
+
+    // Nothing left: --once exits at once.
+    assert_eq!(env.ok("gt-refinery", &["process", "r", "--once"]), "");
+}
+
+#[test]
+fn conflicts_and_failing_tests_go_back_to_the_polecat() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux", "Toast", "Capable"]);
+    // Nux and Toast both rewrite README; Capable breaks the tests.
+    commit(&rig.join("polecats/Nux/rig"), "README", "Nux's readme");
+    commit(&rig.join("polecats/Toast/rig"), "README", "Toast's readme");
+    commit(&rig.join("polecats/Capable/rig"), "broken", "x");
+    set_config(&rig, "test_command", "echo checking; test ! -e broken");
+    for p in ["Nux", "Toast", "Capable"] {
+        env.ok("gt-queue", &["add", "r", p]);
+    }
+    let ids = files(&rig, "pending");
+    let out = env.ok("gt-refinery", &["process", "r", "--once", "--json"]);
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let states: Vec<&str> = events
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["merged", "failed", "failed"]);
+    assert_eq!(files(&rig, "merged"), [ids[0].clone()]);
+    assert_eq!(files(&rig, "failed"), [ids[1].clone(), ids[2].clone()]);
+
+    let toast = read_json(&rig.join("refinery/queue/failed").join(&ids[1]));
+    assert_eq!(
+        toast["reason"],
+        "cannot land r/Toast (polecat/Toast): merge conflict with origin's main in README; nothing changed (rebase it on origin's main and retry)"
+    );
+    assert_eq!(toast["conflicts"], serde_json::json!(["README"]));
+    assert_eq!(events[1]["landing"]["result"], "conflict");
+    let capable = read_json(&rig.join("refinery/queue/failed").join(&ids[2]));
+    assert_eq!(
+        capable["reason"],
+        "cannot land r/Capable (polecat/Capable): tests failed (exit 1): echo checking; test ! -e broken; merge undone, nothing pushed"
+    );
+    assert_eq!(
+        origin_log(&env),
+        ["README: Nux's readme", "Nux.txt: Nux", "initial"]
+    );
+    assert_clone_is_origin_main(&env, &rig);
+
+    let mail = inbox(&rig, "polecats/Toast");
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0]["type"], "merge_failed");
+    assert_eq!(mail[0]["subject"], "merge failed: r/Toast (polecat/Toast)");
+    let body = mail[0]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with(toast["reason"].as_str().unwrap()),
+        "{body}"
+    );
+    assert!(body.contains("gt merge-queue add r r/Toast"), "{body}");
+    let body = inbox(&rig, "polecats/Capable")[0]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        body.ends_with("Last lines of the test output:\nchecking"),
+        "{body}"
+    );
+    assert_eq!(inbox(&rig, "witness").len(), 3);
+
+    // Toast rebases on main and queues again: the retry merges and drops the
+    // failure's fields.
+    let toast_clone = rig.join("polecats/Toast/rig");
+    git(&toast_clone, &["fetch", "-q", "origin"]);
+    git(&toast_clone, &["reset", "-q", "--hard", "origin/main"]);
+    commit(&toast_clone, "Toast.txt", "Toast again");
+    env.ok("gt-queue", &["add", "r", "Toast"]);
+    env.ok("gt-refinery", &["process", "r", "--once"]);
+    assert_eq!(origin_log(&env)[0], "Toast.txt: Toast again");
+}
+
+#[test]
+fn stale_generation_is_refused_and_a_dead_refinerys_claim_is_recovered() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux", "Toast"]);
+    env.ok("gt-queue", &["add", "r", "Nux"]);
+    env.ok("gt-queue", &["add", "r", "Toast"]);
+    // Nux is respawned on other work after submitting: generation 0 -> 1.
+    let state = rig.join("polecats/Nux/state.json");
+    let mut s = read_json(&state);
+    s["generation"] = 1.into();
+    std::fs::write(&state, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    // A refinery claimed Toast's entry and was killed (made by hand here).
+    let pending = rig.join("refinery/queue/pending");
+    let active = rig.join("refinery/queue/active");
+    let [nux, toast] = [0, 1].map(|i| files(&rig, "pending")[i].clone());
+    let mut v = read_json(&pending.join(&toast));
+    v["claimed_by"] = "r/refinery".into();
+    std::fs::write(active.join(&toast), v.to_string()).unwrap();
+    std::fs::remove_file(pending.join(&toast)).unwrap();
+
+    // A fresh claim is left alone...
+    let out = env.ok("gt-refinery", &["process", "r", "--once"]);
+    assert!(out.starts_with(&format!("failed {}: stale entry: it is about generation 0 of r/Nux, which is now at generation 1; nothing merged\n", nux.trim_end_matches(".json"))), "{out}");
+    assert_eq!(files(&rig, "active"), std::slice::from_ref(&toast));
+    assert_eq!(origin_log(&env), ["initial"], "nothing merged");
+    assert_eq!(inbox(&rig, "polecats/Nux")[0]["generation"], 0);
+
+    // ...and one whose file has not changed for longer than --stale-after is
+    // put back and landed.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(11)).to_string();
+    let out = env
+        .cmd("gt-refinery")
+        .args(["process", "r", "--once"])
+        .env("GT_NOW", &later)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "requeued {} (a stale claim of this refinery)\nmerged {}",
+            toast.trim_end_matches(".json"),
+            toast.trim_end_matches(".json")
+        )),
+        "{stdout}"
+    );
+    assert_eq!(origin_log(&env), ["Toast.txt: Toast", "initial"]);
+    assert_eq!(
+        read_json(&rig.join("refinery/queue/merged").join(&toast))["attempts"],
+        1,
+        "a hand claim does not count"
+    );
+}
+
+#[test]
+fn watch_mode_lands_entries_as_they_arrive() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux"]);
+    std::fs::create_dir_all(rig.join("refinery/queue/pending")).unwrap();
+    let mut child = env
+        .cmd("gt-refinery")
+        .args(["process", "r"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files(&rig, "merged").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the watching refinery never merged the entry"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the refinery exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(origin_log(&env), ["Nux.txt: Nux", "initial"]);
+}
