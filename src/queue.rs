@@ -382,7 +382,6 @@ impl Queue {
                 }
                 Err(e) => return Err(e),
             }
-            fsio::sync_dir(&self.dir)?;
             let claimed = self.rewrite(State::Active, &l.entry.id, |e| {
                 e.attempts += 1;
                 e.claimed_at = Some(clock::now_string());

@@ -123,7 +123,7 @@ impl<'a> Refinery<'a> {
         let e = &claimed.entry;
         let id = e.id.clone();
         let what = format!("{} ({})", e.polecat, e.branch);
-        let landing = match self.refusal(&claimed)? {
+        let landing = match self.refusal(&claimed) {
             Some(reason) => {
                 let failed = Outcome::Failed {
                     reason,
@@ -162,33 +162,38 @@ impl<'a> Refinery<'a> {
         Ok(self.finish(&claimed, Some(landing), outcome))
     }
 
-    /// Why the entry must not be landed at all, if it must not.
-    fn refusal(&self, l: &Located) -> Result<Option<String>> {
+    /// Why the entry must not be landed at all, if it must not. Whatever is
+    /// wrong with the polecat's side is the entry's failure, not ours.
+    fn refusal(&self, l: &Located) -> Option<String> {
         let e = &l.entry;
-        let addr = e.address()?;
-        let home = match self.town.home(&addr) {
-            Ok(h) => h,
-            Err(err) => return Ok(Some(format!("polecat {addr} is gone: {err}"))),
+        let addr = match e.address() {
+            Ok(a) => a,
+            Err(err) => return Some(err.to_string()),
         };
-        let state = home.state()?;
+        let state = match self.town.home(&addr).and_then(|h| h.state()) {
+            Ok(s) => s,
+            Err(err) => return Some(format!("polecat {addr}: {err}")),
+        };
         if let Some(g) = e.generation.filter(|g| *g != state.generation) {
-            return Ok(Some(format!(
+            return Some(format!(
                 "stale entry: it is about generation {g} of {addr}, which is now at generation {}; nothing merged",
                 state.generation
-            )));
+            ));
         }
-        let clone = e.clone_dir(self.town)?;
-        if !clone.join(".git").exists() {
-            return Ok(Some(format!("{}: no clone to merge from", clone.display())));
-        }
-        if crate::git::resolve(&clone, &format!("refs/heads/{}", e.branch))?.is_none() {
-            return Ok(Some(format!(
+        let clone = match e.clone_dir(self.town) {
+            Ok(c) if c.join(".git").exists() => c,
+            Ok(c) => return Some(format!("{}: no clone to merge from", c.display())),
+            Err(err) => return Some(err.to_string()),
+        };
+        match crate::git::resolve(&clone, &format!("refs/heads/{}", e.branch)) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!(
                 "{}: no branch {} to merge",
                 clone.display(),
                 e.branch
-            )));
+            )),
+            Err(err) => Some(err.to_string()),
         }
-        Ok(None)
     }
 
     fn land(&self, l: &Located) -> Result<land::Outcome> {
