@@ -77,8 +77,21 @@ fn processes_entries_fifo_and_reports() {
     env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
     env.ok("gt", &["merge-queue", "add", "r", "Toast"]);
     let ids: Vec<String> = files(&rig, "pending");
+    let junk = rig.join("refinery/queue/pending/notes.txt");
+    std::fs::write(&junk, "remember to merge Nux first\n").unwrap();
 
-    let out = env.ok("gt", &["refinery", "process", "r", "--once"]);
+    let run = env.run("gt", &["refinery", "process", "r", "--once"]);
+    assert!(run.status.success());
+    assert_eq!(
+        String::from_utf8(run.stderr).unwrap(),
+        format!(
+            "gt-refinery: {}: not an entry (entries are named <id>.json); skipped\n",
+            junk.display()
+        ),
+        "junk is reported once and left alone"
+    );
+    assert!(junk.exists());
+    let out = String::from_utf8(run.stdout).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].starts_with(&format!(
@@ -105,7 +118,8 @@ fn processes_entries_fifo_and_reports() {
     assert_eq!(lines.len(), 7, "{out}");
 
     assert_eq!(files(&rig, "merged"), ids);
-    assert!(files(&rig, "pending").is_empty() && files(&rig, "active").is_empty());
+    assert_eq!(files(&rig, "pending"), ["notes.txt"]);
+    assert!(files(&rig, "active").is_empty());
     // Nux fast-forwarded, then Toast merged on top: both on origin, in order.
     assert_eq!(
         origin_log(&env),
