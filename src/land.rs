@@ -10,7 +10,7 @@
 //! an integration without writing anything, for `--dry-run`.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -39,6 +39,8 @@ const LANDING_BASE_REF: &str = "refs/gastown/landing-base";
 const TAIL_LINES: usize = 20;
 /// Longest test output line kept, in bytes.
 const TAIL_WIDTH: usize = 400;
+/// Longest piece of test output read as one line.
+const LINE_MAX: u64 = 64 * 1024;
 
 /// A branch to land and where to fetch it from.
 #[derive(Debug, Clone)]
@@ -418,7 +420,13 @@ fn run_test_command(dir: &Path, command: &str) -> Result<TestRun> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line).map_err(pipe_err)? == 0 {
+        // Bounded, so a test that prints megabytes without a newline costs
+        // no memory: such a line is kept as pieces.
+        let read = (&mut reader)
+            .take(LINE_MAX)
+            .read_until(b'\n', &mut line)
+            .map_err(pipe_err)?;
+        if read == 0 {
             break;
         }
         if tail.len() == TAIL_LINES {
