@@ -184,12 +184,33 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
     command.push_str(" /bin/sh -c ");
     command.push_str(&shell_quote(&spec.command));
     let target = format!("={}:", spec.name);
-    let pipe = format!("exec cat >> {}", shell_quote(&spec.log.display().to_string()));
+    let pipe = format!(
+        "exec cat >> {}",
+        shell_quote(&spec.log.display().to_string())
+    );
     // One command queue: the server handles pane output only after pipe-pane
     // is in place, so the log misses nothing.
     let args = [
-        "new-session", "-d", "-P", "-F", "#{pane_pid}", "-s", &spec.name, "-x", "200", "-y", "50", "-c", cwd, &command, ";",
-        "pipe-pane", "-o", "-t", &target, &pipe,
+        "new-session",
+        "-d",
+        "-P",
+        "-F",
+        "#{pane_pid}",
+        "-s",
+        &spec.name,
+        "-x",
+        "200",
+        "-y",
+        "50",
+        "-c",
+        cwd,
+        &command,
+        ";",
+        "pipe-pane",
+        "-o",
+        "-t",
+        &target,
+        &pipe,
     ];
     let out = tmux(socket, &args)?;
     let pid: u32 = out.trim().parse().map_err(|_| {

@@ -104,8 +104,7 @@ fn ids(v: &Value) -> Vec<String> {
 }
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/beads/beads-v0.44.0-issues.jsonl")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beads/beads-v0.44.0-issues.jsonl")
 }
 
 /// `bd ready` recomputed straight from the JSON values, independently of the

@@ -206,7 +206,12 @@ fn a_closed_stdout_pipe_ends_the_command_quietly() {
     // A pipe whose reader is already gone: the first write gets EPIPE.
     let (read, write) = nix::unistd::pipe().unwrap();
     drop(read);
-    let out = env.cmd("gt").arg("status").stdout(std::process::Stdio::from(write)).output().unwrap();
+    let out = env
+        .cmd("gt")
+        .arg("status")
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .unwrap();
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
 }
