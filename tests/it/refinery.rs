@@ -312,3 +312,44 @@ fn watch_mode_lands_entries_as_they_arrive() {
     child.wait().unwrap();
     assert_eq!(origin_log(&env), ["Nux.txt: Nux", "initial"]);
 }
+
+#[test]
+fn two_refineries_share_a_queue_without_double_work() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux", "Toast", "Capable"]);
+    for p in ["Nux", "Toast", "Capable"] {
+        env.ok("gt-queue", &["add", "r", p]);
+    }
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            env.cmd("gt-refinery")
+                .args(["process", "r", "--once", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut processed: Vec<String> = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success());
+        for l in String::from_utf8(out.stdout).unwrap().lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["state"], "merged", "{v}");
+            processed.push(v["id"].as_str().unwrap().to_string());
+        }
+    }
+    processed.sort();
+    let merged: Vec<String> = files(&rig, "merged")
+        .iter()
+        .map(|f| f.trim_end_matches(".json").to_string())
+        .collect();
+    assert_eq!(processed, merged, "each entry processed exactly once");
+    assert_eq!(merged.len(), 3);
+    assert_eq!(
+        git(&origin(&env), &["ls-tree", "--name-only", "main"]),
+        "Capable.txt\nNux.txt\nREADME\nToast.txt\n",
+        "all three landed on origin"
+    );
+    assert_clone_is_origin_main(&env, &rig);
+}
