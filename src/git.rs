@@ -181,13 +181,26 @@ pub fn fetch(dir: &Path, source: &str, refspecs: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// `git push <remote> <refspec>`.
+/// `git push <remote> <refspec>`. A refused ref is named with git's reason:
+/// `git push: refs/heads/main rejected by origin: [remote rejected]
+/// (pre-receive hook declined)`.
 pub fn push(dir: &Path, remote: &str, refspec: &str) -> Result<()> {
-    run(
-        Some(dir),
-        &["push", "--quiet", "--porcelain", remote, refspec],
-    )?;
-    Ok(())
+    let args = ["push", "--porcelain", remote, refspec];
+    let out = output(Some(dir), &args)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    // Porcelain lines: `<flag>\t<from>:<to>\t<summary>`; `!` is a refusal.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let refused = stdout.lines().find_map(|l| {
+        let mut f = l.strip_prefix("!\t")?.split('\t');
+        let to = f.next()?.rsplit(':').next()?;
+        Some(format!("{to} rejected by {remote}: {}", f.next()?))
+    });
+    Err(match refused {
+        Some(why) => Error::new(Kind::Conflict, format!("git push: {why}")),
+        None => failure(&args, &out),
+    })
 }
 
 /// What [`merge`] did.

@@ -686,3 +686,28 @@ fn the_refinery_clone_must_be_clean_on_main_and_pushed() {
         )
     );
 }
+
+#[test]
+fn a_refused_push_undoes_the_merge() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Rig::new();
+    commit(&r.clone_of("Toast"), "a.txt", "work\n", "add a");
+    let hook = r.origin.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho closed for the night >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let origin_before = r.origin_log();
+    let refinery_before = worktree(&r.refinery());
+    let (code, err) = r.env.fails("gt-land", &["--direct", "r/Toast"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "gt-land: git push: refs/heads/main rejected by origin: [remote rejected] (pre-receive hook declined); \
+         merge undone, nothing landed (if origin moved meanwhile, run again)\n"
+    );
+    assert_eq!(r.origin_log(), origin_before);
+    assert_eq!(worktree(&r.refinery()), refinery_before);
+    assert_eq!(
+        git(&r.clone_of("Toast"), &["branch", "--show-current"]),
+        "polecat/Toast\n"
+    );
+}
