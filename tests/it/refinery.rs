@@ -353,3 +353,31 @@ fn two_refineries_share_a_queue_without_double_work() {
     );
     assert_clone_is_origin_main(&env, &rig);
 }
+
+#[test]
+fn an_entry_made_with_the_shell_recipe_of_protocol_queue_md_lands() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux"]);
+    std::fs::create_dir_all(rig.join("refinery/queue/pending")).unwrap();
+    // The recipe from protocol/queue.md, "Add", verbatim but for $Q.
+    let status = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(
+            r#"id=$(date -u +%Y%m%dT%H%M%S.%6NZ)-Nux
+printf '{"polecat":"r/Nux","branch":"polecat/Nux"}\n' > $Q/.$id.json.tmp.$$.0
+mv -n $Q/.$id.json.tmp.$$.0 $Q/pending/$id.json"#,
+        )
+        .env("Q", rig.join("refinery/queue"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = env.ok("gt-refinery", &["process", "r", "--once"]);
+    assert!(out.starts_with("merged "), "{out}");
+    assert_eq!(origin_log(&env), ["Nux.txt: Nux", "initial"]);
+    let merged = files(&rig, "merged");
+    let e = read_json(&rig.join("refinery/queue/merged").join(&merged[0]));
+    assert!(
+        e.get("generation").is_none(),
+        "a hand-made entry is not bound to a generation"
+    );
+}
