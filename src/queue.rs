@@ -387,8 +387,14 @@ impl Queue {
                 e.claimed_at = Some(clock::now_string());
                 e.claimed_by = Some(by.to_string());
                 Ok(())
-            })?;
-            return Ok((Some(claimed), junk));
+            });
+            match claimed {
+                Ok(c) => return Ok((Some(c), junk)),
+                // Taken from us between the rename and the rewrite (a requeue
+                // with a zero timeout, a person's mv): it is not ours.
+                Err(e) if e.kind == Kind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
         }
         Ok((None, junk))
     }
