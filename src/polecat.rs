@@ -198,6 +198,9 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
             .iter()
             .map(|i| ("GT_ISSUE".to_string(), i.clone())),
     );
+    // Lifecycle mail names the generation it is about (`gt send --generation`).
+    let generation = current.generation + 1;
+    env.push(("GT_GENERATION".to_string(), generation.to_string()));
     let started = session::Backend::for_town(town).and_then(|backend| {
         backend.start(&session::Spec {
             name: format!("gt-{}-{name}", rig.name),
@@ -221,7 +224,7 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         &home.state_path(),
         || Ok(AgentState::new(address.role())),
         |s: &mut AgentState| {
-            s.generation += 1;
+            s.generation = generation;
             s.status = "working".into();
             s.issue = opts.issue.clone();
             s.session = Some(started.id.clone());

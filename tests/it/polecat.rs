@@ -76,7 +76,7 @@ fn spawn_and_check_environment(backend: &str) {
     let out = env.path().join("out.fifo");
     fifo(&out);
     let agent = format!(
-        "echo \"$GT_ADDRESS $GT_ROLE $GT_RIG $GT_ISSUE $BEADS_DIR $(git branch --show-current) $(basename $(dirname $PWD)) $(gt whoami)\" > {}; echo logged",
+        "echo \"$GT_ADDRESS $GT_ROLE $GT_RIG $GT_ISSUE $GT_GENERATION $BEADS_DIR $(git branch --show-current) $(basename $(dirname $PWD)) $(gt whoami)\" > {}; echo logged",
         out.display()
     );
     let spawned = env
@@ -104,7 +104,7 @@ fn spawn_and_check_environment(backend: &str) {
     assert_eq!(
         read_fifo(&out),
         format!(
-            "r/Nux polecat r {id} {} polecat/Nux Nux polecat r/Nux\n",
+            "r/Nux polecat r {id} 1 {} polecat/Nux Nux polecat r/Nux\n",
             rig.join(".beads").display()
         )
     );
