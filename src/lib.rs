@@ -23,5 +23,6 @@ pub mod rig;
 pub mod session;
 pub mod town;
 pub mod watch;
+pub mod witness;
 
 pub use error::{Error, Result};

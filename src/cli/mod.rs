@@ -15,6 +15,7 @@ pub mod mail;
 pub mod man;
 pub mod queue;
 pub mod refinery;
+pub mod witness;
 
 /// Every binary's clap command, for man pages: `(binary name, command)`.
 pub fn commands() -> Vec<clap::Command> {
@@ -26,6 +27,7 @@ pub fn commands() -> Vec<clap::Command> {
         mail::Cli::command(),
         queue::Cli::command(),
         refinery::Cli::command(),
+        witness::Cli::command(),
     ]
 }
 

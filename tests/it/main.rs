@@ -15,3 +15,4 @@ mod refinery;
 mod schema;
 mod scripts;
 mod town;
+mod witness;

@@ -1,0 +1,415 @@
+//! The Witness's patrol (seed: "Worker Cleanup (Witness-Owned)", "Witness Work
+//! Loop"): one pass over a rig's polecats that reads done signals, checks each
+//! finished worker's clone, submits clean work to the merge queue, nudges a
+//! dirty or silent worker, escalates one stuck after three nudges to the Mayor,
+//! and dispatches ready work of an epic within `max_workers`.
+//!
+//! Everything it knows is in the tree: polecats' `state.json`, their clones,
+//! the witness's inbox, the tracker. A patrol can run any time, by hand, from a
+//! loop (`gt witness run`) or from a systemd path unit, and changes nothing
+//! twice: what it did is recorded in the polecats' and its own `state.json`.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::address::Address;
+use crate::error::{Error, Kind, Result};
+use crate::fsio::Durability;
+use crate::home::Home;
+use crate::mail::{self, Message, reader::Reader};
+use crate::polecat::{self, SpawnOptions};
+use crate::rig::Rig;
+use crate::town::Town;
+use crate::{beads, git, queue, session};
+
+/// Nudges before the Witness escalates to the Mayor (seed: "Stuck after 3 tries").
+pub const MAX_NUDGES: u64 = 3;
+
+/// How long a working polecat may go without touching its heartbeat before it
+/// is nudged, unless the rig's config.json sets `stuck_after` (e.g. "30m").
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// What a patrol does besides checking workers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Dispatch this epic's ready children, and report the epic done.
+    pub epic: Option<String>,
+}
+
+/// One thing the patrol did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Action {
+    /// The address acted on (a polecat, an issue's new worker, the mayor).
+    pub subject: String,
+    /// `submitted`, `released`, `nudged`, `escalated`, `stopped`, `spawned`,
+    /// `stale-signal`, `epic-complete`.
+    pub action: String,
+    pub detail: String,
+}
+
+fn act(subject: impl ToString, action: &str, detail: impl Into<String>) -> Action {
+    Action {
+        subject: subject.to_string(),
+        action: action.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// One patrol of `rig`.
+pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
+    let witness = town.home(&Address::Witness {
+        rig: rig.name.clone(),
+    })?;
+    let mut actions = Vec::new();
+    let signals = done_signals(town, &witness, rig, &mut actions)?;
+    let stuck_after = stuck_after(rig)?;
+    for home in rig.polecats()? {
+        let Ok(state) = home.state() else { continue };
+        if state.status != "working" {
+            continue;
+        }
+        let mut alive = session::state_alive(&state);
+        let signaled = signals.contains(&home.address.to_string());
+        let clone = home.clone_dir();
+        if alive && signaled {
+            // Seed: done signal -> capture git state -> kill session if clean.
+            if git::is_clean(&clone)? {
+                session::stop_home(&home)?;
+                actions.push(act(
+                    &home.address,
+                    "stopped",
+                    "done signal and a clean clone",
+                ));
+                alive = false;
+            } else {
+                actions.extend(nudge(
+                    town,
+                    &witness,
+                    &home,
+                    &format!(
+                        "you signalled done but your clone is dirty:\n{}",
+                        dirty_summary(&clone)
+                    ),
+                ));
+                continue;
+            }
+        }
+        if alive {
+            let quiet = silence(&home)?;
+            if quiet > stuck_after {
+                actions.extend(nudge(
+                    town,
+                    &witness,
+                    &home,
+                    &format!("no heartbeat for {}s", quiet.as_secs()),
+                ));
+            }
+            continue;
+        }
+        actions.extend(finished(town, rig, &witness, &home)?);
+    }
+    if let Some(epic) = &opts.epic {
+        actions.extend(dispatch(town, rig, epic)?);
+        actions.extend(report_epic(town, rig, &witness, epic)?);
+    }
+    Ok(actions)
+}
+
+/// Addresses of polecats that sent a done signal since the last patrol. The
+/// signals are marked read; one about an older generation is stale and ignored.
+fn done_signals(
+    town: &Town,
+    witness: &Home,
+    rig: &Rig,
+    actions: &mut Vec<Action>,
+) -> Result<Vec<String>> {
+    let reader = Reader::owner(witness);
+    let scan = reader.pending()?;
+    let mut out = Vec::new();
+    let mut handled = Vec::new();
+    for p in &scan.messages {
+        let m = &p.message;
+        let is_done = m.kind == "done" || m.subject.starts_with("done");
+        let Ok(from @ Address::Polecat { .. }) = m.from.parse::<Address>() else {
+            continue;
+        };
+        if !is_done || from.rig() != Some(rig.name.as_str()) {
+            continue;
+        }
+        handled.push(m.id.as_str());
+        let generation = town
+            .home(&from)
+            .and_then(|h| h.state())
+            .map(|s| s.generation)
+            .unwrap_or(0);
+        if m.generation.is_some_and(|g| g < generation) {
+            actions.push(act(
+                &from,
+                "stale-signal",
+                format!(
+                    "{} is about generation {}, the worker is at {generation}",
+                    m.id,
+                    m.generation.unwrap_or(0)
+                ),
+            ));
+            continue;
+        }
+        out.push(from.to_string());
+    }
+    if !handled.is_empty() {
+        reader.mark(&handled, "read")?;
+    }
+    Ok(out)
+}
+
+/// A polecat whose session ended: submit clean work, nudge a dirty clone,
+/// release an issue with nothing to show.
+fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<Action>> {
+    let clone = home.clone_dir();
+    if !git::is_clean(&clone)? {
+        return Ok(nudge(
+            town,
+            witness,
+            home,
+            &format!(
+                "your session ended with a dirty clone:\n{}",
+                dirty_summary(&clone)
+            ),
+        ));
+    }
+    let state = home.state()?;
+    // Commits on the worker's branch that origin does not have.
+    let ahead = git::run(
+        Some(&clone),
+        &["rev-list", "--count", "HEAD", "--not", "--remotes=origin"],
+    )?;
+    let ahead: u64 = ahead.trim().parse().unwrap_or(0);
+    let name = match &home.address {
+        Address::Polecat { name, .. } => name.clone(),
+        _ => unreachable!("rig.polecats() gives polecats"),
+    };
+    if ahead == 0 {
+        if let Some(issue) = &state.issue {
+            beads::open(rig)?.release(issue, &home.address.to_string())?;
+        }
+        home.update_state(|s| {
+            s.status = "idle".into();
+            Ok(())
+        })?;
+        let what = state.issue.as_deref().unwrap_or("its work");
+        send(
+            town,
+            witness,
+            "mayor",
+            &format!("{} ended without commits on {what}", home.address),
+            "The issue is open again for another worker.",
+            "escalation",
+            None,
+        )?;
+        return Ok(vec![act(
+            &home.address,
+            "released",
+            format!("session ended with no commits; {what} is open again"),
+        )]);
+    }
+    let entry = queue::submit(town, rig, &name)?;
+    home.update_state(|s| {
+        s.status = "done".into();
+        s.extra.remove("nudges");
+        Ok(())
+    })?;
+    Ok(vec![act(
+        &home.address,
+        "submitted",
+        format!(
+            "{ahead} commit(s), clean clone; merge queue entry {}",
+            entry.path.display()
+        ),
+    )])
+}
+
+/// Mail a worker a nudge, or after [`MAX_NUDGES`] escalate to the Mayor and
+/// mark the worker stuck. Errors are reported as actions: one unreachable
+/// worker must not stop the patrol.
+fn nudge(town: &Town, witness: &Home, home: &Home, reason: &str) -> Vec<Action> {
+    let result = (|| -> Result<Action> {
+        let count = home.update_state(|s| {
+            let n = s.extra.get("nudges").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+            s.extra.insert("nudges".into(), n.into());
+            if n > MAX_NUDGES {
+                s.status = "stuck".into();
+            }
+            Ok(n)
+        })?;
+        let generation = home.state()?.generation;
+        if count > MAX_NUDGES {
+            send(
+                town,
+                witness,
+                "mayor",
+                &format!("stuck: {}", home.address),
+                &format!("{reason}\n\nNudged {MAX_NUDGES} times without progress; marked stuck."),
+                "escalation",
+                Some(generation),
+            )?;
+            return Ok(act(
+                &home.address,
+                "escalated",
+                format!("after {MAX_NUDGES} nudges: {}", first_line(reason)),
+            ));
+        }
+        send(
+            town,
+            witness,
+            &home.address.to_string(),
+            &format!("nudge {count}/{MAX_NUDGES}"),
+            reason,
+            "nudge",
+            Some(generation),
+        )?;
+        Ok(act(
+            &home.address,
+            "nudged",
+            format!("{count}/{MAX_NUDGES}: {}", first_line(reason)),
+        ))
+    })();
+    vec![result.unwrap_or_else(|e| act(&home.address, "error", e.to_string()))]
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn send(
+    town: &Town,
+    witness: &Home,
+    to: &str,
+    subject: &str,
+    body: &str,
+    kind: &str,
+    generation: Option<u64>,
+) -> Result<()> {
+    let mut m = Message::new(&witness.address, to, subject, body);
+    m.kind = kind.to_string();
+    m.generation = generation;
+    mail::post(town, std::slice::from_mut(&mut m), Durability::from_env())
+}
+
+/// `git status --short` of a clone, for a nudge.
+fn dirty_summary(clone: &std::path::Path) -> String {
+    git::run(Some(clone), &["status", "--short"]).unwrap_or_else(|e| e.to_string())
+}
+
+/// Time since the worker last showed life: its heartbeat file, else its state.
+fn silence(home: &Home) -> Result<Duration> {
+    let touched = std::fs::metadata(home.heartbeat())
+        .or_else(|_| std::fs::metadata(home.state_path()))
+        .and_then(|m| m.modified())
+        .map_err(|e| Error::io(&home.state_path(), e))?;
+    Ok(SystemTime::now()
+        .duration_since(touched)
+        .unwrap_or_default())
+}
+
+fn stuck_after(rig: &Rig) -> Result<Duration> {
+    match rig
+        .config()?
+        .extra
+        .get("stuck_after")
+        .and_then(|v| v.as_str())
+    {
+        Some(s) => queue::parse_duration(s)
+            .map_err(|e| e.context(format!("{}: \"stuck_after\"", rig.config_path().display()))),
+        None => Ok(DEFAULT_STUCK_AFTER),
+    }
+}
+
+/// Spawn a polecat for each ready child of `epic` not yet taken, until the
+/// rig is at `max_workers` (seed: "Witness Work Loop").
+fn dispatch(town: &Town, rig: &Rig, epic: &str) -> Result<Vec<Action>> {
+    let tracker = beads::open(rig)?;
+    let ready = tracker.ready(&beads::ReadyFilter {
+        parent: Some(epic.to_string()),
+        ..Default::default()
+    })?;
+    let mut out = Vec::new();
+    for issue in ready {
+        match polecat::spawn(
+            town,
+            rig,
+            &SpawnOptions {
+                issue: Some(issue.id.clone()),
+                ..Default::default()
+            },
+        ) {
+            Ok(s) => out.push(act(
+                &s.address,
+                "spawned",
+                format!(
+                    "on {} (generation {}, session {})",
+                    issue.id, s.generation, s.session
+                ),
+            )),
+            // At capacity, or someone took the issue: wait for the next patrol.
+            Err(e) if e.kind == Kind::Negative => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Tell the Mayor once when every child of `epic` is closed and no worker is on it.
+fn report_epic(town: &Town, rig: &Rig, witness: &Home, epic: &str) -> Result<Vec<Action>> {
+    let tracker = beads::open(rig)?;
+    let children: Vec<_> = tracker
+        .all()?
+        .into_iter()
+        .filter(|i| i.parent() == Some(epic))
+        .collect();
+    if children.is_empty() || children.iter().any(|i| i.status != "closed") {
+        return Ok(Vec::new());
+    }
+    let first = witness.update_state(|s| {
+        let reported = s
+            .extra
+            .entry("reported_epics")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        let list = reported
+            .as_array_mut()
+            .ok_or_else(|| Error::invalid("\"reported_epics\" is not a list"))?;
+        if list.iter().any(|v| v == epic) {
+            return Ok(false);
+        }
+        list.push(epic.into());
+        Ok(true)
+    })?;
+    if !first {
+        return Ok(Vec::new());
+    }
+    let body: Vec<String> = children
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} ({})",
+                i.id,
+                i.title,
+                i.assignee.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    send(
+        town,
+        witness,
+        "mayor",
+        &format!("work complete: {epic}"),
+        &body.join("\n"),
+        "report",
+        None,
+    )?;
+    Ok(vec![act(
+        "mayor",
+        "epic-complete",
+        format!("{epic}: {} children closed", children.len()),
+    )])
+}

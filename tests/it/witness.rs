@@ -1,0 +1,298 @@
+//! `gt witness patrol`: done signals, clean checks, merge-queue submission,
+//! nudges and escalation, release of empty work, dispatch within max_workers,
+//! and the epic report. Agents are stand-in shell commands (test doubles).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, git, read_json};
+
+/// A rig whose agents run `agent` (a stand-in for an AI agent), at most `max` at once.
+fn rig_with_agent(env: &TestEnv, agent: &str, max: u64) -> std::path::PathBuf {
+    let rig = env.add_rig("r");
+    let mut cfg = read_json(&rig.join("config.json"));
+    cfg["agent_command"] = agent.into();
+    cfg["max_workers"] = max.into();
+    std::fs::write(
+        rig.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
+    rig
+}
+
+fn patrol(env: &TestEnv, args: &[&str]) -> Vec<(String, String)> {
+    let mut argv = vec!["witness", "patrol", "r", "--json"];
+    argv.extend_from_slice(args);
+    let v: Value = serde_json::from_str(&env.ok("gt", &argv)).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_string(),
+                a["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Wait for a polecat's session to end (pidfd, no polling).
+fn wait_session(home: &Path) {
+    let state = read_json(&home.join("state.json"));
+    let id = state["session"].as_str().expect("a session");
+    assert!(
+        gastown::session::wait(id, Duration::from_secs(30)),
+        "session {id} still running"
+    );
+}
+
+fn inbox(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path.join("mail/inbox.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The stand-in commits a file and signals done, as the seed's polecat does.
+const DILIGENT: &str = "echo work > work.txt && git add work.txt && git -c user.name=a -c user.email=a@b commit -qm work && gt send \"$GT_RIG/witness\" --type done --generation \"$GT_GENERATION\" -s \"done: $GT_ISSUE\" -m ok";
+
+#[test]
+fn clean_finished_work_goes_to_the_merge_queue_and_the_signal_is_read() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, DILIGENT, 8);
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    wait_session(&rig.join("polecats/Nux"));
+
+    assert_eq!(
+        patrol(&env, &[]),
+        [("submitted".to_string(), "r/Nux".to_string())]
+    );
+    let pending: Vec<_> = std::fs::read_dir(rig.join("refinery/queue/pending"))
+        .unwrap()
+        .collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        read_json(&rig.join("polecats/Nux/state.json"))["status"],
+        "done"
+    );
+    // The done signal was consumed: the witness has no unread mail, and a
+    // second patrol does nothing.
+    assert_eq!(
+        env.ok("gt", &["mail", "inbox", "--as", "r/witness", "--json"])
+            .trim(),
+        ""
+    );
+    assert_eq!(patrol(&env, &[]), []);
+}
+
+#[test]
+fn a_dirty_clone_is_nudged_three_times_then_escalated() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, "echo scratch > untracked.txt", 8);
+    let id = env.issue("r", "messy");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    let home = rig.join("polecats/Nux");
+    wait_session(&home);
+    for n in 1..=3 {
+        assert_eq!(
+            patrol(&env, &[]),
+            [("nudged".to_string(), "r/Nux".to_string())],
+            "nudge {n}"
+        );
+        let last = inbox(&home).pop().unwrap();
+        assert_eq!(last["type"], "nudge");
+        assert_eq!(last["subject"], format!("nudge {n}/3"));
+        assert!(
+            last["body"].as_str().unwrap().contains("?? untracked.txt"),
+            "{last}"
+        );
+        assert_eq!(last["generation"], 1);
+    }
+    assert_eq!(
+        patrol(&env, &[]),
+        [("escalated".to_string(), "r/Nux".to_string())]
+    );
+    assert_eq!(read_json(&home.join("state.json"))["status"], "stuck");
+    let mayor = inbox(&env.town.join("mayor"));
+    assert_eq!(mayor.len(), 1);
+    assert_eq!(mayor[0]["subject"], "stuck: r/Nux");
+    assert_eq!(mayor[0]["from"], "r/witness");
+    // Stuck workers are left to the Mayor: no more nudges.
+    assert_eq!(patrol(&env, &[]), []);
+}
+
+#[test]
+fn a_worker_that_ends_without_commits_gives_its_issue_back() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, "true", 8);
+    let id = env.issue("r", "abandoned");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    wait_session(&rig.join("polecats/Nux"));
+    assert_eq!(
+        patrol(&env, &[]),
+        [("released".to_string(), "r/Nux".to_string())]
+    );
+    let issue: Value =
+        serde_json::from_str(&env.ok("gt", &["issue", "show", &id, "--json"])).unwrap();
+    assert_eq!(
+        (
+            issue["status"].as_str(),
+            issue.get("assignee").and_then(Value::as_str)
+        ),
+        (Some("open"), None)
+    );
+    assert_eq!(
+        read_json(&rig.join("polecats/Nux/state.json"))["status"],
+        "idle"
+    );
+    assert_eq!(
+        inbox(&env.town.join("mayor"))[0]["subject"],
+        format!("r/Nux ended without commits on {id}")
+    );
+}
+
+#[test]
+fn a_stale_done_signal_does_not_act_on_a_newer_generation() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, "exec sleep 1000", 8);
+    let id = env.issue("r", "long");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    let home = rig.join("polecats/Nux");
+    let mut state = read_json(&home.join("state.json"));
+    state["generation"] = 2.into();
+    std::fs::write(home.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    let stale = r#"{"id":"msg-old","from":"r/Nux","to":"r/witness","subject":"done: old","body":"","timestamp":"2026-01-01T00:00:00Z","type":"done","generation":1}"#;
+    let out = env
+        .cmd("gt")
+        .args(["mail", "deliver"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{stale}\n").as_bytes())?;
+            c.wait()
+        });
+    assert!(out.unwrap().success());
+    assert_eq!(
+        patrol(&env, &[]),
+        [("stale-signal".to_string(), "r/Nux".to_string())]
+    );
+    assert!(
+        gastown::session::is_alive(state["session"].as_str().unwrap()),
+        "the live worker was not stopped"
+    );
+    env.ok("gt", &["kill", "r/Nux"]);
+}
+
+#[test]
+fn dispatch_fills_max_workers_with_ready_children_and_reports_the_epic_once() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, DILIGENT, 1);
+    let epic = {
+        let v: Value = serde_json::from_str(&env.ok(
+            "gt",
+            &[
+                "issue", "--rig", "r", "create", "Epic", "--type", "epic", "--json",
+            ],
+        ))
+        .unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let child = |title: &str| {
+        let v: Value = serde_json::from_str(&env.ok(
+            "gt",
+            &[
+                "issue", "--rig", "r", "create", title, "--parent", &epic, "--json",
+            ],
+        ))
+        .unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let (a, b) = (child("A"), child("B"));
+    assert_eq!(
+        patrol(&env, &["--epic", &epic]),
+        [("spawned".to_string(), "r/Nux".to_string())],
+        "max_workers is 1"
+    );
+    wait_session(&rig.join("polecats/Nux"));
+    // Nux's work is submitted; the slot frees and B goes to the next polecat.
+    assert_eq!(
+        patrol(&env, &["--epic", &epic]),
+        [
+            ("submitted".to_string(), "r/Nux".to_string()),
+            ("spawned".to_string(), "r/Toast".to_string())
+        ]
+    );
+    wait_session(&rig.join("polecats/Toast"));
+    assert_eq!(
+        patrol(&env, &["--epic", &epic]),
+        [("submitted".to_string(), "r/Toast".to_string())]
+    );
+    for id in [&a, &b] {
+        env.ok("gt", &["issue", "close", id, "--reason", "landed"]);
+    }
+    assert_eq!(
+        patrol(&env, &["--epic", &epic]),
+        [("epic-complete".to_string(), "mayor".to_string())]
+    );
+    assert_eq!(patrol(&env, &["--epic", &epic]), []);
+    let report = inbox(&env.town.join("mayor")).pop().unwrap();
+    assert_eq!(report["subject"], format!("work complete: {epic}"));
+    assert!(git(&rig.join("polecats/Toast/rig"), &["log", "--oneline"]).contains("work"));
+}
+
+#[test]
+fn run_patrols_when_a_done_signal_arrives() {
+    use std::io::BufRead;
+    let env = TestEnv::new();
+    // The stand-in waits for the watcher to be up (a FIFO it reads), then works.
+    let go = env.path().join("go.fifo");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let agent = format!("read _ < {} && {DILIGENT}", go.display());
+    let rig = rig_with_agent(&env, &agent, 8);
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    // A long timer: only the inotify wake can make it patrol in time.
+    let mut child = env
+        .cmd("gt")
+        .args(["witness", "run", "r", "--json", "--every", "1h"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Released only once the first patrol is over: what follows needs inotify.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(
+        err.next()
+            .unwrap()
+            .unwrap()
+            .starts_with("gt-witness: watching rig r")
+    );
+    std::fs::write(&go, "go\n").unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The signal may come while the agent is still up: then the witness stops
+    // it first (seed: "kill session" once clean), and submits in the same patrol.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|(a, _)| a == "submitted") {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        seen.push((
+            v["action"].as_str().unwrap().to_string(),
+            v["subject"].as_str().unwrap().to_string(),
+        ));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        seen.iter()
+            .all(|(a, s)| (a == "stopped" || a == "submitted") && s == "r/Nux"),
+        "{seen:?}"
+    );
+}
