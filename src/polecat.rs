@@ -96,6 +96,57 @@ pub struct Spawned {
     pub log: PathBuf,
 }
 
+/// Polecats of `rig` free for new work: `idle`, with no live session.
+pub fn idle(rig: &Rig) -> Result<Vec<Home>> {
+    Ok(rig
+        .polecats()?
+        .into_iter()
+        .filter(|h| {
+            h.state()
+                .is_ok_and(|s| s.status == "idle" && !session::state_alive(&s))
+        })
+        .collect())
+}
+
+/// Put an existing polecat's clone on a fresh `polecat/<name>` branch at
+/// origin's main before it takes a different issue. Refused when that would
+/// lose work: a dirty clone, or work still waiting in the merge queue.
+fn start_new_work(home: &Home, state: &AgentState) -> Result<()> {
+    let clone = home.clone_dir();
+    if state.status == "done" {
+        return Err(Error::conflict(format!(
+            "polecat {} has work waiting to land ({}); pick another polecat",
+            home.address,
+            state.issue.as_deref().unwrap_or("its last issue")
+        )));
+    }
+    let dirty = crate::git::dirty_files(&clone)?;
+    if !dirty.is_empty() {
+        return Err(Error::conflict(format!(
+            "polecat {} has uncommitted changes in {} ({}); clean them or pick another polecat",
+            home.address,
+            clone.display(),
+            dirty.join(", ")
+        )));
+    }
+    let Address::Polecat { name, .. } = &home.address else {
+        return Ok(());
+    };
+    let main = crate::git::default_branch(&clone, "origin")?;
+    crate::git::run(Some(&clone), &["fetch", "-q", "origin"])?;
+    crate::git::run(
+        Some(&clone),
+        &[
+            "checkout",
+            "-q",
+            "-B",
+            &branch(name),
+            &format!("origin/{main}"),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Polecats of `rig` whose session is alive.
 pub fn active(rig: &Rig) -> Result<Vec<Home>> {
     Ok(rig
@@ -153,7 +204,15 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
             rig.config_path().display()
         ))
     })?;
-    let name = opts.name.clone().unwrap_or_else(|| free_name(rig));
+    // An idle polecat is reused before a new one is made: the pool stays small.
+    let name = match &opts.name {
+        Some(n) => n.clone(),
+        None => idle(rig)?
+            .into_iter()
+            .next()
+            .and_then(|h| h.path.file_name()?.to_str().map(str::to_string))
+            .unwrap_or_else(|| free_name(rig)),
+    };
     let address = Address::Polecat {
         rig: rig.name.clone(),
         name: name.clone(),
@@ -175,6 +234,9 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         return Err(Error::conflict(format!(
             "polecat {address} is already running (session {id})"
         )));
+    }
+    if opts.issue.is_some() && opts.issue != current.issue {
+        start_new_work(&home, &current)?;
     }
     let tracker = match &opts.issue {
         Some(id) => {

@@ -43,7 +43,7 @@ pub struct Action {
     /// The address acted on (a polecat, an issue's new worker, the mayor).
     pub subject: String,
     /// `submitted`, `released`, `nudged`, `escalated`, `stopped`, `spawned`,
-    /// `stale-signal`, `epic-complete`.
+    /// `freed`, `sent-back`, `stale-signal`, `epic-complete`, `error`.
     pub action: String,
     pub detail: String,
 }
@@ -62,15 +62,15 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
         rig: rig.name.clone(),
     })?;
     let mut actions = Vec::new();
-    let signals = done_signals(town, &witness, rig, &mut actions)?;
+    let signals = lifecycle_mail(town, &witness, rig, &mut actions)?;
     let stuck_after = stuck_after(rig)?;
     for home in rig.polecats()? {
         let Ok(state) = home.state() else { continue };
-        if state.status != "working" {
+        if state.status != "working" || signals.settled.contains(&home.address.to_string()) {
             continue;
         }
         let mut alive = session::state_alive(&state);
-        let signaled = signals.contains(&home.address.to_string());
+        let signaled = signals.done.contains(&home.address.to_string());
         let clone = home.clone_dir();
         if alive && signaled {
             // Seed: done signal -> capture git state -> kill session if clean.
@@ -116,51 +116,125 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
     Ok(actions)
 }
 
-/// Addresses of polecats that sent a done signal since the last patrol. The
-/// signals are marked read; one about an older generation is stale and ignored.
-fn done_signals(
+/// Read the lifecycle mail since the last patrol and mark it read: returns the
+/// polecats that signalled `done`. Merge results are acted on here: `merged` or
+/// `landed` frees the worker (status idle, ready for new work); `merge_failed`
+/// sends it back to work on the same issue (seed: "conflict -> back to
+/// polecat"), counted as a nudge. Mail about an older generation than the
+/// worker's is stale and ignored.
+fn lifecycle_mail(
     town: &Town,
     witness: &Home,
     rig: &Rig,
     actions: &mut Vec<Action>,
-) -> Result<Vec<String>> {
+) -> Result<Signals> {
     let reader = Reader::owner(witness);
     let scan = reader.pending()?;
-    let mut out = Vec::new();
+    let mut signals = Signals::default();
     let mut handled = Vec::new();
     for p in &scan.messages {
         let m = &p.message;
         let is_done = m.kind == "done" || m.subject.starts_with("done");
-        let Ok(from @ Address::Polecat { .. }) = m.from.parse::<Address>() else {
+        // Done signals come from the worker; merge results name it.
+        let about = if is_done {
+            Some(m.from.as_str())
+        } else {
+            m.extra.get("polecat").and_then(|v| v.as_str())
+        };
+        let Some(Ok(addr @ Address::Polecat { .. })) = about.map(str::parse::<Address>) else {
             continue;
         };
-        if !is_done || from.rig() != Some(rig.name.as_str()) {
+        if addr.rig() != Some(rig.name.as_str())
+            || !(is_done || matches!(m.kind.as_str(), "merged" | "landed" | "merge_failed"))
+        {
             continue;
         }
         handled.push(m.id.as_str());
-        let generation = town
-            .home(&from)
-            .and_then(|h| h.state())
-            .map(|s| s.generation)
-            .unwrap_or(0);
+        let Ok(home) = town.home(&addr) else { continue };
+        let generation = home.state().map(|s| s.generation).unwrap_or(0);
         if m.generation.is_some_and(|g| g < generation) {
-            actions.push(act(
-                &from,
-                "stale-signal",
-                format!(
-                    "{} is about generation {}, the worker is at {generation}",
-                    m.id,
-                    m.generation.unwrap_or(0)
-                ),
-            ));
+            let detail = format!(
+                "{} is about generation {}, the worker is at {generation}",
+                m.id,
+                m.generation.unwrap_or(0)
+            );
+            actions.push(act(&addr, "stale-signal", detail));
             continue;
         }
-        out.push(from.to_string());
+        match m.kind.as_str() {
+            "merged" | "landed" => {
+                home.update_state(|s| {
+                    s.status = "idle".into();
+                    s.extra.remove("nudges");
+                    Ok(())
+                })?;
+                actions.push(act(
+                    &addr,
+                    "freed",
+                    format!("{}; ready for new work", m.subject),
+                ));
+                signals.settled.insert(addr.to_string());
+            }
+            "merge_failed" => {
+                actions.extend(send_back(town, rig, witness, &home, &m.subject));
+                signals.settled.insert(addr.to_string());
+            }
+            _ => {
+                signals.done.insert(addr.to_string());
+            }
+        }
     }
     if !handled.is_empty() {
         reader.mark(&handled, "read")?;
     }
-    Ok(out)
+    Ok(signals)
+}
+
+/// What the lifecycle mail said, by polecat address.
+#[derive(Default)]
+struct Signals {
+    /// Sent a done signal.
+    done: std::collections::BTreeSet<String>,
+    /// Already dealt with in this patrol (freed or sent back): left alone until the next.
+    settled: std::collections::BTreeSet<String>,
+}
+
+/// Restart a worker on its issue after its merge failed (the Refinery mailed
+/// it why), or escalate once it has been sent back [`MAX_NUDGES`] times.
+fn send_back(town: &Town, rig: &Rig, witness: &Home, home: &Home, why: &str) -> Vec<Action> {
+    let nudged = nudge(
+        town,
+        witness,
+        home,
+        &format!("{why}; see the Refinery's mail and fix it"),
+    );
+    if nudged.iter().any(|a| a.action != "nudged") {
+        return nudged;
+    }
+    let Address::Polecat { name, .. } = &home.address else {
+        return nudged;
+    };
+    let issue = home.state().ok().and_then(|s| s.issue);
+    match polecat::spawn(
+        town,
+        rig,
+        &SpawnOptions {
+            issue,
+            name: Some(name.clone()),
+            agent: None,
+        },
+    ) {
+        Ok(s) => vec![act(
+            &home.address,
+            "sent-back",
+            format!("{why}; restarted (generation {})", s.generation),
+        )],
+        Err(e) => vec![act(
+            &home.address,
+            "error",
+            format!("{why}; could not restart: {e}"),
+        )],
+    }
 }
 
 /// A polecat whose session ended: submit clean work, nudge a dirty clone,

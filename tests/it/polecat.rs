@@ -306,3 +306,51 @@ fn spawn_on_an_issue_someone_else_holds_starts_nothing() {
     assert_eq!(code, 2);
     assert!(err.contains("r-nope"), "{err}");
 }
+
+#[test]
+fn a_polecat_takes_new_work_only_when_nothing_would_be_lost() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let (one, two) = (env.issue("r", "one"), env.issue("r", "two"));
+    env.ok(
+        "gt",
+        &["spawn", "--issue", &one, "--agent", "echo x > scratch.txt"],
+    );
+    let nux = rig.join("polecats/Nux");
+    let id = read_json(&nux.join("state.json"))["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(gastown::session::wait(
+        &id,
+        std::time::Duration::from_secs(10)
+    ));
+    let (code, err) = env.fails(
+        "gt",
+        &["spawn", "--issue", &two, "--name", "Nux", "--agent", "true"],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        format!(
+            "gt: polecat r/Nux has uncommitted changes in {} (scratch.txt); clean them or pick another polecat\n",
+            nux.join("rig").display()
+        )
+    );
+    std::fs::remove_file(nux.join("rig/scratch.txt")).unwrap();
+    let mut state = read_json(&nux.join("state.json"));
+    state["status"] = "done".into();
+    std::fs::write(nux.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    let (_, err) = env.fails(
+        "gt",
+        &["spawn", "--issue", &two, "--name", "Nux", "--agent", "true"],
+    );
+    assert_eq!(
+        err,
+        format!("gt: polecat r/Nux has work waiting to land ({one}); pick another polecat\n")
+    );
+    // Nothing was claimed for the refused spawns.
+    let issue: serde_json::Value =
+        serde_json::from_str(&env.ok("gt", &["issue", "show", &two, "--json"])).unwrap();
+    assert_eq!(issue["status"], "open");
+}

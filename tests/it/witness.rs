@@ -296,3 +296,122 @@ fn run_patrols_when_a_done_signal_arrives() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_landed_worker_is_freed_and_reused_on_a_fresh_branch() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(
+        &env,
+        "echo \"$GT_ISSUE\" > \"$GT_ISSUE.txt\" && git add . && git -c user.name=a -c user.email=a@b commit -qm \"$GT_ISSUE\" && gt send \"$GT_RIG/witness\" --type done --generation \"$GT_GENERATION\" -s done -m ok",
+        1,
+    );
+    let epic: Value = serde_json::from_str(&env.ok(
+        "gt",
+        &[
+            "issue", "--rig", "r", "create", "E", "--type", "epic", "--json",
+        ],
+    ))
+    .unwrap();
+    let epic = epic["id"].as_str().unwrap().to_string();
+    env.ok(
+        "gt",
+        &["issue", "--rig", "r", "create", "A", "--parent", &epic],
+    );
+    let nux = rig.join("polecats/Nux");
+    assert_eq!(
+        patrol(&env, &["--epic", &epic]),
+        [("spawned".to_string(), "r/Nux".to_string())]
+    );
+    wait_session(&nux);
+    assert_eq!(
+        patrol(&env, &["--epic", &epic]),
+        [("submitted".to_string(), "r/Nux".to_string())]
+    );
+    env.ok(
+        "gt",
+        &["issue", "--rig", "r", "create", "B", "--parent", &epic],
+    );
+    env.ok("gt", &["refinery", "process", "r", "--once"]);
+    assert_eq!(
+        patrol(&env, &["--epic", &epic]),
+        [
+            ("freed".to_string(), "r/Nux".to_string()),
+            ("spawned".to_string(), "r/Nux".to_string())
+        ],
+        "the idle polecat takes the next issue"
+    );
+    let state = read_json(&nux.join("state.json"));
+    assert_eq!(state["generation"], 2);
+    wait_session(&nux);
+    // B was done on a fresh branch that starts at origin's main, which has A.
+    let log = git(&nux.join("rig"), &["log", "--format=%s", "polecat/Nux"]);
+    let first_issue = format!("{epic}.1");
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            format!("{epic}.2").as_str(),
+            first_issue.as_str(),
+            "initial"
+        ]
+    );
+    assert!(!rig.join("polecats/Toast").exists());
+}
+
+#[test]
+fn a_failed_merge_sends_the_worker_back_to_its_issue() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(
+        &env,
+        &format!(
+            "echo mine > README && git -c user.name=a -c user.email=a@b commit -qam mine && {}",
+            "gt send \"$GT_RIG/witness\" --type done --generation \"$GT_GENERATION\" -s done -m ok"
+        ),
+        8,
+    );
+    let id = env.issue("r", "edit the README");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    let nux = rig.join("polecats/Nux");
+    wait_session(&nux);
+    assert_eq!(
+        patrol(&env, &[]),
+        [("submitted".to_string(), "r/Nux".to_string())]
+    );
+    // Meanwhile someone else changes the README on origin: the merge conflicts.
+    let other = env.path().join("other");
+    git(
+        env.path(),
+        &[
+            "clone",
+            "-q",
+            env.path().join("r-origin.git").to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(other.join("README"), "theirs\n").unwrap();
+    git(&other, &["commit", "-qam", "theirs"]);
+    git(&other, &["push", "-q", "origin", "main"]);
+    env.ok_or_no("gt", &["refinery", "process", "r", "--once"]);
+    assert_eq!(
+        patrol(&env, &[]),
+        [("sent-back".to_string(), "r/Nux".to_string())]
+    );
+    let state = read_json(&nux.join("state.json"));
+    assert_eq!(
+        (
+            state["generation"].as_u64(),
+            state["issue"].as_str(),
+            state["nudges"].as_u64()
+        ),
+        (Some(2), Some(id.as_str()), Some(1))
+    );
+    let subjects: Vec<String> = inbox(&nux)
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        subjects.iter().any(|s| s.starts_with("merge failed")),
+        "{subjects:?}"
+    );
+    assert_eq!(subjects.last().unwrap(), "nudge 1/3");
+    wait_session(&nux);
+}
