@@ -128,6 +128,12 @@ enum Cmd {
         /// `<rig>/<name>`, or `<name>` in the current rig
         polecat: String,
     },
+    /// Run a throwaway town end to end: a real git rig, stand-in agents, an epic worked in waves and landed
+    Demo {
+        /// Directory for the demo (new or empty; default: a new one under $TMPDIR)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Show who you are here: role and address (from GT_ADDRESS or the current directory)
     Whoami(JsonFlag),
     /// Check the town's files for damage; exit 1 if problems remain
@@ -229,6 +235,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Status(json) => status(json.json),
         Cmd::Polecats { rig, json } => polecats(&rig, json.json),
         Cmd::Whoami(json) => whoami(json.json),
+        Cmd::Demo { dir } => demo(dir),
         Cmd::Polecat(PolecatCmd::Add { rig, name, json }) => polecat_add(&rig, name, json.json),
         Cmd::Spawn {
             issue,
@@ -620,6 +627,15 @@ fn wake_sleep(spec: &str, awake: bool) -> Result<i32> {
     let home = town.agent(spec, Role::Polecat)?;
     let status = polecat::set_awake(&home, awake)?;
     println!("{} is {status}", home.address);
+    Ok(exit::OK)
+}
+
+fn demo(dir: Option<PathBuf>) -> Result<i32> {
+    let dir = dir.unwrap_or_else(|| {
+        let stamp = crate::clock::now().strftime("%Y%m%d-%H%M%S");
+        std::env::temp_dir().join(format!("gt-demo-{stamp}-{}", std::process::id()))
+    });
+    crate::demo::run(&dir, Box::new(std::io::stdout()))?;
     Ok(exit::OK)
 }
 

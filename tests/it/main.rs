@@ -3,6 +3,7 @@
 
 mod beads;
 mod common;
+mod demo;
 mod doctor;
 mod fsio;
 mod land;
