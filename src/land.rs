@@ -623,22 +623,10 @@ fn polecat(town: &Town, spec: &str) -> Result<(Rig, Home)> {
 pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
     let (rig, home) = polecat(town, spec)?;
     let state = home.state()?;
-    let Address::Polecat { name, .. } = &home.address else {
-        unreachable!("polecat() returns polecat homes");
-    };
-    let branch = state
-        .extra
-        .get("branch")
-        .and_then(|b| b.as_str())
-        .map_or_else(|| crate::polecat::branch(name), str::to_string);
-    let repo = home.clone_dir();
-    if !repo.join(".git").exists() {
-        return Err(Error::not_found(format!(
-            "{}: polecat {} has no clone",
-            repo.display(),
-            home.address
-        )));
-    }
+    let crate::polecat::Work {
+        clone: repo,
+        branch,
+    } = crate::polecat::work(&home, &state)?;
     let source = Source {
         from: repo.to_string_lossy().into_owned(),
         branch,

@@ -26,6 +26,37 @@ pub fn branch(name: &str) -> String {
     format!("polecat/{name}")
 }
 
+/// A polecat's work to land: its clone and the branch it works on
+/// (`state.json` `branch`, else `polecat/<name>`).
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub clone: PathBuf,
+    pub branch: String,
+}
+
+/// The [`Work`] of a polecat whose state is `state`; its clone must exist.
+pub fn work(home: &Home, state: &AgentState) -> Result<Work> {
+    let name = home
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let branch = state
+        .extra
+        .get("branch")
+        .and_then(|b| b.as_str())
+        .map_or_else(|| branch(name), str::to_string);
+    let clone = home.clone_dir();
+    if !clone.join(".git").exists() {
+        return Err(Error::not_found(format!(
+            "{}: polecat {} has no clone",
+            clone.display(),
+            home.address
+        )));
+    }
+    Ok(Work { clone, branch })
+}
+
 /// The first name from [`NAMES`] (then `polecat-N`) not in use in `rig`.
 pub fn free_name(rig: &Rig) -> String {
     let taken = |n: &str| fs::symlink_metadata(rig.path.join("polecats").join(n)).is_ok();

@@ -643,7 +643,7 @@ pub fn submit(town: &Town, rig: &Rig, polecat: &str) -> Result<Located> {
             name: polecat.to_string(),
         }
     };
-    let Address::Polecat { rig: of, name } = &addr else {
+    let Address::Polecat { rig: of, .. } = &addr else {
         return Err(Error::invalid(format!(
             "{addr} is the {}, not a polecat",
             addr.role()
@@ -657,18 +657,7 @@ pub fn submit(town: &Town, rig: &Rig, polecat: &str) -> Result<Located> {
     }
     let home: Home = town.home(&addr)?;
     let state = home.state()?;
-    let branch = state
-        .extra
-        .get("branch")
-        .and_then(|b| b.as_str())
-        .map_or_else(|| crate::polecat::branch(name), str::to_string);
-    let clone = home.clone_dir();
-    if !clone.join(".git").exists() {
-        return Err(Error::not_found(format!(
-            "{}: polecat {addr} has no clone",
-            clone.display()
-        )));
-    }
+    let crate::polecat::Work { clone, branch } = crate::polecat::work(&home, &state)?;
     if crate::git::resolve(&clone, &format!("refs/heads/{branch}"))?.is_none() {
         return Err(Error::not_found(format!(
             "{}: no branch {branch} to queue",
