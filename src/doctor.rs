@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::fsio::{self, Records};
+use crate::fsio;
 use crate::home::Home;
 use crate::record::{RigConfig, RigsRegistry};
 use crate::rig::Rig;
@@ -142,6 +142,16 @@ fn check_rigs(town: &Town, rigs: &RigsRegistry, fix: bool, out: &mut Vec<Finding
         for home in rig.homes()? {
             check_home(&home, fix, out)?;
         }
+        check_tracker(&rig, out);
+        let queue = crate::queue::Queue::of(&rig).list(&crate::queue::State::ALL)?;
+        for junk in queue.junk {
+            out.push(Finding::new(
+                "queue-junk",
+                Severity::Warning,
+                &junk.path,
+                format!("{}; the queue skips it", junk.reason),
+            ));
+        }
         for role in ["witness", "refinery"] {
             let p = rig.path.join(role);
             if !crate::home::is_home(&p) {
@@ -215,31 +225,49 @@ fn check_home(home: &Home, fix: bool, out: &mut Vec<Finding>) -> Result<()> {
         }
         out.push(f);
     }
-    check_jsonl(&home.inbox(), out)
-}
-
-/// Report bad lines and a torn tail of a JSONL file.
-pub fn check_jsonl(path: &Path, out: &mut Vec<Finding>) -> Result<()> {
-    let mut records = Records::<serde_json::Value>::open(path, Default::default())?;
-    while let Some(entry) = records.next_entry()? {
-        if let fsio::Entry::Bad(b) = entry {
-            out.push(Finding::new(
-                "jsonl-line",
-                Severity::Warning,
-                path,
-                format!("line {}: {}; readers skip it", b.line, b.reason),
-            ));
-        }
-    }
-    if records.in_flight() {
+    for bad in crate::mail::check(home)? {
         out.push(Finding::new(
-            "jsonl-tail",
+            "mail-line",
             Severity::Warning,
-            path,
-            format!("line {}: last line has no newline (a write in progress or torn by a crash); the next append closes it", records.cursor().line),
+            &bad.path,
+            format!("line {}: {}; readers skip it", bad.line, bad.reason),
         ));
     }
     Ok(())
+}
+
+/// Lines of the rig's tracker that no reader can use.
+fn check_tracker(rig: &Rig, out: &mut Vec<Finding>) {
+    let tracker = match crate::beads::open(rig) {
+        Ok(t) => t,
+        Err(e) => {
+            return out.push(Finding::new(
+                "beads",
+                Severity::Error,
+                &rig.beads_dir(),
+                e.to_string(),
+            ));
+        }
+    };
+    if let Err(e) = tracker.all() {
+        return out.push(Finding::new(
+            "beads",
+            Severity::Error,
+            &rig.beads_dir(),
+            e.to_string(),
+        ));
+    }
+    for bad in tracker.bad_lines() {
+        out.push(Finding::new(
+            "beads-line",
+            Severity::Warning,
+            &bad.path,
+            format!(
+                "line {}: {}; readers skip it, rewrites keep it",
+                bad.line, bad.reason
+            ),
+        ));
+    }
 }
 
 /// Leftovers of interrupted writes: `.staging/` rig builds and `.<name>.tmp.<pid>.<n>`
