@@ -62,11 +62,10 @@ fn install_names_every_missing_tool_and_how_to_get_it() {
     );
 }
 
-/// A copy of the parts of the source tree install.sh installs from, plus a
-/// systemd unit, so the test can see @BINDIR@ substituted.
+/// A copy of the parts of the source tree install.sh installs from.
 fn source_tree(dir: &Path) -> PathBuf {
     let src = dir.join("src");
-    for sub in ["src/bin", "man"] {
+    for sub in ["src/bin", "man", "systemd"] {
         std::fs::create_dir_all(src.join(sub)).unwrap();
         for e in std::fs::read_dir(repo().join(sub)).unwrap() {
             let e = e.unwrap();
@@ -74,12 +73,6 @@ fn source_tree(dir: &Path) -> PathBuf {
         }
     }
     std::fs::copy(repo().join("install.sh"), src.join("install.sh")).unwrap();
-    std::fs::create_dir_all(src.join("systemd")).unwrap();
-    std::fs::write(
-        src.join("systemd/gt-test.service"),
-        "[Service]\nExecStart=@BINDIR@/gt doctor\n",
-    )
-    .unwrap();
     src
 }
 
@@ -162,13 +155,41 @@ fn install_puts_binaries_man_pages_and_units_in_place_and_is_idempotent() {
             std::fs::read(e.path()).unwrap()
         );
     }
-    assert_eq!(
-        std::fs::read_to_string(home.join(".config/systemd/user/gt-test.service")).unwrap(),
-        format!(
-            "[Service]\nExecStart={}/gt doctor\n",
-            prefix.join("bin").display()
-        )
-    );
+    let unitdir = home.join(".config/systemd/user");
+    let bindir = prefix.join("bin").display().to_string();
+    for e in std::fs::read_dir(repo().join("systemd")).unwrap() {
+        let e = e.unwrap();
+        let installed = unitdir.join(e.file_name());
+        let text = std::fs::read_to_string(&installed).unwrap();
+        assert_eq!(
+            text,
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .replace("@BINDIR@", &bindir)
+        );
+        // An instance of the template must pass systemd's own offline check.
+        if Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+            .is_ok()
+        {
+            let instance = tmp
+                .path()
+                .join(e.file_name().into_string().unwrap().replace("@.", "@rig1."));
+            std::fs::write(&instance, &text).unwrap();
+            let out = Command::new("systemd-analyze")
+                .args(["verify", "--man=no"])
+                .arg(&instance)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                instance.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
     let leftovers: Vec<String> = first
         .0
         .iter()
