@@ -102,7 +102,7 @@ pub fn append_lines<L: AsRef<[u8]>>(
     // Opened after the lock is held: a rotation that renamed the file away while we
     // waited is not written to.
     let file = open_append(path)?;
-    append_locked(path, &file, buf, durability)
+    append_locked(path, &file, buf, durability, None).map(|(start, _)| start)
 }
 
 /// A writer that appends to one file many times (a daemon, a benchmark): it keeps
@@ -113,7 +113,8 @@ pub fn append_lines<L: AsRef<[u8]>>(
 pub struct Appender {
     path: PathBuf,
     lock: File,
-    file: Option<File>,
+    /// The open file, its (dev, ino), and where our last append ended.
+    file: Option<(File, (u64, u64), u64)>,
     durability: Durability,
 }
 
@@ -131,30 +132,25 @@ impl Appender {
     pub fn append<L: AsRef<[u8]>>(&mut self, lines: &[L]) -> Result<u64> {
         let buf = encode_lines(&self.path, lines)?;
         self.lock.lock().at(&lock_path(&self.path))?;
-        let (path, durability) = (self.path.clone(), self.durability);
-        let result = self.current().and_then(|file| {
-            let r = append_locked(&path, file, buf, durability);
-            file.unlock().at(&path)?;
-            r
-        });
+        let result = self.append_held(buf);
         self.lock.unlock().at(&lock_path(&self.path))?;
         result
     }
 
-    /// The open file, reopened if the path now names another file (or none).
-    fn current(&mut self) -> Result<&File> {
+    fn append_held(&mut self, buf: Vec<u8>) -> Result<u64> {
         use std::os::unix::fs::MetadataExt;
-        let same = match (&self.file, fs::metadata(&self.path)) {
-            (Some(f), Ok(on_disk)) => {
-                let open = f.metadata().at(&self.path)?;
-                open.ino() == on_disk.ino() && open.dev() == on_disk.dev()
-            }
-            _ => false,
-        };
-        if !same {
-            self.file = Some(open_append(&self.path)?);
+        let on_disk = fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        if on_disk.is_none() || self.file.as_ref().map(|f| Some(f.1)) != Some(on_disk) {
+            let f = open_append(&self.path)?;
+            let m = f.metadata().at(&self.path)?;
+            self.file = Some((f, (m.dev(), m.ino()), u64::MAX));
         }
-        Ok(self.file.as_ref().expect("just opened"))
+        let (file, _, end) = self.file.as_mut().expect("just opened");
+        let r = append_locked(&self.path, file, buf, self.durability, Some(*end));
+        file.unlock().at(&self.path)?;
+        let (start, new_end) = r?;
+        *end = new_end;
+        Ok(start)
     }
 }
 
@@ -184,19 +180,22 @@ fn open_append(path: &Path) -> Result<File> {
         .at(path)
 }
 
-/// The append itself; the caller holds the sidecar lock.
+/// The append itself; the caller holds the sidecar lock. `known_end` is where
+/// this caller's last append ended: if the file still ends there, it ends in
+/// `\n` and needs no look. Returns where the new lines start and end.
 fn append_locked(
     path: &Path,
     file: &File,
     mut buf: Vec<u8>,
     durability: Durability,
-) -> Result<u64> {
+    known_end: Option<u64>,
+) -> Result<(u64, u64)> {
     // Also honour `flock inbox.jsonl ...`, the lock a shell user is likely to take
     // by mistake. Order is always sidecar, then file.
     file.lock().at(path)?;
     let len = file.metadata().at(path)?.len();
     let mut start = len;
-    if len > 0 {
+    if len > 0 && known_end != Some(len) {
         let mut last = [0u8; 1];
         file.read_exact_at(&mut last, len - 1).at(path)?;
         if last[0] != b'\n' {
@@ -214,7 +213,7 @@ fn append_locked(
         let _ = file.set_len(len);
         return Err(Error::io(path, e));
     }
-    Ok(start)
+    Ok((start, len + buf.len() as u64))
 }
 
 /// Append one record serialized as compact JSON.

@@ -502,28 +502,31 @@ fn watch(home: &Home, name: &str, once: bool) -> Result<i32> {
     let batch_lock = Arc::new(Mutex::new(()));
     stop_between_batches(batch_lock.clone())?;
     let emit = || -> Result<()> {
-        let scan = reader.pending()?;
-        report_bad(&scan.bad);
-        if scan.messages.is_empty() {
-            return Ok(());
-        }
-        let _held = batch_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut buf = Vec::new();
-        for p in &scan.messages {
-            serde_json::to_writer(&mut buf, &p.message)
-                .map_err(|e| Error::invalid(e.to_string()))?;
-            buf.push(b'\n');
-        }
-        let mut out = std::io::stdout().lock();
-        out.write_all(&buf)
-            .and_then(|()| out.flush())
-            .at(Path::new("<stdout>"))?;
-        let ids: Vec<&str> = scan
-            .messages
-            .iter()
-            .map(|p| p.message.id.as_str())
-            .collect();
-        reader.mark(&ids, "emitted")
+        // Print and mark first; the cursor is saved after, off the latency path.
+        reader.pending_then(|scan| {
+            report_bad(&scan.bad);
+            if scan.messages.is_empty() {
+                return Ok(());
+            }
+            let _held = batch_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut buf = Vec::new();
+            for p in &scan.messages {
+                serde_json::to_writer(&mut buf, &p.message)
+                    .map_err(|e| Error::invalid(e.to_string()))?;
+                buf.push(b'\n');
+            }
+            let mut out = std::io::stdout().lock();
+            out.write_all(&buf)
+                .and_then(|()| out.flush())
+                .at(Path::new("<stdout>"))?;
+            let ids: Vec<&str> = scan
+                .messages
+                .iter()
+                .map(|p| p.message.id.as_str())
+                .collect();
+            reader.mark(&ids, "emitted")
+        })?;
+        Ok(())
     };
     if once {
         emit()?;

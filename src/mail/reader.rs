@@ -81,6 +81,64 @@ fn default_state() -> String {
     "read".to_string()
 }
 
+/// What a reader needs of a message line, accepting exactly the lines
+/// [`Message`] accepts but without building it (no allocation but the id): a
+/// rebuild over a million lines stays fast.
+#[derive(Deserialize)]
+struct MessageShape {
+    id: String,
+    #[serde(rename = "from")]
+    _from: Str,
+    #[serde(rename = "to")]
+    _to: Str,
+    #[serde(rename = "subject")]
+    _subject: Str,
+    #[serde(rename = "body")]
+    _body: Str,
+    #[serde(rename = "timestamp")]
+    _timestamp: Str,
+    #[serde(rename = "priority", default)]
+    _priority: Str,
+    #[serde(rename = "type", default)]
+    _kind: Str,
+    #[serde(rename = "thread_id", default)]
+    _thread_id: Option<Str>,
+    #[serde(rename = "reply_to", default)]
+    _reply_to: Option<Str>,
+    #[serde(rename = "generation", default)]
+    _generation: Option<u64>,
+}
+
+/// [`Mark`] the same way.
+#[derive(Deserialize)]
+struct MarkShape {
+    id: String,
+    #[serde(rename = "state", default)]
+    _state: Str,
+    #[serde(rename = "at", default)]
+    _at: Option<Str>,
+}
+
+/// A JSON string, checked and dropped.
+#[derive(Default)]
+struct Str;
+
+impl<'de> Deserialize<'de> for Str {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Str, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Str;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> std::result::Result<Str, E> {
+                Ok(Str)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A reader's view of one inbox.
 #[derive(Debug, Clone)]
 pub struct Reader {
@@ -160,10 +218,21 @@ impl Reader {
 
     /// Messages not yet marked, reading only what was appended since last time.
     pub fn pending(&self) -> Result<Scan> {
-        match self.scan(false)? {
-            Some(s) => Ok(s),
-            None => Ok(self.scan(true)?.expect("a rebuild needs no cache")),
+        self.pending_then(|_| Ok(())).map(|(scan, ())| scan)
+    }
+
+    /// [`Reader::pending`], running `f` on the result before the cursor is
+    /// saved (a watcher prints first: the cursor write is off its latency path).
+    pub fn pending_then<R>(&self, f: impl FnOnce(&Scan) -> Result<R>) -> Result<(Scan, R)> {
+        let (scan, save) = match self.scan(false)? {
+            Some(s) => s,
+            None => self.scan(true)?.expect("a rebuild never asks for another"),
+        };
+        let r = f(&scan)?;
+        if let Some(cur) = save {
+            self.save_cursor(&cur)?;
         }
+        Ok((scan, r))
     }
 
     /// Mark `ids` processed with `state`: one locked append.
@@ -196,8 +265,9 @@ impl Reader {
         load_marks(&self.marks)
     }
 
-    /// One pass; `None` when the cache turned out stale mid-way.
-    fn scan(&self, rebuild: bool) -> Result<Option<Scan>> {
+    /// One pass, and the cursor to save if it changed; `None` when the cache
+    /// turned out stale mid-way (never when `rebuild`).
+    fn scan(&self, rebuild: bool) -> Result<Option<(Scan, Option<CursorFile>)>> {
         let old = if rebuild { None } else { self.load_cursor() };
         let marks = open_opt(&self.marks)?;
         let inbox = open_opt(&self.inbox)?;
@@ -215,7 +285,7 @@ impl Reader {
         // either pending already or among the lines read next.
         let mut marked = HashSet::new();
         if let Some(file) = &marks {
-            let mut records = Records::<Mark>::from_file(
+            let mut records = Records::<MarkShape>::from_file(
                 file.try_clone().at(&self.marks)?,
                 &self.marks,
                 at(&cur.marks),
@@ -227,12 +297,12 @@ impl Reader {
             }
             cur.marks = pos(file, &self.marks, records.cursor())?;
         }
+        cur.pending.retain(|s| !marked.contains(&s.id));
 
         let mut bad = Vec::new();
-        let mut fresh: HashMap<String, Message> = HashMap::new();
         if let Some(file) = &inbox {
             let mut known: HashSet<String> = cur.pending.iter().map(|s| s.id.clone()).collect();
-            let mut records = Records::<Message>::from_file(
+            let mut records = Records::<MessageShape>::from_file(
                 file.try_clone().at(&self.inbox)?,
                 &self.inbox,
                 at(&cur.inbox),
@@ -243,55 +313,56 @@ impl Reader {
                         line,
                         offset,
                         value,
-                    } => match value.validate() {
-                        Ok(()) => {
-                            if known.insert(value.id.clone()) {
-                                cur.pending.push(Slot {
-                                    id: value.id.clone(),
-                                    offset,
-                                    line,
-                                });
-                                fresh.insert(value.id.clone(), value);
-                            }
+                    } if value.id.is_empty() => bad.push(BadLine {
+                        path: self.inbox.clone(),
+                        line,
+                        offset,
+                        reason: "not a valid record (\"id\" is empty)".to_string(),
+                    }),
+                    Entry::Record {
+                        line,
+                        offset,
+                        value,
+                    } => {
+                        if !marked.contains(&value.id) && known.insert(value.id.clone()) {
+                            cur.pending.push(Slot {
+                                id: value.id,
+                                offset,
+                                line,
+                            });
                         }
-                        Err(reason) => bad.push(BadLine {
-                            path: self.inbox.clone(),
-                            line,
-                            offset,
-                            reason: format!("not a valid record ({reason})"),
-                        }),
-                    },
+                    }
                     Entry::Bad(b) => bad.push(b),
                 }
             }
             cur.inbox = pos(file, &self.inbox, records.cursor())?;
         }
-        cur.pending.retain(|s| !marked.contains(&s.id));
 
         let mut messages = Vec::with_capacity(cur.pending.len());
+        let mut gone = Vec::new();
         for slot in &cur.pending {
-            let message = match fresh.remove(&slot.id) {
-                Some(m) => m,
-                None => match inbox.as_ref().and_then(|f| line_at(f, slot.offset)) {
-                    Some(m) if m.id == slot.id => m,
-                    // Edited in place under our cursor: start over from the files.
-                    _ => return Ok(None),
-                },
-            };
-            messages.push(Pending {
-                line: slot.line,
-                offset: slot.offset,
-                message,
-            });
+            match inbox.as_ref().and_then(|f| line_at(f, slot.offset)) {
+                Some(message) if message.id == slot.id => messages.push(Pending {
+                    line: slot.line,
+                    offset: slot.offset,
+                    message,
+                }),
+                // Edited in place under our cursor: start over from the files.
+                _ if !rebuild => return Ok(None),
+                // Changed while we read it: it is read again next time.
+                _ => gone.push(slot.id.clone()),
+            }
         }
-        if old.as_ref() != Some(&cur) {
-            self.save_cursor(&cur)?;
-        }
-        Ok(Some(Scan {
-            messages,
-            bad,
-            rebuilt,
-        }))
+        cur.pending.retain(|s| !gone.contains(&s.id));
+        let save = (old.as_ref() != Some(&cur)).then_some(cur);
+        Ok(Some((
+            Scan {
+                messages,
+                bad,
+                rebuilt,
+            },
+            save,
+        )))
     }
 
     fn load_cursor(&self) -> Option<CursorFile> {

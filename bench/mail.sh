@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Mail benchmarks, side by side in one run; writes the mail section of
+# BENCHMARKS.md (machine, method, numbers). Not part of `cargo test`.
+#
+#   bench/mail.sh            release build, then every measurement below
+#   bench/mail.sh --peers    also the PyPI peers (bench/peers.sh, throwaway venv)
+#   bench/mail.sh --quick    small counts, results to stdout only (a smoke run)
+#
+# Needs: cargo, hyperfine (apt install hyperfine), flock, jq; python3 -m venv for --peers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+peers=0 quick=0
+for a in "$@"; do
+  case $a in
+    --peers) peers=1 ;;
+    --quick) quick=1; export GT_BENCH_QUICK=1 ;;
+    *) echo "usage: bench/mail.sh [--peers] [--quick]" >&2; exit 2 ;;
+  esac
+done
+for t in hyperfine jq flock; do
+  command -v "$t" >/dev/null || { echo "bench/mail.sh: needs $t" >&2; exit 2; }
+done
+
+cargo build --release --bins --quiet
+bin=$root/target/release
+work=$(mktemp -d "$root/target/bench-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# 1. In-process appends, durable vs default, gt inbox on a huge inbox, watch
+#    latency: benches/mail.rs prints its own table rows.
+cargo bench --quiet --bench mail > "$work/inproc.md"
+
+# 2. Whole-process sends against the shell way, with hyperfine (-N: no shell
+#    between hyperfine and the command, so no shell start-up is counted but the
+#    shell way's own `sh -c`).
+runs=$([ $quick = 1 ] && echo 30 || echo 1000)
+town=$work/town
+"$bin/gt" install "$town" >/dev/null
+export GT_TOWN=$town GT_ADDRESS=overseer
+unset GT_DURABLE
+body=$(printf 'x%.0s' $(seq 200))
+inbox=$town/mayor/mail/inbox.jsonl
+shell_line="{\\\"id\\\":\\\"sh-\$\$\\\",\\\"from\\\":\\\"overseer\\\",\\\"to\\\":\\\"mayor\\\",\\\"subject\\\":\\\"bench\\\",\\\"body\\\":\\\"$body\\\",\\\"timestamp\\\":\\\"2026-11-25T09:00:00Z\\\"}"
+hyperfine -N --style none --warmup 20 --runs "$runs" --export-json "$work/send.json" \
+  -n "shell: flock FILE -c 'printf … >> FILE'" "flock $town/mayor/mail/inbox.lock -c 'printf \"%s\\n\" \"$shell_line\" >> $inbox'" \
+  -n 'gt-mail send' "$bin/gt-mail send mayor -s bench -m $body" \
+  -n 'gt send (gt execs gt-mail)' "$bin/gt send mayor -s bench -m $body" \
+  -n 'gt-mail send --durable' "$bin/gt-mail send --durable mayor -s bench -m $body" \
+  >/dev/null
+# The shell way, for honesty, appends valid lines too:
+jq -e . "$inbox" >/dev/null
+
+# 3. The batch path: 10,000 messages through one `gt-mail deliver`.
+n=$([ $quick = 1 ] && echo 1000 || echo 10000)
+for i in $(seq "$n"); do
+  printf '{"to":"mayor","subject":"batch %d","body":"%s"}\n' "$i" "$body"
+done > "$work/batch.jsonl"
+hyperfine -N --style none --runs 5 --input "$work/batch.jsonl" --export-json "$work/deliver.json" \
+  -n "gt-mail deliver ($n messages)" "$bin/gt-mail deliver" >/dev/null
+
+{
+  cat "$work/inproc.md"
+  jq -r --arg n "$n" '
+    (.results[] | select(.command | startswith("shell")) | .median) as $shell
+    | .results[]
+    | "| `\(.command)` (whole process, one 300-byte message) | median \(.median*1e3*100|round/100) ms, mean \(.mean*1e3*100|round/100) ms ± \(.stddev*1e3*100|round/100) | \(if (.command|startswith("shell")) then "1.00 (the shell way)" else "\($shell/.median*100|round/100)x the shell way'"'"'s speed" end) |"' "$work/send.json"
+  jq -r --arg n "$n" '.results[] | "| `\(.command)` | \(.median*1e3*100|round/100) ms: \(($n|tonumber)/.median|round) messages/s | one lock and one write per inbox |"' "$work/deliver.json"
+} > "$work/table.md"
+
+if [ $peers = 1 ]; then
+  bench/peers.sh "$work" "$bin" > "$work/peers.md"
+fi
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if [ $quick = 1 ]; then
+  cat "$work/table.md"
+  [ $peers = 1 ] && cat "$work/peers.md"
+  exit 0
+fi
+
+fs=$(df -T "$root/target" | awk 'NR==2 {print $2}')
+section=$work/section.md
+{
+  echo "<!-- mail:begin (written by bench/mail.sh; edit the script, not this) -->"
+  echo "## Mail"
+  echo
+  echo "Run \`bench/mail.sh --peers\` ($(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD))."
+  echo
+  echo "**Machine:** $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, Linux $(uname -r), $fs (files under target/), $(rustc --version | cut -d' ' -f1-2), hyperfine $(hyperfine --version | cut -d' ' -f2). Load average before/after: $load_before / $load_after (other builds may share the machine)."
+  echo
+  echo "**Method:** in-process rows time loops of 300-byte lines on one file (benches/mail.rs, \`cargo bench --bench mail\`); whole-process rows are hyperfine -N medians over $runs runs after 20 warm-ups, each run appending to the same inbox; \`gt inbox\` is timed over repeated whole-process runs on a generated inbox (the first run, which builds the read cursor, is shown separately); watch latency is from just before the append to the line read from the watcher's stdout pipe, one message at a time with 2 ms between messages."
+  echo
+  echo "| measurement | result | ratio / note |"
+  echo "|---|---|---|"
+  grep '^| ' "$work/table.md" | grep -v '^| measurement\|^|---'
+  if [ $peers = 1 ]; then
+    echo
+    cat "$work/peers.md"
+  fi
+  echo "<!-- mail:end -->"
+} > "$section"
+
+# Replace the mail section of BENCHMARKS.md, keep everything else.
+bm=$root/BENCHMARKS.md
+[ -f "$bm" ] || printf '# Benchmarks\n\nNumbers measured on the machine named in each section; scripts under bench/.\n\n' > "$bm"
+if grep -q '<!-- mail:begin' "$bm"; then
+  awk -v f="$section" '
+    /<!-- mail:begin/ { while ((getline l < f) > 0) print l; skip=1; next }
+    /<!-- mail:end -->/ { skip=0; next }
+    !skip' "$bm" > "$work/bm" && cat "$work/bm" > "$bm"
+else
+  cat "$section" >> "$bm"
+fi
+echo "bench/mail.sh: wrote the mail section of BENCHMARKS.md"
