@@ -112,6 +112,7 @@ pub fn append_lines<L: AsRef<[u8]>>(
 #[derive(Debug)]
 pub struct Appender {
     path: PathBuf,
+    lock_path: PathBuf,
     lock: File,
     /// The open file, its (dev, ino), and where our last append ended.
     file: Option<(File, (u64, u64), u64)>,
@@ -120,9 +121,11 @@ pub struct Appender {
 
 impl Appender {
     pub fn open(path: &Path, durability: Durability) -> Result<Self> {
+        let lock_path = lock_path(path);
         Ok(Appender {
             path: path.to_path_buf(),
-            lock: open_lock(&lock_path(path))?,
+            lock: open_lock(&lock_path)?,
+            lock_path,
             file: None,
             durability,
         })
@@ -131,9 +134,9 @@ impl Appender {
     /// [`append_lines`] through the kept descriptors.
     pub fn append<L: AsRef<[u8]>>(&mut self, lines: &[L]) -> Result<u64> {
         let buf = encode_lines(&self.path, lines)?;
-        self.lock.lock().at(&lock_path(&self.path))?;
+        self.lock.lock().at(&self.lock_path)?;
         let result = self.append_held(buf);
-        self.lock.unlock().at(&lock_path(&self.path))?;
+        self.lock.unlock().at(&self.lock_path)?;
         result
     }
 
