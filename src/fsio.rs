@@ -452,6 +452,16 @@ pub enum Entry<T> {
     Bad(BadLine),
 }
 
+/// What [`Records::collect_all`] read.
+#[derive(Debug)]
+pub struct Collected<T> {
+    /// Values with their 1-based line numbers.
+    pub records: Vec<(u64, T)>,
+    pub bad: Vec<BadLine>,
+    /// Where a later read picks up.
+    pub cursor: Cursor,
+}
+
 /// Streaming, tolerant reader of a JSONL file from a [`Cursor`].
 ///
 /// Blank lines are skipped silently; lines that are not valid JSON of type `T`
@@ -534,16 +544,20 @@ impl<T: DeserializeOwned> Records<T> {
     }
 
     /// Read everything left, splitting values from bad lines.
-    pub fn collect_all(mut self) -> Result<(Vec<(u64, T)>, Vec<BadLine>, Cursor)> {
-        let mut ok = Vec::new();
-        let mut bad = Vec::new();
+    pub fn collect_all(mut self) -> Result<Collected<T>> {
+        let mut out = Collected {
+            records: Vec::new(),
+            bad: Vec::new(),
+            cursor: self.cursor,
+        };
         while let Some(e) = self.next_entry()? {
             match e {
-                Entry::Record { line, value, .. } => ok.push((line, value)),
-                Entry::Bad(b) => bad.push(b),
+                Entry::Record { line, value, .. } => out.records.push((line, value)),
+                Entry::Bad(b) => out.bad.push(b),
             }
         }
-        Ok((ok, bad, self.cursor))
+        out.cursor = self.cursor;
+        Ok(out)
     }
 
     /// The next complete line, or `None` at the end (or at an in-flight tail).

@@ -357,11 +357,11 @@ fn inbox(home: &Home, all: bool, json: bool, exit_code: bool) -> Result<i32> {
     let reader = Reader::owner(home);
     let rows: Vec<(Message, Option<String>)> = if all {
         let marks = reader.all_marks()?;
-        let (ok, bad, _) =
-            crate::fsio::Records::<Message>::open(&home.inbox(), Default::default())?
-                .collect_all()?;
-        report_bad(&bad);
-        ok.into_iter()
+        let read = crate::fsio::Records::<Message>::open(&home.inbox(), Default::default())?
+            .collect_all()?;
+        report_bad(&read.bad);
+        read.records
+            .into_iter()
             .filter(|(_, m)| m.validate().is_ok())
             .map(|(_, m)| {
                 let state = marks.get(&m.id).cloned();

@@ -257,7 +257,7 @@ fn run_patrols_when_a_done_signal_arrives() {
     let go = env.path().join("go.fifo");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let agent = format!("read _ < {} && {DILIGENT}", go.display());
-    let rig = rig_with_agent(&env, &agent, 8);
+    rig_with_agent(&env, &agent, 8);
     let id = env.issue("r", "work");
     env.ok("gt", &["spawn", "--issue", &id]);
     // A long timer: only the inotify wake can make it patrol in time.
