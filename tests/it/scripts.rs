@@ -228,3 +228,32 @@ fn readme_starts_with_the_setup_and_ci_runs_its_test_command() {
         commands[1]
     );
 }
+
+/// Every relative link in README.md and protocol/*.md names a file that exists.
+#[test]
+fn doc_links_point_at_files_that_exist() {
+    let mut docs = vec![repo().join("README.md")];
+    for e in std::fs::read_dir(repo().join("protocol")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            docs.push(p);
+        }
+    }
+    let mut broken = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for target in text.split("](").skip(1).filter_map(|s| s.split(')').next()) {
+            let path = target.split('#').next().unwrap();
+            if path.is_empty() || path.contains("://") || path.starts_with("mailto:") {
+                continue;
+            }
+            if !doc.parent().unwrap().join(path).exists() {
+                broken.push(format!(
+                    "{}: {target}",
+                    doc.strip_prefix(repo()).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
