@@ -144,6 +144,38 @@ enum Cmd {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Type a line into an agent's live tmux session, press Enter, and check it was submitted
+    #[command(
+        long_about = "Type a line into an agent's live tmux session, press Enter, and check that the line was \
+            submitted: it must show in the pane and leave the prompt line. If it is still on the prompt \
+            (the agent's TUI swallowed the Enter), Enter is pressed once more. Newlines and other control \
+            characters become spaces: one message, one line. Nothing is mailed; a plain-process session has \
+            no terminal and is refused (mail is the channel: gt send). GT_INJECT_WAIT (default 3s) bounds \
+            each wait."
+    )]
+    Inject {
+        /// `<name>` (a polecat of the current rig) or any agent address
+        agent: String,
+        /// The text to type, taken literally (`Enter` or `C-c` are just words)
+        message: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show an agent's tmux pane, or type a command into it and show the output that follows
+    Capture {
+        /// `<name>` (a polecat of the current rig) or any agent address
+        agent: String,
+        /// A command line to type into the session (as `gt inject` does); its output is printed
+        command: Option<String>,
+        /// Print at most the last N lines (without a command: of history and screen, not just the screen)
+        #[arg(long, value_name = "N")]
+        lines: Option<usize>,
+        /// With a command: wait at most this long for the pane to settle (still for 300ms)
+        #[arg(long, default_value = "5s", value_name = "DURATION")]
+        wait: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     #[command(external_subcommand)]
     External(Vec<OsString>),
 }
@@ -260,6 +292,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Wake { polecat } => wake_sleep(&polecat, true),
         Cmd::Sleep { polecat } => wake_sleep(&polecat, false),
         Cmd::Doctor { fix, json } => doctor(fix, json.json),
+        Cmd::Inject {
+            agent,
+            message,
+            json,
+        } => inject(&agent, &message, json.json),
+        Cmd::Capture {
+            agent,
+            command,
+            lines,
+            wait,
+            json,
+        } => capture(&agent, command.as_deref(), lines, &wait, json.json),
         Cmd::External(args) => external(args),
     }
 }
@@ -680,6 +724,107 @@ fn doctor(fix: bool, json: bool) -> Result<i32> {
     } else {
         exit::NO
     })
+}
+
+/// The agent `spec` names (a bare name is a polecat of the current rig) and
+/// its live session id.
+fn live_session(spec: &str) -> Result<(Home, String)> {
+    let town = Town::discover()?;
+    let home = if spec.contains('/') || matches!(spec, "mayor" | "overseer" | "self") {
+        town.resolve(spec)?
+    } else {
+        town.agent(spec, Role::Polecat)?
+    };
+    match home.state()?.session {
+        Some(id) if session::is_alive(&id) => Ok((home, id)),
+        Some(id) => Err(Error::not_found(format!(
+            "{} has no live session (its last one, {id}, has ended)",
+            home.address
+        ))),
+        None => Err(Error::not_found(format!(
+            "{} has no live session (its state.json names none)",
+            home.address
+        ))),
+    }
+}
+
+#[derive(Serialize)]
+struct InjectReport {
+    address: String,
+    session: String,
+    #[serde(flatten)]
+    injected: session::Injected,
+}
+
+fn inject(spec: &str, message: &str, json: bool) -> Result<i32> {
+    let (home, id) = live_session(spec)?;
+    let injected = session::inject(&id, message).map_err(|e| e.context(&home.address))?;
+    let report = InjectReport {
+        address: home.address.to_string(),
+        session: id,
+        injected,
+    };
+    if json {
+        super::print_json(&report)?;
+    } else {
+        println!(
+            "{}: submitted{}",
+            report.address,
+            if report.injected.enters > 1 {
+                " (Enter pressed twice)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct CaptureReport {
+    address: String,
+    session: String,
+    command: Option<String>,
+    lines: Vec<String>,
+}
+
+fn capture(
+    spec: &str,
+    command: Option<&str>,
+    last: Option<usize>,
+    wait: &str,
+    json: bool,
+) -> Result<i32> {
+    let wait = crate::queue::parse_duration(wait).map_err(|e| e.context("--wait"))?;
+    let (home, id) = live_session(spec)?;
+    let lines = match command {
+        Some(cmd) => {
+            let mut out = session::run(&id, cmd, wait).map_err(|e| e.context(&home.address))?;
+            if let Some(n) = last {
+                out.drain(..out.len().saturating_sub(n));
+            }
+            out
+        }
+        None => session::capture(&id, last).map_err(|e| {
+            e.context(&home.address).with_hint(format!(
+                "its output is in {}",
+                session::log_path(&home.path).display()
+            ))
+        })?,
+    };
+    if json {
+        super::print_json(&CaptureReport {
+            address: home.address.to_string(),
+            session: id,
+            command: command.map(str::to_string),
+            lines,
+        })?;
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// Run `gt-<sub>` (or an alias's target) in place of this process.
