@@ -701,7 +701,7 @@ mod tests {
 
     #[test]
     fn one_line_turns_control_runs_into_one_space() {
-        assert_eq!(one_line("a\r\nb\tc\x1b[1md"), "a b c[1md");
+        assert_eq!(one_line("a\r\nb\tc\x1b[1md"), "a b c [1md");
         assert_eq!(
             one_line("it's \"q\"; $HOME Enter C-c"),
             "it's \"q\"; $HOME Enter C-c"
@@ -729,7 +729,7 @@ mod tests {
         let needle = squeeze("hello big world");
         assert!(snap(&["> hello big world", ""], 0).on_prompt(&needle));
         // Wrapped: the cursor's line has the last piece.
-        assert!(snap(&["> hello b", "ig world"], 1).on_prompt(&needle));
+        assert!(snap(&["> hello", "big world"], 1).on_prompt(&needle));
         assert!(!snap(&["> hello big world", ""], 1).on_prompt(&needle));
         // A prompt character that happens to end the text is not the text.
         assert!(!snap(&["hello big world", "d"], 1).on_prompt(&needle));

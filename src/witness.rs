@@ -342,13 +342,37 @@ fn nudge(town: &Town, witness: &Home, home: &Home, reason: &str) -> Vec<Action> 
             "nudge",
             Some(generation),
         )?;
+        let summary = first_line(reason).trim_end_matches(':');
+        let typed = type_nudge(
+            home,
+            &format!(
+                "[gt] nudge {count}/{MAX_NUDGES} from {}: {summary} (details: gt inbox)",
+                witness.address
+            ),
+        );
         Ok(act(
             &home.address,
             "nudged",
-            format!("{count}/{MAX_NUDGES}: {}", first_line(reason)),
+            format!("{count}/{MAX_NUDGES}: {summary}{typed}"),
         ))
     })();
     vec![result.unwrap_or_else(|e| act(&home.address, "error", e.to_string()))]
+}
+
+/// Type a nudge's one-line summary into the worker's live tmux session, so an
+/// agent busy in its prompt sees it; the mail stays the record. Returns what
+/// happened, for the action's detail: a failure never fails the patrol.
+fn type_nudge(home: &Home, line: &str) -> String {
+    let Some(id) = home.state().ok().and_then(|s| s.session) else {
+        return String::new();
+    };
+    if !session::has_terminal(&id) {
+        return String::new();
+    }
+    match session::inject(&id, line) {
+        Ok(_) => "; typed into its session".to_string(),
+        Err(e) => format!("; not typed into its session: {e}"),
+    }
 }
 
 fn first_line(s: &str) -> &str {

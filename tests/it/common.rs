@@ -196,6 +196,23 @@ pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Make a FIFO; reading it blocks until a stand-in agent writes, so tests
+/// wait for the event instead of sleeping.
+pub fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+/// Everything one writer (or a run of writers) put into FIFO `path`, up to EOF.
+pub fn read_fifo(path: &Path) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
 /// Read a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

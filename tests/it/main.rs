@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod doctor;
 mod fsio;
+mod inject;
 mod land;
 mod mail;
 mod mail_faults;

@@ -1,25 +1,7 @@
 //! Polecats: creation, spawn with a stand-in agent (a shell script standing in
 //! for the AI agent), capacity, kill of the whole process group, wake/sleep.
 
-use std::io::Read;
-use std::path::Path;
-
-use crate::common::{TestEnv, git, read_json, wait_until};
-
-/// Make a FIFO; reading it blocks until the stand-in agent writes, so tests
-/// wait for the event instead of sleeping.
-fn fifo(path: &Path) {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-}
-
-fn read_fifo(path: &Path) -> String {
-    let mut s = String::new();
-    std::fs::File::open(path)
-        .unwrap()
-        .read_to_string(&mut s)
-        .unwrap();
-    s
-}
+use crate::common::{TestEnv, fifo, git, read_fifo, read_json, wait_until};
 
 #[test]
 fn polecat_add_makes_home_and_clone_on_its_branch() {
