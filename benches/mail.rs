@@ -122,6 +122,35 @@ fn main() {
         c
     };
 
+    // The batch path: many messages through one `gt-mail deliver`.
+    let nb = scale(10_000);
+    let batch_file = dir.join("batch.jsonl");
+    let mut w = BufWriter::new(File::create(&batch_file).unwrap());
+    for i in 0..nb {
+        writeln!(
+            w,
+            "{{\"to\":\"overseer\",\"subject\":\"batch {i}\",\"body\":\"{}\"}}",
+            "z".repeat(200)
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+    let times = repeat(5, || {
+        run(gt_mail("mayor")
+            .arg("deliver")
+            .stdin(File::open(&batch_file).unwrap()));
+    });
+    let med = pctl(&times, 50);
+    row(
+        &format!("`gt-mail deliver` of {nb} messages (whole process)"),
+        format!(
+            "median {}: {:.0} messages/s",
+            ms(med),
+            nb as f64 / med.as_secs_f64()
+        ),
+        "one lock and one write per inbox",
+    );
+
     // gt inbox with a huge inbox and a few unread.
     let big = scale(1_000_000);
     let unread = 10;
