@@ -8,6 +8,7 @@ pub mod address;
 pub mod beads;
 pub mod cli;
 pub mod clock;
+pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod error;

@@ -187,32 +187,6 @@ pub fn active(rig: &Rig) -> Result<Vec<Home>> {
         .collect())
 }
 
-/// The environment every agent gets (DESIGN.md, "Sessions").
-pub fn agent_env(town: &Town, rig: &Rig, home: &Home) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("GT_TOWN".to_string(), town.root().display().to_string()),
-        ("GT_RIG".to_string(), rig.name.clone()),
-        ("GT_ROLE".to_string(), home.address.role().to_string()),
-        ("GT_ADDRESS".to_string(), home.address.to_string()),
-        (
-            "BEADS_DIR".to_string(),
-            rig.beads_dir().display().to_string(),
-        ),
-    ];
-    // Agents find the gt binaries that started them first.
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-    {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let joined = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&path)))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        env.push(("PATH".to_string(), joined));
-    }
-    env
-}
-
 /// Start a polecat on an issue: create it if needed, claim the issue in the
 /// rig's tracker, bump the polecat's generation, record issue/branch/session in
 /// `state.json`, and start the agent command in its clone. Refused when the rig
@@ -284,25 +258,9 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         }
         None => None,
     };
-    let log = session::log_path(&home.path);
-    let mut env = agent_env(town, rig, &home);
-    env.extend(
-        opts.issue
-            .iter()
-            .map(|i| ("GT_ISSUE".to_string(), i.clone())),
-    );
     // Lifecycle mail names the generation it is about (`gt send --generation`).
     let generation = current.generation + 1;
-    env.push(("GT_GENERATION".to_string(), generation.to_string()));
-    let started = session::Backend::for_town(town).and_then(|backend| {
-        backend.start(&session::Spec {
-            name: format!("gt-{}-{name}", rig.name),
-            command,
-            cwd: home.clone_dir(),
-            env,
-            log: log.clone(),
-        })
-    });
+    let started = session::launch(town, &home, &command, opts.issue.as_deref(), generation);
     let started = match started {
         Ok(s) => s,
         Err(e) => {
@@ -317,12 +275,8 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         &home.state_path(),
         || Ok(AgentState::new(address.role())),
         |s: &mut AgentState| {
-            s.generation = generation;
-            s.status = "working".into();
             s.issue = opts.issue.clone();
-            s.session = Some(started.id.clone());
-            s.requesting_cycle = false;
-            s.updated_at = Some(crate::clock::now_string());
+            session::record_start(s, &started, &command, generation);
             s.extra.insert("branch".into(), branch.clone().into());
             Ok(s.clone())
         },
@@ -330,12 +284,12 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
     let spawned = Spawned {
         address: address.to_string(),
         clone: home.clone_dir(),
+        log: session::log_path(&home.path),
         home: home.path,
         branch,
         issue: state.issue,
         generation: state.generation,
         session: started.id.clone(),
-        log,
     };
     Ok(spawned)
 }

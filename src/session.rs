@@ -22,6 +22,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Error, IoContext, Kind, Result};
+use crate::home::Home;
+use crate::record::AgentState;
+use crate::town::Town;
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -297,7 +300,7 @@ pub fn is_alive(id: &str) -> bool {
 }
 
 /// Whether the agent whose state this is has a live session.
-pub fn state_alive(state: &crate::record::AgentState) -> bool {
+pub fn state_alive(state: &AgentState) -> bool {
     state.session.as_deref().is_some_and(is_alive)
 }
 
@@ -355,9 +358,9 @@ fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
 }
 
 /// Stop the session of any agent home (its whole process group) and clear
-/// `session` in its state; a `working` agent becomes `idle`. Returns whether a
+/// `session` and `requesting_cycle` in its state; a `working` agent becomes `idle`. Returns whether a
 /// live session was stopped.
-pub fn stop_home(home: &crate::home::Home) -> Result<bool> {
+pub fn stop_home(home: &Home) -> Result<bool> {
     let state = home.state()?;
     let was_alive = state_alive(&state);
     if let Some(id) = state.session.as_deref().filter(|_| was_alive) {
@@ -365,12 +368,90 @@ pub fn stop_home(home: &crate::home::Home) -> Result<bool> {
     }
     home.update_state(|s| {
         s.session = None;
+        // A stopped agent has no next session: the daemon must not start one.
+        s.requesting_cycle = false;
         if s.status == "working" {
             s.status = "idle".into();
         }
         Ok(())
     })?;
     Ok(was_alive)
+}
+
+/// The environment every agent gets (DESIGN.md, "Sessions"): `GT_TOWN`,
+/// `GT_ROLE`, `GT_ADDRESS`, and for a rig's agents `GT_RIG` and `BEADS_DIR`.
+pub fn agent_env(town: &Town, home: &Home) -> Vec<(String, String)> {
+    let mut env = vec![("GT_TOWN".to_string(), town.root().display().to_string())];
+    if let Some(rig) = home.address.rig() {
+        env.push(("GT_RIG".to_string(), rig.to_string()));
+    }
+    env.push(("GT_ROLE".to_string(), home.address.role().to_string()));
+    env.push(("GT_ADDRESS".to_string(), home.address.to_string()));
+    if let Some(rig) = home.address.rig() {
+        let beads = crate::rig::Rig::at(town, rig).beads_dir();
+        env.push(("BEADS_DIR".to_string(), beads.display().to_string()));
+    }
+    // Agents find the gt binaries that started them first.
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+    {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let joined = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&path)))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        env.push(("PATH".to_string(), joined));
+    }
+    env
+}
+
+/// The session name of an agent in the town's backend: `gt-` and its address
+/// with `/` as `-` (`gt-<rig>-<polecat>`, `gt-<rig>-witness`, `gt-mayor`).
+pub fn name_for(address: &crate::address::Address) -> String {
+    format!("gt-{}", address.to_string().replace('/', "-"))
+}
+
+/// Start generation `generation` of `home`'s agent: `command` in its clone
+/// (its home when it has none), with [`agent_env`], `GT_ISSUE` and
+/// `GT_GENERATION`. The caller holds the home's state lock and records the
+/// result with [`record_start`].
+pub fn launch(
+    town: &Town,
+    home: &Home,
+    command: &str,
+    issue: Option<&str>,
+    generation: u64,
+) -> Result<Started> {
+    let mut env = agent_env(town, home);
+    env.extend(issue.map(|i| ("GT_ISSUE".to_string(), i.to_string())));
+    env.push(("GT_GENERATION".to_string(), generation.to_string()));
+    let clone = home.clone_dir();
+    Backend::for_town(town)?.start(&Spec {
+        name: name_for(&home.address),
+        command: command.to_string(),
+        cwd: if clone.is_dir() {
+            clone
+        } else {
+            home.path.clone()
+        },
+        env,
+        log: log_path(&home.path),
+    })
+}
+
+/// Record a session started by [`launch`] in an agent's state: generation,
+/// `working`, the session id, and (for the daemon's restarts) the command and
+/// when it started; a cycle request is thereby answered.
+pub fn record_start(state: &mut AgentState, started: &Started, command: &str, generation: u64) {
+    state.generation = generation;
+    state.status = "working".into();
+    state.session = Some(started.id.clone());
+    state.requesting_cycle = false;
+    state.updated_at = Some(crate::clock::now_string());
+    state.extra.insert("command".into(), command.into());
+    state
+        .extra
+        .insert("started_at".into(), crate::clock::now_string().into());
 }
 
 /// The log file of a home's session.

@@ -37,16 +37,31 @@ pub enum Flow {
 /// Watches directories (not recursively) and runs a callback on each wake.
 pub struct Watch {
     _watcher: notify::RecommendedWatcher,
+    tx: mpsc::Sender<notify::Result<notify::Event>>,
     rx: mpsc::Receiver<notify::Result<notify::Event>>,
     every: Duration,
+}
+
+/// Wakes a [`Watch`] from another thread, for changes inotify cannot see (a
+/// process that ended): the callback gets [`Wake::Changed`] with the path.
+#[derive(Clone)]
+pub struct Waker(mpsc::Sender<notify::Result<notify::Event>>);
+
+impl Waker {
+    /// False once the watch is gone.
+    pub fn wake(&self, path: PathBuf) -> bool {
+        let ev = notify::Event::new(EventKind::Other).add_path(path);
+        self.0.send(Ok(ev)).is_ok()
+    }
 }
 
 impl Watch {
     /// Watch `dirs`, which must exist; rescan at least every `every`.
     pub fn new(dirs: &[&Path], every: Duration) -> Result<Watch> {
         let (tx, rx) = mpsc::channel();
+        let events = tx.clone();
         let mut watcher = notify::recommended_watcher(move |ev| {
-            let _ = tx.send(ev);
+            let _ = events.send(ev);
         })
         .map_err(|e| Error::new(crate::error::Kind::Io, format!("inotify: {e}")))?;
         for dir in dirs {
@@ -61,9 +76,15 @@ impl Watch {
         }
         Ok(Watch {
             _watcher: watcher,
+            tx,
             rx,
             every,
         })
+    }
+
+    /// A handle that wakes this watch from another thread.
+    pub fn waker(&self) -> Waker {
+        Waker(self.tx.clone())
     }
 
     /// Call `f` with [`Wake::Start`], then once per batch of events, overflow

@@ -48,7 +48,7 @@ pub struct Action {
     pub detail: String,
 }
 
-fn act(subject: impl ToString, action: &str, detail: impl Into<String>) -> Action {
+pub fn act(subject: impl ToString, action: &str, detail: impl Into<String>) -> Action {
     Action {
         subject: subject.to_string(),
         action: action.to_string(),

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result, exit};
 
+pub mod daemon;
 pub mod gt;
 pub mod issue;
 pub mod land;
@@ -21,6 +22,7 @@ pub mod witness;
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
     vec![
+        daemon::Cli::command(),
         gt::Cli::command(),
         issue::Cli::command(),
         land::Cli::command(),
@@ -91,6 +93,19 @@ pub fn print_json_line<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, value).map_err(|e| Error::invalid(e.to_string()))?;
     writeln!(out).map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
+}
+
+/// Print what a patrol or a daemon pass did: `<action> <subject>: <detail>`
+/// lines, or one JSON line each.
+pub fn print_actions(actions: &[crate::witness::Action], json: bool) -> Result<()> {
+    for a in actions {
+        if json {
+            print_json_line(a)?;
+        } else {
+            println!("{} {}: {}", a.action, a.subject, a.detail);
+        }
+    }
+    Ok(())
 }
 
 /// Print rows as left-aligned columns with a header, like `ps` does.

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::error::{Result, exit};
 use crate::town::Town;
 use crate::watch::{Flow, Watch};
-use crate::witness::{self, Action, Options};
+use crate::witness::{self, Options};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,17 +72,6 @@ pub fn main() -> i32 {
     })
 }
 
-fn print(actions: &[Action], json: bool) -> Result<()> {
-    for a in actions {
-        if json {
-            super::print_json_line(a)?;
-        } else {
-            println!("{} {}: {}", a.action, a.subject, a.detail);
-        }
-    }
-    Ok(())
-}
-
 fn patrol(rig: &str, epic: Option<String>, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
@@ -92,7 +81,7 @@ fn patrol(rig: &str, epic: Option<String>, json: bool) -> Result<i32> {
     } else if actions.is_empty() {
         println!("nothing to do in rig {}", rig.name);
     } else {
-        print(&actions, false)?;
+        super::print_actions(&actions, false)?;
     }
     Ok(exit::OK)
 }
@@ -108,7 +97,7 @@ fn run(rig: &str, epic: Option<String>, every: &str, json: bool) -> Result<i32> 
     let polecats = rig.path.join("polecats");
     let mut watch = Watch::new(&[&witness.mail_dir(), &polecats], every)?;
     watch.run(|wake| {
-        print(&witness::patrol(&town, &rig, &opts)?, json)?;
+        super::print_actions(&witness::patrol(&town, &rig, &opts)?, json)?;
         if wake == crate::watch::Wake::Start {
             eprintln!("gt-witness: watching rig {} (witness mail and polecats); patrols at least every {every:?}", rig.name);
         }

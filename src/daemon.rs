@@ -1,0 +1,381 @@
+//! The daemon (seed decision 12, "Agent Session Lifecycle"): one pass over
+//! every agent home of the town that
+//!
+//! * cycles sessions: an agent that set `requesting_cycle` and whose session
+//!   ended gets a fresh session with the same command (generation + 1); the new
+//!   session finds its handoff mail in its inbox (seed: "Session Cycling");
+//! * watches heartbeats: a live session whose `heartbeat` is older than the
+//!   town's `heartbeat_timeout` is reported to the Mayor once per silence;
+//! * restarts crashed long-running agents (Witness, Refinery) with exponential
+//!   backoff, and after [`MAX_RESTARTS`] quick crashes in a row marks the agent
+//!   `dead` and tells the Mayor. Ended polecats are the Witness's business.
+//!
+//! Everything it knows and decides is in `state.json` (protocol/daemon.md), so
+//! a pass can run any time: by hand (`gt daemon tick`), from cron, or on every
+//! change (`gt daemon run`).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::address::{Address, Role};
+use crate::error::{Error, Kind, Result};
+use crate::fsio::{self, Durability};
+use crate::home::Home;
+use crate::mail::{self, Message};
+use crate::record::AgentState;
+use crate::session;
+use crate::town::Town;
+use crate::witness::{Action, act};
+
+/// Silence after which a live session is reported, unless config/town.json
+/// sets `heartbeat_timeout` (e.g. "10m").
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Quick crashes in a row after which a crashed agent is given up, unless
+/// config/town.json sets `max_restarts`.
+pub const MAX_RESTARTS: u64 = 5;
+
+/// The wait before the second restart of a crashing agent; it doubles with
+/// each further one (the first restart is immediate).
+pub const BACKOFF: Duration = Duration::from_secs(10);
+
+/// A session that ran this long was not crash-looping: its crash starts a
+/// fresh count.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// What a pass uses from config/town.json.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub heartbeat_timeout: Duration,
+    pub max_restarts: u64,
+}
+
+impl Options {
+    /// `heartbeat_timeout` and `max_restarts` of config/town.json, or the defaults.
+    pub fn for_town(town: &Town) -> Result<Options> {
+        let config = town.config()?;
+        let at = |field: &str| format!("{}: \"{field}\"", town.town_json().display());
+        let heartbeat_timeout = match config.extra.get("heartbeat_timeout") {
+            None => DEFAULT_HEARTBEAT_TIMEOUT,
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| Error::invalid("is not a duration like \"10m\""))
+                .and_then(crate::queue::parse_duration)
+                .map_err(|e| e.context(at("heartbeat_timeout")))?,
+        };
+        let max_restarts = match config.extra.get("max_restarts") {
+            None => MAX_RESTARTS,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                Error::invalid(format!("{} is not a whole number", at("max_restarts")))
+            })?,
+        };
+        Ok(Options {
+            heartbeat_timeout,
+            max_restarts,
+        })
+    }
+}
+
+/// One pass over every agent home. A home that cannot be handled is reported
+/// as an `error` action; the others are still handled.
+pub fn tick(town: &Town, opts: &Options) -> Result<Vec<Action>> {
+    let mut actions = Vec::new();
+    for home in town.homes()? {
+        // The overseer is a person, not a session.
+        if home.address == Address::Overseer {
+            continue;
+        }
+        if let Err(e) = tick_home(town, &home, opts, &mut actions) {
+            actions.push(act(&home.address, "error", e.to_string()));
+        }
+    }
+    Ok(actions)
+}
+
+fn tick_home(town: &Town, home: &Home, opts: &Options, out: &mut Vec<Action>) -> Result<()> {
+    let state = home.state()?;
+    if session::state_alive(&state) {
+        // A cycle request waits for the agent to exit.
+        return heartbeat(town, home, &state, opts, out);
+    }
+    if state.requesting_cycle {
+        let new = match start(town, home, None, |_| {}) {
+            Err(e) if e.kind == Kind::Conflict => return Ok(()), // started meanwhile
+            r => r?,
+        };
+        out.push(act(
+            &home.address,
+            "cycled",
+            format!(
+                "generation {}, session {}",
+                new.generation,
+                new.session.unwrap_or_default()
+            ),
+        ));
+        return Ok(());
+    }
+    let long_running = matches!(home.address.role(), Role::Witness | Role::Refinery);
+    if long_running && state.status == "working" && state.session.is_some() {
+        crashed(town, home, &state, opts, out)?;
+    }
+    Ok(())
+}
+
+/// Start a fresh session of `home`'s agent: `command`, else the one recorded in
+/// its `state.json`, else the rig's (or for the Mayor the town's)
+/// `agent_command`. `edit` changes the state in the same write that records
+/// the session. Refused (conflict) while its session is alive.
+pub fn start(
+    town: &Town,
+    home: &Home,
+    command: Option<String>,
+    edit: impl FnOnce(&mut AgentState),
+) -> Result<AgentState> {
+    // Held from the liveness check until the session is recorded, so two
+    // starters (two daemons, a daemon and `gt spawn`) cannot both start.
+    let _lock = fsio::lock_for(&home.state_path())?;
+    let current: AgentState = fsio::read_json(&home.state_path())?;
+    if let Some(id) = current
+        .session
+        .as_deref()
+        .filter(|id| session::is_alive(id))
+    {
+        return Err(Error::conflict(format!(
+            "{} is already running (session {id})",
+            home.address
+        )));
+    }
+    let command = match command.or_else(|| recorded(&current, "command")) {
+        Some(c) => c,
+        None => configured_command(town, home)?,
+    };
+    if let Some(old) = &current.session {
+        // A dead session's leftovers (a tmux session kept after its command
+        // ended) would take the name the new one needs.
+        let _ = session::stop(old, Duration::ZERO);
+    }
+    let generation = current.generation + 1;
+    let started = session::launch(town, home, &command, current.issue.as_deref(), generation)?;
+    fsio::update_json_locked(
+        &home.state_path(),
+        || Ok(current.clone()),
+        |s: &mut AgentState| {
+            session::record_start(s, &started, &command, generation);
+            edit(s);
+            Ok(s.clone())
+        },
+    )
+}
+
+/// `gt daemon start <address>`: start an agent by hand, with a clean crash record.
+pub fn start_fresh(town: &Town, home: &Home, command: Option<String>) -> Result<AgentState> {
+    start(town, home, command, |s| {
+        for k in CRASH_FIELDS {
+            s.extra.remove(*k);
+        }
+    })
+}
+
+/// The crash record in `state.json` (protocol/daemon.md).
+const CRASH_FIELDS: &[&str] = &["restarts", "crashed_at", "next_restart_at"];
+
+fn configured_command(town: &Town, home: &Home) -> Result<String> {
+    let (from, file) = match home.address.rig() {
+        Some(rig) => {
+            let rig = crate::rig::Rig::at(town, rig);
+            (rig.config()?.agent_command, rig.config_path())
+        }
+        None => (None, town.town_json()),
+    };
+    let from = from.or_else(|| {
+        town.config()
+            .ok()?
+            .extra
+            .get("agent_command")?
+            .as_str()
+            .map(str::to_string)
+    });
+    from.ok_or_else(|| {
+        Error::invalid(format!(
+            "no agent command for {}: none recorded in {}, none in {} (\"agent_command\"); pass --agent",
+            home.address,
+            home.state_path().display(),
+            file.display()
+        ))
+    })
+}
+
+fn recorded(state: &AgentState, field: &str) -> Option<String> {
+    state.extra.get(field)?.as_str().map(str::to_string)
+}
+
+fn recorded_time(state: &AgentState, field: &str) -> Option<Timestamp> {
+    crate::clock::parse(&recorded(state, field)?)
+}
+
+/// A crashed Witness or Refinery: restart now, or when its backoff is over, or
+/// give up after `max_restarts` quick crashes in a row.
+fn crashed(
+    town: &Town,
+    home: &Home,
+    state: &AgentState,
+    opts: &Options,
+    out: &mut Vec<Action>,
+) -> Result<()> {
+    let now = crate::clock::now();
+    let crashed_at = recorded_time(state, "crashed_at").unwrap_or(now);
+    let ran_stably = recorded_time(state, "started_at").is_some_and(|t| {
+        crashed_at.duration_since(t)
+            >= jiff::SignedDuration::try_from(STABLE_AFTER).unwrap_or_default()
+    });
+    let restarts = match state.extra.get("restarts").and_then(|v| v.as_u64()) {
+        Some(n) if !ran_stably => n,
+        _ => 0,
+    };
+    if restarts >= opts.max_restarts {
+        home.update_state(|s| {
+            s.status = "dead".into();
+            s.extra.remove("next_restart_at");
+            s.extra
+                .insert("crashed_at".into(), crate::clock::format(crashed_at).into());
+            Ok(())
+        })?;
+        let detail = format!(
+            "its session ended {} times in a row without a cycle request; not restarted again",
+            restarts + 1
+        );
+        report(
+            town,
+            home,
+            &format!("dead: {}", home.address),
+            &format!(
+                "{detail}.\nLast session: {}\nLog: {}\nStart it again with: gt daemon start {}",
+                state.session.as_deref().unwrap_or("-"),
+                session::log_path(&home.path).display(),
+                home.address
+            ),
+        )?;
+        out.push(act(&home.address, "gave-up", detail));
+        return Ok(());
+    }
+    let delay = match restarts {
+        0 => Duration::ZERO,
+        n => BACKOFF.saturating_mul(1 << (n - 1).min(20)),
+    };
+    let due = crashed_at
+        .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or_default())
+        .unwrap_or(crashed_at);
+    if now < due {
+        if recorded(state, "next_restart_at").is_none() {
+            home.update_state(|s| {
+                s.extra
+                    .insert("crashed_at".into(), crate::clock::format(crashed_at).into());
+                s.extra
+                    .insert("next_restart_at".into(), crate::clock::format(due).into());
+                Ok(())
+            })?;
+            out.push(act(
+                &home.address,
+                "backoff",
+                format!(
+                    "session ended without a cycle request; restart {}/{} at {due} (in {}s)",
+                    restarts + 1,
+                    opts.max_restarts,
+                    delay.as_secs()
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let new = match start(town, home, None, |s| {
+        s.extra.remove("crashed_at");
+        s.extra.remove("next_restart_at");
+        s.extra.insert("restarts".into(), (restarts + 1).into());
+    }) {
+        Err(e) if e.kind == Kind::Conflict => return Ok(()),
+        r => r?,
+    };
+    out.push(act(
+        &home.address,
+        "restarted",
+        format!(
+            "session ended without a cycle request; restart {}/{}: generation {}, session {}",
+            restarts + 1,
+            opts.max_restarts,
+            new.generation,
+            new.session.unwrap_or_default()
+        ),
+    ));
+    Ok(())
+}
+
+/// A live session: report a stale heartbeat once per silence (the silence is
+/// named by the heartbeat time it started from, `heartbeat_reported`).
+fn heartbeat(
+    town: &Town,
+    home: &Home,
+    state: &AgentState,
+    opts: &Options,
+    out: &mut Vec<Action>,
+) -> Result<()> {
+    // No heartbeat yet: the session's start is the last sign of life.
+    let last = match std::fs::metadata(home.heartbeat()).and_then(|m| m.modified()) {
+        Ok(t) => Timestamp::try_from(t).ok(),
+        Err(_) => recorded_time(state, "started_at"),
+    };
+    let Some(last) = last else { return Ok(()) };
+    let quiet = crate::clock::now().duration_since(last);
+    let stale = quiet >= jiff::SignedDuration::try_from(opts.heartbeat_timeout).unwrap_or_default();
+    let last_s = crate::clock::format(last);
+    let reported = recorded(state, "heartbeat_reported");
+    if !stale {
+        if reported.is_some() {
+            home.update_state(|s| {
+                s.extra.remove("heartbeat_reported");
+                Ok(())
+            })?;
+        }
+        return Ok(());
+    }
+    if reported.as_deref() == Some(last_s.as_str()) {
+        return Ok(());
+    }
+    let detail = format!(
+        "no heartbeat for {}s (last {last_s}, timeout {}s)",
+        quiet.as_secs(),
+        opts.heartbeat_timeout.as_secs()
+    );
+    report(
+        town,
+        home,
+        &format!("no heartbeat: {}", home.address),
+        &format!(
+            "{detail}; its session {} is still running.\nLog: {}",
+            state.session.as_deref().unwrap_or("-"),
+            session::log_path(&home.path).display()
+        ),
+    )?;
+    home.update_state(|s| {
+        s.extra.insert("heartbeat_reported".into(), last_s.into());
+        Ok(())
+    })?;
+    out.push(act(&home.address, "heartbeat-stale", detail));
+    Ok(())
+}
+
+/// Mail the Mayor (the overseer when the Mayor itself is the subject) about
+/// `home`'s agent. The daemon has no home: the mail is from the agent it is
+/// about, with type `escalation` and `"by": "gt-daemon"`.
+fn report(town: &Town, home: &Home, subject: &str, body: &str) -> Result<()> {
+    let to = if home.address == Address::Mayor {
+        "overseer"
+    } else {
+        "mayor"
+    };
+    let mut m = Message::new(&home.address, to, subject, body);
+    m.kind = "escalation".into();
+    m.generation = Some(home.state()?.generation);
+    m.extra.insert("by".into(), "gt-daemon".into());
+    mail::post(town, std::slice::from_mut(&mut m), Durability::from_env())
+}
