@@ -3,6 +3,7 @@
 
 mod beads;
 mod common;
+mod daemon;
 mod demo;
 mod doctor;
 mod fsio;

@@ -1,0 +1,318 @@
+//! `gt daemon`: session cycling on request (the new session reads its handoff
+//! mail), polecats left to the Witness, crash restarts with growing backoff and
+//! a final report, stale heartbeats reported once per silence, and `run`
+//! reacting to a state.json change. Agents are stand-in shell commands in real
+//! tmux sessions on the test town's own socket; time-based decisions use GT_NOW.
+
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, read_json};
+
+fn fifo(env: &TestEnv, name: &str) -> PathBuf {
+    let p = env.path().join(name);
+    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    p
+}
+
+/// Read everything a stand-in writes into `fifo` (blocks until it opens it).
+fn drain(fifo: &Path) -> String {
+    let mut s = String::new();
+    std::fs::File::open(fifo)
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+fn state(env: &TestEnv, home: &str) -> Value {
+    read_json(&env.town.join(home).join("state.json"))
+}
+
+/// Wait for the recorded session of `home` to end (pidfd, no polling).
+fn wait_session(env: &TestEnv, home: &str) {
+    let s = state(env, home);
+    let id = s["session"].as_str().expect("a session");
+    assert!(
+        gastown::session::wait(id, Duration::from_secs(30)),
+        "session {id} still running"
+    );
+}
+
+/// `gt daemon tick --json` at time `now` (None: the real clock): (action, subject, detail).
+fn tick(env: &TestEnv, now: Option<&str>) -> Vec<(String, String, String)> {
+    let mut c = env.cmd("gt");
+    c.args(["daemon", "tick", "--json"]);
+    if let Some(t) = now {
+        c.env("GT_NOW", t);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_string(),
+                a["subject"].as_str().unwrap().to_string(),
+                a["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn actions(list: &[(String, String, String)]) -> Vec<(&str, &str)> {
+    list.iter()
+        .map(|(a, s, _)| (a.as_str(), s.as_str()))
+        .collect()
+}
+
+fn mail(env: &TestEnv, home: &str) -> Vec<Value> {
+    std::fs::read_to_string(env.town.join(home).join("mail/inbox.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn set_town(env: &TestEnv, field: &str, value: Value) {
+    let path = env.town.join("config/town.json");
+    let mut cfg = read_json(&path);
+    cfg[field] = value;
+    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+}
+
+#[test]
+fn a_cycle_request_gets_a_fresh_session_that_reads_its_handoff() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let out = fifo(&env, "out.fifo");
+    // Generation 1 hands off and exits; generation 2 reads its inbox.
+    let agent = format!(
+        "if [ \"$GT_GENERATION\" = 1 ]; then gt mail handoff --cycle -s 'patrol state' -m 'three polecats out'; \
+         else {{ echo \"generation $GT_GENERATION\"; gt inbox --json; }} > {}; fi",
+        out.display()
+    );
+    let started = env.ok("gt", &["daemon", "start", "r/witness", "--agent", &agent]);
+    assert!(
+        started.starts_with("started r/witness: generation 1, session tmux:gt-"),
+        "{started}"
+    );
+    let first = state(&env, "r/witness");
+    assert_eq!(first["command"], agent.as_str());
+    wait_session(&env, "r/witness");
+    assert_eq!(state(&env, "r/witness")["requesting_cycle"], true);
+
+    let done = tick(&env, None);
+    assert_eq!(actions(&done), [("cycled", "r/witness")]);
+    let got = drain(&out);
+    let mut lines = got.lines();
+    assert_eq!(lines.next(), Some("generation 2"));
+    let note: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(note["subject"], "HANDOFF: patrol state");
+    assert_eq!(note["body"], "three polecats out");
+    assert_eq!(note["from"], "r/witness");
+    assert_eq!(note["generation"], 1);
+    assert_eq!(lines.next(), None);
+
+    let second = state(&env, "r/witness");
+    assert_eq!(second["generation"], 2);
+    assert_eq!(second["requesting_cycle"], false);
+    assert_eq!(second["status"], "working");
+    assert_eq!(second["command"], agent.as_str());
+    assert_ne!(second["session"], first["session"]);
+    assert!(done[0].2.starts_with("generation 2, session tmux:"));
+}
+
+#[test]
+fn an_ended_polecat_without_a_cycle_request_is_left_to_the_witness() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id, "--agent", "true"]);
+    wait_session(&env, "r/polecats/Nux");
+    let before = std::fs::read(env.town.join("r/polecats/Nux/state.json")).unwrap();
+    assert_eq!(tick(&env, None), []);
+    assert_eq!(env.ok("gt", &["daemon", "tick"]), "nothing to do\n");
+    assert_eq!(
+        std::fs::read(env.town.join("r/polecats/Nux/state.json")).unwrap(),
+        before
+    );
+    let s = state(&env, "r/polecats/Nux");
+    assert_eq!(
+        (s["generation"].as_u64(), s["command"].as_str()),
+        (Some(1), Some("true"))
+    );
+}
+
+#[test]
+fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    set_town(&env, "max_restarts", 3.into());
+    let t0 = "2026-11-25T10:00:00Z";
+    let mut c = env.cmd("gt");
+    c.args(["daemon", "start", "r/witness", "--agent", "exit 3"])
+        .env("GT_NOW", t0);
+    assert!(c.status().unwrap().success());
+    let w = "r/witness";
+
+    wait_session(&env, w);
+    let done = tick(&env, Some(t0));
+    assert_eq!(actions(&done), [("restarted", w)]);
+    assert!(
+        done[0].2.contains("restart 1/3: generation 2"),
+        "{}",
+        done[0].2
+    );
+    assert_eq!(state(&env, w)["restarts"], 1);
+
+    wait_session(&env, w);
+    assert_eq!(actions(&tick(&env, Some(t0))), [("backoff", w)]);
+    let s = state(&env, w);
+    assert_eq!(s["crashed_at"], t0);
+    assert_eq!(s["next_restart_at"], "2026-11-25T10:00:10Z");
+    // Told once; nothing happens before the time.
+    assert_eq!(tick(&env, Some("2026-11-25T10:00:09Z")), []);
+    let done = tick(&env, Some("2026-11-25T10:00:10Z"));
+    assert_eq!(actions(&done), [("restarted", w)]);
+    let s = state(&env, w);
+    assert_eq!(
+        (s["restarts"].as_u64(), s["generation"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert!(s.get("next_restart_at").is_none() && s.get("crashed_at").is_none());
+
+    // The wait doubles.
+    wait_session(&env, w);
+    assert_eq!(
+        actions(&tick(&env, Some("2026-11-25T10:00:10Z"))),
+        [("backoff", w)]
+    );
+    assert_eq!(state(&env, w)["next_restart_at"], "2026-11-25T10:00:30Z");
+    assert_eq!(
+        actions(&tick(&env, Some("2026-11-25T10:00:30Z"))),
+        [("restarted", w)]
+    );
+
+    // The fourth quick crash: given up, the Mayor told once.
+    wait_session(&env, w);
+    let done = tick(&env, Some("2026-11-25T10:00:30Z"));
+    assert_eq!(actions(&done), [("gave-up", w)]);
+    assert_eq!(state(&env, w)["status"], "dead");
+    assert_eq!(tick(&env, Some("2026-11-25T11:00:00Z")), []);
+    let to_mayor = mail(&env, "mayor");
+    assert_eq!(to_mayor.len(), 1, "{to_mayor:?}");
+    assert_eq!(to_mayor[0]["subject"], "dead: r/witness");
+    assert_eq!(to_mayor[0]["from"], "r/witness");
+    assert_eq!(to_mayor[0]["type"], "escalation");
+    assert_eq!(to_mayor[0]["by"], "gt-daemon");
+    assert_eq!(to_mayor[0]["generation"], 4);
+
+    // Started again by hand: a clean slate.
+    env.ok("gt", &["daemon", "start", w]);
+    let s = state(&env, w);
+    assert_eq!(
+        (s["status"].as_str(), s["generation"].as_u64()),
+        (Some("working"), Some(5))
+    );
+    assert!(s.get("restarts").is_none());
+}
+
+#[test]
+fn a_stale_heartbeat_is_reported_once_per_silence() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let go = fifo(&env, "go.fifo");
+    let agent = format!("read _ < {}", go.display());
+    env.ok("gt", &["daemon", "start", "r/refinery", "--agent", &agent]);
+    let beat = env.town.join("r/refinery/heartbeat");
+    let touch = |at: &str| {
+        let t: jiff::Timestamp = at.parse().unwrap();
+        std::fs::File::create(&beat)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(t.as_second() as u64))
+            .unwrap();
+    };
+    touch("2026-11-25T10:00:00Z");
+    assert_eq!(tick(&env, Some("2026-11-25T10:09:59Z")), []);
+    let done = tick(&env, Some("2026-11-25T10:10:00Z"));
+    assert_eq!(actions(&done), [("heartbeat-stale", "r/refinery")]);
+    assert_eq!(
+        done[0].2,
+        "no heartbeat for 600s (last 2026-11-25T10:00:00Z, timeout 600s)"
+    );
+    assert_eq!(tick(&env, Some("2026-11-25T10:30:00Z")), []);
+    let to_mayor = mail(&env, "mayor");
+    assert_eq!(to_mayor.len(), 1);
+    assert_eq!(to_mayor[0]["subject"], "no heartbeat: r/refinery");
+
+    // It beats again, then falls silent again: a new report.
+    touch("2026-11-25T11:00:00Z");
+    assert_eq!(tick(&env, Some("2026-11-25T11:01:00Z")), []);
+    assert!(
+        state(&env, "r/refinery")
+            .get("heartbeat_reported")
+            .is_none()
+    );
+    set_town(&env, "heartbeat_timeout", "2m".into());
+    assert_eq!(
+        actions(&tick(&env, Some("2026-11-25T11:02:00Z"))),
+        [("heartbeat-stale", "r/refinery")]
+    );
+    assert_eq!(mail(&env, "mayor").len(), 2);
+    std::fs::write(&go, "done\n").unwrap();
+}
+
+#[test]
+fn run_cycles_an_agent_when_its_state_asks_for_it() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let out = fifo(&env, "out.fifo");
+    let agent = format!(
+        "[ \"$GT_GENERATION\" = 1 ] || {{ echo \"$GT_GENERATION $GT_ISSUE\"; gt inbox --json; }} > {}",
+        out.display()
+    );
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id, "--agent", &agent]);
+    wait_session(&env, "r/polecats/Nux");
+    // A long timer: only inotify can make it act in time.
+    let mut daemon = env
+        .cmd("gt")
+        .args(["daemon", "run", "--json", "--every", "1h"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(daemon.stderr.take().unwrap()).lines();
+    let line = err.next().unwrap().unwrap();
+    assert!(line.starts_with("gt-daemon: watching "), "{line}");
+    // The polecat's (ended) session asks for its next one, as an agent would.
+    let mut c = env.cmd("gt");
+    c.args(["mail", "handoff", "--cycle", "-m", "pick up at step 3"])
+        .env("GT_ADDRESS", "r/Nux");
+    assert!(c.status().unwrap().success());
+
+    let got = drain(&out);
+    let mut lines = got.lines();
+    assert_eq!(lines.next(), Some(format!("2 {id}").as_str()));
+    let note: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(note["body"], "pick up at step 3");
+    let mut stdout = std::io::BufReader::new(daemon.stdout.take().unwrap()).lines();
+    let v: Value = serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (v["action"].as_str(), v["subject"].as_str()),
+        (Some("cycled"), Some("r/Nux"))
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(state(&env, "r/polecats/Nux")["generation"], 2);
+}
