@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use jsonschema::Validator;
 use serde_json::Value;
 
-use crate::common::{TestEnv, git};
+use crate::common::{TestEnv, git, read_json};
 
 /// Which schema each file of a town follows. A pattern is a path relative to
 /// the town root whose `*` components match any one name. `.jsonl` files are
@@ -262,6 +262,32 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
     env.ok("gt", &["queue", "claim", "wyvern"]); // active/
     env.ok("gt", &["kill", "wyvern/Toast"]);
     env.ok("gt", &["plugin", "add", "gastown", "merge-oracle"]);
+    // The daemon's records: a command, a crash restart, a backoff.
+    env.ok(
+        "gt",
+        &["daemon", "start", "gastown/witness", "--agent", "exit 3"],
+    );
+    let id = read_json(&env.town.join("gastown/witness/state.json"))["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(gastown::session::wait(
+        &id,
+        std::time::Duration::from_secs(30)
+    ));
+    env.ok("gt", &["daemon", "tick"]); // restarted
+    let id = read_json(&env.town.join("gastown/witness/state.json"))["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(gastown::session::wait(
+        &id,
+        std::time::Duration::from_secs(30)
+    ));
+    assert!(
+        env.ok("gt", &["daemon", "tick"])
+            .starts_with("backoff gastown/witness")
+    );
     env.ok("gt", &["stop", "--all"]);
     env.ok("gt", &["doctor"]);
     let epic = env.ok(
