@@ -162,8 +162,6 @@ pub struct Scan {
     pub messages: Vec<Pending>,
     /// Bad lines among the lines read this time (each reported once per reader).
     pub bad: Vec<BadLine>,
-    /// Whether the cursor was rebuilt from the whole files.
-    pub rebuilt: bool,
 }
 
 const CURSOR_VERSION: u32 = 1;
@@ -229,8 +227,12 @@ impl Reader {
             None => self.scan(true)?.expect("a rebuild never asks for another"),
         };
         let r = f(&scan)?;
-        if let Some(cur) = save {
-            self.save_cursor(&cur)?;
+        if let Some(cur) = save
+            && let Err(e) = self.save_cursor(&cur)
+        {
+            // Only a cache: a reader without write access (another user's
+            // inbox, a read-only copy) still reads, at full cost each time.
+            tracing::debug!("cursor not saved: {e}");
         }
         Ok((scan, r))
     }
@@ -276,7 +278,12 @@ impl Reader {
                 && still_valid(&c.marks, marks.as_ref())
                 && still_valid(&c.inbox, inbox.as_ref())
         });
-        let rebuilt = old.is_none();
+        if old.is_none() {
+            tracing::debug!(
+                "{}: reading from the start (no valid cursor)",
+                self.cursor.display()
+            );
+        }
         let mut cur = old.clone().unwrap_or_default();
         cur.version = CURSOR_VERSION;
 
@@ -355,14 +362,7 @@ impl Reader {
         }
         cur.pending.retain(|s| !gone.contains(&s.id));
         let save = (old.as_ref() != Some(&cur)).then_some(cur);
-        Ok(Some((
-            Scan {
-                messages,
-                bad,
-                rebuilt,
-            },
-            save,
-        )))
+        Ok(Some((Scan { messages, bad }, save)))
     }
 
     fn load_cursor(&self) -> Option<CursorFile> {
