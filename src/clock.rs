@@ -32,6 +32,19 @@ pub fn parse(s: &str) -> Option<Timestamp> {
     s.parse().ok()
 }
 
+/// Parse a duration like `10m`, `90s`, `1h30m`, `500ms` or `0s` (as in config
+/// files and flags).
+pub fn parse_duration(s: &str) -> crate::error::Result<std::time::Duration> {
+    let d: jiff::SignedDuration = s.parse().map_err(|e| {
+        crate::error::Error::invalid(format!(
+            "invalid duration {s:?} ({e}); use e.g. 30s, 10m, 1h"
+        ))
+    })?;
+    std::time::Duration::try_from(d).map_err(|_| {
+        crate::error::Error::invalid(format!("invalid duration {s:?}: must not be negative"))
+    })
+}
+
 const B32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 static SEQ: AtomicU64 = AtomicU64::new(0);

@@ -61,7 +61,7 @@ impl Options {
             Some(v) => v
                 .as_str()
                 .ok_or_else(|| Error::invalid("is not a duration like \"10m\""))
-                .and_then(crate::queue::parse_duration)
+                .and_then(crate::clock::parse_duration)
                 .map_err(|e| e.context(at("heartbeat_timeout")))?,
         };
         let max_restarts = match config.extra.get("max_restarts") {

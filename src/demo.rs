@@ -153,10 +153,11 @@ impl Demo {
                 c["test_command"] = "sh test.sh".into();
                 c["agent_command"] = format!("sh {}", agent.display()).into();
                 c["max_workers"] = 2.into();
+                c["worker_spawn_delay"] = "1s".into();
                 Ok(())
             },
         )?;
-        self.say("    (set test_command, agent_command = $DEMO/stand-in-agent.sh and max_workers = 2 in demo/config.json)\n")?;
+        self.say("    (set test_command, agent_command = $DEMO/stand-in-agent.sh and max_workers = 2, worker_spawn_delay = 1s in demo/config.json)\n")?;
 
         self.say("== 2. The Mayor files an epic: A and B can start now, C needs both")?;
         let epic = self.create(&["Greet the world", "--type", "epic"])?;

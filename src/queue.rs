@@ -619,17 +619,6 @@ fn exchange(tmp: &Path, path: &Path) -> Result<()> {
     }
 }
 
-/// Parse a duration like `10m`, `90s`, `1h30m` or `0s`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let d: jiff::SignedDuration = s.parse().map_err(|e| {
-        Error::invalid(format!(
-            "invalid duration {s:?} ({e}); use e.g. 30s, 10m, 1h"
-        ))
-    })?;
-    Duration::try_from(d)
-        .map_err(|_| Error::invalid(format!("invalid duration {s:?}: must not be negative")))
-}
-
 /// `gt queue add <rig> <polecat>`: queue a polecat's branch. Refused for an
 /// unknown polecat, a clone that is missing, dirty or lacks the branch, and a
 /// duplicate of a pending entry.

@@ -141,7 +141,9 @@ fn start_process(spec: &Spec) -> Result<Started> {
         .spawn()
         .map_err(|e| Error::io(&spec.cwd, e).context(format!("cannot start {:?}", spec.command)))?;
     let pid = child.id();
-    let start = start_time(pid)
+    // Our child exists until reaped, even when its command already finished.
+    let start = stat(pid)
+        .map(|(start, _)| start)
         .ok_or_else(|| Error::new(Kind::Io, format!("process {pid} vanished at start")))?;
     tracing::debug!(pid, command = %spec.command, "process session started");
     Ok(Started {
@@ -222,7 +224,8 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
             format!("tmux new-session printed {out:?}, not a pid"),
         )
     })?;
-    let start = start_time(pid).unwrap_or(0);
+    // 0 (never alive) if tmux already reaped a command that finished at once.
+    let start = stat(pid).map_or(0, |(start, _)| start);
     tracing::debug!(pid, socket, name = %spec.name, "tmux session started");
     Ok(Started {
         id: format!("tmux:{socket}:{}:{pid}:{start}", spec.name),
@@ -275,16 +278,21 @@ impl SessionId {
     }
 }
 
-/// Field 22 of /proc/<pid>/stat (start time), if the process exists and is not a zombie.
-fn start_time(pid: u32) -> Option<u64> {
+/// Field 22 of /proc/<pid>/stat (the start time) and whether the process is a
+/// zombie; `None` if there is no such process.
+fn stat(pid: u32) -> Option<(u64, bool)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
+    Some((fields.get(19)?.parse().ok()?, fields.first() == Some(&"Z")))
+}
+
+/// The start time of a running (not zombie) process.
+fn start_time(pid: u32) -> Option<u64> {
+    stat(pid)
+        .filter(|(_, zombie)| !zombie)
+        .map(|(start, _)| start)
 }
 
 /// Whether the session `id` still runs. Ids gt cannot parse count as alive: a
@@ -470,7 +478,7 @@ pub fn log_path(home: &Path) -> PathBuf {
 pub fn inject_wait() -> Result<std::time::Duration> {
     match std::env::var("GT_INJECT_WAIT") {
         Ok(v) if !v.is_empty() => {
-            crate::queue::parse_duration(&v).map_err(|e| e.context("GT_INJECT_WAIT"))
+            crate::clock::parse_duration(&v).map_err(|e| e.context("GT_INJECT_WAIT"))
         }
         _ => Ok(std::time::Duration::from_secs(3)),
     }

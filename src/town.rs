@@ -274,6 +274,11 @@ pub struct Installed {
 /// Create a town at `path` (made if missing), or complete an existing one.
 /// A non-empty directory that is not a town is refused.
 pub fn install(path: &Path, name: Option<&str>) -> Result<Installed> {
+    if let Some(n) = name.filter(|n| n.trim().is_empty() || n.contains(['\n', '\r'])) {
+        return Err(Error::invalid(format!(
+            "invalid town name {n:?}: it must be one non-empty line"
+        )));
+    }
     let existing = is_town(path);
     if !existing && path.exists() {
         let mut entries = fs::read_dir(path).at(path)?;

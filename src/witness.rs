@@ -417,7 +417,7 @@ fn stuck_after(rig: &Rig) -> Result<Duration> {
         .get("stuck_after")
         .and_then(|v| v.as_str())
     {
-        Some(s) => queue::parse_duration(s)
+        Some(s) => crate::clock::parse_duration(s)
             .map_err(|e| e.context(format!("{}: \"stuck_after\"", rig.config_path().display()))),
         None => Ok(DEFAULT_STUCK_AFTER),
     }
@@ -431,8 +431,20 @@ fn dispatch(town: &Town, rig: &Rig, epic: &str) -> Result<Vec<Action>> {
         parent: Some(epic.to_string()),
         ..Default::default()
     })?;
+    let config = rig.config()?;
+    let delay = crate::clock::parse_duration(&config.worker_spawn_delay).map_err(|e| {
+        e.context(format!(
+            "{}: \"worker_spawn_delay\"",
+            rig.config_path().display()
+        ))
+    })?;
+    let room = (config.max_workers as usize).saturating_sub(polecat::active(rig)?.len());
     let mut out = Vec::new();
-    for issue in ready {
+    for issue in ready.into_iter().take(room) {
+        // Seed decision 13: a pause between spawns, so sessions start one by one.
+        if !out.is_empty() {
+            std::thread::sleep(delay);
+        }
         match polecat::spawn(
             town,
             rig,
@@ -449,7 +461,8 @@ fn dispatch(town: &Town, rig: &Rig, epic: &str) -> Result<Vec<Action>> {
                     issue.id, s.generation, s.session
                 ),
             )),
-            // At capacity, or someone took the issue: wait for the next patrol.
+            // Someone took the issue, or another spawner filled the rig
+            // meanwhile: the next patrol sees.
             Err(e) if e.kind == Kind::Negative => break,
             Err(e) => return Err(e),
         }

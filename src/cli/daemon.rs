@@ -126,7 +126,7 @@ fn watched(town: &Town) -> Result<Vec<PathBuf>> {
 
 fn run(every: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let every: Duration = crate::queue::parse_duration(every).map_err(|e| e.context("--every"))?;
+    let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
     let mut announced = false;
     // A new or removed home changes what to watch: the watch is rebuilt.
     loop {

@@ -795,7 +795,7 @@ fn capture(
     wait: &str,
     json: bool,
 ) -> Result<i32> {
-    let wait = crate::queue::parse_duration(wait).map_err(|e| e.context("--wait"))?;
+    let wait = crate::clock::parse_duration(wait).map_err(|e| e.context("--wait"))?;
     let (home, id) = live_session(spec)?;
     let lines = match command {
         Some(cmd) => {

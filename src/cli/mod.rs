@@ -18,7 +18,7 @@ pub mod queue;
 pub mod refinery;
 pub mod witness;
 
-/// Every binary's clap command, for man pages: `(binary name, command)`.
+/// Every binary's clap command (named as the binary), for man pages.
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
     vec![

@@ -183,7 +183,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
         } => {
             let q = Queue::of(&town.rig(&rig)?);
-            let (moved, junk) = q.requeue(queue::parse_duration(&older_than)?, None)?;
+            let (moved, junk) = q.requeue(crate::clock::parse_duration(&older_than)?, None)?;
             report_junk(&junk);
             if json {
                 moved.iter().try_for_each(super::print_json_line)?;

@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 
 use crate::error::{Result, exit};
 use crate::land;
-use crate::queue;
 use crate::refinery::{Event, Refinery};
 use crate::town::Town;
 
@@ -57,7 +56,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         json,
     } = cli.cmd;
     let rig = town.rig(&rig)?;
-    let mut refinery = Refinery::new(&town, &rig, queue::parse_duration(&stale_after)?);
+    let mut refinery = Refinery::new(&town, &rig, crate::clock::parse_duration(&stale_after)?);
     let mut on = |event: Event| print(&event, json);
     if once {
         refinery.drain(&mut on)?;

@@ -89,7 +89,7 @@ fn patrol(rig: &str, epic: Option<String>, json: bool) -> Result<i32> {
 fn run(rig: &str, epic: Option<String>, every: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
-    let every: Duration = crate::queue::parse_duration(every).map_err(|e| e.context("--every"))?;
+    let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
     let opts = Options { epic };
     let witness = town.home(&crate::address::Address::Witness {
         rig: rig.name.clone(),

@@ -336,3 +336,24 @@ fn a_polecat_takes_new_work_only_when_nothing_would_be_lost() {
         serde_json::from_str(&env.ok("gt", &["issue", "show", &two, "--json"])).unwrap();
     assert_eq!(issue["status"], "open");
 }
+
+#[test]
+fn an_agent_that_exits_at_once_still_gets_a_session_record() {
+    // Its process may already be a zombie when gt reads its start time.
+    let env = TestEnv::new();
+    env.add_rig("r");
+    for name in ["Nux", "Toast", "Capable"] {
+        let id = env.issue("r", name);
+        let out = env
+            .cmd("gt")
+            .args(["spawn", "--issue", &id, "--name", name, "--agent", "true"])
+            .env("GT_SESSION_BACKEND", "process")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -215,3 +215,20 @@ fn a_closed_stdout_pipe_ends_the_command_quietly() {
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
 }
+
+#[test]
+fn install_refuses_an_empty_town_name() {
+    let env = TestEnv::empty();
+    let (code, err) = env.fails(
+        "gt",
+        &["install", env.town.to_str().unwrap(), "--name", " "],
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "gt: invalid town name \" \": it must be one non-empty line\n"
+        )
+    );
+    assert!(!env.town.exists(), "nothing made");
+}

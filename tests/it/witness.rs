@@ -15,6 +15,7 @@ fn rig_with_agent(env: &TestEnv, agent: &str, max: u64) -> std::path::PathBuf {
     let mut cfg = read_json(&rig.join("config.json"));
     cfg["agent_command"] = agent.into();
     cfg["max_workers"] = max.into();
+    cfg["worker_spawn_delay"] = "0s".into();
     std::fs::write(
         rig.join("config.json"),
         serde_json::to_vec_pretty(&cfg).unwrap(),
