@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(gastown::cli::land::main())
+    std::process::exit(gastown::cli::land::main(std::env::args_os().collect()))
 }

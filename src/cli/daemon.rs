@@ -65,8 +65,8 @@ enum Cmd {
     },
 }
 
-pub fn main() -> i32 {
-    let cli: Cli = super::parse();
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli: Cli = super::parse(args);
     super::run("gt-daemon", || match cli.cmd {
         Cmd::Tick { json } => tick(json),
         Cmd::Run { every, json } => run(&every, json),

@@ -24,8 +24,9 @@ use crate::town::{self, Town};
     about = "Gas Town: many AI coding agents on git projects, coordinated through files",
     long_about = "Gas Town: many AI coding agents on git projects, coordinated through files.\n\n\
         The directory tree is the API: mail is locked JSONL, agent flags are state.json files, \
-        queues are directories. `gt <sub>` runs `gt-<sub>` from beside gt or from PATH, so \
-        `gt mail ...` is `gt-mail ...`.",
+        queues are directories. gastown's own tools run inside gt (`gt mail ...` is \
+        `gt-mail ...`, without a second process); any other `gt <sub>` runs `gt-<sub>` from \
+        beside gt or from PATH.",
     after_help = "Seed spellings: `gt send` and `gt inbox` run `gt-mail send`/`gt-mail inbox`; \
         `gt ready` and `gt waves` run `gt-issue ready`/`gt-issue waves`.\n\
         Environment: GT_TOWN (town root), GT_ADDRESS (who you are), GT_LOG (e.g. debug)."
@@ -238,8 +239,8 @@ const ALIASES: &[(&str, &[&str])] = &[
     ("merge-queue", &["queue"]),
 ];
 
-pub fn main() -> i32 {
-    let cli: Cli = super::parse();
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli: Cli = super::parse(args);
     super::run("gt", || dispatch(cli))
 }
 
@@ -827,7 +828,8 @@ fn capture(
     Ok(exit::OK)
 }
 
-/// Run `gt-<sub>` (or an alias's target) in place of this process.
+/// Run gastown's own tool `<sub>` (or an alias's target) in this process, or
+/// else `gt-<sub>` in place of this process.
 fn external(args: Vec<OsString>) -> Result<i32> {
     let (sub, rest) = args.split_first().expect("clap gives the subcommand name");
     let sub_str = sub.to_string_lossy().into_owned();
@@ -840,6 +842,11 @@ fn external(args: Vec<OsString>) -> Result<i32> {
         None => sub_str.clone(),
     };
     argv.extend(rest.iter().cloned());
+    if let Some((_, tool)) = super::TOOLS.iter().find(|(name, _)| *name == program) {
+        tracing::debug!(?argv, tool = %program, "in-process");
+        argv.insert(0, format!("gt-{program}").into());
+        return Ok(tool(argv));
+    }
     let Some(path) = find_program(&format!("gt-{program}")) else {
         let known = list_commands();
         let mut msg = format!(
@@ -892,6 +899,7 @@ fn list_commands() -> BTreeSet<String> {
         .map(|c| c.get_name().to_string())
         .collect();
     names.extend(ALIASES.iter().map(|(a, _)| a.to_string()));
+    names.extend(super::TOOLS.iter().map(|(t, _)| t.to_string()));
     for dir in search_dirs() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

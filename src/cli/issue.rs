@@ -178,8 +178,8 @@ enum DepCmd {
     },
 }
 
-pub fn main() -> i32 {
-    let cli: Cli = super::parse();
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli: Cli = super::parse(args);
     super::run(BIN, || dispatch(cli))
 }
 

@@ -43,8 +43,8 @@ pub struct Cli {
     json: bool,
 }
 
-pub fn main() -> i32 {
-    let cli: Cli = super::parse();
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli: Cli = super::parse(args);
     super::run("gt-land", || {
         let town = Town::discover()?;
         let report = land::direct(

@@ -69,8 +69,8 @@ fn init_tracing() {
 
 /// Parse arguments, printing clap's own message and exiting 2 (or 0 for
 /// `--help`/`--version`) on failure.
-pub fn parse<P: clap::Parser>() -> P {
-    P::try_parse().unwrap_or_else(|e| {
+pub fn parse<P: clap::Parser>(args: Vec<std::ffi::OsString>) -> P {
+    P::try_parse_from(args).unwrap_or_else(|e| {
         let code = if e.use_stderr() {
             exit::ERROR
         } else {
@@ -80,6 +80,19 @@ pub fn parse<P: clap::Parser>() -> P {
         std::process::exit(code);
     })
 }
+
+/// gastown's own tools: `gt <name> ...` runs them inside `gt` instead of
+/// exec'ing `gt-<name>` (one process start instead of two: `gt send` costs what
+/// `gt-mail send` does). Other `gt-*` programs are found beside gt or on PATH.
+pub const TOOLS: &[(&str, fn(Vec<std::ffi::OsString>) -> i32)] = &[
+    ("daemon", daemon::main),
+    ("issue", issue::main),
+    ("land", land::main),
+    ("mail", mail::main),
+    ("queue", queue::main),
+    ("refinery", refinery::main),
+    ("witness", witness::main),
+];
 
 /// Print `value` as pretty JSON on stdout (for `--json`).
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {

@@ -99,8 +99,8 @@ enum Cmd {
     },
 }
 
-pub fn main() -> i32 {
-    let cli: Cli = super::parse();
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli: Cli = super::parse(args);
     super::run("gt-queue", || dispatch(cli))
 }
 

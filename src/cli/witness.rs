@@ -59,8 +59,8 @@ enum Cmd {
     },
 }
 
-pub fn main() -> i32 {
-    let cli: Cli = super::parse();
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli: Cli = super::parse(args);
     super::run("gt-witness", || match cli.cmd {
         Cmd::Patrol { rig, epic, json } => patrol(&rig, epic, json),
         Cmd::Run {

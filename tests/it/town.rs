@@ -232,3 +232,42 @@ fn install_refuses_an_empty_town_name() {
     );
     assert!(!env.town.exists(), "nothing made");
 }
+
+#[test]
+fn gastown_tools_run_inside_gt_and_other_subcommands_are_found_on_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    // gt alone, with no gt-* beside it and nothing on PATH but a plug-in.
+    let lone = env.path().join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    std::fs::copy(crate::common::bin("gt"), lone.join("gt")).unwrap();
+    let plugins = env.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let hello = plugins.join("gt-hello");
+    std::fs::write(&hello, "#!/bin/sh\necho \"hello $*\"\n").unwrap();
+    std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gt = |args: &[&str]| {
+        std::process::Command::new(lone.join("gt"))
+            .args(args)
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", plugins.display()))
+            .env("GT_TOWN", &env.town)
+            .output()
+            .unwrap()
+    };
+    let sent = gt(&["send", "mayor", "-s", "hi", "-m", "from a lone gt"]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let inbox = std::fs::read_to_string(env.town.join("mayor/mail/inbox.jsonl")).unwrap();
+    assert!(inbox.contains("\"body\":\"from a lone gt\""), "{inbox}");
+    let out = gt(&["hello", "a", "b"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello a b\n");
+    let out = gt(&["mail", "--version"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("gt-mail "),
+        "{out:?}"
+    );
+}
