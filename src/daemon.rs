@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::address::{Address, Role};
 use crate::error::{Error, Kind, Result};
@@ -206,6 +206,11 @@ fn configured_command(town: &Town, home: &Home) -> Result<String> {
     })
 }
 
+/// A duration for time arithmetic (ours are far below its ~292-year limit).
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
 fn recorded(state: &AgentState, field: &str) -> Option<String> {
     state.extra.get(field)?.as_str().map(str::to_string)
 }
@@ -225,10 +230,8 @@ fn crashed(
 ) -> Result<()> {
     let now = crate::clock::now();
     let crashed_at = recorded_time(state, "crashed_at").unwrap_or(now);
-    let ran_stably = recorded_time(state, "started_at").is_some_and(|t| {
-        crashed_at.duration_since(t)
-            >= jiff::SignedDuration::try_from(STABLE_AFTER).unwrap_or_default()
-    });
+    let ran_stably = recorded_time(state, "started_at")
+        .is_some_and(|t| crashed_at.duration_since(t) >= signed(STABLE_AFTER));
     let restarts = match state.extra.get("restarts").and_then(|v| v.as_u64()) {
         Some(n) if !ran_stably => n,
         _ => 0,
@@ -263,9 +266,7 @@ fn crashed(
         0 => Duration::ZERO,
         n => BACKOFF.saturating_mul(1 << (n - 1).min(20)),
     };
-    let due = crashed_at
-        .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or_default())
-        .unwrap_or(crashed_at);
+    let due = crashed_at.checked_add(signed(delay)).unwrap_or(crashed_at);
     if now < due {
         if recorded(state, "next_restart_at").is_none() {
             home.update_state(|s| {
@@ -326,7 +327,7 @@ fn heartbeat(
     };
     let Some(last) = last else { return Ok(()) };
     let quiet = crate::clock::now().duration_since(last);
-    let stale = quiet >= jiff::SignedDuration::try_from(opts.heartbeat_timeout).unwrap_or_default();
+    let stale = quiet >= signed(opts.heartbeat_timeout);
     let last_s = crate::clock::format(last);
     let reported = recorded(state, "heartbeat_reported");
     if !stale {

@@ -37,17 +37,19 @@ pub struct Options {
     pub epic: Option<String>,
 }
 
-/// One thing the patrol did.
+/// One thing the patrol (or a daemon pass, `crate::daemon`) did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Action {
     /// The address acted on (a polecat, an issue's new worker, the mayor).
     pub subject: String,
     /// `submitted`, `released`, `nudged`, `escalated`, `stopped`, `spawned`,
-    /// `freed`, `sent-back`, `stale-signal`, `epic-complete`, `error`.
+    /// `freed`, `sent-back`, `stale-signal`, `epic-complete`, `error`; the
+    /// daemon's: `cycled`, `restarted`, `backoff`, `gave-up`, `heartbeat-stale`.
     pub action: String,
     pub detail: String,
 }
 
+/// An [`Action`].
 pub fn act(subject: impl ToString, action: &str, detail: impl Into<String>) -> Action {
     Action {
         subject: subject.to_string(),

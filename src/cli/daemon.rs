@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -11,7 +12,7 @@ use crate::daemon::{self, Options};
 use crate::error::{Result, exit};
 use crate::session::{self, SessionId};
 use crate::town::Town;
-use crate::watch::{Flow, Watch};
+use crate::watch::{Flow, Waker, Watch};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -128,13 +129,16 @@ fn run(every: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
     let mut announced = false;
+    // Sessions waited for (a session that ends changes no file), and the
+    // watch their waiting threads wake; both outlive a rebuilt watch.
+    let mut waited: HashSet<String> = HashSet::new();
+    let current: Arc<Mutex<Option<Waker>>> = Arc::default();
     // A new or removed home changes what to watch: the watch is rebuilt.
     loop {
         let dirs = watched(&town)?;
         let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
         let mut watch = Watch::new(&refs, every)?;
-        let waker = watch.waker();
-        let mut waited: HashSet<String> = HashSet::new();
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(watch.waker());
         watch.run(|_| {
             let actions = daemon::tick(&town, &Options::for_town(&town)?)?;
             super::print_actions(&actions, json)?;
@@ -146,7 +150,7 @@ fn run(every: &str, json: bool) -> Result<i32> {
                 );
                 announced = true;
             }
-            // A session that ends changes no file: wait for each on its own thread.
+            waited.retain(|id| session::is_alive(id));
             for home in town.homes()? {
                 let Some(id) = home.state().ok().and_then(|s| s.session) else {
                     continue;
@@ -157,10 +161,12 @@ fn run(every: &str, json: bool) -> Result<i32> {
                 {
                     continue;
                 }
-                let waker = waker.clone();
+                let current = Arc::clone(&current);
                 std::thread::spawn(move || {
                     while !session::wait(&id, Duration::from_secs(24 * 3600)) {}
-                    waker.wake(home.path);
+                    if let Some(w) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                        w.wake(home.path);
+                    }
                 });
             }
             Ok(if watched(&town)? == dirs {

@@ -162,7 +162,7 @@ fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
     let mut c = env.cmd("gt");
     c.args(["daemon", "start", "r/witness", "--agent", "exit 3"])
         .env("GT_NOW", t0);
-    assert!(c.status().unwrap().success());
+    assert!(c.output().unwrap().status.success());
     let w = "r/witness";
 
     wait_session(&env, w);
@@ -299,7 +299,7 @@ fn run_cycles_an_agent_when_its_state_asks_for_it() {
     let mut c = env.cmd("gt");
     c.args(["mail", "handoff", "--cycle", "-m", "pick up at step 3"])
         .env("GT_ADDRESS", "r/Nux");
-    assert!(c.status().unwrap().success());
+    assert!(c.output().unwrap().status.success());
 
     let got = drain(&out);
     let mut lines = got.lines();
@@ -315,4 +315,44 @@ fn run_cycles_an_agent_when_its_state_asks_for_it() {
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     assert_eq!(state(&env, "r/polecats/Nux")["generation"], 2);
+}
+
+#[test]
+fn start_takes_the_town_agent_command_for_the_mayor_and_refuses_a_live_agent() {
+    let env = TestEnv::new();
+    let (code, err) = env.fails("gt", &["daemon", "start", "mayor"]);
+    let root = env.town.canonicalize().unwrap();
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        format!(
+            "gt-daemon: no agent command for mayor: none recorded in {}, none in {} (\"agent_command\"); pass --agent\n",
+            root.join("mayor/state.json").display(),
+            root.join("config/town.json").display()
+        )
+    );
+    let out = fifo(&env, "out.fifo");
+    let go = fifo(&env, "go.fifo");
+    set_town(
+        &env,
+        "agent_command",
+        format!(
+            "echo \"$GT_ROLE $GT_ADDRESS ${{GT_RIG-none}} $GT_GENERATION $PWD\" > {}; read _ < {}",
+            out.display(),
+            go.display()
+        )
+        .into(),
+    );
+    env.ok("gt", &["daemon", "start", "mayor"]);
+    assert_eq!(
+        drain(&out),
+        format!("mayor mayor none 1 {}\n", root.join("mayor").display())
+    );
+    let (code, err) = env.fails("gt", &["daemon", "start", "mayor"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("gt-daemon: mayor is already running (session tmux:"),
+        "{err}"
+    );
+    std::fs::write(&go, "go\n").unwrap();
 }
