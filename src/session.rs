@@ -508,6 +508,7 @@ pub fn inject(id: &str, text: &str) -> Result<Injected> {
             .with_hint("mail is the channel: gt send"),
         _ => e.context("cannot inject"),
     })?;
+    let _typing = pane.typing_lock()?;
     pane.inject(text, inject_wait()?)
 }
 
@@ -530,6 +531,8 @@ pub fn run(id: &str, command: &str, wait: std::time::Duration) -> Result<Vec<Str
     /// Output is complete when the pane has not changed for this long.
     const STILL: std::time::Duration = std::time::Duration::from_millis(300);
     let pane = Pane::of(id).map_err(|e| e.context("cannot run a command"))?;
+    // Held until the output is read: no other line is typed in between.
+    let _typing = pane.typing_lock()?;
     let start = pane.snapshot()?;
     let typed = pane.inject(command, inject_wait()?)?;
     let mut last = pane.snapshot()?;
@@ -644,6 +647,25 @@ impl Pane {
             cursor: (x, y),
             lines: lines.collect(),
         })
+    }
+
+    /// Take the lock that serialises typing into this pane, so two lines
+    /// typed at once (a Witness nudge, a person's `gt inject`) do not
+    /// interleave. It is a sidecar of the tmux server's socket,
+    /// `<socket path>.<session>.typing.lock`, in tmux's private directory.
+    fn typing_lock(&self) -> Result<crate::fsio::Lock> {
+        let socket = tmux(
+            &self.socket,
+            &[
+                "display-message",
+                "-p",
+                "-t",
+                &self.target,
+                "#{socket_path}",
+            ],
+        )?;
+        let path = PathBuf::from(format!("{}.{}.typing.lock", socket.trim_end(), self.name));
+        crate::fsio::lock_file(&path)
     }
 
     fn keys(&self, keys: &[&str]) -> Result<()> {

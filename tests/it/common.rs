@@ -159,6 +159,16 @@ impl Drop for TestEnv {
                 .args(["-L", &socket, "kill-server"])
                 .stderr(Stdio::null())
                 .status();
+            // And the typing locks gt left beside the server's socket.
+            let dir = PathBuf::from(format!("/tmp/tmux-{}", nix::unistd::getuid()));
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&format!("{socket}.")) && n.ends_with(".lock"))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
         }
     }
 }

@@ -73,6 +73,22 @@ fn inject_types_the_text_literally_and_it_arrives_once() {
     let long = "word ".repeat(60) + "end";
     env.ok("gt", &["inject", "Nux", &long]);
     assert_eq!(read_fifo(&got), format!("got: {long}\n"));
+
+    // Two at once take turns: neither text lands on the other's line.
+    let both: Vec<_> = ["one at once", "two at once"]
+        .map(|t| env.cmd("gt").args(["inject", "Nux", t]).spawn().unwrap())
+        .into_iter()
+        .collect();
+    let mut lines = String::new();
+    while lines.lines().count() < 2 {
+        lines.push_str(&read_fifo(&got));
+    }
+    for mut child in both {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut lines: Vec<&str> = lines.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["got: one at once", "got: two at once"]);
 }
 
 #[test]
