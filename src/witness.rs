@@ -97,6 +97,10 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
                 continue;
             }
         }
+        if !alive && state.requesting_cycle {
+            // It asked for a fresh session: the daemon's to start, not finished work.
+            continue;
+        }
         if alive {
             let quiet = silence(&home)?;
             if quiet > stuck_after {

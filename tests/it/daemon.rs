@@ -356,3 +356,24 @@ fn start_takes_the_town_agent_command_for_the_mayor_and_refuses_a_live_agent() {
     );
     std::fs::write(&go, "go\n").unwrap();
 }
+
+#[test]
+fn the_witness_leaves_a_cycling_polecat_to_the_daemon() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let id = env.issue("r", "work");
+    let agent = "[ \"$GT_GENERATION\" = 1 ] && gt mail handoff --cycle -m 'half way'";
+    env.ok("gt", &["spawn", "--issue", &id, "--agent", agent]);
+    wait_session(&env, "r/polecats/Nux");
+    // Ended with no commits: without the request the Witness would release the issue.
+    assert_eq!(
+        env.ok("gt", &["witness", "patrol", "r"]),
+        "nothing to do in rig r\n"
+    );
+    assert_eq!(actions(&tick(&env, None)), [("cycled", "r/Nux")]);
+    let s = state(&env, "r/polecats/Nux");
+    assert_eq!(
+        (s["generation"].as_u64(), s["issue"].as_str()),
+        (Some(2), Some(id.as_str()))
+    );
+}
