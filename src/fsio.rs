@@ -101,8 +101,8 @@ pub fn append_lines<L: AsRef<[u8]>>(
     let _lock = lock_for(path)?;
     // Opened after the lock is held: a rotation that renamed the file away while we
     // waited is not written to.
-    let file = open_append(path)?;
-    append_locked(path, &file, buf, durability, None).map(|(start, _)| start)
+    let mut file = open_append(path)?;
+    append_locked(path, &mut file, buf, durability, None).map(|(start, _)| start)
 }
 
 /// A writer that appends to one file many times (a daemon, a benchmark): it keeps
@@ -114,8 +114,8 @@ pub struct Appender {
     path: PathBuf,
     lock_path: PathBuf,
     lock: File,
-    /// The open file, its (dev, ino), and where our last append ended.
-    file: Option<(File, (u64, u64), u64)>,
+    /// The open file and where our last append ended.
+    file: Option<(File, u64)>,
     durability: Durability,
 }
 
@@ -141,14 +141,10 @@ impl Appender {
     }
 
     fn append_held(&mut self, buf: Vec<u8>) -> Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        let on_disk = fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
-        if on_disk.is_none() || self.file.as_ref().map(|f| Some(f.1)) != Some(on_disk) {
-            let f = open_append(&self.path)?;
-            let m = f.metadata().at(&self.path)?;
-            self.file = Some((f, (m.dev(), m.ino()), u64::MAX));
+        if self.file.is_none() {
+            self.file = Some((open_append(&self.path)?, u64::MAX));
         }
-        let (file, _, end) = self.file.as_mut().expect("just opened");
+        let (file, end) = self.file.as_mut().expect("just opened");
         let r = append_locked(&self.path, file, buf, self.durability, Some(*end));
         file.unlock().at(&self.path)?;
         let (start, new_end) = r?;
@@ -183,20 +179,45 @@ fn open_append(path: &Path) -> Result<File> {
         .at(path)
 }
 
+/// Take the courtesy lock on `file` and make sure `path` still names it,
+/// reopening until it does: a rotation renames the file away under the sidecar
+/// lock, and a hand edit done under `flock <file>` (the wrong lock) may rename
+/// a new file over it while we wait. Returns the file's length and whether it
+/// was reopened.
+fn lock_current(path: &Path, file: &mut File) -> Result<(u64, bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut reopened = false;
+    loop {
+        file.lock().at(path)?;
+        let open = file.metadata().at(path)?;
+        match fs::metadata(path) {
+            Ok(m) if m.ino() == open.ino() && m.dev() == open.dev() => {
+                return Ok((open.len(), reopened));
+            }
+            _ => {
+                file.unlock().at(path)?;
+                *file = open_append(path)?;
+                reopened = true;
+            }
+        }
+    }
+}
+
 /// The append itself; the caller holds the sidecar lock. `known_end` is where
-/// this caller's last append ended: if the file still ends there, it ends in
-/// `\n` and needs no look. Returns where the new lines start and end.
+/// this caller's last append to the same open file ended: if the file still
+/// ends there, it ends in `\n` and needs no look. Leaves `file` locked (the
+/// courtesy lock); returns where the new lines start and end.
 fn append_locked(
     path: &Path,
-    file: &File,
+    file: &mut File,
     mut buf: Vec<u8>,
     durability: Durability,
     known_end: Option<u64>,
 ) -> Result<(u64, u64)> {
     // Also honour `flock inbox.jsonl ...`, the lock a shell user is likely to take
     // by mistake. Order is always sidecar, then file.
-    file.lock().at(path)?;
-    let len = file.metadata().at(path)?.len();
+    let (len, reopened) = lock_current(path, file)?;
+    let known_end = if reopened { None } else { known_end };
     let mut start = len;
     if len > 0 && known_end != Some(len) {
         let mut last = [0u8; 1];

@@ -81,10 +81,13 @@ pub fn parse<P: clap::Parser>(args: Vec<std::ffi::OsString>) -> P {
     })
 }
 
+/// A binary's `main`: its arguments (the program name first) to an exit code.
+pub type Main = fn(Vec<std::ffi::OsString>) -> i32;
+
 /// gastown's own tools: `gt <name> ...` runs them inside `gt` instead of
 /// exec'ing `gt-<name>` (one process start instead of two: `gt send` costs what
 /// `gt-mail send` does). Other `gt-*` programs are found beside gt or on PATH.
-pub const TOOLS: &[(&str, fn(Vec<std::ffi::OsString>) -> i32)] = &[
+pub const TOOLS: &[(&str, Main)] = &[
     ("daemon", daemon::main),
     ("issue", issue::main),
     ("land", land::main),

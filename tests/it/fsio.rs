@@ -1294,3 +1294,47 @@ fn append_refuses_a_record_with_a_newline_and_writes_nothing() {
     );
     assert!(!inbox.exists());
 }
+
+/// A hand edit made under the wrong lock (`flock inbox.jsonl`, not the
+/// sidecar) renames a new file over the inbox while a library appender waits
+/// for that lock: the appender must write to the new file, not the orphaned one.
+#[test]
+fn an_append_waiting_on_a_hand_edit_under_the_data_lock_lands_in_the_new_file() {
+    let dir = tmpdir();
+    let inbox = dir.path().join("inbox.jsonl");
+    fs::write(&inbox, "{\"id\":\"old\"}\n").unwrap();
+    let (ready, go) = (dir.path().join("ready"), dir.path().join("go"));
+    for f in [&ready, &go] {
+        nix::unistd::mkfifo(f.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    // The editor: holds `flock inbox.jsonl`, waits for `go`, then saves the
+    // way editors do (write a new file, rename it over).
+    let script = format!(
+        "cd {d} && exec 9<inbox.jsonl && flock 9 && echo locked > ready && read _ < go && \
+         cp inbox.jsonl new && echo '{{\"id\":\"edited\"}}' >> new && mv new inbox.jsonl",
+        d = dir.path().display()
+    );
+    let mut editor = sh(&script).spawn().unwrap();
+    assert_eq!(fs::read_to_string(&ready).unwrap(), "locked\n");
+    let path = inbox.clone();
+    let appender = thread::spawn(move || {
+        fsio::append_lines(&path, &[br#"{"id":"sent"}"#], Durability::Buffered)
+    });
+    // Wait until the appender is blocked on the editor's lock (a waiter shows
+    // in /proc/locks as "->"), then let the editor save.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string("/proc/locks").unwrap().contains("->") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the appender never waited on the lock"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    fs::write(&go, "go\n").unwrap();
+    assert!(editor.wait().unwrap().success());
+    appender.join().unwrap().unwrap();
+    assert_eq!(
+        fs::read_to_string(&inbox).unwrap(),
+        "{\"id\":\"old\"}\n{\"id\":\"edited\"}\n{\"id\":\"sent\"}\n"
+    );
+}
