@@ -159,13 +159,14 @@ impl Drop for TestEnv {
                 .args(["-L", &socket, "kill-server"])
                 .stderr(Stdio::null())
                 .status();
-            // And the typing locks gt left beside the server's socket.
+            // tmux 3.3 leaves its socket file behind; gt leaves typing locks
+            // beside it. Remove both, or every test run adds files to /tmp.
             let dir = PathBuf::from(format!("/tmp/tmux-{}", nix::unistd::getuid()));
+            let locks = format!("{socket}.");
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with(&format!("{socket}.")) && n.ends_with(".lock"))
-                {
+                if e.file_name().to_str().is_some_and(|n| {
+                    n == socket || (n.starts_with(&locks) && n.ends_with(".typing.lock"))
+                }) {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
