@@ -5,7 +5,8 @@
 //!   ended gets a fresh session with the same command (generation + 1); the new
 //!   session finds its handoff mail in its inbox (seed: "Session Cycling");
 //! * watches heartbeats: a live session whose `heartbeat` is older than the
-//!   town's `heartbeat_timeout` is reported to the Mayor once per silence;
+//!   town's `heartbeat_timeout` is reported once per silence (to the Mayor; a
+//!   polecat to its Witness);
 //! * restarts crashed long-running agents (Witness, Refinery) with exponential
 //!   backoff, and after [`MAX_RESTARTS`] quick crashes in a row marks the agent
 //!   `dead` and tells the Mayor. Ended polecats are the Witness's business.
@@ -365,16 +366,17 @@ fn heartbeat(
     Ok(())
 }
 
-/// Mail the Mayor (the overseer when the Mayor itself is the subject) about
-/// `home`'s agent. The daemon has no home: the mail is from the agent it is
-/// about, with type `escalation` and `"by": "gt-daemon"`.
+/// Mail whoever answers for `home`'s agent: a polecat's Witness (seed: the
+/// Witness owns its workers, the Mayor is never involved), the overseer for the
+/// Mayor, the Mayor for everyone else. The daemon has no home: the mail is from
+/// the agent it is about, with type `escalation` and `"by": "gt-daemon"`.
 fn report(town: &Town, home: &Home, subject: &str, body: &str) -> Result<()> {
-    let to = if home.address == Address::Mayor {
-        "overseer"
-    } else {
-        "mayor"
+    let to = match &home.address {
+        Address::Mayor => "overseer".to_string(),
+        Address::Polecat { rig, .. } => Address::Witness { rig: rig.clone() }.to_string(),
+        _ => "mayor".to_string(),
     };
-    let mut m = Message::new(&home.address, to, subject, body);
+    let mut m = Message::new(&home.address, &to, subject, body);
     m.kind = "escalation".into();
     m.generation = Some(home.state()?.generation);
     m.extra.insert("by".into(), "gt-daemon".into());

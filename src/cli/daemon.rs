@@ -24,7 +24,7 @@ use crate::watch::{Flow, Waker, Watch};
         `gt mail handoff --cycle`) gets a fresh session with the same command and environment, \
         generation + 1; it finds its handoff note in its inbox. A live session whose heartbeat \
         file is older than config/town.json `heartbeat_timeout` (default 10m) is reported to the \
-        Mayor once per silence. A Witness or Refinery whose session ended without a cycle request \
+        Mayor (a polecat's to its Witness) once per silence. A Witness or Refinery whose session ended without a cycle request \
         while `working` is restarted, the first time at once, then after 10s, 20s, 40s...; after \
         `max_restarts` (default 5) quick crashes in a row it is marked `dead` and the Mayor is told. \
         Polecats whose sessions end are left to the Witness. Everything is recorded in state.json \

@@ -234,20 +234,35 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
     let go = fifo(&env, "go.fifo");
     let agent = format!("read _ < {}", go.display());
     env.ok("gt", &["daemon", "start", "r/refinery", "--agent", &agent]);
-    let beat = env.town.join("r/refinery/heartbeat");
-    let touch = |at: &str| {
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id, "--agent", "sleep 600"]);
+    let touch_at = |home: &str, at: &str| {
         let t: jiff::Timestamp = at.parse().unwrap();
-        std::fs::File::create(&beat)
+        std::fs::File::create(env.town.join(home).join("heartbeat"))
             .unwrap()
             .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(t.as_second() as u64))
             .unwrap();
     };
+    let touch = |at: &str| touch_at("r/refinery", at);
     touch("2026-11-25T10:00:00Z");
+    touch_at("r/polecats/Nux", "2026-11-25T10:00:00Z");
     assert_eq!(tick(&env, Some("2026-11-25T10:09:59Z")), []);
-    let done = tick(&env, Some("2026-11-25T10:10:00Z"));
-    assert_eq!(actions(&done), [("heartbeat-stale", "r/refinery")]);
+    let mut done = tick(&env, Some("2026-11-25T10:10:00Z"));
+    done.sort();
     assert_eq!(
-        done[0].2,
+        actions(&done),
+        [
+            ("heartbeat-stale", "r/Nux"),
+            ("heartbeat-stale", "r/refinery")
+        ]
+    );
+    // A polecat is its Witness's to deal with (seed: the Mayor is never involved).
+    let to_witness = mail(&env, "r/witness");
+    assert_eq!(to_witness.len(), 1);
+    assert_eq!(to_witness[0]["subject"], "no heartbeat: r/Nux");
+    touch_at("r/polecats/Nux", "2026-11-25T12:00:00Z");
+    assert_eq!(
+        done[1].2,
         "no heartbeat for 600s (last 2026-11-25T10:00:00Z, timeout 600s)"
     );
     assert_eq!(tick(&env, Some("2026-11-25T10:30:00Z")), []);
