@@ -377,7 +377,7 @@ fn type_nudge(home: &Home, line: &str) -> String {
     }
     match session::inject(&id, line) {
         Ok(_) => "; typed into its session".to_string(),
-        Err(e) => format!("; not typed into its session: {e}"),
+        Err(e) => format!("; typing into its session failed: {e}"),
     }
 }
 

@@ -260,24 +260,38 @@ fn an_agent_without_a_live_session_is_refused() {
     assert_eq!(env.fails("gt", &["capture", "Nux", "echo hi"]), (2, ended));
 }
 
-#[test]
-fn a_witness_nudge_is_typed_into_a_live_dirty_workers_session() {
-    let env = TestEnv::new();
-    let issue = rig_and_issue(&env);
-    let (ready, got) = (new_fifo(&env, "ready.fifo"), new_fifo(&env, "got.fifo"));
-    // Leaves a stray file, signals done, then keeps reading its terminal.
+/// A dirty worker that signalled done and then reads its terminal (with
+/// `stty_echo`: `echo` or `-echo`); returns the FIFO its lines arrive on and
+/// the patrol's actions as JSON.
+fn patrol_dirty_worker(env: &TestEnv, stty_echo: &str, wait: &str) -> (PathBuf, Value) {
+    let issue = rig_and_issue(env);
+    let (ready, got) = (new_fifo(env, "ready.fifo"), new_fifo(env, "got.fifo"));
     let agent = format!(
-        "echo scratch > untracked.txt; \
+        "stty {stty_echo}; echo scratch > untracked.txt; \
          gt send \"$GT_RIG/witness\" --type done --generation \"$GT_GENERATION\" -s \"done: $GT_ISSUE\" -m ok; \
          echo > {}; {}",
         ready.display(),
         echo_agent(&got)
     );
-    spawn(&env, &issue, &agent);
+    spawn(env, &issue, &agent);
     read_fifo(&ready);
+    let out = env
+        .cmd("gt")
+        .args(["witness", "patrol", "r", "--json"])
+        .env("GT_INJECT_WAIT", wait)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (got, serde_json::from_slice(&out.stdout).unwrap())
+}
 
-    let out = env.ok("gt", &["witness", "patrol", "r", "--json"]);
-    let actions: Value = serde_json::from_str(&out).unwrap();
+const NUDGE: &str =
+    "[gt] nudge 1/3 from r/witness: you signalled done but your clone is dirty (details: gt inbox)";
+
+#[test]
+fn a_witness_nudge_is_typed_into_a_live_dirty_workers_session() {
+    let env = TestEnv::new();
+    let (got, actions) = patrol_dirty_worker(&env, "echo", "3s");
     assert_eq!(
         actions,
         serde_json::json!([{
@@ -286,13 +300,35 @@ fn a_witness_nudge_is_typed_into_a_live_dirty_workers_session() {
             "detail": "1/3: you signalled done but your clone is dirty; typed into its session"
         }])
     );
-    assert_eq!(
-        read_fifo(&got),
-        "got: [gt] nudge 1/3 from r/witness: you signalled done but your clone is dirty (details: gt inbox)\n"
-    );
+    assert_eq!(read_fifo(&got), format!("got: {NUDGE}\n"));
     // The mail is still the record.
     let inbox = std::fs::read_to_string(env.town.join("r/polecats/Nux/mail/inbox.jsonl")).unwrap();
     let last: Value = serde_json::from_str(inbox.lines().last().unwrap()).unwrap();
     assert_eq!(last["type"], "nudge");
     assert!(last["body"].as_str().unwrap().contains("?? untracked.txt"));
+}
+
+#[test]
+fn a_nudge_that_cannot_be_confirmed_is_reported_and_the_patrol_goes_on() {
+    let env = TestEnv::new();
+    // The worker's terminal does not echo: the line arrives but never shows.
+    let (got, actions) = patrol_dirty_worker(&env, "-echo", "300ms");
+    let session = read_json(&env.town.join("r/polecats/Nux/state.json"))["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = session.split(':').nth(2).unwrap();
+    assert_eq!(
+        actions,
+        serde_json::json!([{
+            "subject": "r/Nux",
+            "action": "nudged",
+            "detail": format!(
+                "1/3: you signalled done but your clone is dirty; typing into its session failed: \
+                 typed {NUDGE:?} into tmux session {name} but it never showed in the pane within 300ms \
+                 (the program does not echo its input?)"
+            )
+        }])
+    );
+    assert_eq!(read_fifo(&got), format!("got: {NUDGE}\n"));
 }
