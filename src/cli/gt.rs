@@ -157,7 +157,8 @@ enum Cmd {
     Inject {
         /// `<name>` (a polecat of the current rig) or any agent address
         agent: String,
-        /// The text to type, taken literally (`Enter` or `C-c` are just words)
+        /// The text to type, taken literally (`Enter` or `C-c` are just words; `-x` too)
+        #[arg(allow_hyphen_values = true)]
         message: String,
         #[command(flatten)]
         json: JsonFlag,
@@ -167,6 +168,7 @@ enum Cmd {
         /// `<name>` (a polecat of the current rig) or any agent address
         agent: String,
         /// A command line to type into the session (as `gt inject` does); its output is printed
+        #[arg(allow_hyphen_values = true)]
         command: Option<String>,
         /// Print at most the last N lines (without a command: of history and screen, not just the screen)
         #[arg(long, value_name = "N")]

@@ -65,6 +65,10 @@ fn inject_types_the_text_literally_and_it_arrives_once() {
     assert_eq!(v["enters"], 1);
     assert_eq!(read_fifo(&got), format!("got: {text}\n"));
 
+    // A text that looks like an option is still the text.
+    env.ok("gt", &["inject", "Nux", "-x: not an option"]);
+    assert_eq!(read_fifo(&got), "got: -x: not an option\n");
+
     // Several lines are one line: one message, one Enter.
     env.ok("gt", &["inject", "Nux", "first\nsecond\r\n\tthird"]);
     assert_eq!(read_fifo(&got), "got: first second third\n");
