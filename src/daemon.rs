@@ -101,9 +101,8 @@ fn tick_home(town: &Town, home: &Home, opts: &Options, out: &mut Vec<Action>) ->
         return heartbeat(town, home, &state, opts, out);
     }
     if state.requesting_cycle {
-        let new = match start(town, home, None, |_| {}) {
-            Err(e) if e.kind == Kind::Conflict => return Ok(()), // started meanwhile
-            r => r?,
+        let Some(new) = restart(town, home, |_| {})? else {
+            return Ok(());
         };
         out.push(act(
             &home.address,
@@ -169,6 +168,40 @@ pub fn start(
     )
 }
 
+/// [`start`] with the recorded command, for the daemon: `None` when someone
+/// else started the agent meanwhile. A failure is recorded in `start_error`
+/// and reported once per distinct error (the next pass tries again), then
+/// returned.
+fn restart(
+    town: &Town,
+    home: &Home,
+    edit: impl FnOnce(&mut AgentState),
+) -> Result<Option<AgentState>> {
+    let e = match start(town, home, None, |s| {
+        s.extra.remove("start_error");
+        edit(s);
+    }) {
+        Ok(s) => return Ok(Some(s)),
+        Err(e) if e.kind == Kind::Conflict => return Ok(None),
+        Err(e) => e,
+    };
+    let msg = e.to_string();
+    let first = home.update_state(|s| {
+        let first = recorded(s, "start_error").as_deref() != Some(msg.as_str());
+        s.extra.insert("start_error".into(), msg.clone().into());
+        Ok(first)
+    })?;
+    if first {
+        report(
+            town,
+            home,
+            &format!("cannot start: {}", home.address),
+            &format!("{msg}\nThe daemon tries again on every pass."),
+        )?;
+    }
+    Err(e)
+}
+
 /// `gt daemon start <address>`: start an agent by hand, with a clean crash record.
 pub fn start_fresh(town: &Town, home: &Home, command: Option<String>) -> Result<AgentState> {
     start(town, home, command, |s| {
@@ -179,7 +212,7 @@ pub fn start_fresh(town: &Town, home: &Home, command: Option<String>) -> Result<
 }
 
 /// The crash record in `state.json` (protocol/daemon.md).
-const CRASH_FIELDS: &[&str] = &["restarts", "crashed_at", "next_restart_at"];
+const CRASH_FIELDS: &[&str] = &["restarts", "crashed_at", "next_restart_at", "start_error"];
 
 fn configured_command(town: &Town, home: &Home) -> Result<String> {
     let (from, file) = match home.address.rig() {
@@ -290,13 +323,13 @@ fn crashed(
         }
         return Ok(());
     }
-    let new = match start(town, home, None, |s| {
+    let Some(new) = restart(town, home, |s| {
         s.extra.remove("crashed_at");
         s.extra.remove("next_restart_at");
         s.extra.insert("restarts".into(), (restarts + 1).into());
-    }) {
-        Err(e) if e.kind == Kind::Conflict => return Ok(()),
-        r => r?,
+    })?
+    else {
+        return Ok(());
     };
     out.push(act(
         &home.address,

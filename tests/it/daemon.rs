@@ -392,3 +392,36 @@ fn the_witness_leaves_a_cycling_polecat_to_the_daemon() {
         (Some(2), Some(id.as_str()))
     );
 }
+
+#[test]
+fn a_cycle_that_cannot_start_is_reported_once_and_retried() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    // The Witness asks for a cycle but nothing says what to run.
+    let mut c = env.cmd("gt");
+    c.args(["mail", "handoff", "--cycle", "-m", "bye"])
+        .env("GT_ADDRESS", "r/witness");
+    assert!(c.output().unwrap().status.success());
+    let done = tick(&env, None);
+    assert_eq!(actions(&done), [("error", "r/witness")]);
+    assert!(
+        done[0].2.starts_with("no agent command for r/witness"),
+        "{}",
+        done[0].2
+    );
+    assert_eq!(actions(&tick(&env, None)), [("error", "r/witness")]);
+    let to_mayor = mail(&env, "mayor");
+    assert_eq!(to_mayor.len(), 1);
+    assert_eq!(to_mayor[0]["subject"], "cannot start: r/witness");
+    assert_eq!(state(&env, "r/witness")["requesting_cycle"], true);
+
+    // Once the rig says what to run, the next pass cycles it.
+    let cfg = env.town.join("r/config.json");
+    let mut v = read_json(&cfg);
+    v["agent_command"] = "true".into();
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    assert_eq!(actions(&tick(&env, None)), [("cycled", "r/witness")]);
+    let s = state(&env, "r/witness");
+    assert!(s.get("start_error").is_none());
+    assert_eq!(s["requesting_cycle"], false);
+}
