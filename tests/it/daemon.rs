@@ -425,3 +425,64 @@ fn a_cycle_that_cannot_start_is_reported_once_and_retried() {
     assert!(s.get("start_error").is_none());
     assert_eq!(s["requesting_cycle"], false);
 }
+
+#[test]
+fn run_cycles_an_agent_when_its_session_ends() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let (go, hold, out) = (
+        fifo(&env, "go.fifo"),
+        fifo(&env, "hold.fifo"),
+        fifo(&env, "out.fifo"),
+    );
+    // Generation 1 leaves a child holding session.log open, so its own exit
+    // closes no file: no inotify event tells the daemon it ended.
+    let agent = format!(
+        "if [ \"$GT_GENERATION\" = 1 ]; then {{ read _ < {}; }} & read _ < {}; else echo \"$GT_GENERATION\" > {}; fi",
+        hold.display(),
+        go.display(),
+        out.display()
+    );
+    let gt = |args: &[&str]| {
+        let mut c = env.cmd("gt");
+        c.args(args).env("GT_SESSION_BACKEND", "process");
+        c
+    };
+    assert!(
+        gt(&["daemon", "start", "r/refinery", "--agent", &agent])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let handoff = gt(&["mail", "handoff", "--cycle", "-m", "next one"])
+        .env("GT_ADDRESS", "r/refinery")
+        .output()
+        .unwrap();
+    assert!(handoff.status.success());
+    let mut daemon = gt(&["daemon", "run", "--json", "--every", "1h"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(daemon.stderr.take().unwrap()).lines();
+    assert!(
+        err.next()
+            .unwrap()
+            .unwrap()
+            .starts_with("gt-daemon: watching ")
+    );
+    // The first pass saw it alive; now only the daemon's wait on the session
+    // can start the next one.
+    std::fs::write(&go, "go\n").unwrap();
+    assert_eq!(drain(&out), "2\n");
+    let mut stdout = std::io::BufReader::new(daemon.stdout.take().unwrap()).lines();
+    let v: Value = serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (v["action"].as_str(), v["subject"].as_str()),
+        (Some("cycled"), Some("r/refinery"))
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    std::fs::write(&hold, "done\n").unwrap();
+}
