@@ -354,11 +354,13 @@ fn heartbeat(
     opts: &Options,
     out: &mut Vec<Action>,
 ) -> Result<()> {
-    // No heartbeat yet: the session's start is the last sign of life.
-    let last = match std::fs::metadata(home.heartbeat()).and_then(|m| m.modified()) {
-        Ok(t) => Timestamp::try_from(t).ok(),
-        Err(_) => recorded_time(state, "started_at"),
-    };
+    // The session's start counts too: a heartbeat left by an earlier
+    // session (or none yet) says nothing about this one.
+    let beat = std::fs::metadata(home.heartbeat())
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| Timestamp::try_from(t).ok());
+    let last = beat.max(recorded_time(state, "started_at"));
     let Some(last) = last else { return Ok(()) };
     let quiet = crate::clock::now().duration_since(last);
     let stale = quiet >= signed(opts.heartbeat_timeout);

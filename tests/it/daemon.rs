@@ -233,9 +233,24 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
     env.add_rig("r");
     let go = fifo(&env, "go.fifo");
     let agent = format!("read _ < {}", go.display());
-    env.ok("gt", &["daemon", "start", "r/refinery", "--agent", &agent]);
+    let at = |t: &str, args: &[&str]| {
+        let out = env.cmd("gt").args(args).env("GT_NOW", t).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    at(
+        "2026-11-25T09:00:00Z",
+        &["daemon", "start", "r/refinery", "--agent", &agent],
+    );
     let id = env.issue("r", "work");
-    env.ok("gt", &["spawn", "--issue", &id, "--agent", "sleep 600"]);
+    // Started after its heartbeat file was last touched (by an earlier session).
+    at(
+        "2026-11-25T10:05:00Z",
+        &["spawn", "--issue", &id, "--agent", "sleep 600"],
+    );
     let touch_at = |home: &str, at: &str| {
         let t: jiff::Timestamp = at.parse().unwrap();
         std::fs::File::create(env.town.join(home).join("heartbeat"))
@@ -247,24 +262,21 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
     touch("2026-11-25T10:00:00Z");
     touch_at("r/polecats/Nux", "2026-11-25T10:00:00Z");
     assert_eq!(tick(&env, Some("2026-11-25T10:09:59Z")), []);
-    let mut done = tick(&env, Some("2026-11-25T10:10:00Z"));
-    done.sort();
+    let done = tick(&env, Some("2026-11-25T10:10:00Z"));
+    assert_eq!(actions(&done), [("heartbeat-stale", "r/refinery")]);
     assert_eq!(
-        actions(&done),
-        [
-            ("heartbeat-stale", "r/Nux"),
-            ("heartbeat-stale", "r/refinery")
-        ]
+        done[0].2,
+        "no heartbeat for 600s (last 2026-11-25T10:00:00Z, timeout 600s)"
+    );
+    assert_eq!(
+        actions(&tick(&env, Some("2026-11-25T10:15:00Z"))),
+        [("heartbeat-stale", "r/Nux")]
     );
     // A polecat is its Witness's to deal with (seed: the Mayor is never involved).
     let to_witness = mail(&env, "r/witness");
     assert_eq!(to_witness.len(), 1);
     assert_eq!(to_witness[0]["subject"], "no heartbeat: r/Nux");
     touch_at("r/polecats/Nux", "2026-11-25T12:00:00Z");
-    assert_eq!(
-        done[1].2,
-        "no heartbeat for 600s (last 2026-11-25T10:00:00Z, timeout 600s)"
-    );
     assert_eq!(tick(&env, Some("2026-11-25T10:30:00Z")), []);
     let to_mayor = mail(&env, "mayor");
     assert_eq!(to_mayor.len(), 1);
