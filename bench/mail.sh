@@ -46,7 +46,7 @@ shell_line="{\\\"id\\\":\\\"sh-\$\$\\\",\\\"from\\\":\\\"overseer\\\",\\\"to\\\"
 hyperfine -N --style none --warmup 20 --runs "$runs" --export-json "$work/send.json" \
   -n "shell: flock FILE -c 'printf … >> FILE'" "flock $town/mayor/mail/inbox.lock -c 'printf \"%s\\n\" \"$shell_line\" >> $inbox'" \
   -n 'gt-mail send' "$bin/gt-mail send mayor -s bench -m $body" \
-  -n 'gt send (gt execs gt-mail)' "$bin/gt send mayor -s bench -m $body" \
+  -n 'gt send (gt-mail run inside gt)' "$bin/gt send mayor -s bench -m $body" \
   -n 'gt-mail send --durable' "$bin/gt-mail send --durable mayor -s bench -m $body" \
   >/dev/null
 # The shell way, for honesty, appends valid lines too:
@@ -98,8 +98,8 @@ Reading the numbers:
   file changed under it) — 7 system calls instead of 3. Batching amortises all
   of it: one `Appender::append` or `gt-mail deliver` with many lines is one
   lock and one `write`.
-- *Whole-process sends* are dominated by starting a process; `gt send` adds
-  one `exec` of `gt-mail` to `gt-mail send`.
+- *Whole-process sends* are dominated by starting a process; `gt send` runs
+  gt-mail's code inside `gt` (one process start), a larger binary to load.
 - *Durable* appends cost one `fdatasync` each (ext4 journal commit); the
   default is buffered and why is in protocol/mail.md, "Durability".
 - *`gt inbox`* reads its cursor, checks both files' fingerprints, reads the
