@@ -132,20 +132,7 @@ pub fn start(
     command: Option<String>,
     edit: impl FnOnce(&mut AgentState),
 ) -> Result<AgentState> {
-    // Held from the liveness check until the session is recorded, so two
-    // starters (two daemons, a daemon and `gt spawn`) cannot both start.
-    let _lock = fsio::lock_for(&home.state_path())?;
-    let current: AgentState = fsio::read_json(&home.state_path())?;
-    if let Some(id) = current
-        .session
-        .as_deref()
-        .filter(|id| session::is_alive(id))
-    {
-        return Err(Error::conflict(format!(
-            "{} is already running (session {id})",
-            home.address
-        )));
-    }
+    let (_lock, current) = session::lock_for_start(home)?;
     let command = match command.or_else(|| recorded(&current, "command")) {
         Some(c) => c,
         None => configured_command(town, home)?,

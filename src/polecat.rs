@@ -227,19 +227,7 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         Err(e) if e.kind == crate::error::Kind::NotFound => add(town, rig, &name)?,
         Err(e) => return Err(e),
     };
-    // Held from the liveness check until the session id is recorded, so two
-    // spawns of one polecat cannot both start.
-    let _lock = fsio::lock_for(&home.state_path())?;
-    let current: AgentState = fsio::read_json(&home.state_path())?;
-    if let Some(id) = current
-        .session
-        .as_deref()
-        .filter(|id| session::is_alive(id))
-    {
-        return Err(Error::conflict(format!(
-            "polecat {address} is already running (session {id})"
-        )));
-    }
+    let (_lock, current) = session::lock_for_start(&home)?;
     if opts.issue.is_some() && opts.issue != current.issue {
         start_new_work(&home, &current)?;
     }

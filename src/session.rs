@@ -462,6 +462,24 @@ pub fn record_start(state: &mut AgentState, started: &Started, command: &str, ge
         .insert("started_at".into(), crate::clock::now_string().into());
 }
 
+/// Lock `home`'s state for starting a session there: the lock is held from this
+/// liveness check until the caller has recorded the new session, so two
+/// starters (two daemons, a daemon and `gt spawn`) cannot both start. Refused
+/// while a session lives.
+pub fn lock_for_start(
+    home: &crate::home::Home,
+) -> Result<(crate::fsio::Lock, crate::record::AgentState)> {
+    let lock = crate::fsio::lock_for(&home.state_path())?;
+    let current: crate::record::AgentState = crate::fsio::read_json(&home.state_path())?;
+    if let Some(id) = current.session.as_deref().filter(|id| is_alive(id)) {
+        return Err(Error::conflict(format!(
+            "{} is already running (session {id})",
+            home.address
+        )));
+    }
+    Ok((lock, current))
+}
+
 /// The log file of a home's session.
 pub fn log_path(home: &Path) -> PathBuf {
     home.join("session.log")
