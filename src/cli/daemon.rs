@@ -125,13 +125,21 @@ fn watched(town: &Town) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// Wake the current watch, if any, about `path`.
+fn wake(current: &Mutex<Option<Waker>>, path: PathBuf) {
+    if let Some(w) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        w.wake(path);
+    }
+}
+
 fn run(every: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
     let mut announced = false;
-    // Sessions waited for (a session that ends changes no file), and the
-    // watch their waiting threads wake; both outlive a rebuilt watch.
+    // Sessions waited for, restart times waited for, and the watch their
+    // threads wake; all outlive a rebuilt watch.
     let mut waited: HashSet<String> = HashSet::new();
+    let mut timers: HashSet<jiff::Timestamp> = HashSet::new();
     let current: Arc<Mutex<Option<Waker>>> = Arc::default();
     // A new or removed home changes what to watch: the watch is rebuilt.
     loop {
@@ -151,10 +159,27 @@ fn run(every: &str, json: bool) -> Result<i32> {
                 announced = true;
             }
             waited.retain(|id| session::is_alive(id));
+            let now = crate::clock::now();
+            timers.retain(|t| *t > now);
             for home in town.homes()? {
-                let Some(id) = home.state().ok().and_then(|s| s.session) else {
-                    continue;
-                };
+                let Ok(state) = home.state() else { continue };
+                // A restart backed off until a time that no file event will mark.
+                if let Some(due) = state
+                    .extra
+                    .get("next_restart_at")
+                    .and_then(|v| v.as_str())
+                    .and_then(crate::clock::parse)
+                    .filter(|due| *due > now && timers.insert(*due))
+                {
+                    let wait = Duration::try_from(due.duration_since(now)).unwrap_or_default();
+                    let (current, path) = (Arc::clone(&current), home.path.clone());
+                    std::thread::spawn(move || {
+                        std::thread::sleep(wait);
+                        wake(&current, path);
+                    });
+                }
+                // A session that ends changes no file: wait for it.
+                let Some(id) = state.session else { continue };
                 if SessionId::parse(&id).is_none()
                     || !session::is_alive(&id)
                     || !waited.insert(id.clone())
@@ -164,9 +189,7 @@ fn run(every: &str, json: bool) -> Result<i32> {
                 let current = Arc::clone(&current);
                 std::thread::spawn(move || {
                     while !session::wait(&id, Duration::from_secs(24 * 3600)) {}
-                    if let Some(w) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                        w.wake(home.path);
-                    }
+                    wake(&current, home.path);
                 });
             }
             Ok(if watched(&town)? == dirs {
