@@ -136,9 +136,10 @@ fn run(every: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
     let mut announced = false;
-    // Sessions waited for, restart times waited for, and the watch their
-    // threads wake; all outlive a rebuilt watch.
+    // Sessions waited for, ended sessions already seen, restart times waited
+    // for, and the watch their threads wake; all outlive a rebuilt watch.
     let mut waited: HashSet<String> = HashSet::new();
+    let mut ended: HashSet<String> = HashSet::new();
     let mut timers: HashSet<jiff::Timestamp> = HashSet::new();
     let current: Arc<Mutex<Option<Waker>>> = Arc::default();
     // A new or removed home changes what to watch: the watch is rebuilt.
@@ -159,6 +160,7 @@ fn run(every: &str, json: bool) -> Result<i32> {
                 announced = true;
             }
             waited.retain(|id| session::is_alive(id));
+            let mut recorded = HashSet::new();
             let now = crate::clock::now();
             timers.retain(|t| *t > now);
             for home in town.homes()? {
@@ -178,12 +180,20 @@ fn run(every: &str, json: bool) -> Result<i32> {
                         wake(&current, path);
                     });
                 }
-                // A session that ends changes no file: wait for it.
+                // A session that ends changes no file: wait for it. One found
+                // ended (perhaps after this pass looked) gets one more pass.
                 let Some(id) = state.session else { continue };
-                if SessionId::parse(&id).is_none()
-                    || !session::is_alive(&id)
-                    || !waited.insert(id.clone())
-                {
+                if SessionId::parse(&id).is_none() {
+                    continue;
+                }
+                recorded.insert(id.clone());
+                if !session::is_alive(&id) {
+                    if ended.insert(id) {
+                        wake(&current, home.path);
+                    }
+                    continue;
+                }
+                if !waited.insert(id.clone()) {
                     continue;
                 }
                 let current = Arc::clone(&current);
@@ -192,6 +202,7 @@ fn run(every: &str, json: bool) -> Result<i32> {
                     wake(&current, home.path);
                 });
             }
+            ended.retain(|id| recorded.contains(id));
             Ok(if watched(&town)? == dirs {
                 Flow::Continue
             } else {
