@@ -324,10 +324,12 @@ pub fn stop(id: &str, grace: std::time::Duration) -> Result<()> {
         let (pid, _) = sid.leader();
         let pgid = Pid::from_raw(pid as i32);
         let _ = killpg(pgid, Signal::SIGTERM);
-        if !wait_exit(pid, grace) {
-            let _ = killpg(pgid, Signal::SIGKILL);
-            wait_exit(pid, grace);
-        }
+        wait_exit(pid, grace);
+        // The leader is gone (or ignored SIGTERM): whatever is left of its group
+        // (a child that outlived it) goes too. While the group has members its
+        // id cannot be reused, so this reaches no other process.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        wait_exit(pid, grace);
     }
     if let SessionId::Tmux { socket, name, .. } = &sid {
         // Gone already when its command ended; that is fine.

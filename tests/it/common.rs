@@ -213,15 +213,40 @@ pub fn fifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
 }
 
+/// How long a test waits for the other end of a FIFO before it fails: a stand-in
+/// agent that never comes must fail the test, not hang the suite.
+const FIFO_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Run `io` (which blocks on a FIFO) on a thread; fail the test if it takes
+/// longer than [`FIFO_WAIT`]. A thread left blocked dies with the test process.
+fn within_fifo_wait<T: Send + 'static>(
+    what: String,
+    io: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(io());
+    });
+    match rx.recv_timeout(FIFO_WAIT) {
+        Ok(r) => r.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Err(_) => panic!("{what}: nobody at the other end within {FIFO_WAIT:?}"),
+    }
+}
+
 /// Everything one writer (or a run of writers) put into FIFO `path`, up to EOF.
 pub fn read_fifo(path: &Path) -> String {
-    use std::io::Read;
-    let mut s = String::new();
-    std::fs::File::open(path)
-        .unwrap()
-        .read_to_string(&mut s)
-        .unwrap();
-    s
+    let p = path.to_path_buf();
+    within_fifo_wait(format!("reading {}", path.display()), move || {
+        std::fs::read_to_string(p)
+    })
+}
+
+/// Write `text` into FIFO `path` (for a stand-in agent waiting on it).
+pub fn write_fifo(path: &Path, text: &str) {
+    let (p, t) = (path.to_path_buf(), text.to_string());
+    within_fifo_wait(format!("writing {}", path.display()), move || {
+        std::fs::write(p, t)
+    })
 }
 
 /// Read a JSON file.

@@ -4,28 +4,18 @@
 //! reacting to a state.json change. Agents are stand-in shell commands in real
 //! tmux sessions on the test town's own socket; time-based decisions use GT_NOW.
 
-use std::io::{BufRead, Read};
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, read_json};
+use crate::common::{TestEnv, read_fifo, read_json, write_fifo};
 
 fn fifo(env: &TestEnv, name: &str) -> PathBuf {
     let p = env.path().join(name);
-    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    crate::common::fifo(&p);
     p
-}
-
-/// Read everything a stand-in writes into `fifo` (blocks until it opens it).
-fn drain(fifo: &Path) -> String {
-    let mut s = String::new();
-    std::fs::File::open(fifo)
-        .unwrap()
-        .read_to_string(&mut s)
-        .unwrap();
-    s
 }
 
 fn state(env: &TestEnv, home: &str) -> Value {
@@ -113,7 +103,7 @@ fn a_cycle_request_gets_a_fresh_session_that_reads_its_handoff() {
 
     let done = tick(&env, None);
     assert_eq!(actions(&done), [("cycled", "r/witness")]);
-    let got = drain(&out);
+    let got = read_fifo(&out);
     let mut lines = got.lines();
     assert_eq!(lines.next(), Some("generation 2"));
     let note: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -296,7 +286,7 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
         [("heartbeat-stale", "r/refinery")]
     );
     assert_eq!(mail(&env, "mayor").len(), 2);
-    std::fs::write(&go, "done\n").unwrap();
+    write_fifo(&go, "done\n");
 }
 
 #[test]
@@ -328,7 +318,7 @@ fn run_cycles_an_agent_when_its_state_asks_for_it() {
         .env("GT_ADDRESS", "r/Nux");
     assert!(c.output().unwrap().status.success());
 
-    let got = drain(&out);
+    let got = read_fifo(&out);
     let mut lines = got.lines();
     assert_eq!(lines.next(), Some(format!("2 {id}").as_str()));
     let note: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -372,7 +362,7 @@ fn start_takes_the_town_agent_command_for_the_mayor_and_refuses_a_live_agent() {
     );
     env.ok("gt", &["daemon", "start", "mayor"]);
     assert_eq!(
-        drain(&out),
+        read_fifo(&out),
         format!("mayor mayor none 1 {}\n", root.join("mayor").display())
     );
     let (code, err) = env.fails("gt", &["daemon", "start", "mayor"]);
@@ -381,7 +371,7 @@ fn start_takes_the_town_agent_command_for_the_mayor_and_refuses_a_live_agent() {
         err.starts_with("gt-daemon: mayor is already running (session tmux:"),
         "{err}"
     );
-    std::fs::write(&go, "go\n").unwrap();
+    write_fifo(&go, "go\n");
 }
 
 #[test]
@@ -486,8 +476,8 @@ fn run_cycles_an_agent_when_its_session_ends() {
     );
     // The first pass saw it alive; now only the daemon's wait on the session
     // can start the next one.
-    std::fs::write(&go, "go\n").unwrap();
-    assert_eq!(drain(&out), "2\n");
+    write_fifo(&go, "go\n");
+    assert_eq!(read_fifo(&out), "2\n");
     let mut stdout = std::io::BufReader::new(daemon.stdout.take().unwrap()).lines();
     let v: Value = serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
     assert_eq!(
@@ -496,5 +486,5 @@ fn run_cycles_an_agent_when_its_session_ends() {
     );
     daemon.kill().unwrap();
     daemon.wait().unwrap();
-    std::fs::write(&hold, "done\n").unwrap();
+    write_fifo(&hold, "done\n");
 }

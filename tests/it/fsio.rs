@@ -1305,7 +1305,7 @@ fn an_append_waiting_on_a_hand_edit_under_the_data_lock_lands_in_the_new_file() 
     fs::write(&inbox, "{\"id\":\"old\"}\n").unwrap();
     let (ready, go) = (dir.path().join("ready"), dir.path().join("go"));
     for f in [&ready, &go] {
-        nix::unistd::mkfifo(f.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        crate::common::fifo(f);
     }
     // The editor: holds `flock inbox.jsonl`, waits for `go`, then saves the
     // way editors do (write a new file, rename it over).
@@ -1315,7 +1315,7 @@ fn an_append_waiting_on_a_hand_edit_under_the_data_lock_lands_in_the_new_file() 
         d = dir.path().display()
     );
     let mut editor = sh(&script).spawn().unwrap();
-    assert_eq!(fs::read_to_string(&ready).unwrap(), "locked\n");
+    assert_eq!(crate::common::read_fifo(&ready), "locked\n");
     let path = inbox.clone();
     let appender = thread::spawn(move || {
         fsio::append_lines(&path, &[br#"{"id":"sent"}"#], Durability::Buffered)
@@ -1330,7 +1330,7 @@ fn an_append_waiting_on_a_hand_edit_under_the_data_lock_lands_in_the_new_file() 
         );
         thread::sleep(Duration::from_millis(5));
     }
-    fs::write(&go, "go\n").unwrap();
+    crate::common::write_fifo(&go, "go\n");
     assert!(editor.wait().unwrap().success());
     appender.join().unwrap().unwrap();
     assert_eq!(

@@ -160,16 +160,18 @@ fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
 
     assert_eq!(env.ok("gt", &["kill", "r/Nux"]), "r/Nux stopped\n");
     for pid in ids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or("gone");
-        assert!(
-            matches!(state, "gone" | "Z"),
-            "process {pid} survived kill: {stat}"
-        );
+        // Signals take a moment to land: wait (bounded) for each to be gone.
+        let gone = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            matches!(
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or("gone"),
+                "gone" | "Z"
+            )
+        };
+        assert!(wait_until(10, gone), "process {pid} survived kill");
     }
     let state = read_json(&rig.join("polecats/Nux/state.json"));
     assert_eq!(state["status"], "idle");

@@ -256,7 +256,7 @@ fn run_patrols_when_a_done_signal_arrives() {
     let env = TestEnv::new();
     // The stand-in waits for the watcher to be up (a FIFO it reads), then works.
     let go = env.path().join("go.fifo");
-    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    crate::common::fifo(&go);
     let agent = format!("read _ < {} && {DILIGENT}", go.display());
     rig_with_agent(&env, &agent, 8);
     let id = env.issue("r", "work");
@@ -277,7 +277,7 @@ fn run_patrols_when_a_done_signal_arrives() {
             .unwrap()
             .starts_with("gt-witness: watching rig r")
     );
-    std::fs::write(&go, "go\n").unwrap();
+    crate::common::write_fifo(&go, "go\n");
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     // The signal may come while the agent is still up: then the witness stops
     // it first (seed: "kill session" once clean), and submits in the same patrol.
