@@ -143,12 +143,7 @@ pub fn start(
         let _ = session::stop(old, Duration::ZERO);
     }
     let generation = current.generation + 1;
-    let mut started = session::launch(town, home, &command, current.issue.as_deref(), generation)?;
-    // A process-backend agent is our child: reap it when it ends, or a
-    // long-running daemon collects zombies (a short-lived one leaves it to init).
-    if let Some(mut child) = started.child.take() {
-        std::thread::spawn(move || child.wait());
-    }
+    let started = session::launch(town, home, &command, current.issue.as_deref(), generation)?;
     fsio::update_json_locked(
         &home.state_path(),
         || Ok(current.clone()),

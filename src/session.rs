@@ -79,8 +79,7 @@ impl Backend {
         }
     }
 
-    /// Start `spec`. For the process backend the child handle is returned too,
-    /// for a caller that wants to reap it; a caller that exits leaves it to init.
+    /// Start `spec`.
     pub fn start(&self, spec: &Spec) -> Result<Started> {
         match self {
             Backend::Process => start_process(spec),
@@ -111,7 +110,6 @@ pub fn tmux_socket(root: &Path) -> String {
 /// A started session.
 pub struct Started {
     pub id: String,
-    pub child: Option<std::process::Child>,
 }
 
 fn start_process(spec: &Spec) -> Result<Started> {
@@ -146,9 +144,13 @@ fn start_process(spec: &Spec) -> Result<Started> {
         .map(|(start, _)| start)
         .ok_or_else(|| Error::new(Kind::Io, format!("process {pid} vanished at start")))?;
     tracing::debug!(pid, command = %spec.command, "process session started");
+    // The agent is our child: reap it when it ends, or a long-running starter
+    // (gt witness run, gt daemon run) collects zombies. A short-lived one
+    // (gt spawn) exits first and leaves it to init.
+    let mut child = child;
+    std::thread::spawn(move || child.wait());
     Ok(Started {
         id: format!("proc:{pid}:{start}"),
-        child: Some(child),
     })
 }
 
@@ -229,7 +231,6 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
     tracing::debug!(pid, socket, name = %spec.name, "tmux session started");
     Ok(Started {
         id: format!("tmux:{socket}:{}:{pid}:{start}", spec.name),
-        child: None,
     })
 }
 
