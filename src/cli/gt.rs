@@ -27,8 +27,10 @@ use crate::town::{self, Town};
         queues are directories. gastown's own tools run inside gt (`gt mail ...` is \
         `gt-mail ...`, without a second process); any other `gt <sub>` runs `gt-<sub>` from \
         beside gt or from PATH.",
-    after_help = "Seed spellings: `gt send` and `gt inbox` run `gt-mail send`/`gt-mail inbox`; \
-        `gt ready` and `gt waves` run `gt-issue ready`/`gt-issue waves`.\n\
+    after_help = "Tools (`gt <tool> --help`): mail (send, inbox, read, watch, handoff, ...), issue \
+        (the rig's beads tracker), witness, queue (also `gt merge-queue`), refinery, land, daemon.\n\
+        Seed spellings: `gt send` and `gt inbox` are `gt mail send`/`gt mail inbox`; \
+        `gt ready` and `gt waves` are `gt issue ready`/`gt issue waves`.\n\
         Environment: GT_TOWN (town root), GT_ADDRESS (who you are), GT_LOG (e.g. debug)."
 )]
 pub struct Cli {
