@@ -525,16 +525,7 @@ fn concurrent_creators_lose_nothing() {
         created.insert(v["id"].as_str().unwrap().to_string());
     }
     assert_eq!(created.len(), n, "no duplicate ids");
-    let stored: Vec<String> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let stored = crate::common::jsonl_ids(&std::fs::read_to_string(&path).unwrap());
     assert_eq!(stored.len(), n, "no lost or doubled lines");
     assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), created);
 }

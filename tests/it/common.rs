@@ -249,6 +249,20 @@ pub fn write_fifo(path: &Path, text: &str) {
     })
 }
 
+/// The `id` of each line of JSONL text, in order.
+pub fn jsonl_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            v["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no id in {l}"))
+                .to_string()
+        })
+        .collect()
+}
+
 /// Read a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

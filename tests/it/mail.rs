@@ -462,16 +462,7 @@ fn read_state_survives_restarts_and_hand_edits() {
             inbox.display()
         )
     );
-    let listed: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let listed = crate::common::jsonl_ids(&String::from_utf8(out.stdout).unwrap());
     // a stays read, b is gone, c, typed and shell mail are unread.
     assert_eq!(
         listed,
