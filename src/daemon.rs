@@ -341,14 +341,9 @@ fn heartbeat(
     opts: &Options,
     out: &mut Vec<Action>,
 ) -> Result<()> {
-    // The session's start counts too: a heartbeat left by an earlier
-    // session (or none yet) says nothing about this one.
-    let beat = std::fs::metadata(home.heartbeat())
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| Timestamp::try_from(t).ok());
-    let last = beat.max(recorded_time(state, "started_at"));
-    let Some(last) = last else { return Ok(()) };
+    let Some(last) = home.last_sign_of_life(state) else {
+        return Ok(());
+    };
     let quiet = crate::clock::now().duration_since(last);
     let stale = quiet >= signed(opts.heartbeat_timeout);
     let last_s = crate::clock::format(last);

@@ -54,6 +54,22 @@ impl Home {
         Ok(())
     }
 
+    /// When the agent last showed life: its `heartbeat` file's mtime or the
+    /// start of its current session (`started_at`), whichever is later. A
+    /// heartbeat left by an earlier session says nothing about this one.
+    pub fn last_sign_of_life(&self, state: &AgentState) -> Option<jiff::Timestamp> {
+        let beat = std::fs::metadata(self.heartbeat())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| jiff::Timestamp::try_from(t).ok());
+        let started = state
+            .extra
+            .get("started_at")
+            .and_then(|v| v.as_str())
+            .and_then(crate::clock::parse);
+        beat.max(started)
+    }
+
     /// Read `state.json`.
     pub fn state(&self) -> Result<AgentState> {
         fsio::read_json(&self.state_path())

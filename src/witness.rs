@@ -9,7 +9,7 @@
 //! loop (`gt witness run`) or from a systemd path unit, and changes nothing
 //! twice: what it did is recorded in the polecats' and its own `state.json`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -102,7 +102,7 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
             continue;
         }
         if alive {
-            let quiet = silence(&home)?;
+            let quiet = silence(&home, &state)?;
             if quiet > stuck_after {
                 actions.extend(nudge(
                     town,
@@ -406,14 +406,19 @@ fn dirty_summary(clone: &std::path::Path) -> String {
 }
 
 /// Time since the worker last showed life: its heartbeat file, else its state.
-fn silence(home: &Home) -> Result<Duration> {
-    let touched = std::fs::metadata(home.heartbeat())
-        .or_else(|_| std::fs::metadata(home.state_path()))
-        .and_then(|m| m.modified())
-        .map_err(|e| Error::io(&home.state_path(), e))?;
-    Ok(SystemTime::now()
-        .duration_since(touched)
-        .unwrap_or_default())
+/// Time since the worker last showed life (its heartbeat or its session's
+/// start; for a session recorded without a start time, its state's mtime).
+fn silence(home: &Home, state: &crate::record::AgentState) -> Result<Duration> {
+    let last = match home.last_sign_of_life(state) {
+        Some(t) => t,
+        None => std::fs::metadata(home.state_path())
+            .and_then(|m| m.modified())
+            .map_err(|e| Error::io(&home.state_path(), e))
+            .and_then(|t| {
+                jiff::Timestamp::try_from(t).map_err(|e| Error::invalid(e.to_string()))
+            })?,
+    };
+    Ok(Duration::try_from(crate::clock::now().duration_since(last)).unwrap_or_default())
 }
 
 fn stuck_after(rig: &Rig) -> Result<Duration> {

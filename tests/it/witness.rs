@@ -416,3 +416,37 @@ fn a_failed_merge_sends_the_worker_back_to_its_issue() {
     assert_eq!(subjects.last().unwrap(), "nudge 1/3");
     wait_session(&nux);
 }
+
+#[test]
+fn a_live_but_silent_worker_is_nudged_after_stuck_after() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, "exec sleep 1000", 8);
+    let mut cfg = read_json(&rig.join("config.json"));
+    cfg["stuck_after"] = "30m".into();
+    std::fs::write(
+        rig.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
+    let id = env.issue("r", "long");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    // Just started: not silent.
+    assert_eq!(patrol(&env, &[]), []);
+    // An hour later (GT_NOW) with no heartbeat since the start: nudged.
+    let later = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap()
+        .to_string();
+    let out = env
+        .cmd("gt")
+        .args(["witness", "patrol", "r"])
+        .env("GT_NOW", &later)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("nudged r/Nux: 1/3: no heartbeat for "),
+        "{stdout}"
+    );
+    env.ok("gt", &["kill", "r/Nux"]);
+}
