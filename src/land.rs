@@ -73,6 +73,9 @@ pub struct TestRun {
     pub exit_code: Option<i32>,
     /// The last lines of its stdout and stderr, interleaved as written.
     pub tail: Vec<String>,
+    /// Set when it ran past the rig's `test_timeout` and was killed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<String>,
 }
 
 impl TestRun {
@@ -80,6 +83,9 @@ impl TestRun {
         self.exit_code == Some(0)
     }
     fn status(&self) -> String {
+        if let Some(after) = &self.timed_out {
+            return format!("timed out after {after} (test_timeout) and killed");
+        }
         self.exit_code
             .map_or_else(|| "killed by a signal".into(), |c| format!("exit {c}"))
     }
@@ -307,10 +313,12 @@ pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> 
     recover(rig)?;
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();
-    let test_command = if run_tests {
-        rig.config()?.test_command
-    } else {
-        None
+    let config = rig.config()?;
+    let test_command = if run_tests { config.test_command } else { None };
+    let test_timeout = match &config.test_timeout {
+        Some(t) => crate::clock::parse_duration(t)
+            .map_err(|e| e.context(format!("{}: \"test_timeout\"", rig.config_path().display())))?,
+        None => DEFAULT_TEST_TIMEOUT,
     };
     git::fetch(clone, REMOTE, &[])?;
     let base = target.base()?;
@@ -360,7 +368,7 @@ pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> 
         .ok_or_else(|| Error::not_found(format!("{}: no HEAD after merge", clone.display())))?;
     let tests = match &test_command {
         Some(cmd) => {
-            let run = run_test_command(clone, cmd)?;
+            let run = run_test_command(clone, cmd, test_timeout)?;
             if !run.passed() {
                 return Ok(Outcome::TestsFailed {
                     base: base_s,
@@ -398,8 +406,13 @@ pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> 
     })
 }
 
-/// Run `command` with `sh -c` in `dir`, stdout and stderr into one pipe.
-fn run_test_command(dir: &Path, command: &str) -> Result<TestRun> {
+/// How long a test run may take unless the rig's `test_timeout` says otherwise.
+pub const DEFAULT_TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Run `command` with `sh -c` in `dir`, stdout and stderr into one pipe, in a
+/// process group of its own that is killed after `timeout`: a hung test must
+/// not hold the rig's landing lock for ever.
+fn run_test_command(dir: &Path, command: &str, timeout: std::time::Duration) -> Result<TestRun> {
     let pipe_err = |e| Error::io(Path::new("<pipe>"), e);
     let (reader, writer) = std::io::pipe().map_err(pipe_err)?;
     let mut child = {
@@ -412,9 +425,24 @@ fn run_test_command(dir: &Path, command: &str) -> Result<TestRun> {
             .stdin(Stdio::null())
             .stdout(writer.try_clone().map_err(pipe_err)?)
             .stderr(writer);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.spawn()
             .map_err(|e| Error::new(Kind::Io, format!("cannot run sh -c {command:?}: {e}")))?
     };
+    // The watchdog kills the whole group at the deadline, which also ends the
+    // read below (every writer of the pipe is in the group).
+    let (finished, watch) = std::sync::mpsc::channel::<()>();
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let watchdog = std::thread::spawn(move || {
+        let expired = matches!(
+            watch.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        if expired {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+        expired
+    });
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
@@ -436,10 +464,13 @@ fn run_test_command(dir: &Path, command: &str) -> Result<TestRun> {
         tail.push_back(text.trim_end().to_string());
     }
     let status = child.wait().at(dir)?;
+    let _ = finished.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
     Ok(TestRun {
         command: command.to_string(),
         exit_code: status.code(),
         tail: tail.into(),
+        timed_out: timed_out.then(|| format!("{timeout:?}")),
     })
 }
 

@@ -60,6 +60,10 @@ pub struct RigConfig {
     /// Shell command the Refinery and `gt land` run in the clone before pushing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_command: Option<String>,
+    /// Longest a `test_command` run may take before its process group is
+    /// killed and the landing counts as failed, e.g. "30m" (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_timeout: Option<String>,
     /// Command that starts an agent in its session (`claude ...`); the town's if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_command: Option<String>,

@@ -273,6 +273,7 @@ fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
         max_workers: 8,
         worker_spawn_delay: "5s".into(),
         test_command: None,
+        test_timeout: None,
         agent_command: None,
         extra: Default::default(),
     };

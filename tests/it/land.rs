@@ -711,3 +711,30 @@ fn a_refused_push_undoes_the_merge() {
         "polecat/Toast\n"
     );
 }
+
+#[test]
+fn a_hung_test_is_killed_at_test_timeout_and_lands_nothing() {
+    let r = Rig::new();
+    let clone = r.clone_of("Toast");
+    commit(&clone, "a.txt", "work\n", "add a");
+    // The test and a child of it hang; both must go at the deadline.
+    r.set_test_command("echo started; sleep 600 & sleep 600");
+    let path = r.rig.join("config.json");
+    let mut cfg = read_json(&path);
+    cfg["test_timeout"] = "300ms".into();
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    let origin_before = r.origin_log();
+    let refinery_before = worktree(&r.refinery());
+    let out = r.env.run("gt-land", &["--direct", "r/Toast"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "gt-land: cannot land r/Toast (polecat/Toast): tests failed (timed out after 300ms (test_timeout) and killed): \
+         echo started; sleep 600 & sleep 600; merge undone, nothing pushed\n"
+    );
+    assert_eq!(r.origin_log(), origin_before);
+    assert_eq!(worktree(&r.refinery()), refinery_before);
+    // The landing lock is free again: the next landing goes through.
+    r.set_test_command("true");
+    r.env.ok("gt-land", &["--direct", "r/Toast"]);
+}
