@@ -249,6 +249,66 @@ pub fn write_fifo(path: &Path, text: &str) {
     })
 }
 
+/// A long-running watcher (`gt witness run`, `gt daemon run`) started as a
+/// child with `--json`. [`Watcher::start`] returns once the watcher has printed
+/// its start line on stderr, which comes after its first pass with its watches
+/// up: whatever the test does next can only be seen through the watch. It is
+/// killed when dropped.
+pub struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    pub fn start(mut cmd: Command, banner: &str) -> Watcher {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn watcher");
+        let err = child.stderr.take().unwrap();
+        let first = within_fifo_wait(format!("waiting for {banner:?}"), move || {
+            std::io::BufReader::new(err)
+                .lines()
+                .next()
+                .unwrap_or_else(|| Ok(String::new()))
+        });
+        assert!(first.starts_with(banner), "watcher's first line: {first:?}");
+        // Lines are read on a thread so that a watcher printing nothing fails
+        // the test (see next_json) instead of hanging it.
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out)
+                .lines()
+                .map_while(std::io::Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    /// The next JSON line the watcher printed.
+    pub fn next_json(&mut self) -> serde_json::Value {
+        let line = self
+            .lines
+            .recv_timeout(FIFO_WAIT)
+            .unwrap_or_else(|e| panic!("no line from the watcher: {e}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The `id` of each line of JSONL text, in order.
 pub fn jsonl_ids(text: &str) -> Vec<String> {
     text.lines()

@@ -4,13 +4,12 @@
 //! reacting to a state.json change. Agents are stand-in shell commands in real
 //! tmux sessions on the test town's own socket; time-based decisions use GT_NOW.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, read_fifo, read_json, write_fifo};
+use crate::common::{TestEnv, Watcher, read_fifo, read_json, write_fifo};
 
 fn fifo(env: &TestEnv, name: &str) -> PathBuf {
     let p = env.path().join(name);
@@ -302,16 +301,9 @@ fn run_cycles_an_agent_when_its_state_asks_for_it() {
     env.ok("gt", &["spawn", "--issue", &id, "--agent", &agent]);
     wait_session(&env, "r/polecats/Nux");
     // A long timer: only inotify can make it act in time.
-    let mut daemon = env
-        .cmd("gt")
-        .args(["daemon", "run", "--json", "--every", "1h"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(daemon.stderr.take().unwrap()).lines();
-    let line = err.next().unwrap().unwrap();
-    assert!(line.starts_with("gt-daemon: watching "), "{line}");
+    let mut cmd = env.cmd("gt");
+    cmd.args(["daemon", "run", "--json", "--every", "1h"]);
+    let mut daemon = Watcher::start(cmd, "gt-daemon: watching ");
     // The polecat's (ended) session asks for its next one, as an agent would.
     let mut c = env.cmd("gt");
     c.args(["mail", "handoff", "--cycle", "-m", "pick up at step 3"])
@@ -323,14 +315,12 @@ fn run_cycles_an_agent_when_its_state_asks_for_it() {
     assert_eq!(lines.next(), Some(format!("2 {id}").as_str()));
     let note: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(note["body"], "pick up at step 3");
-    let mut stdout = std::io::BufReader::new(daemon.stdout.take().unwrap()).lines();
-    let v: Value = serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
+    let v = daemon.next_json();
     assert_eq!(
         (v["action"].as_str(), v["subject"].as_str()),
         (Some("cycled"), Some("r/Nux"))
     );
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    drop(daemon);
     assert_eq!(state(&env, "r/polecats/Nux")["generation"], 2);
 }
 
@@ -462,29 +452,19 @@ fn run_cycles_an_agent_when_its_session_ends() {
         .output()
         .unwrap();
     assert!(handoff.status.success());
-    let mut daemon = gt(&["daemon", "run", "--json", "--every", "1h"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(daemon.stderr.take().unwrap()).lines();
-    assert!(
-        err.next()
-            .unwrap()
-            .unwrap()
-            .starts_with("gt-daemon: watching ")
+    let mut daemon = Watcher::start(
+        gt(&["daemon", "run", "--json", "--every", "1h"]),
+        "gt-daemon: watching ",
     );
     // The first pass saw it alive; now only the daemon's wait on the session
     // can start the next one.
     write_fifo(&go, "go\n");
     assert_eq!(read_fifo(&out), "2\n");
-    let mut stdout = std::io::BufReader::new(daemon.stdout.take().unwrap()).lines();
-    let v: Value = serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
+    let v = daemon.next_json();
     assert_eq!(
         (v["action"].as_str(), v["subject"].as_str()),
         (Some("cycled"), Some("r/refinery"))
     );
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    drop(daemon);
     write_fifo(&hold, "done\n");
 }

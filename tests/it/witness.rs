@@ -252,7 +252,6 @@ fn dispatch_fills_max_workers_with_ready_children_and_reports_the_epic_once() {
 
 #[test]
 fn run_patrols_when_a_done_signal_arrives() {
-    use std::io::BufRead;
     let env = TestEnv::new();
     // The stand-in waits for the watcher to be up (a FIFO it reads), then works.
     let go = env.path().join("go.fifo");
@@ -262,35 +261,20 @@ fn run_patrols_when_a_done_signal_arrives() {
     let id = env.issue("r", "work");
     env.ok("gt", &["spawn", "--issue", &id]);
     // A long timer: only the inotify wake can make it patrol in time.
-    let mut child = env
-        .cmd("gt")
-        .args(["witness", "run", "r", "--json", "--every", "1h"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Released only once the first patrol is over: what follows needs inotify.
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    assert!(
-        err.next()
-            .unwrap()
-            .unwrap()
-            .starts_with("gt-witness: watching rig r")
-    );
+    let mut cmd = env.cmd("gt");
+    cmd.args(["witness", "run", "r", "--json", "--every", "1h"]);
+    let mut witness = crate::common::Watcher::start(cmd, "gt-witness: watching rig r");
     crate::common::write_fifo(&go, "go\n");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     // The signal may come while the agent is still up: then the witness stops
     // it first (seed: "kill session" once clean), and submits in the same patrol.
     let mut seen = Vec::new();
     while !seen.iter().any(|(a, _)| a == "submitted") {
-        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let v = witness.next_json();
         seen.push((
             v["action"].as_str().unwrap().to_string(),
             v["subject"].as_str().unwrap().to_string(),
         ));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
     assert!(
         seen.iter()
             .all(|(a, s)| (a == "stopped" || a == "submitted") && s == "r/Nux"),
