@@ -23,6 +23,7 @@ pub mod record;
 pub mod refinery;
 pub mod rig;
 pub mod session;
+pub mod status;
 pub mod town;
 pub mod watch;
 pub mod witness;

@@ -1,0 +1,224 @@
+//! `gt`'s clap definitions: the built-in commands and their arguments (the
+//! man pages are generated from these).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gt",
+    version,
+    about = "Gas Town: many AI coding agents on git projects, coordinated through files",
+    long_about = "Gas Town: many AI coding agents on git projects, coordinated through files.\n\n\
+        The directory tree is the API: mail is locked JSONL, agent flags are state.json files, \
+        queues are directories. gastown's own tools run inside gt (`gt mail ...` is \
+        `gt-mail ...`, without a second process); any other `gt <sub>` runs `gt-<sub>` from \
+        beside gt or from PATH.",
+    after_help = "Tools (`gt <tool> --help`): mail (send, inbox, read, watch, handoff, ...), issue \
+        (the rig's beads tracker), witness, queue (also `gt merge-queue`), refinery, land, daemon.\n\
+        Seed spellings: `gt send` and `gt inbox` are `gt mail send`/`gt mail inbox`; \
+        `gt ready` and `gt waves` are `gt issue ready`/`gt issue waves`.\n\
+        Environment: GT_TOWN (town root), GT_ADDRESS (who you are), GT_LOG (e.g. debug)."
+)]
+pub struct Cli {
+    /// List built-in commands and the gt-* programs found beside gt and on PATH
+    #[arg(long)]
+    pub(super) list: bool,
+    #[command(subcommand)]
+    pub(super) cmd: Option<Cmd>,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct JsonFlag {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Cmd {
+    /// Create a town at PATH (default: the current directory), or repair a town's missing files
+    Install {
+        /// Where the town goes; created if missing, must be empty if not a town
+        path: Option<PathBuf>,
+        /// Town name (default: the directory's name)
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Manage rigs
+    #[command(subcommand)]
+    Rig(RigCmd),
+    /// List the town's rigs
+    Rigs(JsonFlag),
+    /// Show the town: rigs and every agent's state
+    Status(JsonFlag),
+    /// List a rig's polecats and their state
+    Polecats {
+        /// The rig
+        rig: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Manage polecats (workers)
+    #[command(subcommand)]
+    Polecat(PolecatCmd),
+    /// Start a polecat on an issue: create it if needed, record the issue, start its agent
+    Spawn {
+        /// The beads issue to work on (claimed for the polecat)
+        #[arg(long)]
+        issue: String,
+        /// The rig (default: GT_RIG, the current directory's rig, or the only rig)
+        #[arg(long)]
+        rig: Option<String>,
+        /// Polecat name (default: the first free one of Nux, Toast, Capable, ...)
+        #[arg(long)]
+        name: Option<String>,
+        /// Agent command line, run with sh -c in the polecat's clone (default: the rig's agent_command)
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Stop a polecat's session (its whole process group) and mark it idle
+    Kill {
+        /// `<rig>/<name>`, or `<name>` in the current rig
+        polecat: String,
+    },
+    /// Emergency halt: stop every session in the town, or in one rig
+    #[command(group = clap::ArgGroup::new("scope").required(true))]
+    Stop {
+        /// Stop every agent session in the town
+        #[arg(long, group = "scope")]
+        all: bool,
+        /// Stop every agent session in this rig
+        #[arg(long, group = "scope")]
+        rig: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List a rig's plugins (agents under <rig>/plugins/) and their state
+    Plugins {
+        /// The rig
+        rig: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Plugin commands
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Mark a polecat active (status idle, ready for work)
+    Wake {
+        /// `<rig>/<name>`, or `<name>` in the current rig
+        polecat: String,
+    },
+    /// Mark a polecat inactive (status asleep)
+    Sleep {
+        /// `<rig>/<name>`, or `<name>` in the current rig
+        polecat: String,
+    },
+    /// Run a throwaway town end to end: a real git rig, stand-in agents, an epic worked in waves and landed
+    Demo {
+        /// Directory for the demo (new or empty; default: a new one under $TMPDIR)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Show who you are here: role and address (from GT_ADDRESS or the current directory)
+    Whoami(JsonFlag),
+    /// Check the town's files for damage; exit 1 if problems remain
+    Doctor {
+        /// Repair what is safe to repair (missing homes and state, stray temp files)
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Type a line into an agent's live tmux session, press Enter, and check it was submitted
+    #[command(
+        long_about = "Type a line into an agent's live tmux session, press Enter, and check that the line was \
+            submitted: it must show in the pane and leave the prompt line. If it is still on the prompt \
+            (the agent's TUI swallowed the Enter), Enter is pressed once more. Newlines and other control \
+            characters become spaces: one message, one line. Nothing is mailed; a plain-process session has \
+            no terminal and is refused (mail is the channel: gt send). GT_INJECT_WAIT (default 3s) bounds \
+            each wait."
+    )]
+    Inject {
+        /// `<name>` (a polecat of the current rig) or any agent address
+        agent: String,
+        /// The text to type, taken literally (`Enter` or `C-c` are just words; `-x` too)
+        #[arg(allow_hyphen_values = true)]
+        message: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show an agent's tmux pane, or type a command into it and show the output that follows
+    Capture {
+        /// `<name>` (a polecat of the current rig) or any agent address
+        agent: String,
+        /// A command line to type into the session (as `gt inject` does); its output is printed
+        #[arg(allow_hyphen_values = true)]
+        command: Option<String>,
+        /// Print at most the last N lines (without a command: of history and screen, not just the screen)
+        #[arg(long, value_name = "N")]
+        lines: Option<usize>,
+        /// With a command: wait at most this long for the pane to settle (still for 300ms)
+        #[arg(long, default_value = "5s", value_name = "DURATION")]
+        wait: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum RigCmd {
+    /// Add a rig: clone GIT_URL for the refinery and mayor, make the agent homes, register it
+    Add {
+        /// Rig name: letters, digits, '_' or '-'
+        name: String,
+        /// Repository to clone: a URL git understands or a local path
+        git_url: String,
+        /// Beads id prefix (default: the name's first three letters)
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List rigs (same as `gt rigs`)
+    List(JsonFlag),
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum PolecatCmd {
+    /// Create a polecat: its home and a clone on branch polecat/<name>
+    Add {
+        /// The rig
+        rig: String,
+        /// Name (default: the first free one of Nux, Toast, Capable, ...)
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum PluginCmd {
+    /// Create a plugin: an agent home under <rig>/plugins/<name> (a plugin exists iff its directory does)
+    Add {
+        /// The rig
+        rig: String,
+        /// Plugin name, e.g. merge-oracle
+        name: String,
+    },
+    /// Show one plugin's state
+    Status {
+        /// `<rig>/plugins/<name>`, or `<name>` in the current rig
+        plugin: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}

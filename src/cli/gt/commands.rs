@@ -1,0 +1,451 @@
+//! `gt`'s built-in commands: each calls the library and renders its answer as
+//! text or (`--json`) JSON.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::address::{Address, Role};
+use crate::cli::{print_json, print_table};
+use crate::error::{Error, Result, exit};
+use crate::home::Home;
+use crate::polecat;
+use crate::rig;
+use crate::session;
+use crate::status::{self, AgentRow, agent_row, rig_rows};
+use crate::town::{self, Town};
+
+pub(super) fn install(path: Option<PathBuf>, name: Option<String>, json: bool) -> Result<i32> {
+    let path = path.unwrap_or_else(|| PathBuf::from("."));
+    let done = town::install(&path, name.as_deref())?;
+    if json {
+        print_json(&done)?;
+    } else if done.created {
+        println!("created town {} at {}", done.name, done.root.display());
+    } else {
+        println!(
+            "town {} at {} is installed (missing files restored)",
+            done.name,
+            done.root.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn rig_add(name: &str, url: &str, prefix: Option<String>, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = rig::add(&town, name, url, &rig::AddOptions { prefix })?;
+    if json {
+        let row = rig_rows(&town)?.into_iter().find(|r| r.name == rig.name);
+        print_json(&row)?;
+    } else {
+        println!("added rig {} at {}", rig.name, rig.path.display());
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn rigs(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rows = rig_rows(&town)?;
+    if json {
+        print_json(&rows)?;
+    } else {
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| vec![r.name.clone(), r.polecats.to_string(), r.git_url.clone()])
+            .collect();
+        print_table(&["RIG", "POLECATS", "GIT_URL"], &table);
+    }
+    Ok(exit::OK)
+}
+
+fn print_agents(rows: &[AgentRow]) {
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.address.clone(),
+                r.role.clone(),
+                r.error
+                    .as_ref()
+                    .map_or_else(|| r.status.clone(), |_| "unreadable".to_string()),
+                r.issue.clone().unwrap_or_else(|| "-".into()),
+                r.generation.to_string(),
+                r.heartbeat_age_s
+                    .map_or_else(|| "-".into(), |s| format!("{s}s")),
+            ]
+        })
+        .collect();
+    print_table(
+        &["ADDRESS", "ROLE", "STATUS", "ISSUE", "GEN", "HEARTBEAT"],
+        &table,
+    );
+    for r in rows {
+        if let Some(e) = &r.error {
+            eprintln!("gt: {e}");
+        }
+    }
+}
+
+pub(super) fn status(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let report = status::report(&town)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("town {} at {}", report.town, report.root.display());
+        println!(
+            "{} rig(s): {}",
+            report.rigs.len(),
+            report
+                .rigs
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!();
+        print_agents(&report.agents);
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn polecats(rig: &str, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rows = status::polecats(&town.rig(rig)?)?;
+    if json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("no polecats in rig {rig}");
+    } else {
+        print_agents(&rows);
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct Identity {
+    address: String,
+    role: String,
+    rig: Option<String>,
+    /// Where the answer came from: `GT_ADDRESS`, `directory` or `default` (the overseer).
+    source: &'static str,
+    home: Option<PathBuf>,
+    town: PathBuf,
+}
+
+pub(super) fn whoami(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let source = if std::env::var_os("GT_ADDRESS").is_some_and(|v| !v.is_empty()) {
+        "GT_ADDRESS"
+    } else {
+        "directory"
+    };
+    let (addr, source) = match town.whoami()? {
+        Some(a) => (a, source),
+        None => (Address::Overseer, "default"),
+    };
+    let id = Identity {
+        role: addr.role().to_string(),
+        rig: addr.rig().map(str::to_string),
+        home: town.home(&addr).ok().map(|h| h.path),
+        address: addr.to_string(),
+        source,
+        town: town.root().to_path_buf(),
+    };
+    if let Some(role) = std::env::var("GT_ROLE")
+        .ok()
+        .filter(|r| !r.is_empty() && *r != id.role)
+    {
+        eprintln!(
+            "gt: warning: GT_ROLE={role} disagrees with address {} (role {})",
+            id.address, id.role
+        );
+    }
+    if json {
+        print_json(&id)?;
+    } else {
+        println!("{} {}", id.role, id.address);
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = town.rig(rig)?;
+    let name = name.unwrap_or_else(|| polecat::free_name(&rig));
+    let home = polecat::add(&town, &rig, &name)?;
+    if json {
+        print_json(&agent_row(&home))?;
+    } else {
+        println!("added polecat {} at {}", home.address, home.path.display());
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = town.current_rig(rig.as_deref())?;
+    let spawned = polecat::spawn(&town, &rig, &opts)?;
+    if json {
+        print_json(&spawned)?;
+    } else {
+        println!(
+            "spawned {} (generation {}) on {} in {}; session {}, log {}",
+            spawned.address,
+            spawned.generation,
+            spawned.issue.as_deref().unwrap_or("-"),
+            spawned.clone.display(),
+            spawned.session,
+            spawned.log.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn kill(spec: &str) -> Result<i32> {
+    let town = Town::discover()?;
+    let home = town.agent(spec, Role::Polecat)?;
+    let stopped = session::stop_home(&home)?;
+    println!(
+        "{} {}",
+        home.address,
+        if stopped {
+            "stopped"
+        } else {
+            "was not running"
+        }
+    );
+    Ok(exit::OK)
+}
+
+/// Stop the live sessions of every home in the town (or one rig).
+pub(super) fn stop(rig: Option<String>, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let homes = match rig {
+        Some(r) => town.rig(&r)?.homes()?,
+        None => town.homes()?,
+    };
+    let mut stopped = Vec::new();
+    for home in homes {
+        if home.state().is_ok_and(|s| session::state_alive(&s)) && session::stop_home(&home)? {
+            stopped.push(home.address.to_string());
+        }
+    }
+    if json {
+        print_json(&stopped)?;
+    } else {
+        for a in &stopped {
+            println!("stopped {a}");
+        }
+        println!("{} session(s) stopped", stopped.len());
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn plugins(rig: &str, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let rows = status::plugins(&town.rig(rig)?)?;
+    if json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("no plugins in rig {rig} (a plugin is a directory: {rig}/plugins/<name>/)");
+    } else {
+        print_agents(&rows);
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn plugin_add(rig: &str, name: &str) -> Result<i32> {
+    let town = Town::discover()?;
+    let rig = town.rig(rig)?;
+    crate::address::check_agent_name("plugin", name)?;
+    let address = Address::Plugin {
+        rig: rig.name.clone(),
+        name: name.to_string(),
+    };
+    let home = Home {
+        path: town.root().join(address.rel_path()),
+        address,
+    };
+    home.create()?;
+    println!(
+        "plugin {} at {}; mail it with: gt send {} -s <subject> -m <message>",
+        home.address,
+        home.path.display(),
+        home.address
+    );
+    Ok(exit::OK)
+}
+
+pub(super) fn plugin_status(spec: &str, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let row = agent_row(&town.agent(spec, Role::Plugin)?);
+    if json {
+        print_json(&row)?;
+    } else {
+        print_agents(std::slice::from_ref(&row));
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn wake_sleep(spec: &str, awake: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let home = town.agent(spec, Role::Polecat)?;
+    let status = polecat::set_awake(&home, awake)?;
+    println!("{} is {status}", home.address);
+    Ok(exit::OK)
+}
+
+pub(super) fn demo(dir: Option<PathBuf>) -> Result<i32> {
+    let dir = dir.unwrap_or_else(|| {
+        let stamp = crate::clock::now().strftime("%Y%m%d-%H%M%S");
+        std::env::temp_dir().join(format!("gt-demo-{stamp}-{}", std::process::id()))
+    });
+    crate::demo::run(&dir, Box::new(std::io::stdout()))?;
+    Ok(exit::OK)
+}
+
+pub(super) fn doctor(fix: bool, json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let findings = crate::doctor::run(&town, fix)?;
+    if json {
+        print_json(&findings)?;
+    } else {
+        for f in &findings {
+            let sev = match f.severity {
+                crate::doctor::Severity::Error => "error",
+                crate::doctor::Severity::Warning => "warning",
+            };
+            let note = if f.fixed {
+                " (fixed)"
+            } else if f.fixable {
+                " (--fix repairs this)"
+            } else {
+                ""
+            };
+            // Messages from a failed read already start with the path.
+            let path = f.path.display().to_string();
+            if f.message.starts_with(&path) {
+                println!("{sev}: {}{note}", f.message);
+            } else {
+                println!("{sev}: {path}: {}{note}", f.message);
+            }
+        }
+        let left = findings.iter().filter(|f| !f.fixed).count();
+        println!(
+            "{}",
+            if left == 0 {
+                "town is healthy".to_string()
+            } else {
+                format!("{left} problem(s)")
+            }
+        );
+    }
+    Ok(if findings.iter().all(|f| f.fixed) {
+        exit::OK
+    } else {
+        exit::NO
+    })
+}
+
+/// The agent `spec` names (a bare name is a polecat of the current rig) and
+/// its live session id.
+fn live_session(spec: &str) -> Result<(Home, String)> {
+    let town = Town::discover()?;
+    let home = if spec.contains('/') || matches!(spec, "mayor" | "overseer" | "self") {
+        town.resolve(spec)?
+    } else {
+        town.agent(spec, Role::Polecat)?
+    };
+    match home.state()?.session {
+        Some(id) if session::is_alive(&id) => Ok((home, id)),
+        Some(id) => Err(Error::not_found(format!(
+            "{} has no live session (its last one, {id}, has ended)",
+            home.address
+        ))),
+        None => Err(Error::not_found(format!(
+            "{} has no live session (its state.json names none)",
+            home.address
+        ))),
+    }
+}
+
+#[derive(Serialize)]
+struct InjectReport {
+    address: String,
+    session: String,
+    #[serde(flatten)]
+    injected: session::Injected,
+}
+
+pub(super) fn inject(spec: &str, message: &str, json: bool) -> Result<i32> {
+    let (home, id) = live_session(spec)?;
+    let injected = session::inject(&id, message).map_err(|e| e.context(&home.address))?;
+    let report = InjectReport {
+        address: home.address.to_string(),
+        session: id,
+        injected,
+    };
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "{}: submitted{}",
+            report.address,
+            if report.injected.enters > 1 {
+                " (Enter pressed twice)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct CaptureReport {
+    address: String,
+    session: String,
+    command: Option<String>,
+    lines: Vec<String>,
+}
+
+pub(super) fn capture(
+    spec: &str,
+    command: Option<&str>,
+    last: Option<usize>,
+    wait: &str,
+    json: bool,
+) -> Result<i32> {
+    let wait = crate::clock::parse_duration(wait).map_err(|e| e.context("--wait"))?;
+    let (home, id) = live_session(spec)?;
+    let lines = match command {
+        Some(cmd) => {
+            let mut out = session::run(&id, cmd, wait).map_err(|e| e.context(&home.address))?;
+            if let Some(n) = last {
+                out.drain(..out.len().saturating_sub(n));
+            }
+            out
+        }
+        None => session::capture(&id, last).map_err(|e| {
+            e.context(&home.address).with_hint(format!(
+                "its output is in {}",
+                session::log_path(&home.path).display()
+            ))
+        })?,
+    };
+    if json {
+        print_json(&CaptureReport {
+            address: home.address.to_string(),
+            session: id,
+            command: command.map(str::to_string),
+            lines,
+        })?;
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,111 @@
+//! The git-style dispatcher: `gt <sub>` runs gastown's own tool `<sub>` in this
+//! process, a seed alias's target, or `gt-<sub>` from beside gt or from PATH.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use crate::address::did_you_mean;
+use crate::error::{Error, Result, exit};
+
+use super::Cli;
+
+/// Seed spellings that run another program's subcommand.
+const ALIASES: &[(&str, &[&str])] = &[
+    ("send", &["mail", "send"]),
+    ("inbox", &["mail", "inbox"]),
+    ("ready", &["issue", "ready"]),
+    ("waves", &["issue", "waves"]),
+    ("merge-queue", &["queue"]),
+];
+
+/// Run gastown's own tool `<sub>` (or an alias's target) in this process, or
+/// else `gt-<sub>` in place of this process.
+pub(super) fn external(args: Vec<OsString>) -> Result<i32> {
+    let (sub, rest) = args.split_first().expect("clap gives the subcommand name");
+    let sub_str = sub.to_string_lossy().into_owned();
+    let mut argv: Vec<OsString> = Vec::new();
+    let program = match ALIASES.iter().find(|(alias, _)| *alias == sub_str) {
+        Some((_, target)) => {
+            argv.extend(target[1..].iter().map(OsString::from));
+            target[0].to_string()
+        }
+        None => sub_str.clone(),
+    };
+    argv.extend(rest.iter().cloned());
+    if let Some((_, tool)) = crate::cli::TOOLS.iter().find(|(name, _)| *name == program) {
+        tracing::debug!(?argv, tool = %program, "in-process");
+        argv.insert(0, format!("gt-{program}").into());
+        return Ok(tool(argv));
+    }
+    let Some(path) = find_program(&format!("gt-{program}")) else {
+        let known = list_commands();
+        let mut msg = format!(
+            "gt: unknown command '{sub_str}' (no built-in and no gt-{program} beside gt or on PATH)"
+        );
+        if let Some(s) = did_you_mean(&sub_str, known.iter().map(String::as_str)) {
+            msg.push_str(&format!("; did you mean '{s}'?"));
+        }
+        eprintln!("{msg}");
+        return Ok(exit::UNKNOWN_COMMAND);
+    };
+    tracing::debug!(?path, ?argv, "exec");
+    let err = std::process::Command::new(&path).args(&argv).exec();
+    Err(Error::io(&path, err))
+}
+
+/// Directories searched for `gt-*` programs: beside the running `gt`, then PATH.
+fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        dirs.push(dir);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    search_dirs()
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+/// Built-in subcommands, aliases and `gt-*` programs found, sorted.
+pub(super) fn list_commands() -> BTreeSet<String> {
+    use clap::CommandFactory;
+    let mut names: BTreeSet<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names.extend(ALIASES.iter().map(|(a, _)| a.to_string()));
+    names.extend(crate::cli::TOOLS.iter().map(|(t, _)| t.to_string()));
+    for dir in search_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if let Some(sub) = name.to_str().and_then(|n| n.strip_prefix("gt-"))
+                && !sub.is_empty()
+                && is_executable(&e.path())
+                && !sub.contains('.')
+            {
+                names.insert(sub.to_string());
+            }
+        }
+    }
+    names
+}

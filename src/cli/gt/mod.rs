@@ -1,0 +1,90 @@
+//! `gt`: the front door. Town and rig management is built in; every other
+//! `gt <sub>` runs `gt-<sub>` from beside this binary or from PATH, git-style.
+//!
+//! [`args`] holds the clap definitions, [`commands`] the built-in commands,
+//! [`external`] the dispatcher for the rest; the rows they show come from
+//! [`crate::status`].
+
+mod args;
+mod commands;
+mod external;
+
+pub use args::Cli;
+use args::{Cmd, PluginCmd, PolecatCmd, RigCmd};
+
+use crate::error::{Result, exit};
+use crate::polecat;
+
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli: Cli = crate::cli::parse(args);
+    crate::cli::run("gt", || dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.list {
+        for name in external::list_commands() {
+            println!("{name}");
+        }
+        return Ok(exit::OK);
+    }
+    let Some(cmd) = cli.cmd else {
+        use clap::CommandFactory;
+        Cli::command().print_help().ok();
+        return Ok(exit::ERROR);
+    };
+    match cmd {
+        Cmd::Install { path, name, json } => commands::install(path, name, json.json),
+        Cmd::Rig(RigCmd::Add {
+            name,
+            git_url,
+            prefix,
+            json,
+        }) => commands::rig_add(&name, &git_url, prefix, json.json),
+        Cmd::Rig(RigCmd::List(json)) | Cmd::Rigs(json) => commands::rigs(json.json),
+        Cmd::Status(json) => commands::status(json.json),
+        Cmd::Polecats { rig, json } => commands::polecats(&rig, json.json),
+        Cmd::Whoami(json) => commands::whoami(json.json),
+        Cmd::Demo { dir } => commands::demo(dir),
+        Cmd::Polecat(PolecatCmd::Add { rig, name, json }) => {
+            commands::polecat_add(&rig, name, json.json)
+        }
+        Cmd::Spawn {
+            issue,
+            rig,
+            name,
+            agent,
+            json,
+        } => commands::spawn(
+            rig,
+            polecat::SpawnOptions {
+                issue: Some(issue),
+                name,
+                agent,
+            },
+            json.json,
+        ),
+        Cmd::Kill { polecat } => commands::kill(&polecat),
+        Cmd::Stop { all: _, rig, json } => commands::stop(rig, json.json),
+        Cmd::Plugins { rig, json } => commands::plugins(&rig, json.json),
+        Cmd::Plugin(PluginCmd::Add { rig, name }) => commands::plugin_add(&rig, &name),
+        Cmd::Plugin(PluginCmd::Status { plugin, json }) => {
+            commands::plugin_status(&plugin, json.json)
+        }
+        Cmd::Wake { polecat } => commands::wake_sleep(&polecat, true),
+        Cmd::Sleep { polecat } => commands::wake_sleep(&polecat, false),
+        Cmd::Doctor { fix, json } => commands::doctor(fix, json.json),
+        Cmd::Inject {
+            agent,
+            message,
+            json,
+        } => commands::inject(&agent, &message, json.json),
+        Cmd::Capture {
+            agent,
+            command,
+            lines,
+            wait,
+            json,
+        } => commands::capture(&agent, command.as_deref(), lines, &wait, json.json),
+        Cmd::External(args) => external::external(args),
+    }
+}
