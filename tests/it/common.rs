@@ -1,12 +1,43 @@
-//! `TestEnv`: a temp directory with a town in it, a cleared environment, and
-//! helpers to run the real binaries and make real bare git repositories.
+//! `TestEnv` (after jj's `TestEnvironment`): a temp directory with a town in
+//! it, a cleared environment with a fixed clock and its own `TMPDIR`, helpers
+//! to run the real binaries, read an agent's inbox, state and session, make
+//! real bare git repositories, and compare whole outputs with the temp
+//! directory replaced by `$TEST_ENV`.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use serde_json::Value;
 use tempfile::TempDir;
+
+/// The time every command of a [`TestEnv`] sees (`GT_NOW`), so outputs that
+/// carry times or ids compare whole. A test of the real clock removes it
+/// (`env.cmd(..).env_remove("GT_NOW")`) or sets its own.
+pub const NOW: &str = "2026-11-25T09:00:00Z";
+
+/// What [`TestEnv::normalize`] puts in place of the environment's temp dir.
+pub const TEST_ENV: &str = "$TEST_ENV";
+
+/// Whether `tool` can be run here. A check that needs it skips when it is
+/// missing, except under `CI=true`, where a missing tool fails the check
+/// (naming the tool) instead of letting it pass silently.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", "command -v \"$0\"", tool])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "{tool} is not installed, and CI=true requires every check to run (.ci/run installs it)"
+        );
+        eprintln!("{tool} not installed: check skipped (.ci/run installs it)");
+    }
+    found
+}
 
 /// Path of one of this package's binaries, built by cargo beside the test binary.
 pub fn bin(name: &str) -> PathBuf {
@@ -45,6 +76,7 @@ impl TestEnv {
             .prefix("gt-test-")
             .tempdir()
             .expect("tempdir");
+        std::fs::create_dir(tmp.path().join("tmp")).expect("TMPDIR");
         let town = tmp.path().join("town");
         TestEnv { tmp, town }
     }
@@ -54,13 +86,17 @@ impl TestEnv {
     }
 
     /// A command for binary `name` with a clean environment: only PATH, HOME,
-    /// a fixed GT_TOWN, and the current directory at the town root.
+    /// a fixed GT_TOWN, GT_NOW ([`NOW`]), TMPDIR (`<tmp>/tmp`), and the
+    /// current directory at the town root.
+    #[must_use]
     pub fn cmd(&self, name: &str) -> Command {
         let mut c = Command::new(bin(name));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.path())
+            .env("TMPDIR", self.path().join("tmp"))
             .env("GT_TOWN", &self.town)
+            .env("GT_NOW", NOW)
             .env("LC_ALL", "C")
             .current_dir(if self.town.exists() {
                 &self.town
@@ -71,6 +107,7 @@ impl TestEnv {
         c
     }
 
+    #[must_use]
     pub fn run(&self, name: &str, args: &[&str]) -> Output {
         self.cmd(name).args(args).output().expect("spawn")
     }
@@ -101,6 +138,7 @@ impl TestEnv {
     }
 
     /// Run and require failure; returns (exit code, stderr).
+    #[must_use]
     pub fn fails(&self, name: &str, args: &[&str]) -> (i32, String) {
         let out = self.run(name, args);
         assert!(
@@ -142,6 +180,62 @@ impl TestEnv {
 }
 
 impl TestEnv {
+    /// `text` with this environment's temp dir (as given and as resolved)
+    /// replaced by [`TEST_ENV`], so a test can compare a whole output.
+    pub fn normalize(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        if let Ok(real) = self.path().canonicalize() {
+            text = text.replace(real.to_str().unwrap(), TEST_ENV);
+        }
+        text.replace(self.path().to_str().unwrap(), TEST_ENV)
+    }
+
+    /// An agent's home: `home` relative to the town (`mayor`,
+    /// `r/polecats/Nux`), or an absolute path taken as it is.
+    pub fn home(&self, home: impl AsRef<Path>) -> PathBuf {
+        self.town.join(home)
+    }
+
+    /// An agent's `state.json`, parsed.
+    pub fn state(&self, home: impl AsRef<Path>) -> Value {
+        read_json(&self.home(home).join("state.json"))
+    }
+
+    /// Change an agent's `state.json` by hand, as a person or a crashed tool
+    /// might leave it.
+    pub fn edit_state(&self, home: impl AsRef<Path>, edit: impl FnOnce(&mut Value)) {
+        edit_json(&self.home(home).join("state.json"), edit);
+    }
+
+    /// The session id an agent's `state.json` records (panics if none).
+    pub fn session(&self, home: impl AsRef<Path>) -> String {
+        let home = self.home(home);
+        let state = self.state(&home);
+        state["session"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no session in {state}", home.display()))
+            .to_string()
+    }
+
+    /// Wait for the recorded session of an agent to end (pidfd, no polling).
+    pub fn wait_session(&self, home: impl AsRef<Path>) {
+        let id = self.session(home);
+        assert!(
+            gastown::session::wait(&id, std::time::Duration::from_secs(30)),
+            "session {id} still running"
+        );
+    }
+
+    /// An agent's `mail/inbox.jsonl`.
+    pub fn inbox_path(&self, home: impl AsRef<Path>) -> PathBuf {
+        self.home(home).join("mail/inbox.jsonl")
+    }
+
+    /// Every message in an agent's inbox, parsed (none if there is no file).
+    pub fn inbox(&self, home: impl AsRef<Path>) -> Vec<Value> {
+        jsonl(&self.inbox_path(home))
+    }
+
     /// Create an issue in `rig`'s tracker; returns its id.
     pub fn issue(&self, rig: &str, title: &str) -> String {
         let out = self.ok("gt", &["issue", "--rig", rig, "create", title, "--json"]);
@@ -324,7 +418,28 @@ pub fn jsonl_ids(text: &str) -> Vec<String> {
 }
 
 /// Read a JSON file.
-pub fn read_json(path: &Path) -> serde_json::Value {
+pub fn read_json(path: &Path) -> Value {
     let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Read a JSON file, change it, and write it back (pretty, as gastown writes).
+pub fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut v = read_json(path);
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Every line of a JSONL file, parsed (panics on a bad line; none if the file
+/// does not exist).
+pub fn jsonl(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{}: {e}", path.display()),
+    }
 }

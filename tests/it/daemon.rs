@@ -35,9 +35,10 @@ fn wait_session(env: &TestEnv, home: &str) {
 fn tick(env: &TestEnv, now: Option<&str>) -> Vec<(String, String, String)> {
     let mut c = env.cmd("gt");
     c.args(["daemon", "tick", "--json"]);
-    if let Some(t) = now {
-        c.env("GT_NOW", t);
-    }
+    match now {
+        Some(t) => c.env("GT_NOW", t),
+        None => c.env_remove("GT_NOW"),
+    };
     let out = c.output().unwrap();
     assert!(
         out.status.success(),

@@ -192,7 +192,7 @@ fn a_plain_process_session_refuses_inject_and_capture() {
     struct Kill<'a>(&'a TestEnv);
     impl Drop for Kill<'_> {
         fn drop(&mut self) {
-            self.0.run("gt", &["kill", "r/Nux"]);
+            let _ = self.0.run("gt", &["kill", "r/Nux"]);
         }
     }
     let _kill = Kill(&env);

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::have_tool;
+
 fn man_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("man")
 }
@@ -71,18 +73,11 @@ fn every_binary_has_a_page() {
     }
 }
 
-fn on_path(prog: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn pages_render_with_man_and_lint_clean_with_mandoc() {
     let pages = checked_in();
     assert!(!pages.is_empty(), "no pages in man/");
-    if on_path("man") {
+    if have_tool("man") {
         for name in &pages {
             let out = Command::new("man")
                 .arg("-l")
@@ -99,10 +94,8 @@ fn pages_render_with_man_and_lint_clean_with_mandoc() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-    } else {
-        eprintln!("man not installed: render check skipped (.ci/run installs it)");
     }
-    if on_path("mandoc") {
+    if have_tool("mandoc") {
         let out = Command::new("mandoc")
             .args(["-T", "lint", "-W", "warning"])
             .args(pages.iter().map(|n| man_dir().join(n)))
@@ -114,7 +107,5 @@ fn pages_render_with_man_and_lint_clean_with_mandoc() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-    } else {
-        eprintln!("mandoc not installed: lint skipped (.ci/run installs it)");
     }
 }

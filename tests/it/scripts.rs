@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::bin;
+use crate::common::{bin, have_tool};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -12,14 +12,14 @@ fn repo() -> &'static Path {
 
 #[test]
 fn scripts_are_shellcheck_clean() {
-    let Ok(out) = Command::new("shellcheck")
+    if !have_tool("shellcheck") {
+        return;
+    }
+    let out = Command::new("shellcheck")
         .current_dir(repo())
         .args(["install.sh", ".ci/run"])
         .output()
-    else {
-        eprintln!("shellcheck not installed: check skipped (.ci/run installs it)");
-        return;
-    };
+        .unwrap();
     assert!(
         out.status.success(),
         "shellcheck:\n{}{}",
@@ -168,11 +168,7 @@ fn install_puts_binaries_man_pages_and_units_in_place_and_is_idempotent() {
                 .replace("@BINDIR@", &bindir)
         );
         // An instance of the template must pass systemd's own offline check.
-        if Command::new("systemd-analyze")
-            .arg("--version")
-            .output()
-            .is_ok()
-        {
+        if have_tool("systemd-analyze") {
             let instance = tmp
                 .path()
                 .join(e.file_name().into_string().unwrap().replace("@.", "@rig1."));
@@ -198,6 +194,30 @@ fn install_puts_binaries_man_pages_and_units_in_place_and_is_idempotent() {
         .cloned()
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// .ci/run installs every tool a test runs or checks for, so that under
+/// `CI=true` (where a missing tool fails its check) a fresh machine passes.
+#[test]
+fn ci_installs_every_tool_the_tests_use() {
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    let mut tools = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(repo().join("tests/it")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for call in ["have_tool(\"", "Command::new(\""] {
+            for rest in text.split(call).skip(1) {
+                tools.insert(rest.split('"').next().unwrap().to_string());
+            }
+        }
+    }
+    // The shell and bash come with the system; jq is run from a script.
+    tools.retain(|t| !["sh", "/bin/bash", "{tool}"].contains(&t.as_str()));
+    tools.insert("jq".into());
+    let missing: Vec<&String> = tools
+        .iter()
+        .filter(|t| !ci.contains(&format!("\nwant {t} ")))
+        .collect();
+    assert!(missing.is_empty(), ".ci/run does not install {missing:?}");
 }
 
 /// The README's first code block is the whole set-up of a newcomer, and .ci/run
