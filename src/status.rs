@@ -48,7 +48,9 @@ pub struct AgentRow {
     pub session: Option<String>,
     pub generation: u64,
     pub requesting_cycle: bool,
-    /// Seconds since `heartbeat` was touched; absent if never.
+    /// Seconds since the agent last showed life (the later of its `heartbeat`
+    /// and its session's start, the rule the Witness and daemon use); absent
+    /// if never.
     pub heartbeat_age_s: Option<u64>,
     /// Why the state could not be read, if it could not.
     pub error: Option<String>,
@@ -56,15 +58,14 @@ pub struct AgentRow {
 
 /// `home`'s row; an unreadable `state.json` makes a row with `error` set.
 pub fn agent_row(home: &Home) -> AgentRow {
-    let heartbeat_age_s = std::fs::metadata(home.heartbeat())
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .map(|d| d.as_secs());
     let (state, error) = match home.state() {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let heartbeat_age_s = state
+        .as_ref()
+        .and_then(|s| home.last_sign_of_life(s))
+        .map(age_s);
     AgentRow {
         address: home.address.to_string(),
         role: home.address.role().to_string(),
@@ -112,4 +113,14 @@ pub fn plugins(rig: &Rig) -> Result<Vec<AgentRow>> {
         .filter(|h| h.address.role() == Role::Plugin)
         .map(agent_row)
         .collect())
+}
+
+/// Whole seconds from `t` to now ([`crate::clock::now`], so `GT_NOW` holds);
+/// 0 for a time in the future.
+fn age_s(t: jiff::Timestamp) -> u64 {
+    crate::clock::now()
+        .duration_since(t)
+        .as_secs()
+        .try_into()
+        .unwrap_or(0)
 }

@@ -271,3 +271,51 @@ fn gastown_tools_run_inside_gt_and_other_subcommands_are_found_on_path() {
         "{out:?}"
     );
 }
+
+#[test]
+fn status_heartbeat_age_is_the_later_of_heartbeat_and_session_start() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let home = env.town.join("r/witness");
+    let state_path = home.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    state["started_at"] = "2026-11-25T10:00:00Z".into();
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let beat_at = |at: &str| {
+        let t: jiff::Timestamp = at.parse().unwrap();
+        std::fs::File::create(home.join("heartbeat"))
+            .unwrap()
+            .set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.as_second() as u64),
+            )
+            .unwrap();
+    };
+    let age = || {
+        let out = env
+            .cmd("gt")
+            .args(["status", "--json"])
+            .env("GT_NOW", "2026-11-25T10:05:00Z")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let agent = v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["address"] == "r/witness")
+            .unwrap()
+            .clone();
+        agent["heartbeat_age_s"].clone()
+    };
+    // A heartbeat left by an earlier session says nothing about this one.
+    beat_at("2026-11-25T09:00:00Z");
+    assert_eq!(age(), 300);
+    beat_at("2026-11-25T10:04:00Z");
+    assert_eq!(age(), 60);
+    // Never started and never beat: no age.
+    let mayor = env.cmd("gt").args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&mayor.stdout).unwrap();
+    assert_eq!(v["agents"][0]["address"], "mayor");
+    assert_eq!(v["agents"][0]["heartbeat_age_s"], serde_json::Value::Null);
+}

@@ -113,12 +113,17 @@ pub(super) fn status(json: bool) -> Result<i32> {
 pub(super) fn polecats(rig: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let rows = status::polecats(&town.rig(rig)?)?;
+    print_rows(&rows, json, &format!("no polecats in rig {rig}"))
+}
+
+/// A list of agents as JSON, a table, or `empty` when there are none.
+fn print_rows(rows: &[AgentRow], json: bool, empty: &str) -> Result<i32> {
     if json {
         print_json(&rows)?;
     } else if rows.is_empty() {
-        println!("no polecats in rig {rig}");
+        println!("{empty}");
     } else {
-        print_agents(&rows);
+        print_agents(rows);
     }
     Ok(exit::OK)
 }
@@ -246,14 +251,11 @@ pub(super) fn stop(rig: Option<String>, json: bool) -> Result<i32> {
 pub(super) fn plugins(rig: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let rows = status::plugins(&town.rig(rig)?)?;
-    if json {
-        print_json(&rows)?;
-    } else if rows.is_empty() {
-        println!("no plugins in rig {rig} (a plugin is a directory: {rig}/plugins/<name>/)");
-    } else {
-        print_agents(&rows);
-    }
-    Ok(exit::OK)
+    print_rows(
+        &rows,
+        json,
+        &format!("no plugins in rig {rig} (a plugin is a directory: {rig}/plugins/<name>/)"),
+    )
 }
 
 pub(super) fn plugin_add(rig: &str, name: &str) -> Result<i32> {
