@@ -45,6 +45,51 @@ pub fn parse_duration(s: &str) -> crate::error::Result<std::time::Duration> {
     })
 }
 
+/// A duration setting as written in a config file (`"30s"`, `"10m"`): parsed
+/// once when the file is read, so a bad value is refused there, naming the
+/// file, line and column; written back as the text it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interval {
+    text: String,
+    value: std::time::Duration,
+}
+
+impl Interval {
+    pub fn get(&self) -> std::time::Duration {
+        self.value
+    }
+}
+
+impl std::str::FromStr for Interval {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Interval> {
+        Ok(Interval {
+            value: parse_duration(s)?,
+            text: s.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Interval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for Interval {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e: crate::error::Error| serde::de::Error::custom(e.message()))
+    }
+}
+
 const B32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 static SEQ: AtomicU64 = AtomicU64::new(0);

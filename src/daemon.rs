@@ -17,14 +17,14 @@
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 
 use crate::address::{Address, Role};
 use crate::error::{Error, Kind, Result};
 use crate::fsio::{self, Durability};
 use crate::home::Home;
 use crate::mail::{self, Message};
-use crate::record::AgentState;
+use crate::record::{AgentState, Status};
 use crate::session;
 use crate::town::Town;
 use crate::witness::{Action, act};
@@ -56,24 +56,9 @@ impl Options {
     /// `heartbeat_timeout` and `max_restarts` of config/town.json, or the defaults.
     pub fn for_town(town: &Town) -> Result<Options> {
         let config = town.config()?;
-        let at = |field: &str| format!("{}: \"{field}\"", town.town_json().display());
-        let heartbeat_timeout = match config.extra.get("heartbeat_timeout") {
-            None => DEFAULT_HEARTBEAT_TIMEOUT,
-            Some(v) => v
-                .as_str()
-                .ok_or_else(|| Error::invalid("is not a duration like \"10m\""))
-                .and_then(crate::clock::parse_duration)
-                .map_err(|e| e.context(at("heartbeat_timeout")))?,
-        };
-        let max_restarts = match config.extra.get("max_restarts") {
-            None => MAX_RESTARTS,
-            Some(v) => v.as_u64().ok_or_else(|| {
-                Error::invalid(format!("{} is not a whole number", at("max_restarts")))
-            })?,
-        };
         Ok(Options {
-            heartbeat_timeout,
-            max_restarts,
+            heartbeat_timeout: config.heartbeat_timeout(),
+            max_restarts: config.max_restarts(),
         })
     }
 }
@@ -116,7 +101,7 @@ fn tick_home(town: &Town, home: &Home, opts: &Options, out: &mut Vec<Action>) ->
         return Ok(());
     }
     let long_running = matches!(home.address.role(), Role::Witness | Role::Refinery);
-    if long_running && state.status == "working" && state.session.is_some() {
+    if long_running && state.status == Status::Working && state.session.is_some() {
         crashed(town, home, &state, opts, out)?;
     }
     Ok(())
@@ -133,7 +118,7 @@ pub fn start(
     edit: impl FnOnce(&mut AgentState),
 ) -> Result<AgentState> {
     let (_lock, current) = session::lock_for_start(home)?;
-    let command = match command.or_else(|| recorded(&current, "command")) {
+    let command = match command.or_else(|| current.command.clone()) {
         Some(c) => c,
         None => configured_command(town, home)?,
     };
@@ -165,7 +150,7 @@ fn restart(
     edit: impl FnOnce(&mut AgentState),
 ) -> Result<Option<AgentState>> {
     let e = match start(town, home, None, |s| {
-        s.extra.remove("start_error");
+        s.start_error = None;
         edit(s);
     }) {
         Ok(s) => return Ok(Some(s)),
@@ -174,8 +159,8 @@ fn restart(
     };
     let msg = e.to_string();
     let first = home.update_state(|s| {
-        let first = recorded(s, "start_error").as_deref() != Some(msg.as_str());
-        s.extra.insert("start_error".into(), msg.clone().into());
+        let first = s.start_error.as_deref() != Some(msg.as_str());
+        s.start_error = Some(msg.clone());
         Ok(first)
     })?;
     if first {
@@ -192,14 +177,13 @@ fn restart(
 /// `gt daemon start <address>`: start an agent by hand, with a clean crash record.
 pub fn start_fresh(town: &Town, home: &Home, command: Option<String>) -> Result<AgentState> {
     start(town, home, command, |s| {
-        for k in CRASH_FIELDS {
-            s.extra.remove(*k);
-        }
+        // The crash record (protocol/daemon.md).
+        s.restarts = 0;
+        s.crashed_at = None;
+        s.next_restart_at = None;
+        s.start_error = None;
     })
 }
-
-/// The crash record in `state.json` (protocol/daemon.md).
-const CRASH_FIELDS: &[&str] = &["restarts", "crashed_at", "next_restart_at", "start_error"];
 
 fn configured_command(town: &Town, home: &Home) -> Result<String> {
     let (from, file) = match home.address.rig() {
@@ -209,14 +193,7 @@ fn configured_command(town: &Town, home: &Home) -> Result<String> {
         }
         None => (None, town.town_json()),
     };
-    let from = from.or_else(|| {
-        town.config()
-            .ok()?
-            .extra
-            .get("agent_command")?
-            .as_str()
-            .map(str::to_string)
-    });
+    let from = from.or_else(|| town.config().ok()?.agent_command);
     from.ok_or_else(|| {
         Error::invalid(format!(
             "no agent command for {}: none recorded in {}, none in {} (\"agent_command\"); pass --agent",
@@ -232,14 +209,6 @@ fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
 
-fn recorded(state: &AgentState, field: &str) -> Option<String> {
-    state.extra.get(field)?.as_str().map(str::to_string)
-}
-
-fn recorded_time(state: &AgentState, field: &str) -> Option<Timestamp> {
-    crate::clock::parse(&recorded(state, field)?)
-}
-
 /// A crashed Witness or Refinery: restart now, or when its backoff is over, or
 /// give up after `max_restarts` quick crashes in a row.
 fn crashed(
@@ -250,19 +219,16 @@ fn crashed(
     out: &mut Vec<Action>,
 ) -> Result<()> {
     let now = crate::clock::now();
-    let crashed_at = recorded_time(state, "crashed_at").unwrap_or(now);
-    let ran_stably = recorded_time(state, "started_at")
+    let crashed_at = state.crashed_at.unwrap_or(now);
+    let ran_stably = state
+        .started_at
         .is_some_and(|t| crashed_at.duration_since(t) >= signed(STABLE_AFTER));
-    let restarts = match state.extra.get("restarts").and_then(|v| v.as_u64()) {
-        Some(n) if !ran_stably => n,
-        _ => 0,
-    };
+    let restarts = if ran_stably { 0 } else { state.restarts };
     if restarts >= opts.max_restarts {
         home.update_state(|s| {
-            s.status = "dead".into();
-            s.extra.remove("next_restart_at");
-            s.extra
-                .insert("crashed_at".into(), crate::clock::format(crashed_at).into());
+            s.status = Status::Dead;
+            s.next_restart_at = None;
+            s.crashed_at = Some(crashed_at);
             Ok(())
         })?;
         let detail = format!(
@@ -289,12 +255,10 @@ fn crashed(
     };
     let due = crashed_at.checked_add(signed(delay)).unwrap_or(crashed_at);
     if now < due {
-        if recorded(state, "next_restart_at").is_none() {
+        if state.next_restart_at.is_none() {
             home.update_state(|s| {
-                s.extra
-                    .insert("crashed_at".into(), crate::clock::format(crashed_at).into());
-                s.extra
-                    .insert("next_restart_at".into(), crate::clock::format(due).into());
+                s.crashed_at = Some(crashed_at);
+                s.next_restart_at = Some(due);
                 Ok(())
             })?;
             out.push(act(
@@ -311,9 +275,9 @@ fn crashed(
         return Ok(());
     }
     let Some(new) = restart(town, home, |s| {
-        s.extra.remove("crashed_at");
-        s.extra.remove("next_restart_at");
-        s.extra.insert("restarts".into(), (restarts + 1).into());
+        s.crashed_at = None;
+        s.next_restart_at = None;
+        s.restarts = restarts + 1;
     })?
     else {
         return Ok(());
@@ -346,20 +310,19 @@ fn heartbeat(
     };
     let quiet = crate::clock::now().duration_since(last);
     let stale = quiet >= signed(opts.heartbeat_timeout);
-    let last_s = crate::clock::format(last);
-    let reported = recorded(state, "heartbeat_reported");
     if !stale {
-        if reported.is_some() {
+        if state.heartbeat_reported.is_some() {
             home.update_state(|s| {
-                s.extra.remove("heartbeat_reported");
+                s.heartbeat_reported = None;
                 Ok(())
             })?;
         }
         return Ok(());
     }
-    if reported.as_deref() == Some(last_s.as_str()) {
+    if state.heartbeat_reported == Some(last) {
         return Ok(());
     }
+    let last_s = crate::clock::format(last);
     let detail = format!(
         "no heartbeat for {}s (last {last_s}, timeout {}s)",
         quiet.as_secs(),
@@ -376,7 +339,7 @@ fn heartbeat(
         ),
     )?;
     home.update_state(|s| {
-        s.extra.insert("heartbeat_reported".into(), last_s.into());
+        s.heartbeat_reported = Some(last);
         Ok(())
     })?;
     out.push(act(&home.address, "heartbeat-stale", detail));

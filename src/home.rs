@@ -62,12 +62,7 @@ impl Home {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| jiff::Timestamp::try_from(t).ok());
-        let started = state
-            .extra
-            .get("started_at")
-            .and_then(|v| v.as_str())
-            .and_then(crate::clock::parse);
-        beat.max(started)
+        beat.max(state.started_at)
     }
 
     /// Read `state.json`.
@@ -83,7 +78,7 @@ impl Home {
             || Ok(AgentState::new(role)),
             |s| {
                 let r = f(s)?;
-                s.updated_at = Some(crate::clock::now_string());
+                s.updated_at = Some(crate::clock::now());
                 Ok(r)
             },
         )

@@ -314,12 +314,8 @@ pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> 
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();
     let config = rig.config()?;
+    let test_timeout = config.test_timeout();
     let test_command = if run_tests { config.test_command } else { None };
-    let test_timeout = match &config.test_timeout {
-        Some(t) => crate::clock::parse_duration(t)
-            .map_err(|e| e.context(format!("{}: \"test_timeout\"", rig.config_path().display())))?,
-        None => DEFAULT_TEST_TIMEOUT,
-    };
     git::fetch(clone, REMOTE, &[])?;
     let base = target.base()?;
     if !git::is_ancestor(clone, target.head, base)? {

@@ -10,7 +10,7 @@ use crate::address::{self, Address};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::home::Home;
-use crate::record::AgentState;
+use crate::record::{AgentState, Status};
 use crate::rig::{Rig, Staged};
 use crate::session;
 use crate::town::Town;
@@ -41,11 +41,7 @@ pub fn work(home: &Home, state: &AgentState) -> Result<Work> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let branch = state
-        .extra
-        .get("branch")
-        .and_then(|b| b.as_str())
-        .map_or_else(|| branch(name), str::to_string);
+    let branch = state.branch.clone().unwrap_or_else(|| branch(name));
     let clone = home.clone_dir();
     if !clone.join(".git").exists() {
         return Err(Error::not_found(format!(
@@ -134,7 +130,7 @@ pub fn idle(rig: &Rig) -> Result<Vec<Home>> {
         .into_iter()
         .filter(|h| {
             h.state()
-                .is_ok_and(|s| s.status == "idle" && !session::state_alive(&s))
+                .is_ok_and(|s| s.status == Status::Idle && !session::state_alive(&s))
         })
         .collect())
 }
@@ -144,7 +140,7 @@ pub fn idle(rig: &Rig) -> Result<Vec<Home>> {
 /// lose work: a dirty clone, or work still waiting in the merge queue.
 fn start_new_work(home: &Home, state: &AgentState) -> Result<()> {
     let clone = home.clone_dir();
-    if state.status == "done" {
+    if state.status == Status::Done {
         return Err(Error::conflict(format!(
             "polecat {} has work waiting to land ({}); pick another polecat",
             home.address,
@@ -265,7 +261,7 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         |s: &mut AgentState| {
             s.issue = opts.issue.clone();
             session::record_start(s, &started, &command, generation);
-            s.extra.insert("branch".into(), branch.clone().into());
+            s.branch = Some(branch.clone());
             Ok(s.clone())
         },
     )?;
@@ -283,9 +279,9 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
 }
 
 /// `gt wake` / `gt sleep`: the seed's active/inactive flag, in `status`.
-pub fn set_awake(home: &Home, awake: bool) -> Result<String> {
+pub fn set_awake(home: &Home, awake: bool) -> Result<Status> {
     home.update_state(|s| {
-        s.status = if awake { "idle" } else { "asleep" }.into();
-        Ok(s.status.clone())
+        s.status = if awake { Status::Idle } else { Status::Asleep };
+        Ok(s.status)
     })
 }

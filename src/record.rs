@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use crate::clock::Interval;
 
 pub type Extra = serde_json::Map<String, serde_json::Value>;
 
@@ -18,8 +21,28 @@ pub struct TownConfig {
     pub version: u32,
     pub name: String,
     pub created_at: String,
+    /// Where agent sessions run; `GT_SESSION_BACKEND` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_backend: Option<BackendKind>,
+    /// Command that starts the Mayor (and any agent whose rig sets none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_command: Option<String>,
+    /// Silence after which the daemon reports a live session (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout: Option<Interval>,
+    /// Quick crashes in a row after which the daemon gives an agent up (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u64>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// `session_backend` in config/town.json.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Tmux,
+    Process,
 }
 
 /// `config/rigs.json`.
@@ -56,14 +79,18 @@ pub struct RigConfig {
     pub max_workers: u32,
     /// Pause between spawns, e.g. "5s".
     #[serde(default = "default_spawn_delay")]
-    pub worker_spawn_delay: String,
+    pub worker_spawn_delay: Interval,
     /// Shell command the Refinery and `gt land` run in the clone before pushing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_command: Option<String>,
     /// Longest a `test_command` run may take before its process group is
     /// killed and the landing counts as failed, e.g. "30m" (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_timeout: Option<String>,
+    pub test_timeout: Option<Interval>,
+    /// How long a working polecat may be silent before its Witness nudges it
+    /// (default 30m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_after: Option<Interval>,
     /// Command that starts an agent in its session (`claude ...`); the town's if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_command: Option<String>,
@@ -71,11 +98,39 @@ pub struct RigConfig {
     pub extra: Extra,
 }
 
+impl RigConfig {
+    /// `test_timeout`, or [`crate::land::DEFAULT_TEST_TIMEOUT`].
+    pub fn test_timeout(&self) -> std::time::Duration {
+        self.test_timeout
+            .as_ref()
+            .map_or(crate::land::DEFAULT_TEST_TIMEOUT, Interval::get)
+    }
+    /// `stuck_after`, or [`crate::witness::DEFAULT_STUCK_AFTER`].
+    pub fn stuck_after(&self) -> std::time::Duration {
+        self.stuck_after
+            .as_ref()
+            .map_or(crate::witness::DEFAULT_STUCK_AFTER, Interval::get)
+    }
+}
+
+impl TownConfig {
+    /// `heartbeat_timeout`, or [`crate::daemon::DEFAULT_HEARTBEAT_TIMEOUT`].
+    pub fn heartbeat_timeout(&self) -> std::time::Duration {
+        self.heartbeat_timeout
+            .as_ref()
+            .map_or(crate::daemon::DEFAULT_HEARTBEAT_TIMEOUT, Interval::get)
+    }
+    /// `max_restarts`, or [`crate::daemon::MAX_RESTARTS`].
+    pub fn max_restarts(&self) -> u64 {
+        self.max_restarts.unwrap_or(crate::daemon::MAX_RESTARTS)
+    }
+}
+
 fn default_max_workers() -> u32 {
     8
 }
-fn default_spawn_delay() -> String {
-    "5s".to_string()
+fn default_spawn_delay() -> Interval {
+    "5s".parse().expect("a valid duration")
 }
 
 /// The `beads` object of a rig config.
@@ -93,17 +148,17 @@ pub struct BeadsConfig {
     pub extra: Extra,
 }
 
-/// `<home>/state.json`: an agent's flags.
+/// `<home>/state.json`: an agent's flags. Fields a tool reads or writes are
+/// typed here (schema agent-state); the rest stay in `extra`, untouched.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentState {
     pub role: crate::address::Role,
-    /// `idle`, `working`, `done`, `asleep`, `stuck` or `dead` (protocol/state.md).
-    #[serde(default = "default_status")]
-    pub status: String,
+    #[serde(default)]
+    pub status: Status,
     /// The issue the agent works on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue: Option<String>,
-    /// The session name in the session backend.
+    /// The session id in the session backend (`crate::session::SessionId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// Incremented at every spawn; lifecycle mail names the generation it is about.
@@ -113,25 +168,104 @@ pub struct AgentState {
     #[serde(default)]
     pub requesting_cycle: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
+    pub updated_at: Option<Timestamp>,
+    /// The command line its session runs, recorded at every start so the
+    /// daemon can start the next session the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// When its current (or last) session started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// A polecat's branch (default `polecat/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Witness: nudges since the worker last made progress.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nudges: u64,
+    /// Witness: epics whose completion it has reported to the Mayor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported_epics: Vec<String>,
+    /// Daemon: quick crash restarts in a row.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u64,
+    /// Daemon: when the crash being backed off (or given up) was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crashed_at: Option<Timestamp>,
+    /// Daemon: not restarted before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_at: Option<Timestamp>,
+    /// Daemon: why its last attempt to start a session failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
+    /// Daemon: the heartbeat time whose silence it reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_reported: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
-fn default_status() -> String {
-    "idle".to_string()
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// An agent's `status` (protocol/README.md, "Agent homes").
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Free for work (a polecat), or not started.
+    #[default]
+    Idle,
+    /// Its session runs on its issue.
+    Working,
+    /// Its work is in the merge queue.
+    Done,
+    /// Put to sleep by `gt sleep`: not given work.
+    Asleep,
+    /// Nudged too often without progress; escalated.
+    Stuck,
+    /// Given up by the daemon after repeated crashes.
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Working => "working",
+            Status::Done => "done",
+            Status::Asleep => "asleep",
+            Status::Stuck => "stuck",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl AgentState {
     pub fn new(role: crate::address::Role) -> Self {
         AgentState {
             role,
-            status: default_status(),
+            status: Status::Idle,
             issue: None,
             session: None,
             generation: 0,
             requesting_cycle: false,
-            updated_at: Some(crate::clock::now_string()),
+            updated_at: Some(crate::clock::now()),
+            command: None,
+            started_at: None,
+            branch: None,
+            nudges: 0,
+            reported_epics: Vec::new(),
+            restarts: 0,
+            crashed_at: None,
+            next_restart_at: None,
+            start_error: None,
+            heartbeat_reported: None,
             extra: Extra::new(),
         }
     }

@@ -271,9 +271,10 @@ fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
             ..Default::default()
         },
         max_workers: 8,
-        worker_spawn_delay: "5s".into(),
+        worker_spawn_delay: "5s".parse()?,
         test_command: None,
         test_timeout: None,
+        stuck_after: None,
         agent_command: None,
         extra: Default::default(),
     };

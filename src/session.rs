@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::home::Home;
-use crate::record::AgentState;
+use crate::record::{AgentState, Status};
 use crate::town::Town;
 
 /// What to run and how.
@@ -52,31 +52,29 @@ impl Backend {
     /// `GT_SESSION_BACKEND` (`tmux` or `process`), else `session_backend` in
     /// config/town.json, else tmux when it is installed, else plain processes.
     pub fn for_town(town: &crate::town::Town) -> Result<Backend> {
+        use crate::record::BackendKind;
         let chosen = match std::env::var("GT_SESSION_BACKEND")
             .ok()
             .filter(|v| !v.is_empty())
         {
-            Some(v) => Some(v),
-            None => town
-                .config()?
-                .extra
-                .get("session_backend")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
+            Some(v) => Some(
+                serde_json::from_value(v.clone().into()).map_err(|_| {
+                    Error::invalid(format!(
+                        "GT_SESSION_BACKEND: unknown session backend {v:?} (expected tmux or process)"
+                    ))
+                })?,
+            ),
+            None => town.config()?.session_backend,
         };
-        match chosen.as_deref() {
-            Some("tmux") => Ok(Backend::Tmux {
-                socket: tmux_socket(town.root()),
-            }),
-            Some("process") => Ok(Backend::Process),
-            Some(other) => Err(Error::invalid(format!(
-                "unknown session backend {other:?} (expected tmux or process)"
-            ))),
-            None if tmux_installed() => Ok(Backend::Tmux {
-                socket: tmux_socket(town.root()),
-            }),
-            None => Ok(Backend::Process),
-        }
+        let tmux = || Backend::Tmux {
+            socket: tmux_socket(town.root()),
+        };
+        Ok(match chosen {
+            Some(BackendKind::Tmux) => tmux(),
+            Some(BackendKind::Process) => Backend::Process,
+            None if tmux_installed() => tmux(),
+            None => Backend::Process,
+        })
     }
 
     /// Start `spec`.
@@ -381,8 +379,8 @@ pub fn stop_home(home: &Home) -> Result<bool> {
         s.session = None;
         // A stopped agent has no next session: the daemon must not start one.
         s.requesting_cycle = false;
-        if s.status == "working" {
-            s.status = "idle".into();
+        if s.status == Status::Working {
+            s.status = Status::Idle;
         }
         Ok(())
     })?;
@@ -455,14 +453,12 @@ pub fn launch(
 /// when it started; a cycle request is thereby answered.
 pub fn record_start(state: &mut AgentState, started: &Started, command: &str, generation: u64) {
     state.generation = generation;
-    state.status = "working".into();
+    state.status = Status::Working;
     state.session = Some(started.id.clone());
     state.requesting_cycle = false;
-    state.updated_at = Some(crate::clock::now_string());
-    state.extra.insert("command".into(), command.into());
-    state
-        .extra
-        .insert("started_at".into(), crate::clock::now_string().into());
+    state.updated_at = Some(crate::clock::now());
+    state.command = Some(command.to_string());
+    state.started_at = state.updated_at;
 }
 
 /// Lock `home`'s state for starting a session there: the lock is held from this

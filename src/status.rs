@@ -71,7 +71,7 @@ pub fn agent_row(home: &Home) -> AgentRow {
         role: home.address.role().to_string(),
         status: state
             .as_ref()
-            .map_or_else(|| "unknown".to_string(), |s| s.status.clone()),
+            .map_or_else(|| "unknown".to_string(), |s| s.status.to_string()),
         issue: state.as_ref().and_then(|s| s.issue.clone()),
         session: state.as_ref().and_then(|s| s.session.clone()),
         generation: state.as_ref().map_or(0, |s| s.generation),

@@ -305,6 +305,10 @@ pub fn install(path: &Path, name: Option<&str>) -> Result<Installed> {
                 version: TOWN_VERSION,
                 name: name.map(str::to_string).unwrap_or_else(default_name),
                 created_at: clock::now_string(),
+                session_backend: None,
+                agent_command: None,
+                heartbeat_timeout: None,
+                max_restarts: None,
                 extra: Default::default(),
             })
         },

@@ -19,6 +19,7 @@ use crate::fsio::Durability;
 use crate::home::Home;
 use crate::mail::{self, Message, reader::Reader};
 use crate::polecat::{self, SpawnOptions};
+use crate::record::Status;
 use crate::rig::Rig;
 use crate::town::Town;
 use crate::{beads, git, queue, session};
@@ -65,10 +66,10 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
     })?;
     let mut actions = Vec::new();
     let signals = lifecycle_mail(town, &witness, rig, &mut actions)?;
-    let stuck_after = stuck_after(rig)?;
+    let stuck_after = rig.config()?.stuck_after();
     for home in rig.polecats()? {
         let Ok(state) = home.state() else { continue };
-        if state.status != "working" || signals.settled.contains(&home.address.to_string()) {
+        if state.status != Status::Working || signals.settled.contains(&home.address.to_string()) {
             continue;
         }
         let mut alive = session::state_alive(&state);
@@ -170,8 +171,8 @@ fn lifecycle_mail(
         match m.kind.as_str() {
             "merged" | "landed" => {
                 home.update_state(|s| {
-                    s.status = "idle".into();
-                    s.extra.remove("nudges");
+                    s.status = Status::Idle;
+                    s.nudges = 0;
                     Ok(())
                 })?;
                 actions.push(act(
@@ -274,7 +275,7 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
             beads::open(rig)?.release(issue, &home.address.to_string())?;
         }
         home.update_state(|s| {
-            s.status = "idle".into();
+            s.status = Status::Idle;
             Ok(())
         })?;
         let what = state.issue.as_deref().unwrap_or("its work");
@@ -295,8 +296,8 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
     }
     let entry = queue::submit(town, rig, &name)?;
     home.update_state(|s| {
-        s.status = "done".into();
-        s.extra.remove("nudges");
+        s.status = Status::Done;
+        s.nudges = 0;
         Ok(())
     })?;
     Ok(vec![act(
@@ -315,12 +316,11 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
 fn nudge(town: &Town, witness: &Home, home: &Home, reason: &str) -> Vec<Action> {
     let result = (|| -> Result<Action> {
         let count = home.update_state(|s| {
-            let n = s.extra.get("nudges").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
-            s.extra.insert("nudges".into(), n.into());
-            if n > MAX_NUDGES {
-                s.status = "stuck".into();
+            s.nudges += 1;
+            if s.nudges > MAX_NUDGES {
+                s.status = Status::Stuck;
             }
-            Ok(n)
+            Ok(s.nudges)
         })?;
         let generation = home.state()?.generation;
         if count > MAX_NUDGES {
@@ -421,19 +421,6 @@ fn silence(home: &Home, state: &crate::record::AgentState) -> Result<Duration> {
     Ok(Duration::try_from(crate::clock::now().duration_since(last)).unwrap_or_default())
 }
 
-fn stuck_after(rig: &Rig) -> Result<Duration> {
-    match rig
-        .config()?
-        .extra
-        .get("stuck_after")
-        .and_then(|v| v.as_str())
-    {
-        Some(s) => crate::clock::parse_duration(s)
-            .map_err(|e| e.context(format!("{}: \"stuck_after\"", rig.config_path().display()))),
-        None => Ok(DEFAULT_STUCK_AFTER),
-    }
-}
-
 /// Spawn a polecat for each ready child of `epic` not yet taken, until the
 /// rig is at `max_workers` (seed: "Witness Work Loop").
 fn dispatch(town: &Town, rig: &Rig, epic: &str) -> Result<Vec<Action>> {
@@ -443,12 +430,7 @@ fn dispatch(town: &Town, rig: &Rig, epic: &str) -> Result<Vec<Action>> {
         ..Default::default()
     })?;
     let config = rig.config()?;
-    let delay = crate::clock::parse_duration(&config.worker_spawn_delay).map_err(|e| {
-        e.context(format!(
-            "{}: \"worker_spawn_delay\"",
-            rig.config_path().display()
-        ))
-    })?;
+    let delay = config.worker_spawn_delay.get();
     let room = (config.max_workers as usize).saturating_sub(polecat::active(rig)?.len());
     let mut out = Vec::new();
     for issue in ready.into_iter().take(room) {
@@ -493,17 +475,10 @@ fn report_epic(town: &Town, rig: &Rig, witness: &Home, epic: &str) -> Result<Vec
         return Ok(Vec::new());
     }
     let first = witness.update_state(|s| {
-        let reported = s
-            .extra
-            .entry("reported_epics")
-            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-        let list = reported
-            .as_array_mut()
-            .ok_or_else(|| Error::invalid("\"reported_epics\" is not a list"))?;
-        if list.iter().any(|v| v == epic) {
+        if s.reported_epics.iter().any(|e| e == epic) {
             return Ok(false);
         }
-        list.push(epic.into());
+        s.reported_epics.push(epic.to_string());
         Ok(true)
     })?;
     if !first {

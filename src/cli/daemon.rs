@@ -167,10 +167,7 @@ fn run(every: &str, json: bool) -> Result<i32> {
                 let Ok(state) = home.state() else { continue };
                 // A restart backed off until a time that no file event will mark.
                 if let Some(due) = state
-                    .extra
-                    .get("next_restart_at")
-                    .and_then(|v| v.as_str())
-                    .and_then(crate::clock::parse)
+                    .next_restart_at
                     .filter(|due| *due > now && timers.insert(*due))
                 {
                     let wait = Duration::try_from(due.duration_since(now)).unwrap_or_default();

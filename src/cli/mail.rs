@@ -581,7 +581,7 @@ fn handoff(
             .and_then(|g| g.parse().ok());
         m.generation = Some(own.unwrap_or(s.generation));
         let mut h = Extra::new();
-        h.insert("status".into(), s.status.clone().into());
+        h.insert("status".into(), s.status.as_str().into());
         if let Some(i) = &s.issue {
             h.insert("issue".into(), i.clone().into());
         }

@@ -18,4 +18,5 @@ mod refinery;
 mod schema;
 mod scripts;
 mod town;
+mod typed;
 mod witness;
