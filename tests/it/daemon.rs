@@ -9,26 +9,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, Watcher, read_fifo, read_json, write_fifo};
+use crate::common::{TestEnv, Watcher, edit_json, read_fifo, write_fifo};
 
 fn fifo(env: &TestEnv, name: &str) -> PathBuf {
     let p = env.path().join(name);
     crate::common::fifo(&p);
     p
-}
-
-fn state(env: &TestEnv, home: &str) -> Value {
-    read_json(&env.town.join(home).join("state.json"))
-}
-
-/// Wait for the recorded session of `home` to end (pidfd, no polling).
-fn wait_session(env: &TestEnv, home: &str) {
-    let s = state(env, home);
-    let id = s["session"].as_str().expect("a session");
-    assert!(
-        gastown::session::wait(id, Duration::from_secs(30)),
-        "session {id} still running"
-    );
 }
 
 /// `gt daemon tick --json` at time `now` (None: the real clock): (action, subject, detail).
@@ -65,19 +51,8 @@ fn actions(list: &[(String, String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn mail(env: &TestEnv, home: &str) -> Vec<Value> {
-    std::fs::read_to_string(env.town.join(home).join("mail/inbox.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn set_town(env: &TestEnv, field: &str, value: Value) {
-    let path = env.town.join("config/town.json");
-    let mut cfg = read_json(&path);
-    cfg[field] = value;
-    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    edit_json(&env.town.join("config/town.json"), |c| c[field] = value);
 }
 
 #[test]
@@ -96,10 +71,10 @@ fn a_cycle_request_gets_a_fresh_session_that_reads_its_handoff() {
         started.starts_with("started r/witness: generation 1, session tmux:gt-"),
         "{started}"
     );
-    let first = state(&env, "r/witness");
+    let first = env.state("r/witness");
     assert_eq!(first["command"], agent.as_str());
-    wait_session(&env, "r/witness");
-    assert_eq!(state(&env, "r/witness")["requesting_cycle"], true);
+    env.wait_session("r/witness");
+    assert_eq!(env.state("r/witness")["requesting_cycle"], true);
 
     let done = tick(&env, None);
     assert_eq!(actions(&done), [("cycled", "r/witness")]);
@@ -113,7 +88,7 @@ fn a_cycle_request_gets_a_fresh_session_that_reads_its_handoff() {
     assert_eq!(note["generation"], 1);
     assert_eq!(lines.next(), None);
 
-    let second = state(&env, "r/witness");
+    let second = env.state("r/witness");
     assert_eq!(second["generation"], 2);
     assert_eq!(second["requesting_cycle"], false);
     assert_eq!(second["status"], "working");
@@ -128,15 +103,15 @@ fn an_ended_polecat_without_a_cycle_request_is_left_to_the_witness() {
     env.add_rig("r");
     let id = env.issue("r", "work");
     env.ok("gt", &["spawn", "--issue", &id, "--agent", "true"]);
-    wait_session(&env, "r/polecats/Nux");
-    let before = std::fs::read(env.town.join("r/polecats/Nux/state.json")).unwrap();
+    env.wait_session("r/polecats/Nux");
+    let before = std::fs::read(env.home("r/polecats/Nux").join("state.json")).unwrap();
     assert_eq!(tick(&env, None), []);
     assert_eq!(env.ok("gt", &["daemon", "tick"]), "nothing to do\n");
     assert_eq!(
-        std::fs::read(env.town.join("r/polecats/Nux/state.json")).unwrap(),
+        std::fs::read(env.home("r/polecats/Nux").join("state.json")).unwrap(),
         before
     );
-    let s = state(&env, "r/polecats/Nux");
+    let s = env.state("r/polecats/Nux");
     assert_eq!(
         (s["generation"].as_u64(), s["command"].as_str()),
         (Some(1), Some("true"))
@@ -155,7 +130,7 @@ fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
     assert!(c.output().unwrap().status.success());
     let w = "r/witness";
 
-    wait_session(&env, w);
+    env.wait_session(w);
     let done = tick(&env, Some(t0));
     assert_eq!(actions(&done), [("restarted", w)]);
     assert!(
@@ -163,18 +138,18 @@ fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
         "{}",
         done[0].2
     );
-    assert_eq!(state(&env, w)["restarts"], 1);
+    assert_eq!(env.state(w)["restarts"], 1);
 
-    wait_session(&env, w);
+    env.wait_session(w);
     assert_eq!(actions(&tick(&env, Some(t0))), [("backoff", w)]);
-    let s = state(&env, w);
+    let s = env.state(w);
     assert_eq!(s["crashed_at"], t0);
     assert_eq!(s["next_restart_at"], "2026-11-25T10:00:10Z");
     // Told once; nothing happens before the time.
     assert_eq!(tick(&env, Some("2026-11-25T10:00:09Z")), []);
     let done = tick(&env, Some("2026-11-25T10:00:10Z"));
     assert_eq!(actions(&done), [("restarted", w)]);
-    let s = state(&env, w);
+    let s = env.state(w);
     assert_eq!(
         (s["restarts"].as_u64(), s["generation"].as_u64()),
         (Some(2), Some(3))
@@ -182,24 +157,24 @@ fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
     assert!(s.get("next_restart_at").is_none() && s.get("crashed_at").is_none());
 
     // The wait doubles.
-    wait_session(&env, w);
+    env.wait_session(w);
     assert_eq!(
         actions(&tick(&env, Some("2026-11-25T10:00:10Z"))),
         [("backoff", w)]
     );
-    assert_eq!(state(&env, w)["next_restart_at"], "2026-11-25T10:00:30Z");
+    assert_eq!(env.state(w)["next_restart_at"], "2026-11-25T10:00:30Z");
     assert_eq!(
         actions(&tick(&env, Some("2026-11-25T10:00:30Z"))),
         [("restarted", w)]
     );
 
     // The fourth quick crash: given up, the Mayor told once.
-    wait_session(&env, w);
+    env.wait_session(w);
     let done = tick(&env, Some("2026-11-25T10:00:30Z"));
     assert_eq!(actions(&done), [("gave-up", w)]);
-    assert_eq!(state(&env, w)["status"], "dead");
+    assert_eq!(env.state(w)["status"], "dead");
     assert_eq!(tick(&env, Some("2026-11-25T11:00:00Z")), []);
-    let to_mayor = mail(&env, "mayor");
+    let to_mayor = env.inbox("mayor");
     assert_eq!(to_mayor.len(), 1, "{to_mayor:?}");
     assert_eq!(to_mayor[0]["subject"], "dead: r/witness");
     assert_eq!(to_mayor[0]["from"], "r/witness");
@@ -209,7 +184,7 @@ fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
 
     // Started again by hand: a clean slate.
     env.ok("gt", &["daemon", "start", w]);
-    let s = state(&env, w);
+    let s = env.state(w);
     assert_eq!(
         (s["status"].as_str(), s["generation"].as_u64()),
         (Some("working"), Some(5))
@@ -263,12 +238,12 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
         [("heartbeat-stale", "r/Nux")]
     );
     // A polecat is its Witness's to deal with (seed: the Mayor is never involved).
-    let to_witness = mail(&env, "r/witness");
+    let to_witness = env.inbox("r/witness");
     assert_eq!(to_witness.len(), 1);
     assert_eq!(to_witness[0]["subject"], "no heartbeat: r/Nux");
     touch_at("r/polecats/Nux", "2026-11-25T12:00:00Z");
     assert_eq!(tick(&env, Some("2026-11-25T10:30:00Z")), []);
-    let to_mayor = mail(&env, "mayor");
+    let to_mayor = env.inbox("mayor");
     assert_eq!(to_mayor.len(), 1);
     assert_eq!(to_mayor[0]["subject"], "no heartbeat: r/refinery");
 
@@ -276,7 +251,7 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
     touch("2026-11-25T11:00:00Z");
     assert_eq!(tick(&env, Some("2026-11-25T11:01:00Z")), []);
     assert!(
-        state(&env, "r/refinery")
+        env.state("r/refinery")
             .get("heartbeat_reported")
             .is_none()
     );
@@ -285,7 +260,7 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
         actions(&tick(&env, Some("2026-11-25T11:02:00Z"))),
         [("heartbeat-stale", "r/refinery")]
     );
-    assert_eq!(mail(&env, "mayor").len(), 2);
+    assert_eq!(env.inbox("mayor").len(), 2);
     write_fifo(&go, "done\n");
 }
 
@@ -300,7 +275,7 @@ fn run_cycles_an_agent_when_its_state_asks_for_it() {
     );
     let id = env.issue("r", "work");
     env.ok("gt", &["spawn", "--issue", &id, "--agent", &agent]);
-    wait_session(&env, "r/polecats/Nux");
+    env.wait_session("r/polecats/Nux");
     // A long timer: only inotify can make it act in time.
     let mut cmd = env.cmd("gt");
     cmd.args(["daemon", "run", "--json", "--every", "1h"]);
@@ -322,7 +297,7 @@ fn run_cycles_an_agent_when_its_state_asks_for_it() {
         (Some("cycled"), Some("r/Nux"))
     );
     drop(daemon);
-    assert_eq!(state(&env, "r/polecats/Nux")["generation"], 2);
+    assert_eq!(env.state("r/polecats/Nux")["generation"], 2);
 }
 
 #[test]
@@ -332,12 +307,9 @@ fn start_takes_the_town_agent_command_for_the_mayor_and_refuses_a_live_agent() {
     let root = env.town.canonicalize().unwrap();
     assert_eq!(code, 2);
     assert_eq!(
-        err,
-        format!(
-            "gt-daemon: no agent command for mayor: none recorded in {}, none in {} (\"agent_command\"); pass --agent\n",
-            root.join("mayor/state.json").display(),
-            root.join("config/town.json").display()
-        )
+        env.normalize(&err),
+        "gt-daemon: no agent command for mayor: none recorded in $TEST_ENV/town/mayor/state.json, \
+         none in $TEST_ENV/town/config/town.json (\"agent_command\"); pass --agent\n"
     );
     let out = fifo(&env, "out.fifo");
     let go = fifo(&env, "go.fifo");
@@ -372,14 +344,14 @@ fn the_witness_leaves_a_cycling_polecat_to_the_daemon() {
     let id = env.issue("r", "work");
     let agent = "[ \"$GT_GENERATION\" = 1 ] && gt mail handoff --cycle -m 'half way'";
     env.ok("gt", &["spawn", "--issue", &id, "--agent", agent]);
-    wait_session(&env, "r/polecats/Nux");
+    env.wait_session("r/polecats/Nux");
     // Ended with no commits: without the request the Witness would release the issue.
     assert_eq!(
         env.ok("gt", &["witness", "patrol", "r"]),
         "nothing to do in rig r\n"
     );
     assert_eq!(actions(&tick(&env, None)), [("cycled", "r/Nux")]);
-    let s = state(&env, "r/polecats/Nux");
+    let s = env.state("r/polecats/Nux");
     assert_eq!(
         (s["generation"].as_u64(), s["issue"].as_str()),
         (Some(2), Some(id.as_str()))
@@ -403,18 +375,17 @@ fn a_cycle_that_cannot_start_is_reported_once_and_retried() {
         done[0].2
     );
     assert_eq!(actions(&tick(&env, None)), [("error", "r/witness")]);
-    let to_mayor = mail(&env, "mayor");
+    let to_mayor = env.inbox("mayor");
     assert_eq!(to_mayor.len(), 1);
     assert_eq!(to_mayor[0]["subject"], "cannot start: r/witness");
-    assert_eq!(state(&env, "r/witness")["requesting_cycle"], true);
+    assert_eq!(env.state("r/witness")["requesting_cycle"], true);
 
     // Once the rig says what to run, the next pass cycles it.
-    let cfg = env.town.join("r/config.json");
-    let mut v = read_json(&cfg);
-    v["agent_command"] = "true".into();
-    std::fs::write(&cfg, v.to_string()).unwrap();
+    edit_json(&env.town.join("r/config.json"), |c| {
+        c["agent_command"] = "true".into()
+    });
     assert_eq!(actions(&tick(&env, None)), [("cycled", "r/witness")]);
-    let s = state(&env, "r/witness");
+    let s = env.state("r/witness");
     assert!(s.get("start_error").is_none());
     assert_eq!(s["requesting_cycle"], false);
 }

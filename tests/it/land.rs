@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::common::{TestEnv, git, read_json};
+use crate::common::{TestEnv, edit_json, git};
 
 /// A town with rig `r` (origin `r-origin.git`) and polecat `r/Toast`.
 struct Rig {
@@ -59,10 +59,7 @@ impl Rig {
     }
 
     fn set_test_command(&self, cmd: &str) {
-        let path = self.rig.join("config.json");
-        let mut cfg = read_json(&path);
-        cfg["test_command"] = cmd.into();
-        std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+        edit_json(&self.rig.join("config.json"), |c| c["test_command"] = cmd.into());
     }
 }
 
@@ -112,13 +109,6 @@ fn worktree(dir: &Path) -> (BTreeMap<PathBuf, Vec<u8>>, String, String) {
     )
 }
 
-fn inbox(home: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(home.join("mail/inbox.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[test]
 fn fast_forward_lands_tests_pushes_and_cleans_up() {
@@ -161,7 +151,7 @@ fn fast_forward_lands_tests_pushes_and_cleans_up() {
     assert_eq!(git(&clone, &["branch", "--list", "polecat/*"]), "");
     assert_eq!(rev(&clone, "HEAD"), sha);
     for home in [r.rig.join("witness"), r.env.town.join("mayor")] {
-        let mail = inbox(&home);
+        let mail = r.env.inbox(&home);
         assert_eq!(mail.len(), 1, "{}", home.display());
         let m = &mail[0];
         assert_eq!(m["type"], "landed");
@@ -249,7 +239,7 @@ fn conflict_changes_nothing_and_names_the_files() {
     assert_eq!(git(&r.refinery(), &["for-each-ref", "refs/gastown"]), "");
     assert_eq!(snapshot(&r.rig.join("polecats")), polecat_before);
     assert_eq!(
-        inbox(&r.rig.join("witness")),
+        r.env.inbox(r.rig.join("witness")),
         Vec::<serde_json::Value>::new()
     );
 }
@@ -312,10 +302,8 @@ impl Rig {
             serde_json::from_str(&self.ok(&["issue", "create", "--rig", "r", title, "--json"]))
                 .unwrap();
         let id = created["id"].as_str().unwrap().to_string();
-        let state = self.rig.join("polecats/Toast/state.json");
-        let mut s = read_json(&state);
-        s["issue"] = id.as_str().into();
-        std::fs::write(&state, serde_json::to_string(&s).unwrap()).unwrap();
+        self.env
+            .edit_state(self.rig.join("polecats/Toast"), |s| s["issue"] = id.as_str().into());
         id
     }
 
@@ -509,7 +497,7 @@ fn a_running_session_is_refused_until_killed() {
     assert!(out.status.success(), "{out:?}");
     let sha = commit(&r.clone_of("Toast"), "a.txt", "work\n", "add a");
     let state = r.rig.join("polecats/Toast/state.json");
-    let session = read_json(&state)["session"].as_str().unwrap().to_string();
+    let session = r.env.session(r.rig.join("polecats/Toast"));
     let (code, err) = r.env.fails("gt-land", &["--direct", "r/Toast"]);
     assert_eq!(
         (code, err),
@@ -719,10 +707,7 @@ fn a_hung_test_is_killed_at_test_timeout_and_lands_nothing() {
     commit(&clone, "a.txt", "work\n", "add a");
     // The test and a child of it hang; both must go at the deadline.
     r.set_test_command("echo started; sleep 600 & sleep 600");
-    let path = r.rig.join("config.json");
-    let mut cfg = read_json(&path);
-    cfg["test_timeout"] = "300ms".into();
-    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    edit_json(&r.rig.join("config.json"), |c| c["test_timeout"] = "300ms".into());
     let origin_before = r.origin_log();
     let refinery_before = worktree(&r.refinery());
     let out = r.env.run("gt-land", &["--direct", "r/Toast"]);

@@ -6,14 +6,12 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::common::TestEnv;
-
-pub const NOW: &str = "2026-11-25T09:00:00Z";
+use crate::common::{NOW, TestEnv, jsonl, jsonl_ids};
 
 /// `gt-mail` (or `gt`) acting as `who`.
 pub fn mail_cmd(env: &TestEnv, bin: &str, who: &str) -> Command {
     let mut c = env.cmd(bin);
-    c.env("GT_ADDRESS", who).env("GT_NOW", NOW);
+    c.env("GT_ADDRESS", who);
     c
 }
 
@@ -47,19 +45,6 @@ pub fn deliver(env: &TestEnv, who: &str, input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-pub fn inbox_path(env: &TestEnv, home: &str) -> PathBuf {
-    env.town.join(home).join("mail/inbox.jsonl")
-}
-
-/// Every line of a JSONL file parsed (panics on a bad line).
-pub fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
-}
-
 fn ids(v: &[Value]) -> Vec<String> {
     v.iter()
         .map(|m| m["id"].as_str().unwrap().to_string())
@@ -68,15 +53,7 @@ fn ids(v: &[Value]) -> Vec<String> {
 
 /// `inbox --json` as `who`: the ids listed.
 pub fn unread(env: &TestEnv, who: &str) -> Vec<String> {
-    let out = ok(env, who, &["inbox", "--json"]);
-    out.lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
+    jsonl_ids(&ok(env, who, &["inbox", "--json"]))
 }
 
 #[test]
@@ -93,7 +70,7 @@ fn seed_spelling_sends_and_inbox_reads() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stored = lines(&inbox_path(&env, "mayor"));
+    let stored = env.inbox("mayor");
     assert_eq!(stored.len(), 1);
     let id = stored[0]["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("msg-"), "{id}");
@@ -133,7 +110,7 @@ fn seed_spelling_sends_and_inbox_reads() {
         serde_json::from_str(&ok(&env, "mayor", &["inbox", "--all", "--json"])).unwrap();
     assert_eq!(all["read"], json!(true));
     // The mark is one plain line.
-    let marks = lines(&env.town.join("mayor/mail/read.jsonl"));
+    let marks = jsonl(&env.town.join("mayor/mail/read.jsonl"));
     assert_eq!(marks, vec![json!({"id": id, "state": "read", "at": NOW})]);
 }
 
@@ -163,7 +140,7 @@ fn identity_comes_from_as_env_cwd_then_overseer() {
             "x",
         ],
     );
-    let from: Vec<(String, String)> = lines(&inbox_path(&env, "mayor"))
+    let from: Vec<(String, String)> = env.inbox("mayor")
         .iter()
         .map(|m| {
             (
@@ -179,7 +156,7 @@ fn identity_comes_from_as_env_cwd_then_overseer() {
             ("overseer".to_string(), "from root".to_string())
         ]
     );
-    let m = &lines(&inbox_path(&env, "wyv/refinery"))[0];
+    let m = &env.inbox("wyv/refinery")[0];
     assert_eq!(
         (m["from"].as_str(), m["to"].as_str()),
         (Some("wyv/refinery"), Some("wyv/refinery"))
@@ -363,7 +340,7 @@ fn bad_input_is_refused_with_a_clear_error() {
         String::from_utf8(out.stderr).unwrap(),
         "gt-mail: <stdin>:1: invalid address \"nobody\": expected mayor, overseer, self or <rig>/<agent>\n"
     );
-    assert_eq!(std::fs::read(inbox_path(&env, "mayor")).unwrap(), b"");
+    assert_eq!(std::fs::read(env.inbox_path("mayor")).unwrap(), b"");
 
     // Unknown fields are kept, byte for byte in meaning; given ids and times too.
     let rec = json!({"id": "hand-1", "from": "mayor", "to": "overseer", "subject": "s", "body": "b",
@@ -377,7 +354,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     let mut want = rec.clone();
     want["priority"] = json!("normal");
     want["type"] = json!("notification");
-    let stored = &lines(&inbox_path(&env, "overseer"))[0];
+    let stored = &env.inbox("overseer")[0];
     assert_eq!(stored, &want);
     assert_eq!(
         serde_json::to_string(stored).unwrap(),
@@ -394,7 +371,7 @@ fn deliver_batches_one_write_per_inbox_and_fills_defaults() {
     assert_eq!(out.status.code(), Some(2));
     let out = deliver(&env, "mayor", input);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "delivered 3\n");
-    let m = lines(&inbox_path(&env, "mayor"));
+    let m = env.inbox("mayor");
     assert_eq!(m.len(), 2);
     assert_eq!(
         (m[0]["subject"].as_str(), m[1]["subject"].as_str()),
@@ -404,7 +381,7 @@ fn deliver_batches_one_write_per_inbox_and_fills_defaults() {
     assert_eq!(m[1]["type"], json!("shutdown"));
     assert_eq!(m[0]["from"], json!("mayor"));
     assert_eq!(m[0]["timestamp"], json!(NOW));
-    assert_eq!(lines(&inbox_path(&env, "overseer")).len(), 1);
+    assert_eq!(env.inbox("overseer").len(), 1);
 }
 
 #[test]
@@ -413,8 +390,8 @@ fn read_state_survives_restarts_and_hand_edits() {
     for s in ["a", "b", "c"] {
         ok(&env, "overseer", &["send", "mayor", "-s", s, "-m", s]);
     }
-    let inbox = inbox_path(&env, "mayor");
-    let all = ids(&lines(&inbox));
+    let inbox = env.inbox_path("mayor");
+    let all = ids(&jsonl(&inbox));
     ok(&env, "mayor", &["read", &all[0]]);
     assert_eq!(unread(&env, "mayor"), all[1..]);
 
@@ -462,7 +439,7 @@ fn read_state_survives_restarts_and_hand_edits() {
             inbox.display()
         )
     );
-    let listed = crate::common::jsonl_ids(&String::from_utf8(out.stdout).unwrap());
+    let listed = jsonl_ids(&String::from_utf8(out.stdout).unwrap());
     // a stays read, b is gone, c, typed and shell mail are unread.
     assert_eq!(
         listed,
@@ -500,8 +477,8 @@ fn archive_moves_read_mail_and_keeps_it_readable() {
     for s in ["a", "b", "c"] {
         ok(&env, "overseer", &["send", "mayor", "-s", s, "-m", s]);
     }
-    let inbox = inbox_path(&env, "mayor");
-    let all = ids(&lines(&inbox));
+    let inbox = env.inbox_path("mayor");
+    let all = ids(&jsonl(&inbox));
     ok(&env, "mayor", &["ack", &all[0], &all[2]]);
     // A watcher that has printed only the first message holds back the others.
     let w = ok(&env, "mayor", &["watch", "--once", "--name", "w1"]);
@@ -513,11 +490,11 @@ fn archive_moves_read_mail_and_keeps_it_readable() {
             env.town.join("mayor/mail/archive/2026-11.jsonl").display()
         )
     );
-    assert_eq!(ids(&lines(&inbox)), vec![all[1].clone()]);
-    let archived = lines(&env.town.join("mayor/mail/archive/2026-11.jsonl"));
+    assert_eq!(ids(&jsonl(&inbox)), vec![all[1].clone()]);
+    let archived = jsonl(&env.town.join("mayor/mail/archive/2026-11.jsonl"));
     assert_eq!(ids(&archived), vec![all[0].clone(), all[2].clone()]);
     // Marks shrink to the inbox's messages; state is unchanged.
-    assert_eq!(lines(&env.town.join("mayor/mail/read.jsonl")).len(), 0);
+    assert_eq!(jsonl(&env.town.join("mayor/mail/read.jsonl")).len(), 0);
     assert_eq!(unread(&env, "mayor"), vec![all[1].clone()]);
     assert_eq!(ok(&env, "mayor", &["watch", "--once", "--name", "w1"]), "");
     // Archived mail is still readable by id.
@@ -539,8 +516,8 @@ fn handoff_mails_self_and_requests_a_cycle() {
     assert_eq!(m["type"], json!("handoff"));
     assert_eq!(m["generation"], json!(0));
     assert_eq!(m["handoff"], json!({"status": "idle", "written_at": NOW}));
-    assert_eq!(lines(&inbox_path(&env, "mayor")), vec![m]);
-    let state = crate::common::read_json(&env.town.join("mayor/state.json"));
+    assert_eq!(env.inbox("mayor"), vec![m]);
+    let state = env.state("mayor");
     assert_eq!(state["requesting_cycle"], json!(true));
     assert_eq!(state["role"], json!("mayor"));
 }
@@ -586,7 +563,7 @@ esac
         String::from_utf8(out.stdout).unwrap()
     };
     // A torn line left by a killed writer: the script must not glue onto it.
-    std::fs::write(inbox_path(&env, "mayor"), "{\"id\":\"torn").unwrap();
+    std::fs::write(env.inbox_path("mayor"), "{\"id\":\"torn").unwrap();
     sh(&["send", "sh-1", "from the shell"]);
     let sent = ok(
         &env,
@@ -613,7 +590,7 @@ esac
         String::from_utf8(out.stdout).unwrap(),
         format!(
             "{}:1: not JSON (EOF while parsing a string at column 11)\n",
-            inbox_path(&env, "mayor").display()
+            env.inbox_path("mayor").display()
         )
     );
 }
@@ -646,7 +623,7 @@ fn records_and_check_agree_with_the_schema() {
         .should_validate_formats(true)
         .build(&schema)
         .unwrap();
-    let m = &lines(&inbox_path(&env, "mayor"))[0];
+    let m = &env.inbox("mayor")[0];
     assert_eq!(m["thread_id"], json!("msg-x"));
     assert_eq!(m["type"], json!("reply"));
     assert!(validator.is_valid(m), "{m}");
@@ -656,7 +633,7 @@ fn records_and_check_agree_with_the_schema() {
         let dir = protocol.join("examples").join(kind).join("mail-message");
         for f in std::fs::read_dir(dir).unwrap() {
             let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
-            std::fs::write(inbox_path(&env, "overseer"), &text).unwrap();
+            std::fs::write(env.inbox_path("overseer"), &text).unwrap();
             let report =
                 String::from_utf8(run(&env, "gt-mail", "overseer", &["check"]).stdout).unwrap();
             for (i, line) in text.lines().enumerate() {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::TestEnv;
-use crate::mail::{deliver, inbox_path, lines, mail_cmd, ok, run, unread};
+use crate::common::{TestEnv, jsonl};
+use crate::mail::{deliver, mail_cmd, ok, run, unread};
 
 fn subjects(v: &[Value]) -> Vec<String> {
     v.iter()
@@ -40,9 +40,9 @@ fn concurrent_senders_lose_and_interleave_nothing() {
             });
         }
     });
-    let raw = std::fs::read_to_string(inbox_path(&env, "mayor")).unwrap();
+    let raw = std::fs::read_to_string(env.inbox_path("mayor")).unwrap();
     assert_eq!(raw.lines().count(), n * m);
-    let got = lines(&inbox_path(&env, "mayor"));
+    let got = env.inbox("mayor");
     assert!(
         got.iter()
             .all(|v| v["body"].as_str() == Some(body.as_str()))
@@ -59,7 +59,7 @@ fn concurrent_senders_lose_and_interleave_nothing() {
 #[test]
 fn killed_senders_never_corrupt_other_mail() {
     let env = TestEnv::new();
-    let inbox = inbox_path(&env, "mayor");
+    let inbox = env.inbox_path("mayor");
     // A writer killed mid-line, by hand: the next send starts a fresh line and
     // readers, check and doctor name the torn line.
     std::fs::write(&inbox, "{\"id\":\"dead\",\"from\":\"x\",\"bo").unwrap();
@@ -152,7 +152,7 @@ fn a_full_disk_fails_the_send_and_leaves_the_inbox_readable() {
         "overseer",
         &["send", "mayor", "-s", "before", "-m", "b"],
     );
-    let inbox = inbox_path(&env, "mayor");
+    let inbox = env.inbox_path("mayor");
     let before = std::fs::read(&inbox).unwrap();
     // An injected write error: the file size limit stops the write part-way
     // (EFBIG, like ENOSPC), exactly where a full disk would.
@@ -199,7 +199,7 @@ fn a_full_disk_fails_the_send_and_leaves_the_inbox_readable() {
         "overseer",
         &["send", "mayor", "-s", "after", "-m", "b"],
     );
-    assert_eq!(subjects(&lines(&inbox)), vec!["before", "after"]);
+    assert_eq!(subjects(&jsonl(&inbox)), vec!["before", "after"]);
 }
 
 #[test]
@@ -237,10 +237,10 @@ fn archiving_during_sends_loses_nothing() {
     });
     ok(&env, "mayor", &["ack", "--all"]);
     ok(&env, "mayor", &["archive"]);
-    let mut all = lines(&inbox_path(&env, "mayor"));
+    let mut all = env.inbox("mayor");
     assert!(all.is_empty());
     for f in std::fs::read_dir(env.town.join("mayor/mail/archive")).unwrap() {
-        all.extend(lines(&f.unwrap().path()));
+        all.extend(jsonl(&f.unwrap().path()));
     }
     let mut got = subjects(&all);
     got.sort();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, git, read_json};
+use crate::common::{TestEnv, edit_json, git, read_json};
 use crate::queue::{commit, files, rig_with_work};
 
 fn origin(env: &TestEnv) -> std::path::PathBuf {
@@ -25,19 +25,8 @@ fn origin_log(env: &TestEnv) -> Vec<String> {
     .collect()
 }
 
-fn inbox(rig: &Path, home: &str) -> Vec<Value> {
-    std::fs::read_to_string(rig.join(home).join("mail/inbox.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn set_config(rig: &Path, key: &str, value: &str) {
-    let path = rig.join("config.json");
-    let mut cfg = read_json(&path);
-    cfg[key] = value.into();
-    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    edit_json(&rig.join("config.json"), |c| c[key] = value.into());
 }
 
 /// Give polecat `name` an issue in its state.json, as `gt spawn` would.
@@ -50,10 +39,7 @@ fn give_issue(env: &TestEnv, rig: &Path, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string();
-    let state = rig.join("polecats").join(name).join("state.json");
-    let mut s = read_json(&state);
-    s["issue"] = id.clone().into();
-    std::fs::write(&state, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    env.edit_state(rig.join("polecats").join(name), |s| s["issue"] = id.clone().into());
     id
 }
 
@@ -141,13 +127,13 @@ fn processes_entries_fifo_and_reports() {
         serde_json::from_str::<Value>(&shown).unwrap()["status"],
         "closed"
     );
-    let mail = inbox(&rig, "polecats/Nux");
+    let mail = env.inbox(rig.join("polecats/Nux"));
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0]["type"], "merged");
     assert_eq!(mail[0]["from"], "r/refinery");
     assert_eq!(mail[0]["generation"], 0);
     assert_eq!(mail[0]["issue"], issue.as_str());
-    let witness: Vec<String> = inbox(&rig, "witness")
+    let witness: Vec<String> = env.inbox(rig.join("witness"))
         .iter()
         .map(|m| m["subject"].as_str().unwrap().to_string())
         .collect();
@@ -202,7 +188,7 @@ fn conflicts_and_failing_tests_go_back_to_the_polecat() {
     );
     assert_clone_is_origin_main(&env, &rig);
 
-    let mail = inbox(&rig, "polecats/Toast");
+    let mail = env.inbox(rig.join("polecats/Toast"));
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0]["type"], "merge_failed");
     assert_eq!(mail[0]["subject"], "merge failed: r/Toast (polecat/Toast)");
@@ -212,7 +198,7 @@ fn conflicts_and_failing_tests_go_back_to_the_polecat() {
         "{body}"
     );
     assert!(body.contains("gt merge-queue add r r/Toast"), "{body}");
-    let body = inbox(&rig, "polecats/Capable")[0]["body"]
+    let body = env.inbox(rig.join("polecats/Capable"))[0]["body"]
         .as_str()
         .unwrap()
         .to_string();
@@ -220,7 +206,7 @@ fn conflicts_and_failing_tests_go_back_to_the_polecat() {
         body.ends_with("Last lines of the test output:\nchecking"),
         "{body}"
     );
-    assert_eq!(inbox(&rig, "witness").len(), 3);
+    assert_eq!(env.inbox(rig.join("witness")).len(), 3);
 
     // Toast rebases on main and queues again: the retry merges and drops the
     // failure's fields.
@@ -240,10 +226,7 @@ fn stale_generation_is_refused_and_a_dead_refinerys_claim_is_recovered() {
     env.ok("gt-queue", &["add", "r", "Nux"]);
     env.ok("gt-queue", &["add", "r", "Toast"]);
     // Nux is respawned on other work after submitting: generation 0 -> 1.
-    let state = rig.join("polecats/Nux/state.json");
-    let mut s = read_json(&state);
-    s["generation"] = 1.into();
-    std::fs::write(&state, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    env.edit_state(rig.join("polecats/Nux"), |s| s["generation"] = 1.into());
     // A refinery claimed Toast's entry and was killed (made by hand here).
     let pending = rig.join("refinery/queue/pending");
     let active = rig.join("refinery/queue/active");
@@ -258,7 +241,7 @@ fn stale_generation_is_refused_and_a_dead_refinerys_claim_is_recovered() {
     assert!(out.starts_with(&format!("failed {}: stale entry: it is about generation 0 of r/Nux, which is now at generation 1; nothing merged\n", nux.trim_end_matches(".json"))), "{out}");
     assert_eq!(files(&rig, "active"), std::slice::from_ref(&toast));
     assert_eq!(origin_log(&env), ["initial"], "nothing merged");
-    assert_eq!(inbox(&rig, "polecats/Nux")[0]["generation"], 0);
+    assert_eq!(env.inbox(rig.join("polecats/Nux"))[0]["generation"], 0);
 
     // ...and one whose file has not changed for longer than --stale-after is
     // put back and landed.

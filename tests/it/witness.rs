@@ -2,25 +2,18 @@
 //! nudges and escalation, release of empty work, dispatch within max_workers,
 //! and the epic report. Agents are stand-in shell commands (test doubles).
 
-use std::path::Path;
-use std::time::Duration;
-
 use serde_json::Value;
 
-use crate::common::{TestEnv, git, read_json};
+use crate::common::{TestEnv, edit_json, git};
 
 /// A rig whose agents run `agent` (a stand-in for an AI agent), at most `max` at once.
 fn rig_with_agent(env: &TestEnv, agent: &str, max: u64) -> std::path::PathBuf {
     let rig = env.add_rig("r");
-    let mut cfg = read_json(&rig.join("config.json"));
-    cfg["agent_command"] = agent.into();
-    cfg["max_workers"] = max.into();
-    cfg["worker_spawn_delay"] = "0s".into();
-    std::fs::write(
-        rig.join("config.json"),
-        serde_json::to_vec_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
+    edit_json(&rig.join("config.json"), |cfg| {
+        cfg["agent_command"] = agent.into();
+        cfg["max_workers"] = max.into();
+        cfg["worker_spawn_delay"] = "0s".into();
+    });
     rig
 }
 
@@ -40,23 +33,6 @@ fn patrol(env: &TestEnv, args: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Wait for a polecat's session to end (pidfd, no polling).
-fn wait_session(home: &Path) {
-    let state = read_json(&home.join("state.json"));
-    let id = state["session"].as_str().expect("a session");
-    assert!(
-        gastown::session::wait(id, Duration::from_secs(30)),
-        "session {id} still running"
-    );
-}
-
-fn inbox(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path.join("mail/inbox.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// The stand-in commits a file and signals done, as the seed's polecat does.
 const DILIGENT: &str = "echo work > work.txt && git add work.txt && git -c user.name=a -c user.email=a@b commit -qm work && gt send \"$GT_RIG/witness\" --type done --generation \"$GT_GENERATION\" -s \"done: $GT_ISSUE\" -m ok";
@@ -67,7 +43,7 @@ fn clean_finished_work_goes_to_the_merge_queue_and_the_signal_is_read() {
     let rig = rig_with_agent(&env, DILIGENT, 8);
     let id = env.issue("r", "work");
     env.ok("gt", &["spawn", "--issue", &id]);
-    wait_session(&rig.join("polecats/Nux"));
+    env.wait_session(&rig.join("polecats/Nux"));
 
     assert_eq!(
         patrol(&env, &[]),
@@ -78,7 +54,7 @@ fn clean_finished_work_goes_to_the_merge_queue_and_the_signal_is_read() {
         .collect();
     assert_eq!(pending.len(), 1);
     assert_eq!(
-        read_json(&rig.join("polecats/Nux/state.json"))["status"],
+        env.state(rig.join("polecats/Nux"))["status"],
         "done"
     );
     // The done signal was consumed: the witness has no unread mail, and a
@@ -98,14 +74,14 @@ fn a_dirty_clone_is_nudged_three_times_then_escalated() {
     let id = env.issue("r", "messy");
     env.ok("gt", &["spawn", "--issue", &id]);
     let home = rig.join("polecats/Nux");
-    wait_session(&home);
+    env.wait_session(&home);
     for n in 1..=3 {
         assert_eq!(
             patrol(&env, &[]),
             [("nudged".to_string(), "r/Nux".to_string())],
             "nudge {n}"
         );
-        let last = inbox(&home).pop().unwrap();
+        let last = env.inbox(&home).pop().unwrap();
         assert_eq!(last["type"], "nudge");
         assert_eq!(last["subject"], format!("nudge {n}/3"));
         assert!(
@@ -118,8 +94,8 @@ fn a_dirty_clone_is_nudged_three_times_then_escalated() {
         patrol(&env, &[]),
         [("escalated".to_string(), "r/Nux".to_string())]
     );
-    assert_eq!(read_json(&home.join("state.json"))["status"], "stuck");
-    let mayor = inbox(&env.town.join("mayor"));
+    assert_eq!(env.state(&home)["status"], "stuck");
+    let mayor = env.inbox("mayor");
     assert_eq!(mayor.len(), 1);
     assert_eq!(mayor[0]["subject"], "stuck: r/Nux");
     assert_eq!(mayor[0]["from"], "r/witness");
@@ -133,7 +109,7 @@ fn a_worker_that_ends_without_commits_gives_its_issue_back() {
     let rig = rig_with_agent(&env, "true", 8);
     let id = env.issue("r", "abandoned");
     env.ok("gt", &["spawn", "--issue", &id]);
-    wait_session(&rig.join("polecats/Nux"));
+    env.wait_session(&rig.join("polecats/Nux"));
     assert_eq!(
         patrol(&env, &[]),
         [("released".to_string(), "r/Nux".to_string())]
@@ -148,11 +124,11 @@ fn a_worker_that_ends_without_commits_gives_its_issue_back() {
         (Some("open"), None)
     );
     assert_eq!(
-        read_json(&rig.join("polecats/Nux/state.json"))["status"],
+        env.state(rig.join("polecats/Nux"))["status"],
         "idle"
     );
     assert_eq!(
-        inbox(&env.town.join("mayor"))[0]["subject"],
+        env.inbox("mayor")[0]["subject"],
         format!("r/Nux ended without commits on {id}")
     );
 }
@@ -164,9 +140,7 @@ fn a_stale_done_signal_does_not_act_on_a_newer_generation() {
     let id = env.issue("r", "long");
     env.ok("gt", &["spawn", "--issue", &id]);
     let home = rig.join("polecats/Nux");
-    let mut state = read_json(&home.join("state.json"));
-    state["generation"] = 2.into();
-    std::fs::write(home.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    env.edit_state(&home, |s| s["generation"] = 2.into());
     let stale = r#"{"id":"msg-old","from":"r/Nux","to":"r/witness","subject":"done: old","body":"","timestamp":"2026-01-01T00:00:00Z","type":"done","generation":1}"#;
     let out = env
         .cmd("gt")
@@ -187,7 +161,7 @@ fn a_stale_done_signal_does_not_act_on_a_newer_generation() {
         [("stale-signal".to_string(), "r/Nux".to_string())]
     );
     assert!(
-        gastown::session::is_alive(state["session"].as_str().unwrap()),
+        gastown::session::is_alive(&env.session(&home)),
         "the live worker was not stopped"
     );
     env.ok("gt", &["kill", "r/Nux"]);
@@ -223,7 +197,7 @@ fn dispatch_fills_max_workers_with_ready_children_and_reports_the_epic_once() {
         [("spawned".to_string(), "r/Nux".to_string())],
         "max_workers is 1"
     );
-    wait_session(&rig.join("polecats/Nux"));
+    env.wait_session(&rig.join("polecats/Nux"));
     // Nux's work is submitted; the slot frees and B goes to the next polecat.
     assert_eq!(
         patrol(&env, &["--epic", &epic]),
@@ -232,7 +206,7 @@ fn dispatch_fills_max_workers_with_ready_children_and_reports_the_epic_once() {
             ("spawned".to_string(), "r/Toast".to_string())
         ]
     );
-    wait_session(&rig.join("polecats/Toast"));
+    env.wait_session(&rig.join("polecats/Toast"));
     assert_eq!(
         patrol(&env, &["--epic", &epic]),
         [("submitted".to_string(), "r/Toast".to_string())]
@@ -245,7 +219,7 @@ fn dispatch_fills_max_workers_with_ready_children_and_reports_the_epic_once() {
         [("epic-complete".to_string(), "mayor".to_string())]
     );
     assert_eq!(patrol(&env, &["--epic", &epic]), []);
-    let report = inbox(&env.town.join("mayor")).pop().unwrap();
+    let report = env.inbox("mayor").pop().unwrap();
     assert_eq!(report["subject"], format!("work complete: {epic}"));
     assert!(git(&rig.join("polecats/Toast/rig"), &["log", "--oneline"]).contains("work"));
 }
@@ -307,7 +281,7 @@ fn a_landed_worker_is_freed_and_reused_on_a_fresh_branch() {
         patrol(&env, &["--epic", &epic]),
         [("spawned".to_string(), "r/Nux".to_string())]
     );
-    wait_session(&nux);
+    env.wait_session(&nux);
     assert_eq!(
         patrol(&env, &["--epic", &epic]),
         [("submitted".to_string(), "r/Nux".to_string())]
@@ -325,9 +299,9 @@ fn a_landed_worker_is_freed_and_reused_on_a_fresh_branch() {
         ],
         "the idle polecat takes the next issue"
     );
-    let state = read_json(&nux.join("state.json"));
+    let state = env.state(&nux);
     assert_eq!(state["generation"], 2);
-    wait_session(&nux);
+    env.wait_session(&nux);
     // B was done on a fresh branch that starts at origin's main, which has A.
     let log = git(&nux.join("rig"), &["log", "--format=%s", "polecat/Nux"]);
     let first_issue = format!("{epic}.1");
@@ -356,7 +330,7 @@ fn a_failed_merge_sends_the_worker_back_to_its_issue() {
     let id = env.issue("r", "edit the README");
     env.ok("gt", &["spawn", "--issue", &id]);
     let nux = rig.join("polecats/Nux");
-    wait_session(&nux);
+    env.wait_session(&nux);
     assert_eq!(
         patrol(&env, &[]),
         [("submitted".to_string(), "r/Nux".to_string())]
@@ -380,7 +354,7 @@ fn a_failed_merge_sends_the_worker_back_to_its_issue() {
         patrol(&env, &[]),
         [("sent-back".to_string(), "r/Nux".to_string())]
     );
-    let state = read_json(&nux.join("state.json"));
+    let state = env.state(&nux);
     assert_eq!(
         (
             state["generation"].as_u64(),
@@ -389,7 +363,7 @@ fn a_failed_merge_sends_the_worker_back_to_its_issue() {
         ),
         (Some(2), Some(id.as_str()), Some(1))
     );
-    let subjects: Vec<String> = inbox(&nux)
+    let subjects: Vec<String> = env.inbox(&nux)
         .iter()
         .map(|m| m["subject"].as_str().unwrap().to_string())
         .collect();
@@ -398,20 +372,14 @@ fn a_failed_merge_sends_the_worker_back_to_its_issue() {
         "{subjects:?}"
     );
     assert_eq!(subjects.last().unwrap(), "nudge 1/3");
-    wait_session(&nux);
+    env.wait_session(&nux);
 }
 
 #[test]
 fn a_live_but_silent_worker_is_nudged_after_stuck_after() {
     let env = TestEnv::new();
     let rig = rig_with_agent(&env, "exec sleep 1000", 8);
-    let mut cfg = read_json(&rig.join("config.json"));
-    cfg["stuck_after"] = "30m".into();
-    std::fs::write(
-        rig.join("config.json"),
-        serde_json::to_vec_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
+    edit_json(&rig.join("config.json"), |c| c["stuck_after"] = "30m".into());
     let id = env.issue("r", "long");
     env.ok("gt", &["spawn", "--issue", &id]);
     // Just started: not silent.
