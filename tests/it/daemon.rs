@@ -250,11 +250,7 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
     // It beats again, then falls silent again: a new report.
     touch("2026-11-25T11:00:00Z");
     assert_eq!(tick(&env, Some("2026-11-25T11:01:00Z")), []);
-    assert!(
-        env.state("r/refinery")
-            .get("heartbeat_reported")
-            .is_none()
-    );
+    assert!(env.state("r/refinery").get("heartbeat_reported").is_none());
     set_town(&env, "heartbeat_timeout", "2m".into());
     assert_eq!(
         actions(&tick(&env, Some("2026-11-25T11:02:00Z"))),

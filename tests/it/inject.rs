@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, fifo, read_fifo, read_json};
+use crate::common::{TestEnv, fifo, read_fifo};
 
 /// A rig `r` with one issue; returns the issue id.
 fn rig_and_issue(env: &TestEnv) -> String {
@@ -164,10 +164,7 @@ fn an_enter_the_agent_swallows_is_pressed_once_more() {
     std::fs::write(&swallow, "9").unwrap();
     let out = inject("never");
     assert_eq!(out.status.code(), Some(2));
-    let session = read_json(&env.town.join("r/polecats/Nux/state.json"))["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = env.session("r/polecats/Nux");
     let name = session.split(':').nth(2).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -197,10 +194,7 @@ fn a_plain_process_session_refuses_inject_and_capture() {
     }
     let _kill = Kill(&env);
     let home = env.town.join("r/polecats/Nux");
-    let session = read_json(&home.join("state.json"))["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = env.session(&home);
     assert!(session.starts_with("proc:"), "{session}");
 
     assert_eq!(
@@ -306,8 +300,7 @@ fn a_witness_nudge_is_typed_into_a_live_dirty_workers_session() {
     );
     assert_eq!(read_fifo(&got), format!("got: {NUDGE}\n"));
     // The mail is still the record.
-    let inbox = std::fs::read_to_string(env.town.join("r/polecats/Nux/mail/inbox.jsonl")).unwrap();
-    let last: Value = serde_json::from_str(inbox.lines().last().unwrap()).unwrap();
+    let last = env.inbox("r/polecats/Nux").pop().unwrap();
     assert_eq!(last["type"], "nudge");
     assert!(last["body"].as_str().unwrap().contains("?? untracked.txt"));
 }
@@ -317,10 +310,7 @@ fn a_nudge_that_cannot_be_confirmed_is_reported_and_the_patrol_goes_on() {
     let env = TestEnv::new();
     // The worker's terminal does not echo: the line arrives but never shows.
     let (got, actions) = patrol_dirty_worker(&env, "-echo", "300ms");
-    let session = read_json(&env.town.join("r/polecats/Nux/state.json"))["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = env.session("r/polecats/Nux");
     let name = session.split(':').nth(2).unwrap();
     assert_eq!(
         actions,

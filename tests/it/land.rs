@@ -59,7 +59,9 @@ impl Rig {
     }
 
     fn set_test_command(&self, cmd: &str) {
-        edit_json(&self.rig.join("config.json"), |c| c["test_command"] = cmd.into());
+        edit_json(&self.rig.join("config.json"), |c| {
+            c["test_command"] = cmd.into()
+        });
     }
 }
 
@@ -108,7 +110,6 @@ fn worktree(dir: &Path) -> (BTreeMap<PathBuf, Vec<u8>>, String, String) {
         git(dir, &["status", "--porcelain"]),
     )
 }
-
 
 #[test]
 fn fast_forward_lands_tests_pushes_and_cleans_up() {
@@ -302,8 +303,9 @@ impl Rig {
             serde_json::from_str(&self.ok(&["issue", "create", "--rig", "r", title, "--json"]))
                 .unwrap();
         let id = created["id"].as_str().unwrap().to_string();
-        self.env
-            .edit_state(self.rig.join("polecats/Toast"), |s| s["issue"] = id.as_str().into());
+        self.env.edit_state(self.rig.join("polecats/Toast"), |s| {
+            s["issue"] = id.as_str().into()
+        });
         id
     }
 
@@ -707,7 +709,9 @@ fn a_hung_test_is_killed_at_test_timeout_and_lands_nothing() {
     commit(&clone, "a.txt", "work\n", "add a");
     // The test and a child of it hang; both must go at the deadline.
     r.set_test_command("echo started; sleep 600 & sleep 600");
-    edit_json(&r.rig.join("config.json"), |c| c["test_timeout"] = "300ms".into());
+    edit_json(&r.rig.join("config.json"), |c| {
+        c["test_timeout"] = "300ms".into()
+    });
     let origin_before = r.origin_log();
     let refinery_before = worktree(&r.refinery());
     let out = r.env.run("gt-land", &["--direct", "r/Toast"]);

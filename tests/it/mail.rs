@@ -140,7 +140,8 @@ fn identity_comes_from_as_env_cwd_then_overseer() {
             "x",
         ],
     );
-    let from: Vec<(String, String)> = env.inbox("mayor")
+    let from: Vec<(String, String)> = env
+        .inbox("mayor")
         .iter()
         .map(|m| {
             (

@@ -1,7 +1,7 @@
 //! Polecats: creation, spawn with a stand-in agent (a shell script standing in
 //! for the AI agent), capacity, kill of the whole process group, wake/sleep.
 
-use crate::common::{TestEnv, fifo, git, read_fifo, read_json, wait_until};
+use crate::common::{TestEnv, edit_json, fifo, git, read_fifo, wait_until};
 
 #[test]
 fn polecat_add_makes_home_and_clone_on_its_branch() {
@@ -20,10 +20,7 @@ fn polecat_add_makes_home_and_clone_on_its_branch() {
         std::fs::read_to_string(clone.join("README")).unwrap(),
         "r-origin\n"
     );
-    assert_eq!(
-        read_json(&rig.join("polecats/Nux/state.json"))["role"],
-        "polecat"
-    );
+    assert_eq!(env.state(rig.join("polecats/Nux"))["role"], "polecat");
     env.ok("gt", &["polecat", "add", "r"]);
     assert!(
         rig.join("polecats/Toast/rig/.git").is_dir(),
@@ -90,7 +87,7 @@ fn spawn_and_check_environment(backend: &str) {
             rig.join(".beads").display()
         )
     );
-    let state = read_json(&rig.join("polecats/Nux/state.json"));
+    let state = env.state(rig.join("polecats/Nux"));
     assert_eq!(state["status"], "working");
     assert_eq!(state["issue"], id.as_str());
     let issue: serde_json::Value =
@@ -127,10 +124,7 @@ fn spawn_as_plain_process_runs_the_agent_the_same_way() {
 fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
     let env = TestEnv::new();
     let rig = env.add_rig("r");
-    let cfg_path = rig.join("config.json");
-    let mut cfg = read_json(&cfg_path);
-    cfg["max_workers"] = 1.into();
-    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    edit_json(&rig.join("config.json"), |c| c["max_workers"] = 1.into());
 
     let pids = env.path().join("pids.fifo");
     fifo(&pids);
@@ -147,11 +141,8 @@ fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
     let out = env.run("gt", &["spawn", "--issue", &two, "--agent", "true"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!(
-            "gt: rig r is at capacity: 1 polecat(s) running, max_workers is 1 ({})\n",
-            cfg_path.display()
-        )
+        env.normalize(&String::from_utf8_lossy(&out.stderr)),
+        "gt: rig r is at capacity: 1 polecat(s) running, max_workers is 1 ($TEST_ENV/town/r/config.json)\n"
     );
     assert!(
         !rig.join("polecats/Toast").exists(),
@@ -173,7 +164,7 @@ fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
         };
         assert!(wait_until(10, gone), "process {pid} survived kill");
     }
-    let state = read_json(&rig.join("polecats/Nux/state.json"));
+    let state = env.state(rig.join("polecats/Nux"));
     assert_eq!(state["status"], "idle");
     assert!(state.get("session").is_none());
     assert_eq!(env.ok("gt", &["kill", "Nux"]), "r/Nux was not running\n");
@@ -280,7 +271,7 @@ fn spawn_on_an_issue_someone_else_holds_starts_nothing() {
         String::from_utf8_lossy(&out.stderr),
         format!("gt: {id} is held by r/crew/dave (status in_progress); not claimed\n")
     );
-    let state = read_json(&rig.join("polecats/Nux/state.json"));
+    let state = env.state(rig.join("polecats/Nux"));
     assert_eq!(
         (state["generation"].as_u64(), state.get("session")),
         (Some(0), None)
@@ -301,10 +292,7 @@ fn a_polecat_takes_new_work_only_when_nothing_would_be_lost() {
         &["spawn", "--issue", &one, "--agent", "echo x > scratch.txt"],
     );
     let nux = rig.join("polecats/Nux");
-    let id = read_json(&nux.join("state.json"))["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = env.session(&nux);
     assert!(gastown::session::wait(
         &id,
         std::time::Duration::from_secs(10)
@@ -322,9 +310,7 @@ fn a_polecat_takes_new_work_only_when_nothing_would_be_lost() {
         )
     );
     std::fs::remove_file(nux.join("rig/scratch.txt")).unwrap();
-    let mut state = read_json(&nux.join("state.json"));
-    state["status"] = "done".into();
-    std::fs::write(nux.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    env.edit_state(&nux, |s| s["status"] = "done".into());
     let (_, err) = env.fails(
         "gt",
         &["spawn", "--issue", &two, "--name", "Nux", "--agent", "true"],

@@ -39,7 +39,9 @@ fn give_issue(env: &TestEnv, rig: &Path, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string();
-    env.edit_state(rig.join("polecats").join(name), |s| s["issue"] = id.clone().into());
+    env.edit_state(rig.join("polecats").join(name), |s| {
+        s["issue"] = id.clone().into()
+    });
     id
 }
 
@@ -133,7 +135,8 @@ fn processes_entries_fifo_and_reports() {
     assert_eq!(mail[0]["from"], "r/refinery");
     assert_eq!(mail[0]["generation"], 0);
     assert_eq!(mail[0]["issue"], issue.as_str());
-    let witness: Vec<String> = env.inbox(rig.join("witness"))
+    let witness: Vec<String> = env
+        .inbox(rig.join("witness"))
         .iter()
         .map(|m| m["subject"].as_str().unwrap().to_string())
         .collect();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use jsonschema::Validator;
 use serde_json::Value;
 
-use crate::common::{TestEnv, git, read_json};
+use crate::common::{TestEnv, git};
 
 /// Which schema each file of a town follows. A pattern is a path relative to
 /// the town root whose `*` components match any one name. `.jsonl` files are
@@ -267,19 +267,13 @@ fn every_json_file_in_a_real_town_matches_its_schema() {
         "gt",
         &["daemon", "start", "gastown/witness", "--agent", "exit 3"],
     );
-    let id = read_json(&env.town.join("gastown/witness/state.json"))["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = env.session("gastown/witness");
     assert!(gastown::session::wait(
         &id,
         std::time::Duration::from_secs(30)
     ));
     env.ok("gt", &["daemon", "tick"]); // restarted
-    let id = read_json(&env.town.join("gastown/witness/state.json"))["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = env.session("gastown/witness");
     assert!(gastown::session::wait(
         &id,
         std::time::Duration::from_secs(30)

@@ -15,11 +15,8 @@ fn install_creates_the_town_tree_and_is_idempotent() {
         serde_json::json!({"version": 1, "rigs": {}})
     );
     for home in ["mayor", "overseer"] {
-        assert_eq!(
-            std::fs::read(t.join(home).join("mail/inbox.jsonl")).unwrap(),
-            b""
-        );
-        assert_eq!(read_json(&t.join(home).join("state.json"))["role"], home);
+        assert_eq!(std::fs::read(env.inbox_path(home)).unwrap(), b"");
+        assert_eq!(env.state(home)["role"], home);
         assert!(t.join(home).join("CLAUDE.md").is_file());
     }
     // A person's edits survive a re-run; a deleted file comes back.
@@ -34,10 +31,7 @@ fn install_creates_the_town_tree_and_is_idempotent() {
         std::fs::read_to_string(t.join("mayor/CLAUDE.md")).unwrap(),
         "my prompt\n"
     );
-    assert_eq!(
-        read_json(&t.join("overseer/state.json"))["role"],
-        "overseer"
-    );
+    assert_eq!(env.state("overseer")["role"], "overseer");
 }
 
 #[test]
@@ -261,7 +255,7 @@ fn gastown_tools_run_inside_gt_and_other_subcommands_are_found_on_path() {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
-    let inbox = std::fs::read_to_string(env.town.join("mayor/mail/inbox.jsonl")).unwrap();
+    let inbox = std::fs::read_to_string(env.inbox_path("mayor")).unwrap();
     assert!(inbox.contains("\"body\":\"from a lone gt\""), "{inbox}");
     let out = gt(&["hello", "a", "b"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello a b\n");

@@ -33,7 +33,6 @@ fn patrol(env: &TestEnv, args: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
-
 /// The stand-in commits a file and signals done, as the seed's polecat does.
 const DILIGENT: &str = "echo work > work.txt && git add work.txt && git -c user.name=a -c user.email=a@b commit -qm work && gt send \"$GT_RIG/witness\" --type done --generation \"$GT_GENERATION\" -s \"done: $GT_ISSUE\" -m ok";
 
@@ -53,10 +52,7 @@ fn clean_finished_work_goes_to_the_merge_queue_and_the_signal_is_read() {
         .unwrap()
         .collect();
     assert_eq!(pending.len(), 1);
-    assert_eq!(
-        env.state(rig.join("polecats/Nux"))["status"],
-        "done"
-    );
+    assert_eq!(env.state(rig.join("polecats/Nux"))["status"], "done");
     // The done signal was consumed: the witness has no unread mail, and a
     // second patrol does nothing.
     assert_eq!(
@@ -123,10 +119,7 @@ fn a_worker_that_ends_without_commits_gives_its_issue_back() {
         ),
         (Some("open"), None)
     );
-    assert_eq!(
-        env.state(rig.join("polecats/Nux"))["status"],
-        "idle"
-    );
+    assert_eq!(env.state(rig.join("polecats/Nux"))["status"], "idle");
     assert_eq!(
         env.inbox("mayor")[0]["subject"],
         format!("r/Nux ended without commits on {id}")
@@ -363,7 +356,8 @@ fn a_failed_merge_sends_the_worker_back_to_its_issue() {
         ),
         (Some(2), Some(id.as_str()), Some(1))
     );
-    let subjects: Vec<String> = env.inbox(&nux)
+    let subjects: Vec<String> = env
+        .inbox(&nux)
         .iter()
         .map(|m| m["subject"].as_str().unwrap().to_string())
         .collect();
@@ -379,7 +373,9 @@ fn a_failed_merge_sends_the_worker_back_to_its_issue() {
 fn a_live_but_silent_worker_is_nudged_after_stuck_after() {
     let env = TestEnv::new();
     let rig = rig_with_agent(&env, "exec sleep 1000", 8);
-    edit_json(&rig.join("config.json"), |c| c["stuck_after"] = "30m".into());
+    edit_json(&rig.join("config.json"), |c| {
+        c["stuck_after"] = "30m".into()
+    });
     let id = env.issue("r", "long");
     env.ok("gt", &["spawn", "--issue", &id]);
     // Just started: not silent.
