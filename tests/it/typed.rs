@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use gastown::address::Role;
-use gastown::record::{
-    AgentState, BackendKind, BeadsConfig, Extra, RigConfig, Status, TownConfig,
-};
+use gastown::record::{AgentState, BackendKind, BeadsConfig, Extra, RigConfig, Status, TownConfig};
 use serde_json::Value;
 
 fn schema(name: &str) -> Value {
@@ -120,7 +118,8 @@ fn unknown_fields_survive_a_rewrite_byte_for_byte() {
     state.status = Status::Working;
     let out = serde_json::to_string(&state).unwrap();
     assert!(
-        out.contains(r#""mine":{"b":[1,2.5,"x",{"deep":true}],"a":null}"#) && out.ends_with(r#""zz":"last"}"#),
+        out.contains(r#""mine":{"b":[1,2.5,"x",{"deep":true}],"a":null}"#)
+            && out.ends_with(r#""zz":"last"}"#),
         "{out}"
     );
 }

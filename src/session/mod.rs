@@ -1,0 +1,158 @@
+//! Agent sessions: where an agent's command runs. The id stored in `state.json`
+//! (`session`) names the backend and the session's leader process, so any tool
+//! can ask whether it is alive and stop it:
+//!
+//! * `tmux:<socket>:<name>:<pid>:<start>` — a tmux session on the town's own
+//!   socket (`tmux -L <socket>`), so towns and tests never collide; a person
+//!   attaches with `tmux -L <socket> attach -t <name>`. Output is also appended
+//!   to `<home>/session.log` (pipe-pane).
+//! * `proc:<pid>:<start>` — a detached process in its own session and process
+//!   group (`setsid`), output to `<home>/session.log`; for machines without tmux.
+//!
+//! `<start>` is the leader's start time (clock ticks since boot, from /proc),
+//! guarding against pid reuse. Stopping kills the leader's whole process group,
+//! so no orphaned children survive.
+
+mod backend;
+mod pane;
+mod start;
+
+pub use backend::{Backend, Spec, Started, tmux, tmux_socket};
+pub use pane::{Injected, capture, has_terminal, inject, inject_wait, run};
+pub use start::{agent_env, launch, lock_for_start, log_path, name_for, record_start, stop_home};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::record::AgentState;
+
+/// A parsed session id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionId {
+    Proc {
+        pid: u32,
+        start: u64,
+    },
+    Tmux {
+        socket: String,
+        name: String,
+        pid: u32,
+        start: u64,
+    },
+}
+
+impl SessionId {
+    pub fn parse(id: &str) -> Option<SessionId> {
+        let parts: Vec<&str> = id.split(':').collect();
+        match parts.as_slice() {
+            ["proc", pid, start] => Some(SessionId::Proc {
+                pid: pid.parse().ok()?,
+                start: start.parse().ok()?,
+            }),
+            ["tmux", socket, name, pid, start] => Some(SessionId::Tmux {
+                socket: socket.to_string(),
+                name: name.to_string(),
+                pid: pid.parse().ok()?,
+                start: start.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The leader process: its pid and start time.
+    fn leader(&self) -> (u32, u64) {
+        match self {
+            SessionId::Proc { pid, start } | SessionId::Tmux { pid, start, .. } => (*pid, *start),
+        }
+    }
+}
+
+/// Field 22 of /proc/<pid>/stat (the start time) and whether the process is a
+/// zombie; `None` if there is no such process.
+pub(crate) fn stat(pid: u32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.get(19)?.parse().ok()?, fields.first() == Some(&"Z")))
+}
+
+/// The start time of a running (not zombie) process.
+fn start_time(pid: u32) -> Option<u64> {
+    stat(pid)
+        .filter(|(_, zombie)| !zombie)
+        .map(|(start, _)| start)
+}
+
+/// Whether the session `id` still runs. Ids gt cannot parse count as alive: a
+/// tool must not kill or land work whose session it cannot see.
+pub fn is_alive(id: &str) -> bool {
+    match SessionId::parse(id) {
+        Some(sid) => {
+            let (pid, start) = sid.leader();
+            start_time(pid) == Some(start)
+        }
+        None => true,
+    }
+}
+
+/// Whether the agent whose state this is has a live session.
+pub fn state_alive(state: &AgentState) -> bool {
+    state.session.as_deref().is_some_and(is_alive)
+}
+
+/// Stop session `id`: SIGTERM to its leader's process group, SIGKILL after
+/// `grace`; a tmux session is then removed. Stopping a dead session is not an error.
+pub fn stop(id: &str, grace: std::time::Duration) -> Result<()> {
+    let Some(sid) = SessionId::parse(id) else {
+        return Err(Error::invalid(format!(
+            "cannot stop session {id:?}: not a session id gt knows"
+        )));
+    };
+    if is_alive(id) {
+        let (pid, _) = sid.leader();
+        let pgid = Pid::from_raw(pid as i32);
+        let _ = killpg(pgid, Signal::SIGTERM);
+        wait_exit(pid, grace);
+        // The leader is gone (or ignored SIGTERM): whatever is left of its group
+        // (a child that outlived it) goes too. While the group has members its
+        // id cannot be reused, so this reaches no other process.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        wait_exit(pid, grace);
+    }
+    if let SessionId::Tmux { socket, name, .. } = &sid {
+        // Gone already when its command ended; that is fine.
+        let _ = tmux(socket, &["kill-session", "-t", &format!("={name}")]);
+    }
+    Ok(())
+}
+
+/// Wait up to `timeout` for session `id` to end; true if it has.
+pub fn wait(id: &str, timeout: std::time::Duration) -> bool {
+    match SessionId::parse(id) {
+        Some(sid) => !is_alive(id) || wait_exit(sid.leader().0, timeout),
+        None => false,
+    }
+}
+
+/// Wait up to `timeout` for process `pid` (not necessarily our child) to exit,
+/// without polling: a pidfd becomes readable when the process ends.
+fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
+    // SAFETY: plain syscalls on integers we own; the fd is closed below.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as libc::c_int;
+        if fd < 0 {
+            return true; // no such process
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let n = libc::poll(&mut pfd, 1, ms);
+        libc::close(fd);
+        n > 0
+    }
+}
