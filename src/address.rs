@@ -115,6 +115,23 @@ impl Address {
         }
     }
 
+    /// The agent `name` of `role` in `rig`, for the roles that have names
+    /// (polecat, crew, plugin); the name is checked as [`FromStr`] would.
+    pub fn named(role: Role, rig: &str, name: &str) -> Result<Address> {
+        check_agent_name(role.as_str(), name)?;
+        let (rig, name) = (rig.to_string(), name.to_string());
+        Ok(match role {
+            Role::Polecat => Address::Polecat { rig, name },
+            Role::Crew => Address::Crew { rig, name },
+            Role::Plugin => Address::Plugin { rig, name },
+            _ => {
+                return Err(Error::invalid(format!(
+                    "a {role} has no name: use <rig>/{role}"
+                )));
+            }
+        })
+    }
+
     pub fn rig(&self) -> Option<&str> {
         match self {
             Address::Mayor | Address::Overseer => None,

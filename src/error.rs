@@ -79,6 +79,20 @@ impl Error {
         self.kind = kind;
         self
     }
+    /// Hint "did you mean X?" when one of `candidates` is a plausible typo of
+    /// `word` (and the error has no hint yet): the one place that hint is made.
+    pub fn suggest<'a>(self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        if self.hint.is_some() {
+            return self;
+        }
+        match crate::address::did_you_mean(word, candidates) {
+            Some(s) => {
+                let hint = format!("did you mean {s}?");
+                self.with_hint(hint)
+            }
+            None => self,
+        }
+    }
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }

@@ -24,7 +24,7 @@ use crate::git::{self, Merged};
 use crate::home::Home;
 use crate::mail::Message;
 use crate::rig::Rig;
-use crate::town::Town;
+use crate::town::{Bare, Town};
 
 /// The remote every clone of a rig pushes to.
 pub const REMOTE: &str = "origin";
@@ -633,16 +633,14 @@ impl Report {
 
 /// The polecat named by `spec` (`<rig>/<polecat>`): its rig and home.
 fn polecat(town: &Town, spec: &str) -> Result<(Rig, Home)> {
-    let addr: Address = spec.parse()?;
-    let Address::Polecat { rig, .. } = &addr else {
+    let home = town.resolve(spec, Bare::Address)?;
+    let Address::Polecat { rig, .. } = &home.address else {
         return Err(Error::invalid(format!(
             "{spec} is the {}, not a polecat: gt land --direct takes <rig>/<polecat>",
-            addr.role()
+            home.address.role()
         )));
     };
-    let rig = town.rig(rig)?;
-    let home = town.home(&addr)?;
-    Ok((rig, home))
+    Ok((town.rig(rig)?, home))
 }
 
 /// `gt land --direct <rig>/<polecat>`: land the polecat's branch on the rig's

@@ -285,15 +285,11 @@ impl Queue {
             }
         }
         let all = self.list(&State::ALL)?;
-        let mut e = Error::not_found(format!(
+        Err(Error::not_found(format!(
             "no entry {id:?} in {} (pending, active, merged or failed)",
             self.dir.display()
-        ));
-        if let Some(s) = address::did_you_mean(id, all.entries.iter().map(|l| l.entry.id.as_str()))
-        {
-            e = e.with_hint(format!("did you mean {s}?"));
-        }
-        Err(e)
+        ))
+        .suggest(id, all.entries.iter().map(|l| l.entry.id.as_str())))
     }
 
     /// Put `entry` at the end of `pending/`. Refused when a pending entry for

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::address::{self, Address};
+use crate::address::{Address, Role};
 use crate::clock;
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsio;
@@ -98,45 +98,31 @@ impl Town {
 
     /// The registered rig `name`.
     pub fn rig(&self, name: &str) -> Result<Rig> {
-        address::check_rig_name(name)?;
+        crate::address::check_rig_name(name)?;
         let rigs = self.rigs()?;
         if !rigs.rigs.contains_key(name) {
-            let mut e =
-                Error::not_found(format!("no rig {name:?} in {}", self.rigs_json().display()));
-            if let Some(s) = address::did_you_mean(name, rigs.rigs.keys().map(String::as_str)) {
-                e = e.with_hint(format!("did you mean {s}?"));
-            }
-            return Err(e);
+            return Err(Error::not_found(format!(
+                "no rig {name:?} in {}",
+                self.rigs_json().display()
+            ))
+            .suggest(name, rigs.rigs.keys().map(String::as_str)));
         }
         Ok(Rig::at(self, name))
     }
 
-    /// The rig a command acts on: `explicit` (a `--rig` flag), else `GT_RIG`,
-    /// else the rig the current directory is in, else the town's only rig.
+    /// The rig a command acts on: `explicit` (a `--rig` flag), else
+    /// [`Town::context_rig`], else the town's only rig.
     pub fn current_rig(&self, explicit: Option<&str>) -> Result<Rig> {
         if let Some(name) = explicit {
             return self.rig(name);
         }
-        if let Some(name) = std::env::var("GT_RIG").ok().filter(|v| !v.is_empty()) {
-            return self.rig(&name).map_err(|e| e.context("GT_RIG"));
+        if let Some(rig) = self.context_rig()? {
+            return Ok(rig);
         }
         let rigs = self.rigs()?;
-        let cwd = std::env::current_dir()
-            .ok()
-            .and_then(|d| fs::canonicalize(d).ok());
-        if let Some(first) = cwd
-            .as_deref()
-            .and_then(|d| d.strip_prefix(&self.root).ok())
-            .and_then(|r| r.iter().next())
-            && let Some(name) = first.to_str().filter(|n| rigs.rigs.contains_key(*n))
-        {
-            return Ok(Rig::at(self, name));
-        }
         match rigs.rigs.keys().collect::<Vec<_>>().as_slice() {
             [only] => Ok(Rig::at(self, only)),
-            [] => Err(Error::not_found(
-                "the town has no rigs (add one with gt rig add <name> <git_url>)",
-            )),
+            [] => Err(no_rigs()),
             many => Err(Error::invalid(format!(
                 "which rig? pass --rig, set GT_RIG or run inside a rig (rigs: {})",
                 many.iter()
@@ -147,49 +133,51 @@ impl Town {
         }
     }
 
-    /// An agent named by full address, or by bare `<name>` as a polecat, crew
-    /// member or plugin (per `role`) of [`Town::current_rig`]; it must have `role`.
-    pub fn agent(&self, spec: &str, role: crate::address::Role) -> Result<Home> {
-        use crate::address::Role;
-        let addr = if spec.contains('/') {
-            spec.parse::<Address>()?
-        } else {
-            let (rig, name) = (self.current_rig(None)?.name, spec.to_string());
-            match role {
-                Role::Polecat => Address::Polecat { rig, name },
-                Role::Crew => Address::Crew { rig, name },
-                Role::Plugin => Address::Plugin { rig, name },
-                _ => spec.parse::<Address>()?,
-            }
-        };
-        if addr.role() != role {
-            return Err(Error::invalid(format!("{addr} is not a {role}")));
+    /// The rig the caller is in: `GT_RIG`, else the rig holding the current
+    /// directory, else none.
+    pub fn context_rig(&self) -> Result<Option<Rig>> {
+        if let Some(name) = std::env::var("GT_RIG").ok().filter(|v| !v.is_empty()) {
+            return self.rig(&name).map(Some).map_err(|e| e.context("GT_RIG"));
         }
-        self.home(&addr)
+        let rigs = self.rigs()?;
+        let cwd = std::env::current_dir()
+            .ok()
+            .and_then(|d| fs::canonicalize(d).ok());
+        Ok(cwd
+            .as_deref()
+            .and_then(|d| d.strip_prefix(&self.root).ok())
+            .and_then(|r| r.iter().next())
+            .and_then(|first| first.to_str())
+            .filter(|n| rigs.rigs.contains_key(*n))
+            .map(|name| Rig::at(self, name)))
     }
 
-    /// The home of `addr`, which must exist and lie inside the town (no symlink
-    /// may lead out of it). Refusals carry a "did you mean" hint.
+    /// The agent `spec` names ([`Town::resolve`] with bare names as agents of
+    /// `role`, in `rig` if given), which must have `role`.
+    pub fn agent(&self, spec: &str, role: Role, rig: Option<&str>) -> Result<Home> {
+        let home = self.resolve(spec, Bare::Agent { role, rig })?;
+        if home.address.role() != role {
+            return Err(Error::invalid(format!("{} is not a {role}", home.address)));
+        }
+        Ok(home)
+    }
+
+    /// The home of `addr`, which must exist in a registered rig and lie inside
+    /// the town (no symlink may lead out of it). Refusals carry a "did you
+    /// mean" hint.
     pub fn home(&self, addr: &Address) -> Result<Home> {
+        if let Some(rig) = addr.rig() {
+            self.rig(rig)?;
+        }
         let path = self.root.join(addr.rel_path());
         let real = match fs::canonicalize(&path) {
             Ok(p) if p.is_dir() && crate::home::is_home(&p) => p,
             _ => {
-                let mut e = Error::not_found(format!(
+                let e = Error::not_found(format!(
                     "no agent home for address {addr} ({} does not exist)",
                     path.display()
                 ));
-                let all: Vec<String> = self
-                    .homes()?
-                    .iter()
-                    .map(|h| h.address.to_string())
-                    .collect();
-                if let Some(s) =
-                    address::did_you_mean(&addr.to_string(), all.iter().map(String::as_str))
-                {
-                    e = e.with_hint(format!("did you mean {s}?"));
-                }
-                return Err(e);
+                return Err(self.suggest_address(e, &addr.to_string()));
             }
         };
         if !real.starts_with(&self.root) {
@@ -205,32 +193,124 @@ impl Town {
         })
     }
 
-    /// Resolve an address as typed by a user: `self` or a local address.
-    pub fn resolve(&self, spec: &str) -> Result<Home> {
-        let addr = if spec == "self" {
-            self.whoami()?.ok_or_else(|| {
-                Error::invalid("cannot resolve 'self': GT_ADDRESS is unset and the current directory is not in an agent home")
-            })?
-        } else {
-            spec.parse()?
+    /// The home an address as typed by a user names: `self` (who is acting),
+    /// `mayor`, `overseer`, `<rig>/...`, or a bare name read as `bare` says.
+    /// Every refusal of a name that is not there carries a "did you mean".
+    pub fn resolve(&self, spec: &str, bare: Bare) -> Result<Home> {
+        let addr = match (spec, bare) {
+            ("self", _) => match self.whoami()? {
+                Identity {
+                    source: Source::Default,
+                    ..
+                } => {
+                    return Err(Error::invalid(
+                        "cannot resolve 'self': GT_ADDRESS is unset and the current directory is not in an agent home",
+                    ));
+                }
+                me => me.address,
+            },
+            (name, Bare::Agent { role, rig })
+                if !name.contains('/') && !matches!(name, "mayor" | "overseer") =>
+            {
+                return self.bare_agent(name, role, rig);
+            }
+            // A bare word that is no address is likely a typo (`mayr`); a
+            // malformed path (`../x`) is not, and gets no suggestion.
+            _ if !spec.contains('/') => spec
+                .parse::<Address>()
+                .map_err(|e| self.suggest_address(e, spec))?,
+            _ => spec.parse::<Address>()?,
         };
+        if let (Bare::Agent { rig: Some(r), .. }, Some(a)) = (bare, addr.rig())
+            && r != a
+        {
+            return Err(Error::invalid(format!(
+                "two rigs given: {addr} is in rig {a}, not --rig {r}"
+            )));
+        }
         self.home(&addr)
     }
 
+    /// A bare `name` of `role`: in `rig` if given, else in the caller's rig
+    /// ([`Town::context_rig`]), else in the one rig that has it.
+    fn bare_agent(&self, name: &str, role: Role, rig: Option<&str>) -> Result<Home> {
+        if let Some(r) = rig {
+            return self.home(&Address::named(role, &self.rig(r)?.name, name)?);
+        }
+        if let Some(r) = self.context_rig()? {
+            return self.home(&Address::named(role, &r.name, name)?);
+        }
+        let rigs: Vec<String> = self.rigs()?.rigs.into_keys().collect();
+        let mut found = Vec::new();
+        for r in &rigs {
+            let addr = Address::named(role, r, name)?;
+            if crate::home::is_home(&self.root.join(addr.rel_path())) {
+                found.push(addr);
+            }
+        }
+        match (found.as_slice(), rigs.as_slice()) {
+            ([one], _) => self.home(one),
+            // With one rig, its name is the one to report as missing.
+            ([], [only]) => self.home(&Address::named(role, only, name)?),
+            ([], []) => Err(no_rigs()),
+            ([], _) => {
+                let e = Error::not_found(format!(
+                    "no {role} {name:?} in any rig ({})",
+                    rigs.join(", ")
+                ));
+                let names: Vec<String> = self
+                    .homes()?
+                    .iter()
+                    .filter(|h| h.address.role() == role)
+                    .filter_map(|h| h.path.file_name()?.to_str().map(str::to_string))
+                    .collect();
+                Err(e.suggest(name, names.iter().map(String::as_str)))
+            }
+            (many, _) => Err(Error::invalid(format!(
+                "{name} is ambiguous: {}; pass --rig or the full address",
+                many.iter()
+                    .map(Address::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// `e` with a "did you mean" among the town's addresses.
+    fn suggest_address(&self, e: Error, spec: &str) -> Error {
+        let all: Vec<String> = self
+            .homes()
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.address.to_string())
+            .collect();
+        e.suggest(spec, all.iter().map(String::as_str))
+    }
+
     /// Who is acting: `GT_ADDRESS` if set, else the agent home the current
-    /// directory is in, else nobody.
-    pub fn whoami(&self) -> Result<Option<Address>> {
+    /// directory is in, else the overseer (a person at a shell).
+    pub fn whoami(&self) -> Result<Identity> {
         if let Some(a) = std::env::var_os("GT_ADDRESS").filter(|v| !v.is_empty()) {
             let s = a
                 .to_str()
                 .ok_or_else(|| Error::invalid("GT_ADDRESS is not UTF-8"))?;
-            return s
-                .parse::<Address>()
-                .map(Some)
-                .map_err(|e| e.context("GT_ADDRESS"));
+            let address = s.parse::<Address>().map_err(|e| e.context("GT_ADDRESS"))?;
+            return Ok(Identity {
+                address,
+                source: Source::Env,
+            });
         }
         let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
-        Ok(self.address_of_dir(&cwd))
+        Ok(match self.address_of_dir(&cwd) {
+            Some(address) => Identity {
+                address,
+                source: Source::Directory,
+            },
+            None => Identity {
+                address: Address::Overseer,
+                source: Source::Default,
+            },
+        })
     }
 
     /// The address of the agent home containing `dir`, if any.
@@ -256,6 +336,42 @@ impl Town {
         }
         Ok(out)
     }
+}
+
+/// How [`Town::resolve`] reads a name without a `/` (other than `mayor`,
+/// `overseer` and `self`).
+#[derive(Debug, Clone, Copy)]
+pub enum Bare<'a> {
+    /// As an address, which it is not: refused (mail recipients, `--as`).
+    Address,
+    /// As an agent of `role` (polecat, crew or plugin): in `rig` (a `--rig`
+    /// flag) if given, else in the caller's rig (GT_RIG, the directory), else
+    /// in the one rig that has an agent of that name.
+    Agent { role: Role, rig: Option<&'a str> },
+}
+
+/// Who is acting, and how that was decided ([`Town::whoami`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    pub address: Address,
+    pub source: Source,
+}
+
+/// Where an [`Identity`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Source {
+    #[serde(rename = "GT_ADDRESS")]
+    Env,
+    /// The agent home the current directory is in.
+    #[serde(rename = "directory")]
+    Directory,
+    /// Nothing said: the overseer.
+    #[serde(rename = "default")]
+    Default,
+}
+
+fn no_rigs() -> Error {
+    Error::not_found("the town has no rigs (add one with gt rig add <name> <git_url>)")
 }
 
 fn is_town(dir: &Path) -> bool {

@@ -94,7 +94,7 @@ fn tick(json: bool) -> Result<i32> {
 
 fn start(address: &str, agent: Option<String>, json: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let home = town.resolve(address)?;
+    let home = town.resolve(address, crate::town::Bare::Address)?;
     let state = daemon::start_fresh(&town, &home, agent)?;
     if json {
         super::print_json(&state)?;

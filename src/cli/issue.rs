@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::beads::{self, Issue, ListFilter, NewIssue, ReadyFilter, Tracker, Update};
 use crate::error::{Error, Kind, Result, exit};
 use crate::rig::Rig;
-use crate::town::Town;
+use crate::town::{Identity, Source, Town};
 
 const BIN: &str = "gt-issue";
 
@@ -339,11 +339,15 @@ fn worker(town: &Town, explicit: Option<String>) -> Result<String> {
     if let Some(w) = explicit.filter(|w| !w.is_empty()) {
         return Ok(w);
     }
-    town.whoami()?.map(|a| a.to_string()).ok_or_else(|| {
-        Error::invalid(
+    match town.whoami()? {
+        Identity {
+            source: Source::Default,
+            ..
+        } => Err(Error::invalid(
             "who is the worker? give --assignee (GT_ADDRESS is unset and the current directory is not in an agent home)",
-        )
-    })
+        )),
+        me => Ok(me.address.to_string()),
+    }
 }
 
 fn report_bad(t: &dyn Tracker) {

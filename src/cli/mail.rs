@@ -15,7 +15,7 @@ use crate::home::Home;
 use crate::mail::reader::Reader;
 use crate::mail::{self, MAX_RECORD_BYTES, Message};
 use crate::record::Extra;
-use crate::town::Town;
+use crate::town::{Bare, Town};
 use crate::watch::{Flow, Watch};
 
 #[derive(Parser, Debug)]
@@ -247,7 +247,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             let home = match address {
                 Some(a) if a == "self" => my_home(&town, &me)?,
-                Some(a) => mail::resolve(&town, &a)?,
+                Some(a) => town.resolve(&a, Bare::Address)?,
                 None => my_home(&town, &me)?,
             };
             watch(&home, &name, once)
@@ -262,7 +262,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Check { address, json } => {
             let home = match address {
                 Some(a) if a == "self" => my_home(&town, &me)?,
-                Some(a) => mail::resolve(&town, &a)?,
+                Some(a) => town.resolve(&a, Bare::Address)?,
                 None => my_home(&town, &me)?,
             };
             let bad = mail::check(&home)?;

@@ -200,10 +200,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
 /// Who is claiming: the acting agent's address, else the overseer (a person
 /// at a shell, protocol/README.md "Who am I").
 fn claimer(town: &Town) -> Result<String> {
-    Ok(town
-        .whoami()?
-        .unwrap_or(crate::address::Address::Overseer)
-        .to_string())
+    Ok(town.whoami()?.address.to_string())
 }
 
 fn report_junk(junk: &[Junk]) {

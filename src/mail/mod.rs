@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::fsio::{self, BadLine, Durability};
 use crate::home::Home;
 use crate::record::Extra;
-use crate::town::Town;
+use crate::town::{Bare, Town};
 
 pub mod archive;
 pub mod reader;
@@ -188,9 +188,9 @@ impl Message {
 /// directory is in, else `overseer` (the human operator).
 pub fn identity(town: &Town, as_: Option<&str>) -> Result<Address> {
     match as_ {
-        Some("self") => town.resolve("self").map(|h| h.address),
+        Some("self") => town.resolve("self", Bare::Address).map(|h| h.address),
         Some(a) => a.parse().map_err(|e: Error| e.context("--as")),
-        None => Ok(town.whoami()?.unwrap_or(Address::Overseer)),
+        None => Ok(town.whoami()?.address),
     }
 }
 
@@ -205,7 +205,7 @@ pub struct Outgoing {
 /// and rewrite it to the canonical address, then refuse it if it breaks the
 /// record contract ([`Message::problems`]) or the size limit.
 pub fn prepare(town: &Town, m: &mut Message) -> Result<Outgoing> {
-    let home = resolve(town, m.recipient())?;
+    let home = town.resolve(m.recipient(), Bare::Address)?;
     m.to = home.address.to_string();
     if let Some(p) = m.problems().into_iter().next() {
         return Err(Error::invalid(format!("message {}: {p}", m.id)));
@@ -240,26 +240,6 @@ pub fn post(town: &Town, messages: &mut [Message], durability: Durability) -> Re
         .map(|m| prepare(town, m))
         .collect::<Result<Vec<_>>>()?;
     post_prepared(out, durability)
-}
-
-/// [`Town::resolve`], with a "did you mean" also for a name that does not parse
-/// (`mayr`).
-pub fn resolve(town: &Town, spec: &str) -> Result<Home> {
-    town.resolve(spec).map_err(|e| {
-        if e.hint().is_some() || e.kind != crate::error::Kind::Invalid {
-            return e;
-        }
-        let all: Vec<String> = town
-            .homes()
-            .unwrap_or_default()
-            .iter()
-            .map(|h| h.address.to_string())
-            .collect();
-        match crate::address::did_you_mean(spec, all.iter().map(String::as_str)) {
-            Some(s) => e.with_hint(format!("did you mean {s}?")),
-            None => e,
-        }
-    })
 }
 
 /// Find message `id` in `home`'s inbox, then in its archive.

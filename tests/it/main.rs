@@ -12,6 +12,7 @@ mod land;
 mod mail;
 mod mail_faults;
 mod man;
+mod names;
 mod polecat;
 mod queue;
 mod refinery;

@@ -13,7 +13,7 @@ use crate::polecat;
 use crate::rig;
 use crate::session;
 use crate::status::{self, AgentRow, agent_row, rig_rows};
-use crate::town::{self, Town};
+use crate::town::{self, Bare, Town};
 
 pub(super) fn install(path: Option<PathBuf>, name: Option<String>, json: bool) -> Result<i32> {
     let path = path.unwrap_or_else(|| PathBuf::from("."));
@@ -129,33 +129,26 @@ fn print_rows(rows: &[AgentRow], json: bool, empty: &str) -> Result<i32> {
 }
 
 #[derive(Serialize)]
-struct Identity {
+struct Whoami {
     address: String,
     role: String,
     rig: Option<String>,
     /// Where the answer came from: `GT_ADDRESS`, `directory` or `default` (the overseer).
-    source: &'static str,
+    source: town::Source,
     home: Option<PathBuf>,
     town: PathBuf,
 }
 
 pub(super) fn whoami(json: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let source = if std::env::var_os("GT_ADDRESS").is_some_and(|v| !v.is_empty()) {
-        "GT_ADDRESS"
-    } else {
-        "directory"
-    };
-    let (addr, source) = match town.whoami()? {
-        Some(a) => (a, source),
-        None => (Address::Overseer, "default"),
-    };
-    let id = Identity {
+    let me = town.whoami()?;
+    let addr = me.address;
+    let id = Whoami {
         role: addr.role().to_string(),
         rig: addr.rig().map(str::to_string),
         home: town.home(&addr).ok().map(|h| h.path),
         address: addr.to_string(),
-        source,
+        source: me.source,
         town: town.root().to_path_buf(),
     };
     if let Some(role) = std::env::var("GT_ROLE")
@@ -210,7 +203,7 @@ pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool
 
 pub(super) fn kill(spec: &str) -> Result<i32> {
     let town = Town::discover()?;
-    let home = town.agent(spec, Role::Polecat)?;
+    let home = town.agent(spec, Role::Polecat, None)?;
     let stopped = session::stop_home(&home)?;
     println!(
         "{} {}",
@@ -261,11 +254,7 @@ pub(super) fn plugins(rig: &str, json: bool) -> Result<i32> {
 pub(super) fn plugin_add(rig: &str, name: &str) -> Result<i32> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
-    crate::address::check_agent_name("plugin", name)?;
-    let address = Address::Plugin {
-        rig: rig.name.clone(),
-        name: name.to_string(),
-    };
+    let address = Address::named(Role::Plugin, &rig.name, name)?;
     let home = Home {
         path: town.root().join(address.rel_path()),
         address,
@@ -282,7 +271,7 @@ pub(super) fn plugin_add(rig: &str, name: &str) -> Result<i32> {
 
 pub(super) fn plugin_status(spec: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let row = agent_row(&town.agent(spec, Role::Plugin)?);
+    let row = agent_row(&town.agent(spec, Role::Plugin, None)?);
     if json {
         print_json(&row)?;
     } else {
@@ -293,7 +282,7 @@ pub(super) fn plugin_status(spec: &str, json: bool) -> Result<i32> {
 
 pub(super) fn wake_sleep(spec: &str, awake: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let home = town.agent(spec, Role::Polecat)?;
+    let home = town.agent(spec, Role::Polecat, None)?;
     let status = polecat::set_awake(&home, awake)?;
     println!("{} is {status}", home.address);
     Ok(exit::OK)
@@ -355,11 +344,13 @@ pub(super) fn doctor(fix: bool, json: bool) -> Result<i32> {
 /// its live session id.
 fn live_session(spec: &str) -> Result<(Home, String)> {
     let town = Town::discover()?;
-    let home = if spec.contains('/') || matches!(spec, "mayor" | "overseer" | "self") {
-        town.resolve(spec)?
-    } else {
-        town.agent(spec, Role::Polecat)?
-    };
+    let home = town.resolve(
+        spec,
+        Bare::Agent {
+            role: Role::Polecat,
+            rig: None,
+        },
+    )?;
     match home.state()?.session {
         Some(id) if session::is_alive(&id) => Ok((home, id)),
         Some(id) => Err(Error::not_found(format!(
