@@ -5,6 +5,7 @@
 //! `src/bin/` is a thin `main` over [`cli`].
 
 pub mod address;
+pub mod agent;
 pub mod beads;
 pub mod cli;
 pub mod clock;

@@ -1,6 +1,7 @@
 //! One integration test binary (jj-style): each module drives the real binaries
 //! against real temp towns, real git repositories and real files.
 
+mod agent_claude;
 mod beads;
 mod common;
 mod daemon;
@@ -12,6 +13,7 @@ mod land;
 mod mail;
 mod mail_faults;
 mod man;
+mod model;
 mod names;
 mod polecat;
 mod queue;

@@ -1,0 +1,506 @@
+//! Agent presets: what gastown knows about one coding runtime (Claude Code,
+//! Codex, or a custom command) to start it unattended, tell it its work, and
+//! read its screen. The contract and the facts behind each preset are in
+//! protocol/agents.md.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::error::{Error, IoContext, Result};
+use crate::home::Home;
+use crate::town::Town;
+
+/// A runtime gastown knows how to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// Claude Code (`claude`, npm `@anthropic-ai/claude-code`).
+    Claude,
+    /// Codex CLI (`codex`, npm `@openai/codex`).
+    Codex,
+    /// `agent_command` as given; gastown knows nothing of its screen.
+    Custom,
+}
+
+/// What a runtime's screen says, read from its pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    /// At its prompt, waiting for input. `input` is what sits in the input box
+    /// (empty when clean), `None` when the preset cannot tell text from a hint.
+    Ready { input: Option<String> },
+    /// Working on a turn: a typed line would be queued.
+    Busy,
+    /// A dialog waits for a human: the dialog's first lines.
+    Dialog(String),
+    /// Not (yet) a screen the preset knows: starting, or a custom runtime.
+    Unknown,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 3] = [Preset::Claude, Preset::Codex, Preset::Custom];
+
+    /// The preset named `name` (as in `"agent"`).
+    pub fn parse(name: &str) -> Result<Preset> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown agent preset {name:?} (expected claude, codex or custom)"
+                ))
+            })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Claude => "claude",
+            Preset::Codex => "codex",
+            Preset::Custom => "custom",
+        }
+    }
+
+    /// The program the preset runs; `None` for custom.
+    pub fn program(self) -> Option<&'static str> {
+        match self {
+            Preset::Claude => Some("claude"),
+            Preset::Codex => Some("codex"),
+            Preset::Custom => None,
+        }
+    }
+
+    /// The names its processes have (`/proc/<pid>/comm`), to tell a live
+    /// runtime from the shell that started it.
+    pub fn process_names(self) -> &'static [&'static str] {
+        match self {
+            Preset::Claude => &["claude"],
+            Preset::Codex => &["codex"],
+            Preset::Custom => &[],
+        }
+    }
+
+    /// The file in its working directory the runtime reads its instructions from.
+    pub fn instructions_file(self) -> Option<&'static str> {
+        match self {
+            Preset::Claude => Some("CLAUDE.md"),
+            Preset::Codex => Some("AGENTS.md"),
+            Preset::Custom => None,
+        }
+    }
+
+    /// Whether the runtime reports its own activity through hooks (else the
+    /// Witness reads activity from the screen).
+    pub fn has_hooks(self) -> bool {
+        self == Preset::Claude
+    }
+
+    /// The unattended command line for an agent living in `home`, with
+    /// `first_prompt` as its first turn. `gt` is the gt binary the hooks call.
+    pub fn command_line(self, home: &Home, first_prompt: &str) -> Option<String> {
+        let prompt = shell_quote(first_prompt);
+        match self {
+            Preset::Claude => Some(format!(
+                "claude --dangerously-skip-permissions --settings {} {prompt}",
+                shell_quote(&settings_path(home).display().to_string())
+            )),
+            Preset::Codex => Some(format!(
+                "codex --dangerously-bypass-approvals-and-sandbox {prompt}"
+            )),
+            Preset::Custom => None,
+        }
+    }
+
+    /// Environment the runtime needs to start unattended (protocol/agents.md):
+    /// Claude Code refuses `--dangerously-skip-permissions` as root without
+    /// `IS_SANDBOX=1`, asks to trust the folder without `CLAUDE_CODE_SANDBOXED=1`
+    /// (or an entry in the user's own config), and would update itself under a
+    /// running town without `DISABLE_AUTOUPDATER=1`.
+    pub fn env(self, root: bool) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if self == Preset::Claude {
+            env.push(("DISABLE_AUTOUPDATER".into(), "1".into()));
+            env.push(("CLAUDE_CODE_SANDBOXED".into(), "1".into()));
+            if root {
+                env.push(("IS_SANDBOX".into(), "1".into()));
+            }
+        }
+        env
+    }
+
+    /// Read the pane's `lines` (the visible screen).
+    pub fn screen(self, lines: &[String]) -> Screen {
+        match self {
+            Preset::Claude => claude_screen(lines),
+            Preset::Codex => codex_screen(lines),
+            Preset::Custom => Screen::Unknown,
+        }
+    }
+}
+
+/// Claude Code's screen (protocol/agents.md, "Ready screen", "Busy screen").
+fn claude_screen(lines: &[String]) -> Screen {
+    if let Some(d) = dialog(lines, "Enter to confirm · Esc to cancel") {
+        return d;
+    }
+    if lines.iter().any(|l| l.contains("esc to interrupt")) {
+        return Screen::Busy;
+    }
+    // The input box: `❯ <text>` right below a rule, with a rule below it.
+    let rule = |l: &String| l.trim_start().starts_with("──");
+    for (i, l) in lines.iter().enumerate().skip(1) {
+        let Some(text) = l.trim_start().strip_prefix('❯') else {
+            continue;
+        };
+        if rule(&lines[i - 1]) && lines.get(i + 1).is_some_and(rule) {
+            return Screen::Ready {
+                input: Some(text.trim().to_string()),
+            };
+        }
+    }
+    Screen::Unknown
+}
+
+/// Codex's screen: its input line starts with `›` and holds a hint when empty,
+/// so the input cannot be told from the hint without colours.
+fn codex_screen(lines: &[String]) -> Screen {
+    if let Some(d) = dialog(lines, "enter continue · esc back") {
+        return d;
+    }
+    if lines.iter().any(|l| l.contains("esc to interrupt")) {
+        return Screen::Busy;
+    }
+    let prompt = lines.iter().any(|l| l.trim_start().starts_with('›'));
+    let footer = lines.iter().any(|l| l.contains("? for shortcuts"));
+    if prompt && footer {
+        Screen::Ready { input: None }
+    } else {
+        Screen::Unknown
+    }
+}
+
+/// A dialog whose key line is `keys`: its first non-blank lines, for the report.
+fn dialog(lines: &[String], keys: &str) -> Option<Screen> {
+    let at = lines.iter().position(|l| l.contains(keys))?;
+    // The dialog starts below the last rule above its key line.
+    let start = lines[..at]
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("──"))
+        .map_or(0, |i| i + 1);
+    let text: Vec<&str> = lines[start..at]
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .collect();
+    Some(Screen::Dialog(text.join(" / ")))
+}
+
+/// How an agent is started, resolved from the town's and its rig's config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub preset: Preset,
+    /// `agent_command` (rig, else town): overrides the preset's command line.
+    pub command: Option<String>,
+    /// `agent_env`: town's, then rig's (the rig's value wins per key).
+    pub env: Vec<(String, String)>,
+}
+
+impl AgentConfig {
+    /// The config for an agent of `rig` (`None`: a town-level agent).
+    /// `"agent"` and `agent_command` in the rig's `config.json` win over the
+    /// town's; with neither, the preset is `custom`.
+    pub fn resolve(town: &Town, rig: Option<&str>) -> Result<AgentConfig> {
+        let town_path = town.config_dir().join("town.json");
+        let town_extra = town.config()?.extra;
+        let mut layers = vec![(town_path, town_extra)];
+        if let Some(rig) = rig {
+            let r = crate::rig::Rig::at(town, rig);
+            let cfg = r.config()?;
+            let mut extra = cfg.extra;
+            if let Some(c) = cfg.agent_command {
+                extra.insert("agent_command".into(), c.into());
+            }
+            layers.push((r.config_path(), extra));
+        }
+        let mut out = AgentConfig {
+            preset: Preset::Custom,
+            command: None,
+            env: Vec::new(),
+        };
+        for (path, extra) in &layers {
+            if let Some(v) = extra.get("agent") {
+                let name = v.as_str().ok_or_else(|| {
+                    Error::invalid(format!("{}: \"agent\" must be a string", path.display()))
+                })?;
+                out.preset = Preset::parse(name).map_err(|e| e.context(path.display()))?;
+            }
+            if let Some(v) = extra.get("agent_command").and_then(Value::as_str) {
+                out.command = Some(v.to_string());
+            }
+            match extra.get("agent_env") {
+                None => {}
+                Some(Value::Object(m)) => {
+                    for (k, v) in m {
+                        let v = v.as_str().ok_or_else(|| {
+                            Error::invalid(format!(
+                                "{}: agent_env.{k} must be a string",
+                                path.display()
+                            ))
+                        })?;
+                        out.env.retain(|(key, _)| key != k);
+                        out.env.push((k.clone(), v.to_string()));
+                    }
+                }
+                Some(_) => {
+                    return Err(Error::invalid(format!(
+                        "{}: \"agent_env\" must be an object of strings",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The command line for `home`'s agent with `first_prompt`: `agent_command`
+    /// when set, else the preset's. An error when neither exists.
+    pub fn command_line(&self, home: &Home, first_prompt: &str) -> Result<String> {
+        self.command
+            .clone()
+            .or_else(|| self.preset.command_line(home, first_prompt))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "no agent command for {}: set \"agent\" (claude, codex) or \"agent_command\" in the rig's config.json or config/town.json",
+                    home.address
+                ))
+            })
+    }
+}
+
+/// The first prompt of a worker on `issue`: it names the issue and points at `gt prime`.
+pub fn first_prompt(issue: &str) -> String {
+    format!(
+        "You are a gastown worker. Your issue is {issue}. Run `gt prime` first: it prints who you are, the issue, and how to report done."
+    )
+}
+
+/// Where the `claude` preset's settings file lives: in the agent's home, never
+/// in the user's own config.
+pub fn settings_path(home: &Home) -> PathBuf {
+    home.path.join("claude-settings.json")
+}
+
+/// The `claude` preset's settings: no bypass-permissions warning, and hooks
+/// that beat the agent's heartbeat when a prompt is submitted, a tool starts
+/// or ends, and a turn stops. `gt` is the binary the hooks run.
+pub fn claude_settings(gt: &Path) -> Value {
+    let beat = json!([{"hooks": [{
+        "type": "command",
+        "command": format!("{} heartbeat", shell_quote(&gt.display().to_string())),
+    }]}]);
+    let tool = json!([{"matcher": "*", "hooks": beat[0]["hooks"].clone()}]);
+    json!({
+        "skipDangerousModePermissionPrompt": true,
+        "hooks": {
+            "SessionStart": beat,
+            "UserPromptSubmit": beat,
+            "PreToolUse": tool,
+            "PostToolUse": tool,
+            "Stop": beat,
+        },
+    })
+}
+
+/// Write what `preset` reads before the agent of `home` starts: the
+/// instructions file in its clone (kept out of `git status` and `git add -A`
+/// through the clone's `.git/info/exclude`) and, for Claude, its settings file
+/// in the home. `gt` is the binary the hooks call.
+pub fn prepare(preset: Preset, home: &Home, instructions: &str, gt: &Path) -> Result<()> {
+    let clone = home.clone_dir();
+    if let Some(file) = preset.instructions_file().filter(|_| clone.is_dir()) {
+        crate::fsio::write_atomic(&clone.join(file), instructions.as_bytes())?;
+        exclude(&clone, file)?;
+    }
+    if preset == Preset::Claude {
+        crate::fsio::write_json(&settings_path(home), &claude_settings(gt))?;
+    }
+    Ok(())
+}
+
+/// Add `/<file>` to `clone`'s `.git/info/exclude` unless it is there.
+fn exclude(clone: &Path, file: &str) -> Result<()> {
+    let info = clone.join(".git").join("info");
+    crate::fsio::ensure_dir(&info)?;
+    let path = info.join("exclude");
+    let current = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let line = format!("/{file}");
+    if current.lines().any(|l| l.trim() == line) {
+        return Ok(());
+    }
+    let mut next = current;
+    if !next.is_empty() && !next.ends_with('\n') {
+        next.push('\n');
+    }
+    next.push_str(&line);
+    next.push('\n');
+    std::fs::write(&path, next).at(&path)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    const RULE: &str = "────────────────────────────────────────";
+
+    #[test]
+    fn claude_ready_busy_and_dialog_screens_are_told_apart() {
+        // As captured from Claude Code 2.1.197 (protocol/agents.md).
+        let ready = lines(&format!(
+            "╰──────╯\n{RULE}\n❯\u{a0}\n{RULE}\n  ⏵⏵ bypass permissions on (shift+tab to cycle) · ← for agents"
+        ));
+        assert_eq!(
+            Preset::Claude.screen(&ready),
+            Screen::Ready {
+                input: Some(String::new())
+            }
+        );
+        let left = lines(&format!(
+            "❯ a slow one\n  ⎿  Interrupted · What should Claude do instead?\n{RULE}\n❯ more text\n{RULE}\n  ⏵⏵ bypass permissions on (shift+tab to cycle)"
+        ));
+        assert_eq!(
+            Preset::Claude.screen(&left),
+            Screen::Ready {
+                input: Some("more text".into())
+            }
+        );
+        let busy = lines(&format!(
+            "❯ a slow one\n✶ Harmonizing…\n{RULE}\n❯ \n{RULE}\n  ⏵⏵ bypass permissions on (shift+tab to cycle) · esc to interrupt · ← for agents"
+        ));
+        assert_eq!(Preset::Claude.screen(&busy), Screen::Busy);
+        let trust = lines(&format!(
+            "{RULE}\n Accessing workspace:\n\n /tmp/h3exp/proj\n\n Quick safety check: Is this a project you created or one you trust?\n ❯ 1. Yes, I trust this folder\n   2. No, exit\n\n Enter to confirm · Esc to cancel"
+        ));
+        assert_eq!(
+            Preset::Claude.screen(&trust),
+            Screen::Dialog(
+                "Accessing workspace: / /tmp/h3exp/proj / Quick safety check: Is this a project you created or one you trust?".into()
+            )
+        );
+        // The banner alone (still starting) is nothing yet.
+        assert_eq!(
+            Preset::Claude.screen(&lines("╭─── Claude Code v2.1.197 ───╮")),
+            Screen::Unknown
+        );
+        assert_eq!(Preset::Custom.screen(&ready), Screen::Unknown);
+    }
+
+    #[test]
+    fn codex_screens() {
+        let ready = lines(
+            "› Ask Codex to do anything\n\n  gpt-test default · /tmp/x\n  ← for agents · ? for shortcuts",
+        );
+        assert_eq!(Preset::Codex.screen(&ready), Screen::Ready { input: None });
+        let trust = lines(
+            "  Trust this folder? Codex can read, edit, and run files here\n› 1. Trust and continue\n  2. Back\n  enter continue · esc back",
+        );
+        assert_eq!(
+            Preset::Codex.screen(&trust),
+            Screen::Dialog(
+                "Trust this folder? Codex can read, edit, and run files here / › 1. Trust and continue / 2. Back".into()
+            )
+        );
+        assert_eq!(
+            Preset::Codex.screen(&lines("◦ Working (0s • esc to interrupt)")),
+            Screen::Busy
+        );
+    }
+
+    #[test]
+    fn presets_parse_by_name_and_know_their_files() {
+        for p in Preset::ALL {
+            assert_eq!(Preset::parse(p.name()).unwrap(), p);
+        }
+        let e = Preset::parse("gemini").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown agent preset \"gemini\" (expected claude, codex or custom)"
+        );
+        assert_eq!(Preset::Claude.instructions_file(), Some("CLAUDE.md"));
+        assert_eq!(Preset::Codex.instructions_file(), Some("AGENTS.md"));
+        assert_eq!(Preset::Custom.instructions_file(), None);
+        assert_eq!(Preset::Claude.process_names(), &["claude"]);
+        assert!(Preset::Claude.has_hooks() && !Preset::Codex.has_hooks());
+    }
+
+    #[test]
+    fn claude_command_line_quotes_the_prompt_and_names_the_settings() {
+        let home = Home {
+            address: "r/Nux".parse().unwrap(),
+            path: PathBuf::from("/t/r/polecats/Nux"),
+        };
+        assert_eq!(
+            Preset::Claude.command_line(&home, "it's gt-1").unwrap(),
+            "claude --dangerously-skip-permissions --settings '/t/r/polecats/Nux/claude-settings.json' 'it'\\''s gt-1'"
+        );
+        assert_eq!(
+            Preset::Codex.command_line(&home, "go").unwrap(),
+            "codex --dangerously-bypass-approvals-and-sandbox 'go'"
+        );
+        assert_eq!(Preset::Custom.command_line(&home, "go"), None);
+        assert_eq!(
+            Preset::Claude.env(true),
+            vec![
+                ("DISABLE_AUTOUPDATER".to_string(), "1".to_string()),
+                ("CLAUDE_CODE_SANDBOXED".to_string(), "1".to_string()),
+                ("IS_SANDBOX".to_string(), "1".to_string()),
+            ]
+        );
+        assert_eq!(Preset::Claude.env(false).len(), 2);
+        assert!(Preset::Codex.env(true).is_empty());
+    }
+
+    #[test]
+    fn claude_settings_beat_the_heartbeat_on_every_hook() {
+        let s = claude_settings(Path::new("/usr/bin/gt"));
+        assert_eq!(s["skipDangerousModePermissionPrompt"], true);
+        for hook in [
+            "SessionStart",
+            "UserPromptSubmit",
+            "PreToolUse",
+            "PostToolUse",
+            "Stop",
+        ] {
+            assert_eq!(
+                s["hooks"][hook][0]["hooks"][0]["command"], "'/usr/bin/gt' heartbeat",
+                "{hook}"
+            );
+        }
+        assert_eq!(s["hooks"]["PreToolUse"][0]["matcher"], "*");
+        assert!(s["hooks"]["Stop"][0].get("matcher").is_none());
+    }
+
+    #[test]
+    fn exclude_adds_the_file_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let info = tmp.path().join(".git/info");
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(info.join("exclude"), "# git ls-files --others\n*.o").unwrap();
+        exclude(tmp.path(), "CLAUDE.md").unwrap();
+        exclude(tmp.path(), "CLAUDE.md").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(info.join("exclude")).unwrap(),
+            "# git ls-files --others\n*.o\n/CLAUDE.md\n"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The real Claude Code CLI (npm `@anthropic-ai/claude-code`) in tmux on a
+//! private socket, against the scripted model server (the AI model's test
+//! double, tests/it/model.rs) on 127.0.0.1, started as the `claude` preset
+//! says. The CLI is looked up in `GT_TEST_AGENT_DIR` (default
+//! `~/.cache/gastown-agents`, where .ci/run installs it with
+//! `npm install --prefix`): `<dir>/node_modules/.bin/claude`. Without it the
+//! tier skips, except under `CI=true`, where it fails saying why.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gastown::agent::{Preset, Screen};
+use gastown::home::Home;
+
+use crate::common::TestEnv;
+use crate::model::{Model, Turn};
+
+/// The longest the CLI may take to start, and a turn to reach the model.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The dummy key the CLI sends to the scripted model.
+const KEY: &str = "sk-ant-test-0000-scripted-model-dummy-key";
+
+/// `<GT_TEST_AGENT_DIR>/node_modules/.bin`, if the CLI there runs; else skip
+/// (outside CI) or fail (CI=true) saying why.
+fn claude_bin_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("GT_TEST_AGENT_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/gastown-agents")))
+        .unwrap_or_default();
+    let bin = dir.join("node_modules/.bin");
+    let why = match Command::new(bin.join("claude"))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => return Some(bin),
+        Ok(o) => format!(
+            "{}/claude --version exited {:?}: {}",
+            bin.display(),
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("cannot run {}/claude: {e}", bin.display()),
+    };
+    let why = format!(
+        "{why} (install it: npm install --prefix {} @anthropic-ai/claude-code, or set GT_TEST_AGENT_DIR)",
+        dir.display()
+    );
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v != "true"),
+        "the Claude Code tier cannot run under CI=true: {why}"
+    );
+    eprintln!("Claude Code tier skipped: {why}");
+    None
+}
+
+/// A Claude config dir holding only the account-level state a logged-in user
+/// already has (protocol/agents.md): onboarding done, the key approved.
+fn claude_config(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = serde_json::json!({
+        "hasCompletedOnboarding": true,
+        "customApiKeyResponses": {"approved": [&KEY[KEY.len() - 20..]], "rejected": []},
+    });
+    std::fs::write(dir.join(".claude.json"), cfg.to_string()).unwrap();
+}
+
+/// A tmux session on the test's own socket, killed (server and all) on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> Vec<String> {
+        self.run(&["capture-pane", "-p", "-t", "=a:"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Poll the screen until `want` holds (bounded); the last screen.
+    fn wait_screen(&self, what: &str, want: impl Fn(&Screen) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let lines = self.screen();
+            if want(&Preset::Claude.screen(&lines)) {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Claude Code not {what} within {WAIT:?}; screen:\n{}",
+                lines.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Start the `claude` preset in `home`'s clone with an explicit environment
+/// (nothing from the tmux server's): the preset's command line and env, the
+/// model's URL and the dummy key, a private config dir.
+fn start_claude(env: &TestEnv, bin: &Path, model: &Model, home: &Home, prompt: &str) -> Tmux {
+    let config = env.path().join("claude-config");
+    claude_config(&config);
+    let gt = crate::common::bin("gt");
+    gastown::agent::prepare(
+        Preset::Claude,
+        home,
+        "# Scripted-model test\n\nINSTRUCTIONS-MARKER: work through gt.\n",
+        &gt,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        bin.display(),
+        gt.parent().unwrap().display()
+    );
+    let mut vars = vec![
+        ("PATH".to_string(), path),
+        ("HOME".into(), env.path().display().to_string()),
+        ("TERM".into(), "tmux-256color".into()),
+        ("CLAUDE_CONFIG_DIR".into(), config.display().to_string()),
+        ("ANTHROPIC_BASE_URL".into(), model.url()),
+        ("ANTHROPIC_API_KEY".into(), KEY.into()),
+    ];
+    vars.extend(Preset::Claude.env(nix::unistd::geteuid().is_root()));
+    let mut command = String::from("exec env -i");
+    for (k, v) in &vars {
+        command.push(' ');
+        command.push_str(&quote(&format!("{k}={v}")));
+    }
+    let line = Preset::Claude.command_line(home, prompt).unwrap();
+    command.push_str(" /bin/sh -c ");
+    command.push_str(&quote(&line));
+    let tmux = Tmux {
+        socket: format!("gt-test-claude-{}", std::process::id()),
+    };
+    let clone = home.clone_dir();
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "a",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        "-c",
+        clone.to_str().unwrap(),
+        &command,
+    ]);
+    tmux
+}
+
+/// A home with a git clone in `rig/`, as a polecat has.
+fn home_with_clone(env: &TestEnv) -> Home {
+    let path = env.path().join("home");
+    let clone = path.join("rig");
+    std::fs::create_dir_all(&clone).unwrap();
+    crate::common::git(&clone, &["init", "-q", "-b", "main"]);
+    Home {
+        address: "r/Nux".parse().unwrap(),
+        path,
+    }
+}
+
+#[test]
+fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
+    let Some(bin) = claude_bin_dir() else { return };
+    let env = TestEnv::empty();
+    let model = Model::start(vec![
+        Turn::text("Ready to work on gt-7."),
+        Turn::text("Got your line."),
+    ]);
+    let home = home_with_clone(&env);
+    let tmux = start_claude(
+        &env,
+        &bin,
+        &model,
+        &home,
+        &gastown::agent::first_prompt("gt-7"),
+    );
+
+    // No dialog: the first prompt reaches the model as the first turn, with
+    // the instructions file the preset wrote into the clone.
+    let first = model.wait_turn(1, WAIT);
+    assert_eq!(
+        first.mentions("Your issue is gt-7."),
+        1,
+        "{:?}",
+        first.texts()
+    );
+    assert_eq!(
+        first.mentions("INSTRUCTIONS-MARKER"),
+        1,
+        "{:?}",
+        first.texts()
+    );
+    // The instructions file stays out of git.
+    let status = crate::common::git(&home.clone_dir(), &["status", "--porcelain"]);
+    assert_eq!(status, "");
+
+    // Once the turn is over it is ready, with a clean input box.
+    let screen = tmux.wait_screen("ready", |s| {
+        *s == Screen::Ready {
+            input: Some(String::new()),
+        }
+    });
+    assert!(
+        screen.iter().any(|l| l.contains("Ready to work on gt-7.")),
+        "{}",
+        screen.join("\n")
+    );
+
+    // A typed line, submitted with Enter once it shows, is the next turn: once.
+    let line = "please report your status";
+    tmux.run(&["send-keys", "-t", "=a:", "-l", line]);
+    tmux.wait_screen("showing the typed line", |s| {
+        *s == Screen::Ready {
+            input: Some(line.to_string()),
+        }
+    });
+    tmux.run(&["send-keys", "-t", "=a:", "Enter"]);
+    let second = model.wait_turn(2, WAIT);
+    let texts = second.texts();
+    assert_eq!(texts.iter().filter(|t| *t == line).count(), 1, "{texts:?}");
+    assert_eq!(second.mentions(line), 1, "{texts:?}");
+    tmux.wait_screen("ready again", |s| {
+        *s == Screen::Ready {
+            input: Some(String::new()),
+        }
+    });
+    assert_eq!(model.turns().len(), 2);
+}
