@@ -62,6 +62,7 @@ impl Finding {
 /// Run every check; with `fix`, repair what is safe and mark it fixed.
 pub fn run(town: &Town, fix: bool) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
+    check_links(town, &mut out);
     check_config(town, &mut out);
     let rigs = town.rigs().unwrap_or_default();
     check_rigs(town, &rigs, fix, &mut out)?;
@@ -77,6 +78,22 @@ pub fn run(town: &Town, fix: bool) -> Result<Vec<Finding>> {
     }
     check_strays(town.root(), fix, &mut out)?;
     Ok(out)
+}
+
+/// Symlinks that lead out of the town: every tool refuses the paths through
+/// them (protocol/README.md, "Confinement"); a person decides what to do.
+fn check_links(town: &Town, out: &mut Vec<Finding>) {
+    for (link, target) in crate::confine::outward_links(town.root()) {
+        out.push(Finding::new(
+            "symlink-out",
+            Severity::Error,
+            &link,
+            format!(
+                "a symlink to {}, out of the town; every tool refuses paths through it",
+                target.display()
+            ),
+        ));
+    }
 }
 
 fn check_config(town: &Town, out: &mut Vec<Finding>) {
@@ -139,11 +156,32 @@ fn check_rigs(town: &Town, rigs: &RigsRegistry, fix: bool, out: &mut Vec<Finding
                 "the refinery's main clone is missing or not a git repository",
             ));
         }
-        for home in rig.homes()? {
-            check_home(&home, fix, out)?;
+        match rig.homes() {
+            Ok(homes) => {
+                for home in homes {
+                    check_home(&home, fix, out)?;
+                }
+            }
+            Err(e) => out.push(Finding::new(
+                "rig-homes",
+                Severity::Error,
+                &rig.path,
+                e.to_string(),
+            )),
         }
         check_tracker(&rig, out);
-        let queue = crate::queue::Queue::of(&rig).list(&crate::queue::State::ALL)?;
+        let queue = match crate::queue::Queue::of(&rig).list(&crate::queue::State::ALL) {
+            Ok(q) => q,
+            Err(e) => {
+                out.push(Finding::new(
+                    "queue",
+                    Severity::Error,
+                    &rig.queue_dir(),
+                    e.to_string(),
+                ));
+                Default::default()
+            }
+        };
         for junk in queue.junk {
             out.push(Finding::new(
                 "queue-junk",
@@ -225,7 +263,16 @@ fn check_home(home: &Home, fix: bool, out: &mut Vec<Finding>) -> Result<()> {
         }
         out.push(f);
     }
-    for bad in crate::mail::check(home)? {
+    let bad_mail = crate::mail::check(home).unwrap_or_else(|e| {
+        out.push(Finding::new(
+            "mail",
+            Severity::Error,
+            &home.mail_dir(),
+            e.to_string(),
+        ));
+        Vec::new()
+    });
+    for bad in bad_mail {
         out.push(Finding::new(
             "mail-line",
             Severity::Warning,

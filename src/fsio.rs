@@ -9,15 +9,18 @@
 //! a sidecar `X.lock` beside `X.json`/`X.jsonl` that is never renamed: a lock on a
 //! file that gets renamed over would stay on the old inode.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use nix::fcntl::OFlag;
+
+use crate::confine;
 use crate::error::{Error, IoContext, Result};
 
 /// The sidecar lock of a data file: `dir/inbox.jsonl` -> `dir/inbox.lock`.
@@ -52,11 +55,7 @@ pub fn try_lock_file(path: &Path) -> Result<Option<Lock>> {
 /// Opened read-only, as `flock(1)` does: `flock(2)` needs no write access, and a
 /// lock file another user created (mode 0644) must not lock us out.
 fn open_lock(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CREAT | libc::O_CLOEXEC)
-        .open(path)
-        .at(path)
+    confine::open(path, OFlag::O_RDONLY | OFlag::O_CREAT, 0o666).at(path)
 }
 
 /// Take the sidecar lock of a data file.
@@ -170,13 +169,22 @@ fn encode_lines<L: AsRef<[u8]>>(path: &Path, lines: &[L]) -> Result<Vec<u8>> {
 }
 
 fn open_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .at(path)
+    confine::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_APPEND | OFlag::O_CREAT,
+        0o666,
+    )
+    .at(path)
+}
+
+/// Open `path` for appending, creating it (a session's log), confined to the town.
+pub fn open_log(path: &Path) -> Result<File> {
+    confine::open(
+        path,
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
+        0o666,
+    )
+    .at(path)
 }
 
 /// Take the courtesy lock on `file` and make sure `path` still names it,
@@ -190,7 +198,7 @@ fn lock_current(path: &Path, file: &mut File) -> Result<(u64, bool)> {
     loop {
         file.lock().at(path)?;
         let open = file.metadata().at(path)?;
-        match fs::metadata(path) {
+        match confine::metadata(path) {
             Ok(m) if m.ino() == open.ino() && m.dev() == open.dev() => {
                 return Ok((open.len(), reopened));
             }
@@ -262,12 +270,11 @@ fn create_temp(path: &Path) -> Result<(PathBuf, File)> {
     for _ in 0..1000 {
         let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = parent(path).join(format!(".{name}.tmp.{pid}.{seq}"));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-        {
+        match confine::open(
+            &tmp,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            0o666,
+        ) {
             Ok(f) => return Ok((tmp, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(Error::io(path, e)),
@@ -293,7 +300,7 @@ fn via_temp<R>(
         .and_then(|()| publish(&tmp));
     // After a rename there is nothing left to remove; after a link or an error
     // there is.
-    let _ = fs::remove_file(&tmp);
+    let _ = confine::remove_file(&tmp);
     let out = result.at(path)?;
     if sync {
         sync_dir(parent(path))?;
@@ -312,7 +319,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// caches a reader can rebuild: after a power loss the file may be old, empty or
 /// missing, so readers of such a file must validate it.
 pub fn write_atomic_with(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
-    via_temp(path, bytes, durability, |tmp| fs::rename(tmp, path))
+    via_temp(path, bytes, durability, |tmp| {
+        confine::rename(tmp, path, nix::fcntl::RenameFlags::empty())
+    })
 }
 
 fn parent(path: &Path) -> &Path {
@@ -324,7 +333,9 @@ fn parent(path: &Path) -> &Path {
 
 /// fsync a directory so a rename or create in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    confine::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
+        .and_then(|d| d.sync_all())
+        .at(dir)
 }
 
 /// Pretty JSON with a trailing newline: what every `*.json` file in the tree holds.
@@ -341,7 +352,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Read and parse a JSON file; errors name the file, line and column.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = fs::read(path).at(path)?;
+    let bytes = read(path)?;
     parse_json(path, &bytes)
 }
 
@@ -392,7 +403,7 @@ pub fn update_json_locked<T, R>(
 where
     T: Serialize + DeserializeOwned,
 {
-    let mut value = match fs::read(path) {
+    let mut value = match confine::read(path) {
         Ok(bytes) => parse_json(path, &bytes)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => init()?,
         Err(e) => return Err(Error::io(path, e)),
@@ -410,7 +421,7 @@ where
 /// as no lines. If `f` fails, nothing is written.
 pub fn update_lines<R>(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>) -> Result<R>) -> Result<R> {
     let _lock = lock_for(path)?;
-    let bytes = match fs::read(path) {
+    let bytes = match confine::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::io(path, e)),
@@ -514,7 +525,7 @@ impl<T: DeserializeOwned> Records<T> {
     /// `Cursor::default()` (skipping ids it has seen). A replacement that happens
     /// to leave the cursor at a line start cannot be told apart here.
     pub fn open(path: &Path, from: Cursor) -> Result<Self> {
-        match File::open(path) {
+        match confine::open(path, OFlag::O_RDONLY, 0) {
             Ok(f) => Self::from_file(f, path, from),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Ok(Self::over(None, path, from, from.offset > 0))
@@ -673,7 +684,7 @@ fn shorten(msg: &str) -> String {
 
 /// Whether the file at `path` ends with `\n` (or is empty or missing).
 pub fn ends_with_newline(path: &Path) -> Result<bool> {
-    let mut f = match File::open(path) {
+    let mut f = match confine::open(path, OFlag::O_RDONLY, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
         Err(e) => return Err(Error::io(path, e)),
@@ -690,7 +701,12 @@ pub fn ends_with_newline(path: &Path) -> Result<bool> {
 
 /// `mkdir -p`, naming the path on error.
 pub fn ensure_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).at(path)
+    confine::create_dir_all(path).at(path)
+}
+
+/// Read a whole file, confined to the town (see [`confine`]).
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    confine::read(path).at(path)
 }
 
 /// Create a file only if it does not exist (used for role prompts a person may
@@ -704,11 +720,14 @@ pub fn write_if_missing(path: &Path, bytes: &[u8]) -> Result<bool> {
     if fs::symlink_metadata(path).is_ok() {
         return Ok(false);
     }
-    via_temp(path, bytes, Durability::Sync, |tmp| {
-        match fs::hard_link(tmp, path) {
+    via_temp(
+        path,
+        bytes,
+        Durability::Sync,
+        |tmp| match confine::hard_link(tmp, path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e),
-        }
-    })
+        },
+    )
 }

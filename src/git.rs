@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use git2::{Oid, Repository};
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, IoContext, Kind, Result};
 
 /// Run `git` with `args` in `dir` (or the current directory) and return stdout.
 /// Failures become one line: `git <first arg>: <git's last stderr line>`.
@@ -23,6 +23,7 @@ pub fn run(dir: Option<&Path>, args: &[&str]) -> Result<String> {
 fn output(dir: Option<&Path>, args: &[&str]) -> Result<Output> {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
+        check_inside(d)?;
         cmd.current_dir(d);
     }
     cmd.args(args)
@@ -57,6 +58,7 @@ pub fn clone(url: &str, dest: &Path) -> Result<()> {
     let dest_s = dest
         .to_str()
         .ok_or_else(|| Error::invalid(format!("{}: path is not UTF-8", dest.display())))?;
+    crate::confine::check(dest).at(dest)?;
     run(None, &["clone", "--quiet", "--", url, dest_s])
         .map_err(|e| Error::new(e.kind, format!("cannot clone {url}: {}", e.message())))?;
     Ok(())
@@ -87,6 +89,7 @@ pub fn dirty_files(dir: &Path) -> Result<Vec<String>> {
 
 /// Open the repository at `dir` (a work tree or a bare repository).
 pub fn open(dir: &Path) -> Result<Repository> {
+    check_inside(dir)?;
     Repository::open(dir).map_err(|e| {
         Error::invalid(format!(
             "{}: not a git repository ({})",
@@ -94,6 +97,16 @@ pub fn open(dir: &Path) -> Result<Repository> {
             e.message()
         ))
     })
+}
+
+/// Git works in a clone of the town only if its real path, and its `.git`'s,
+/// is inside the town (protocol/README.md, "Confinement"): git follows links
+/// by name, so this is a check at the moment of use.
+fn check_inside(dir: &Path) -> Result<()> {
+    for p in [dir.to_path_buf(), dir.join(".git")] {
+        crate::confine::check(&p).at(&p)?;
+    }
+    Ok(())
 }
 
 fn in_repo(dir: &Path, e: git2::Error) -> Error {

@@ -58,7 +58,7 @@ impl Home {
     /// start of its current session (`started_at`), whichever is later. A
     /// heartbeat left by an earlier session says nothing about this one.
     pub fn last_sign_of_life(&self, state: &AgentState) -> Option<jiff::Timestamp> {
-        let beat = std::fs::metadata(self.heartbeat())
+        let beat = crate::confine::metadata(&self.heartbeat())
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| jiff::Timestamp::try_from(t).ok());

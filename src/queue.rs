@@ -13,19 +13,19 @@
 //! entry has been moved away meanwhile, so a rewrite never resurrects an entry
 //! another process just moved (a requeue, a claim, a person's `mv`).
 
-use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use nix::fcntl::{OFlag, RenameFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::address::{self, Address};
 use crate::clock;
+use crate::confine;
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsio;
 use crate::home::Home;
@@ -230,7 +230,7 @@ impl Queue {
         else {
             return Err(Error::invalid("not an entry (entries are named <id>.json)"));
         };
-        let bytes = match fs::read(path) {
+        let bytes = match confine::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
                 return Err(Error::invalid("a directory, not an entry"));
@@ -326,7 +326,7 @@ impl Queue {
         let tmp = write_temp(&self.dir, &entry.id, &fsio::to_json_bytes(&entry)?)?;
         let moved = rename_noreplace(&tmp, &path);
         if moved.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = confine::remove_file(&tmp);
         }
         moved?;
         fsio::sync_dir(&self.state_dir(State::Pending))?;
@@ -448,7 +448,7 @@ impl Queue {
             if by.is_some_and(|b| l.entry.claimed_by.as_deref() != Some(b)) {
                 continue;
             }
-            let Ok(meta) = fs::metadata(&l.path) else {
+            let Ok(meta) = confine::metadata(&l.path) else {
                 continue;
             };
             let changed = meta.mtime().max(meta.ctime()).max(0) as u64;
@@ -486,7 +486,7 @@ impl Queue {
     /// Renew the claim on an active entry (what `touch` does by hand).
     pub fn touch(&self, id: &str) -> Result<()> {
         let path = self.path(State::Active, id);
-        let f = File::options().write(true).open(&path).at(&path)?;
+        let f = confine::open(&path, OFlag::O_WRONLY, 0).at(&path)?;
         f.set_modified(SystemTime::now()).at(&path)
     }
 
@@ -514,7 +514,7 @@ impl Queue {
         let tmp = write_temp(&dir, id, &fsio::to_json_bytes(&located.entry)?)?;
         let swapped = exchange(&tmp, &path);
         // After a successful exchange `tmp` holds the old version.
-        let _ = fs::remove_file(&tmp);
+        let _ = confine::remove_file(&tmp);
         swapped?;
         fsio::sync_dir(&dir)?;
         Ok(located)
@@ -524,15 +524,14 @@ impl Queue {
 /// The names of the files in `dir` (missing dir: none), sorted, without
 /// dotfiles (temp files of writes in flight).
 fn file_names(dir: &Path) -> Result<Vec<String>> {
-    let rd = match fs::read_dir(dir) {
+    let rd = match confine::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(dir, e)),
     };
     let mut names = Vec::new();
-    for e in rd {
-        let e = e.at(dir)?;
-        let name = e.file_name().to_string_lossy().into_owned();
+    for name in rd {
+        let name = name.to_string_lossy().into_owned();
         if !name.starts_with('.') {
             names.push(name);
         }
@@ -565,53 +564,68 @@ fn write_temp(dir: &Path, id: &str, bytes: &[u8]) -> Result<PathBuf> {
         std::process::id(),
         TMP_SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let written = confine::open(
+        &tmp,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        0o666,
+    )
+    .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = confine::remove_file(&tmp);
         return Err(Error::io(&tmp, e));
     }
     Ok(tmp)
 }
 
-fn rename2(from: &Path, to: &Path, flags: RenameFlags) -> nix::Result<()> {
-    renameat2(AT_FDCWD, from, AT_FDCWD, to, flags)
+fn rename2(from: &Path, to: &Path, flags: RenameFlags) -> std::io::Result<()> {
+    confine::rename(from, to, flags)
 }
 
 /// `rename` that fails with Conflict instead of replacing an existing `to`,
 /// and with NotFound when `from` is gone (lost a race).
 fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
-    match rename2(from, to, RenameFlags::RENAME_NOREPLACE) {
+    match rename2(from, to, RenameFlags::RENAME_NOREPLACE).map_err(errno) {
         Ok(()) => Ok(()),
-        Err(Errno::EEXIST) => Err(Error::conflict(format!(
+        Err(Ok(Errno::EEXIST)) => Err(Error::conflict(format!(
             "{}: already exists; not replacing it with {}",
             to.display(),
             from.display()
         ))),
-        Err(Errno::ENOENT) => Err(Error::not_found(format!(
+        Err(Ok(Errno::ENOENT)) => Err(Error::not_found(format!(
             "{}: gone (moved by someone else)",
             from.display()
         ))),
         // Filesystems without renameat2 flags: check, then rename (racy, rare).
-        Err(Errno::EINVAL) if !to.exists() => fs::rename(from, to).at(to),
-        Err(e) => Err(Error::io(to, e.into())),
+        Err(Ok(Errno::EINVAL)) if !to.exists() => {
+            confine::rename(from, to, RenameFlags::empty()).at(to)
+        }
+        Err(Ok(e)) => Err(Error::io(to, e.into())),
+        Err(Err(e)) => Err(Error::io(to, e)),
+    }
+}
+
+/// The errno of a system call's error, or the error itself when it has none
+/// (a refusal by [`confine`]).
+fn errno(e: std::io::Error) -> std::result::Result<Errno, std::io::Error> {
+    match e.raw_os_error() {
+        Some(n) => Ok(Errno::from_raw(n)),
+        None => Err(e),
     }
 }
 
 /// Swap `tmp` and `path` atomically; NotFound when `path` no longer exists.
 fn exchange(tmp: &Path, path: &Path) -> Result<()> {
-    match rename2(tmp, path, RenameFlags::RENAME_EXCHANGE) {
+    match rename2(tmp, path, RenameFlags::RENAME_EXCHANGE).map_err(errno) {
         Ok(()) => Ok(()),
-        Err(Errno::ENOENT) => Err(Error::not_found(format!(
+        Err(Ok(Errno::ENOENT)) => Err(Error::not_found(format!(
             "{}: gone (moved by someone else meanwhile); not rewritten",
             path.display()
         ))),
-        Err(Errno::EINVAL) if path.exists() => fs::rename(tmp, path).at(path),
-        Err(e) => Err(Error::io(path, e.into())),
+        Err(Ok(Errno::EINVAL)) if path.exists() => {
+            confine::rename(tmp, path, RenameFlags::empty()).at(path)
+        }
+        Err(Ok(e)) => Err(Error::io(path, e.into())),
+        Err(Err(e)) => Err(Error::io(path, e)),
     }
 }
 

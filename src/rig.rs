@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::address::{self, Address};
 use crate::clock;
-use crate::error::{Error, IoContext, Result};
+use crate::confine;
+use crate::error::{Error, Result};
 use crate::fsio;
 use crate::home::{self, Home};
 use crate::record::{BeadsConfig, RigConfig, RigEntry, RigsRegistry, TOWN_VERSION};
@@ -46,22 +47,22 @@ impl Rig {
 
     fn named_homes(&self, dir: &str, make: impl Fn(String) -> Address) -> Result<Vec<Home>> {
         let base = self.path.join(dir);
-        let entries = match fs::read_dir(&base) {
+        let entries = match confine::read_dir(&base) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(&base, e)),
         };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.at(&base)?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+        for name in entries {
+            let Some(name) = name.to_str().map(str::to_string) else {
                 continue;
             };
-            if address::check_agent_name("agent", &name).is_err() || !entry.path().is_dir() {
+            let path = base.join(&name);
+            if address::check_agent_name("agent", &name).is_err() || !path.is_dir() {
                 continue;
             }
             out.push(Home {
-                path: entry.path(),
+                path,
                 address: make(name),
             });
         }
@@ -165,7 +166,7 @@ impl Staged {
     /// Rename into `dest`, which must not exist (or be an empty directory).
     pub(crate) fn commit(mut self, dest: &Path) -> Result<()> {
         let dir = self.dir.take().expect("not yet committed");
-        if let Err(e) = fs::rename(&dir, dest) {
+        if let Err(e) = confine::rename(&dir, dest, nix::fcntl::RenameFlags::empty()) {
             self.dir = Some(dir);
             return Err(Error::io(dest, e));
         }
@@ -176,10 +177,10 @@ impl Staged {
 impl Drop for Staged {
     fn drop(&mut self) {
         if let Some(p) = self.dir.take() {
-            let _ = fs::remove_dir_all(p);
+            let _ = confine::remove_dir_all(&p);
         }
         // Leave no empty `.staging/`; another build may still be using it.
-        let _ = fs::remove_dir(&self.staging_root);
+        let _ = confine::remove_dir(&self.staging_root);
     }
 }
 
@@ -238,7 +239,7 @@ pub fn add(town: &Town, name: &str, git_url: &str, opts: &AddOptions) -> Result<
         },
     );
     if let Err(e) = registered {
-        let _ = fs::remove_dir_all(&rig.path);
+        let _ = confine::remove_dir_all(&rig.path);
         return Err(e);
     }
     Ok(rig)

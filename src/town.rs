@@ -47,6 +47,7 @@ impl Town {
     /// Open the town at `root`, which must hold a readable `config/town.json`.
     pub fn open(root: &Path) -> Result<Town> {
         let root = fs::canonicalize(root).at(root)?;
+        crate::confine::enter(&root);
         let town = Town { root };
         if !is_town(&town.root) {
             return Err(Error::not_found(format!(
@@ -407,6 +408,7 @@ pub fn install(path: &Path, name: Option<&str>) -> Result<Installed> {
     }
     fsio::ensure_dir(&path.join("config"))?;
     let root = fs::canonicalize(path).at(path)?;
+    crate::confine::enter(&root);
     let town_json = root.join("config/town.json");
     let default_name = || {
         root.file_name()

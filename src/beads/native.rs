@@ -213,7 +213,7 @@ impl Native {
     /// A snapshot of the file, lock-free.
     fn read(&self) -> Result<Store> {
         let path = self.path();
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::confine::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(Error::io(&path, e)),

@@ -5,7 +5,6 @@
 //! nothing sent meanwhile is lost.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
@@ -27,9 +26,10 @@ pub fn dir(home: &Home) -> PathBuf {
 /// Archive files, oldest first.
 pub fn files(home: &Home) -> Result<Vec<PathBuf>> {
     let dir = dir(home);
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
+    let mut out: Vec<PathBuf> = match crate::confine::read_dir(&dir) {
+        Ok(names) => names
+            .into_iter()
+            .map(|n| dir.join(n))
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
             .collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -55,7 +55,7 @@ pub struct Archived {
 pub fn archive(home: &Home) -> Result<Archived> {
     let inbox = home.inbox();
     let _lock = fsio::lock_for(&inbox)?;
-    let mut file = match File::open(&inbox) {
+    let mut file = match crate::confine::open(&inbox, nix::fcntl::OFlag::O_RDONLY, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Archived {
@@ -130,7 +130,7 @@ pub fn archive(home: &Home) -> Result<Archived> {
 /// Keep only the marks of messages still in the inbox.
 fn compact_marks(path: &std::path::Path, kept: &HashSet<String>) -> Result<()> {
     let _lock = fsio::lock_for(path)?;
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::confine::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(path, e)),

@@ -366,7 +366,7 @@ impl Reader {
     }
 
     fn load_cursor(&self) -> Option<CursorFile> {
-        let bytes = std::fs::read(&self.cursor).ok()?;
+        let bytes = crate::confine::read(&self.cursor).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -391,10 +391,11 @@ pub fn mark_files(home: &Home) -> Result<Vec<PathBuf>> {
         out.push(dir.join(OWNER_MARKS));
     }
     let watch = dir.join(WATCH_DIR);
-    match std::fs::read_dir(&watch) {
-        Ok(entries) => {
-            let mut w: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
+    match crate::confine::read_dir(&watch) {
+        Ok(names) => {
+            let mut w: Vec<PathBuf> = names
+                .into_iter()
+                .map(|n| watch.join(n))
                 .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
                 .collect();
             w.sort();
@@ -423,7 +424,7 @@ pub fn load_marks(path: &Path) -> Result<HashMap<String, String>> {
 }
 
 fn open_opt(path: &Path) -> Result<Option<File>> {
-    match File::open(path) {
+    match crate::confine::open(path, nix::fcntl::OFlag::O_RDONLY, 0) {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),

@@ -1,6 +1,5 @@
 //! Where sessions run: tmux on the town's own socket, or a plain process.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,6 +58,10 @@ impl Backend {
 
     /// Start `spec`.
     pub fn start(&self, spec: &Spec) -> Result<Started> {
+        // tmux's pipe-pane appends to the log by name: checked here, as the cwd.
+        for p in [&spec.cwd, &spec.log] {
+            crate::confine::check(p).at(p)?;
+        }
         match self {
             Backend::Process => start_process(spec),
             Backend::Tmux { socket } => start_tmux(socket, spec),
@@ -91,11 +94,7 @@ pub struct Started {
 }
 
 fn start_process(spec: &Spec) -> Result<Started> {
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log)
-        .at(&spec.log)?;
+    let log = crate::fsio::open_log(&spec.log)?;
     let log2 = log.try_clone().at(&spec.log)?;
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")

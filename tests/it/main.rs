@@ -4,6 +4,7 @@
 mod agent_claude;
 mod beads;
 mod common;
+mod confine;
 mod daemon;
 mod demo;
 mod doctor;

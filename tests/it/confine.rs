@@ -1,0 +1,330 @@
+//! Confinement: a symlink planted in place of any directory or file the tools
+//! write leads nowhere. The tool exits 2 with one line naming the path and the
+//! link, and the outside directory is byte for byte (and mtime for mtime) what
+//! it was.
+
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::common::{TestEnv, git};
+use crate::queue::{files, rig_with_work};
+
+/// A town with rig `r` and polecat `Nux` (one commit on its branch), and an
+/// outside directory holding what links will point at: a mail dir, a state
+/// file, a registry, a clone of the rig's origin, an empty dir.
+struct Planted {
+    env: TestEnv,
+    rig: PathBuf,
+    outside: PathBuf,
+}
+
+impl Planted {
+    fn new() -> Planted {
+        let env = TestEnv::new();
+        let rig = rig_with_work(&env, &["Nux"]);
+        let outside = env.path().join("outside");
+        std::fs::create_dir_all(outside.join("mail")).unwrap();
+        std::fs::create_dir_all(outside.join("dir")).unwrap();
+        std::fs::write(outside.join("mail/inbox.jsonl"), "outside\n").unwrap();
+        std::fs::write(outside.join("file.json"), "{}\n").unwrap();
+        let origin = env.path().join("r-origin.git");
+        git(
+            env.path(),
+            &[
+                "clone",
+                "-q",
+                origin.to_str().unwrap(),
+                outside.join("clone").to_str().unwrap(),
+            ],
+        );
+        git(&outside.join("clone"), &["branch", "polecat/Nux"]);
+        Planted { env, rig, outside }
+    }
+
+    /// Replace `town/<rel>` (whatever is there) by a symlink to `outside/<target>`.
+    fn plant(&self, rel: &str, target: &str) -> (PathBuf, PathBuf) {
+        let link = self.env.town.join(rel);
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&link).unwrap(),
+            Ok(_) => std::fs::remove_file(&link).unwrap(),
+            Err(_) => std::fs::create_dir_all(link.parent().unwrap()).unwrap(),
+        }
+        let target = self.outside.join(target);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        (link, target)
+    }
+
+    /// Run `tool args`: it must exit 2 with exactly `<tool>: <path>: <link>
+    /// is a symlink to <target>, out of the town <town>; refused`, and leave
+    /// the outside directory as it was.
+    fn refused(&self, tool: &str, args: &[&str], path: &Path, link: &(PathBuf, PathBuf)) {
+        let before = tree_hash(&self.outside);
+        let (code, stderr) = self.env.fails(tool, args);
+        let expected = format!(
+            "{tool}: {}: {} is a symlink to {}, out of the town {}; refused\n",
+            path.display(),
+            link.0.display(),
+            link.1.display(),
+            self.env.town.display()
+        );
+        assert_eq!(
+            (code, stderr.as_str()),
+            (2, expected.as_str()),
+            "{tool} {args:?}"
+        );
+        assert_eq!(
+            tree_hash(&self.outside),
+            before,
+            "{tool} {args:?} changed the outside"
+        );
+    }
+}
+
+/// A hash of every name, type, link target, size, mtime and content under `dir`.
+fn tree_hash(dir: &Path) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .collect();
+    paths.sort();
+    for p in paths {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        (
+            p.strip_prefix(dir).unwrap(),
+            m.mode(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+        )
+            .hash(&mut h);
+        if m.is_symlink() {
+            std::fs::read_link(&p).unwrap().hash(&mut h);
+        } else if m.is_file() {
+            std::fs::read(&p).unwrap().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+#[test]
+fn mail_dir_inbox_and_its_lock() {
+    let send = ["send", "mayor", "-s", "hi", "-m", "to the mayor"];
+    let t = Planted::new();
+    let link = t.plant("mayor/mail", "mail");
+    t.refused("gt-mail", &send, &link.0, &link);
+
+    let t = Planted::new();
+    let link = t.plant("mayor/mail/inbox.jsonl", "mail/inbox.jsonl");
+    t.refused("gt-mail", &send, &link.0, &link);
+
+    // A dangling link: following it would create the target.
+    let t = Planted::new();
+    let link = t.plant("mayor/mail/inbox.lock", "created.lock");
+    t.refused("gt-mail", &send, &link.0, &link);
+    assert!(!link.1.exists());
+    // The inbox inside the town was not written either.
+    assert_eq!(
+        std::fs::read(t.env.town.join("mayor/mail/inbox.jsonl")).unwrap(),
+        b""
+    );
+}
+
+#[test]
+fn state_and_its_lock() {
+    let t = Planted::new();
+    let link = t.plant("r/polecats/Nux/state.json", "file.json");
+    t.refused("gt", &["sleep", "r/Nux"], &link.0, &link);
+
+    let t = Planted::new();
+    let link = t.plant("r/polecats/Nux/state.lock", "created.lock");
+    t.refused("gt", &["sleep", "r/Nux"], &link.0, &link);
+    assert!(!link.1.exists());
+    assert_eq!(
+        crate::common::read_json(&t.rig.join("polecats/Nux/state.json"))["status"],
+        "idle"
+    );
+}
+
+#[test]
+fn session_log() {
+    let t = Planted::new();
+    let issue = t.env.issue("r", "work");
+    let link = t.plant("r/polecats/Nux/session.log", "file.json");
+    let before = tree_hash(&t.outside);
+    let out = t
+        .env
+        .cmd("gt")
+        .args([
+            "spawn",
+            "--issue",
+            &issue,
+            "--name",
+            "Nux",
+            "--agent",
+            "echo leaked",
+        ])
+        .env("GT_SESSION_BACKEND", "process")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        format!(
+            "gt: {}: {} is a symlink to {}, out of the town {}; refused",
+            link.0.display(),
+            link.0.display(),
+            link.1.display(),
+            t.env.town.display()
+        ),
+        "{stderr}"
+    );
+    assert_eq!(tree_hash(&t.outside), before);
+}
+
+#[test]
+fn queue_dirs() {
+    // add: pending/ leads out.
+    let t = Planted::new();
+    let link = t.plant("r/refinery/queue/pending", "dir");
+    t.refused("gt-queue", &["add", "r", "Nux"], &link.0, &link);
+
+    // The refinery: active/ leads out; the entry stays in pending/, unmoved.
+    let t = Planted::new();
+    t.env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+    let pending = files(&t.rig, "pending");
+    let link = t.plant("r/refinery/queue/active", "dir");
+    t.refused("gt-refinery", &["process", "r", "--once"], &link.0, &link);
+    assert_eq!(files(&t.rig, "pending"), pending);
+
+    // The refinery: pending/ leads out (an entry placed there by the agent).
+    let t = Planted::new();
+    std::fs::write(
+        t.outside.join("dir/20261125T092000.000000Z-Nux.json"),
+        r#"{"polecat":"r/Nux","branch":"polecat/Nux"}"#,
+    )
+    .unwrap();
+    let link = t.plant("r/refinery/queue/pending", "dir");
+    t.refused("gt-refinery", &["process", "r", "--once"], &link.0, &link);
+    assert!(files(&t.rig, "active").is_empty());
+}
+
+#[test]
+fn a_polecats_clone() {
+    let t = Planted::new();
+    let link = t.plant("r/polecats/Nux/rig", "clone");
+    t.refused("gt-land", &["--direct", "r/Nux"], &link.0, &link);
+    t.refused("gt-queue", &["add", "r", "Nux"], &link.0, &link);
+
+    // Queued before the link was planted: the refinery fails the entry (the
+    // polecat's side is at fault) and runs no git there.
+    let t = Planted::new();
+    t.env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+    let link = t.plant("r/polecats/Nux/rig", "clone");
+    let before = tree_hash(&t.outside);
+    let out = t
+        .env
+        .ok("gt-refinery", &["process", "r", "--once", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["state"], "failed");
+    assert_eq!(
+        v["reason"],
+        format!(
+            "{}: {} is a symlink to {}, out of the town {}; refused",
+            link.0.display(),
+            link.0.display(),
+            link.1.display(),
+            t.env.town.display()
+        )
+    );
+    assert_eq!(tree_hash(&t.outside), before);
+}
+
+#[test]
+fn tracker_polecats_and_staging() {
+    let t = Planted::new();
+    let link = t.plant("r/.beads", "dir");
+    let lock = link.0.join("issues.lock");
+    t.refused("gt-issue", &["create", "--rig", "r", "x"], &lock, &link);
+
+    let t = Planted::new();
+    let link = t.plant("r/polecats", "dir");
+    t.refused("gt", &["polecat", "add", "r", "Toast"], &link.0, &link);
+
+    let t = Planted::new();
+    let link = t.plant(".staging", "dir");
+    let origin = t.env.path().join("r-origin.git");
+    t.refused(
+        "gt",
+        &["rig", "add", "r2", origin.to_str().unwrap()],
+        &link.0,
+        &link,
+    );
+    assert!(!t.env.town.join("r2").exists());
+}
+
+#[test]
+fn config_files() {
+    let origin_of = |t: &Planted| t.env.path().join("r-origin.git");
+    let t = Planted::new();
+    let link = t.plant("config/rigs.json", "file.json");
+    t.refused(
+        "gt",
+        &["rig", "add", "r2", origin_of(&t).to_str().unwrap()],
+        &link.0,
+        &link,
+    );
+
+    let t = Planted::new();
+    let link = t.plant("r/config.json", "file.json");
+    t.refused("gt", &["polecat", "add", "r", "Toast"], &link.0, &link);
+
+    // Every tool reads it first, to open the town (named by GT_TOWN here).
+    let t = Planted::new();
+    let link = t.plant("config/town.json", "file.json");
+    let (code, stderr) = t
+        .env
+        .fails("gt-mail", &["send", "mayor", "-s", "s", "-m", "m"]);
+    assert_eq!(
+        (code, stderr),
+        (
+            2,
+            format!(
+                "gt-mail: GT_TOWN: {}: {} is a symlink to {}, out of the town {}; refused\n",
+                link.0.display(),
+                link.0.display(),
+                link.1.display(),
+                t.env.town.display()
+            )
+        )
+    );
+}
+
+#[test]
+fn doctor_reports_every_link_that_leads_out() {
+    let t = Planted::new();
+    let planted = [
+        t.plant("mayor/mail", "mail"),
+        t.plant("r/polecats/Nux/heartbeat", "file.json"),
+        t.plant("r/polecats/Nux/rig", "clone"),
+        t.plant("r/refinery/queue/failed", "dir"),
+    ];
+    // A link that stays inside is fine.
+    std::os::unix::fs::symlink("../witness", t.rig.join("polecats/Nux/witness-link")).unwrap();
+    let before = tree_hash(&t.outside);
+    let out = t.env.run("gt", &["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for (link, target) in &planted {
+        let line = format!(
+            "error: {}: a symlink to {}, out of the town; every tool refuses paths through it\n",
+            link.display(),
+            target.display()
+        );
+        assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("witness-link"), "{stdout}");
+    assert_eq!(tree_hash(&t.outside), before);
+}
