@@ -11,8 +11,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::home::Home;
 use crate::town::Town;
 
-/// A runtime gastown knows how to drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A runtime gastown knows how to drive (`"agent"` in town.json or a rig's config.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// Claude Code (`claude`, npm `@anthropic-ai/claude-code`).
     Claude,
@@ -37,20 +38,7 @@ pub enum Screen {
 }
 
 impl Preset {
-    pub const ALL: [Preset; 3] = [Preset::Claude, Preset::Codex, Preset::Custom];
-
-    /// The preset named `name` (as in `"agent"`).
-    pub fn parse(name: &str) -> Result<Preset> {
-        Preset::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "unknown agent preset {name:?} (expected claude, codex or custom)"
-                ))
-            })
-    }
-
+    /// The preset's name, as written in `"agent"`.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Claude => "claude",
@@ -205,60 +193,28 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// The config for an agent of `rig` (`None`: a town-level agent).
-    /// `"agent"` and `agent_command` in the rig's `config.json` win over the
-    /// town's; with neither, the preset is `custom`.
+    /// The config for an agent of `rig` (`None`: a town-level agent):
+    /// `agent` and `agent_command` from the rig's `config.json` over the
+    /// town's, `agent_env` merged per key (the rig's wins). With no `agent`
+    /// anywhere the preset is `custom`.
     pub fn resolve(town: &Town, rig: Option<&str>) -> Result<AgentConfig> {
-        let town_path = town.config_dir().join("town.json");
-        let town_extra = town.config()?.extra;
-        let mut layers = vec![(town_path, town_extra)];
-        if let Some(rig) = rig {
-            let r = crate::rig::Rig::at(town, rig);
-            let cfg = r.config()?;
-            let mut extra = cfg.extra;
-            if let Some(c) = cfg.agent_command {
-                extra.insert("agent_command".into(), c.into());
-            }
-            layers.push((r.config_path(), extra));
+        let t = town.config()?;
+        let r = rig
+            .map(|name| crate::rig::Rig::at(town, name).config())
+            .transpose()?;
+        let mut env = t.agent_env;
+        if let Some(r) = &r {
+            env.extend(r.agent_env.clone());
         }
-        let mut out = AgentConfig {
-            preset: Preset::Custom,
-            command: None,
-            env: Vec::new(),
+        let (agent, command) = match r {
+            Some(r) => (r.agent.or(t.agent), r.agent_command.or(t.agent_command)),
+            None => (t.agent, t.agent_command),
         };
-        for (path, extra) in &layers {
-            if let Some(v) = extra.get("agent") {
-                let name = v.as_str().ok_or_else(|| {
-                    Error::invalid(format!("{}: \"agent\" must be a string", path.display()))
-                })?;
-                out.preset = Preset::parse(name).map_err(|e| e.context(path.display()))?;
-            }
-            if let Some(v) = extra.get("agent_command").and_then(Value::as_str) {
-                out.command = Some(v.to_string());
-            }
-            match extra.get("agent_env") {
-                None => {}
-                Some(Value::Object(m)) => {
-                    for (k, v) in m {
-                        let v = v.as_str().ok_or_else(|| {
-                            Error::invalid(format!(
-                                "{}: agent_env.{k} must be a string",
-                                path.display()
-                            ))
-                        })?;
-                        out.env.retain(|(key, _)| key != k);
-                        out.env.push((k.clone(), v.to_string()));
-                    }
-                }
-                Some(_) => {
-                    return Err(Error::invalid(format!(
-                        "{}: \"agent_env\" must be an object of strings",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        Ok(out)
+        Ok(AgentConfig {
+            preset: agent.unwrap_or(Preset::Custom),
+            command,
+            env: env.into_iter().collect(),
+        })
     }
 
     /// The command line for `home`'s agent with `first_prompt`: `agent_command`
@@ -427,14 +383,14 @@ mod tests {
     }
 
     #[test]
-    fn presets_parse_by_name_and_know_their_files() {
-        for p in Preset::ALL {
-            assert_eq!(Preset::parse(p.name()).unwrap(), p);
+    fn presets_are_named_in_json_and_know_their_files() {
+        for p in [Preset::Claude, Preset::Codex, Preset::Custom] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
         }
-        let e = Preset::parse("gemini").unwrap_err();
+        let e = serde_json::from_str::<Preset>("\"gemini\"").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown agent preset \"gemini\" (expected claude, codex or custom)"
+            "unknown variant `gemini`, expected one of `claude`, `codex`, `custom` at line 1 column 8"
         );
         assert_eq!(Preset::Claude.instructions_file(), Some("CLAUDE.md"));
         assert_eq!(Preset::Codex.instructions_file(), Some("AGENTS.md"));
@@ -488,6 +444,58 @@ mod tests {
         }
         assert_eq!(s["hooks"]["PreToolUse"][0]["matcher"], "*");
         assert!(s["hooks"]["Stop"][0].get("matcher").is_none());
+    }
+
+    #[test]
+    fn resolve_takes_the_rig_over_the_town_and_merges_agent_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("t");
+        crate::town::install(&root, None).unwrap();
+        let town = Town::open(&root).unwrap();
+        let town_json = root.join("config/town.json");
+        let mut t: Value = crate::fsio::read_json(&town_json).unwrap();
+        t["agent"] = "codex".into();
+        t["agent_env"] = json!({"A": "town", "B": "town"});
+        crate::fsio::write_json(&town_json, &t).unwrap();
+        std::fs::create_dir(root.join("r")).unwrap();
+        let rig = json!({"type": "rig", "version": 1, "name": "r", "git_url": "x",
+            "agent": "claude", "agent_env": {"B": "rig", "C": "rig"}});
+        crate::fsio::write_json(&root.join("r/config.json"), &rig).unwrap();
+
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            AgentConfig::resolve(&town, Some("r")).unwrap(),
+            AgentConfig {
+                preset: Preset::Claude,
+                command: None,
+                env: vec![pair("A", "town"), pair("B", "rig"), pair("C", "rig")],
+            }
+        );
+        let mayor = AgentConfig::resolve(&town, None).unwrap();
+        assert_eq!(mayor.preset, Preset::Codex);
+        assert_eq!(mayor.env, vec![pair("A", "town"), pair("B", "town")]);
+
+        // agent_command overrides the preset's command line; without either
+        // there is nothing to run.
+        let home = Home {
+            address: "r/Nux".parse().unwrap(),
+            path: root.join("r/polecats/Nux"),
+        };
+        let custom = AgentConfig {
+            preset: Preset::Claude,
+            command: Some("my-agent".into()),
+            env: vec![],
+        };
+        assert_eq!(custom.command_line(&home, "go").unwrap(), "my-agent");
+        let none = AgentConfig {
+            preset: Preset::Custom,
+            command: None,
+            env: vec![],
+        };
+        assert_eq!(
+            none.command_line(&home, "go").unwrap_err().to_string(),
+            "no agent command for r/Nux: set \"agent\" (claude, codex) or \"agent_command\" in the rig's config.json or config/town.json"
+        );
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub struct TownConfig {
     /// Command that starts the Mayor (and any agent whose rig sets none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_command: Option<String>,
+    /// The agent runtime preset (protocol/agents.md); a rig's wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::agent::Preset>,
+    /// Added to every agent session's environment; a rig's value wins per key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agent_env: BTreeMap<String, String>,
     /// Silence after which the daemon reports a live session (default 10m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_timeout: Option<Interval>,
@@ -94,6 +100,12 @@ pub struct RigConfig {
     /// Command that starts an agent in its session (`claude ...`); the town's if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_command: Option<String>,
+    /// The agent runtime preset; the town's if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::agent::Preset>,
+    /// Added to the environment of the rig's agents, over the town's `agent_env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agent_env: BTreeMap<String, String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

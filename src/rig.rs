@@ -277,6 +277,8 @@ fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
         test_timeout: None,
         stuck_after: None,
         agent_command: None,
+        agent: None,
+        agent_env: Default::default(),
         extra: Default::default(),
     };
     fsio::write_json(&dir.join("config.json"), &config)?;

@@ -425,6 +425,8 @@ pub fn install(path: &Path, name: Option<&str>) -> Result<Installed> {
                 created_at: clock::now_string(),
                 session_backend: None,
                 agent_command: None,
+                agent: None,
+                agent_env: Default::default(),
                 heartbeat_timeout: None,
                 max_restarts: None,
                 extra: Default::default(),

@@ -72,6 +72,8 @@ fn town_config_fields_are_the_schema_properties() {
         created_at: "2026-11-25T09:00:00Z".into(),
         session_backend: Some(BackendKind::Process),
         agent_command: Some("claude".into()),
+        agent: Some(gastown::agent::Preset::Codex),
+        agent_env: [("K".to_string(), "V".to_string())].into(),
         heartbeat_timeout: Some("10m".parse().unwrap()),
         max_restarts: Some(5),
         extra: Extra::new(),
@@ -98,6 +100,8 @@ fn rig_config_fields_are_the_schema_properties() {
         test_timeout: Some("30m".parse().unwrap()),
         stuck_after: Some("30m".parse().unwrap()),
         agent_command: Some("claude".into()),
+        agent: Some(gastown::agent::Preset::Claude),
+        agent_env: [("K".to_string(), "V".to_string())].into(),
         extra: Extra::new(),
     };
     let value = serde_json::to_value(&config).unwrap();
