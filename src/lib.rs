@@ -29,5 +29,6 @@ pub mod status;
 pub mod town;
 pub mod watch;
 pub mod witness;
+pub mod worker;
 
 pub use error::{Error, Result};

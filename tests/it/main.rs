@@ -24,3 +24,4 @@ mod scripts;
 mod town;
 mod typed;
 mod witness;
+mod worker;

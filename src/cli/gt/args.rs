@@ -128,6 +128,12 @@ pub(super) enum Cmd {
     },
     /// Show who you are here: role and address (from GT_ADDRESS or the current directory)
     Whoami(JsonFlag),
+    /// For the calling agent: who it is, its issue, and how to work here (read mail, report done, hand off, ask for help)
+    Prime(JsonFlag),
+    /// For the calling polecat: report its work done to its Witness (refused while the clone is dirty or has no new commit)
+    Done(JsonFlag),
+    /// For the calling agent: touch its heartbeat (agent hooks run this)
+    Heartbeat,
     /// Check the town's files for damage; exit 1 if problems remain
     Doctor {
         /// Repair what is safe to repair (missing homes and state, stray temp files)

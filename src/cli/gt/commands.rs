@@ -168,6 +168,52 @@ pub(super) fn whoami(json: bool) -> Result<i32> {
     Ok(exit::OK)
 }
 
+pub(super) fn prime(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let home = crate::worker::caller(&town)?;
+    let p = crate::worker::prime(&town, &home)?;
+    if json {
+        print_json(&p)?;
+        return Ok(exit::OK);
+    }
+    println!(
+        "You are {} ({}), generation {}.",
+        p.address, p.role, p.generation
+    );
+    match &p.issue {
+        Some(i) => {
+            println!("\nYour issue: {} {} [{}]", i.id, i.title, i.status);
+            if let Some(d) = i.description.as_deref().filter(|d| !d.trim().is_empty()) {
+                println!("\n{}", d.trim_end());
+            }
+        }
+        None => println!("\nYou have no issue assigned."),
+    }
+    println!("\nHow to work here:");
+    for line in &p.how {
+        println!("- {line}");
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn done(json: bool) -> Result<i32> {
+    let town = Town::discover()?;
+    let home = crate::worker::caller(&town)?;
+    let m = crate::worker::done(&town, &home)?;
+    if json {
+        print_json(&m)?;
+    } else {
+        println!("{}: done sent to {} ({})", home.address, m.to, m.id);
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn heartbeat() -> Result<i32> {
+    let town = Town::discover()?;
+    crate::worker::heartbeat(&crate::worker::caller(&town)?)?;
+    Ok(exit::OK)
+}
+
 pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;

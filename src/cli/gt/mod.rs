@@ -44,6 +44,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Status(json) => commands::status(json.json),
         Cmd::Polecats { rig, json } => commands::polecats(&rig, json.json),
         Cmd::Whoami(json) => commands::whoami(json.json),
+        Cmd::Prime(json) => commands::prime(json.json),
+        Cmd::Done(json) => commands::done(json.json),
+        Cmd::Heartbeat => commands::heartbeat(),
         Cmd::Demo { dir } => commands::demo(dir),
         Cmd::Polecat(PolecatCmd::Add { rig, name, json }) => {
             commands::polecat_add(&rig, name, json.json)

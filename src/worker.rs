@@ -1,0 +1,131 @@
+//! What an agent does for itself (protocol/agents.md, "The agent contract"):
+//! `gt prime` tells it who it is and how to work, `gt heartbeat` shows it is
+//! alive, `gt done` reports its work finished to its Witness.
+
+use crate::address::Address;
+use crate::error::{Error, IoContext, Result};
+use crate::home::Home;
+use crate::mail::{self, Message};
+use crate::town::Town;
+
+/// The calling agent: its address and home (`GT_ADDRESS`, else the directory).
+pub fn caller(town: &Town) -> Result<Home> {
+    let who = town.whoami()?;
+    town.home(&who.address)
+}
+
+/// Touch the caller's `heartbeat` (its mtime is the heartbeat).
+pub fn heartbeat(home: &Home) -> Result<()> {
+    let path = home.heartbeat();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
+    file.set_modified(std::time::SystemTime::now()).at(&path)
+}
+
+/// What `gt prime` tells an agent.
+#[derive(Debug, serde::Serialize)]
+pub struct Prime {
+    pub address: String,
+    pub role: String,
+    pub generation: u64,
+    /// The issue it works on, as the rig's tracker has it.
+    pub issue: Option<crate::beads::Issue>,
+    /// How to work here, one line each.
+    pub how: Vec<String>,
+}
+
+/// Gather what `home`'s agent must know to work.
+pub fn prime(town: &Town, home: &Home) -> Result<Prime> {
+    let state = home.state()?;
+    let issue = match (state.issue.as_deref(), home.address.rig()) {
+        (Some(id), Some(rig)) => Some(crate::beads::open(&town.rig(rig)?)?.show(id)?),
+        _ => None,
+    };
+    Ok(Prime {
+        address: home.address.to_string(),
+        role: home.address.role().to_string(),
+        generation: state.generation,
+        issue,
+        how: how(&home.address),
+    })
+}
+
+/// The working rules for `addr`, as commands.
+fn how(addr: &Address) -> Vec<String> {
+    let mut how = vec!["Read your mail: `gt inbox`, then `gt mail read <id>`.".to_string()];
+    if let (Address::Polecat { .. }, Some(rig)) = (addr, addr.rig()) {
+        how.push(
+            "Work in your clone (the current directory): commit on your branch; leave `git status` clean.".into(),
+        );
+        how.push("Report done: `gt done` (refused while the clone is dirty or has no new commit); your Witness then merges it.".into());
+        how.push(format!(
+            "Ask for help: `gt send {rig}/witness -s help -m \"<what blocks you>\"`."
+        ));
+    }
+    how.push("Before your context fills: `gt mail handoff --cycle -m \"<where you are>\"`; your next session reads it.".into());
+    how.push(
+        "Show you are alive during long work: `gt heartbeat` (hooks do this for Claude Code)."
+            .into(),
+    );
+    how
+}
+
+/// Report `home`'s polecat done to its Witness (kind `done`, its generation).
+/// Refused while the clone is dirty or has no commit beyond origin's default
+/// branch: there would be nothing to merge. Returns the message sent.
+pub fn done(town: &Town, home: &Home) -> Result<Message> {
+    let Some(rig) = home
+        .address
+        .rig()
+        .filter(|_| matches!(home.address, Address::Polecat { .. }))
+    else {
+        return Err(Error::invalid(format!(
+            "gt done is for polecats; {} is a {}",
+            home.address,
+            home.address.role()
+        )));
+    };
+    let clone = home.clone_dir();
+    let dirty = crate::git::dirty_files(&clone)?;
+    if !dirty.is_empty() {
+        return Err(Error::conflict(format!(
+            "{}: the clone is dirty ({}); commit or remove them, then run gt done again",
+            clone.display(),
+            dirty.join(", ")
+        )));
+    }
+    let branch = crate::git::default_branch(&clone, "origin")?;
+    let base = crate::git::resolve(&clone, &format!("refs/remotes/origin/{branch}"))?;
+    let head = crate::git::resolve(&clone, "HEAD")?;
+    if let (Some(base), Some(head)) = (base, head)
+        && crate::git::is_ancestor(&clone, head, base)?
+    {
+        return Err(Error::conflict(format!(
+            "{}: no commits beyond origin/{branch}; commit your work, then run gt done again",
+            clone.display()
+        )));
+    }
+    let state = home.state()?;
+    let issue = state.issue.clone().unwrap_or_default();
+    let mut m = Message::new(
+        &home.address,
+        &format!("{rig}/witness"),
+        format!("done {issue}").trim_end(),
+        &format!(
+            "{} finished {issue} at generation {}",
+            home.address, state.generation
+        ),
+    );
+    m.kind = "done".into();
+    m.generation = Some(state.generation);
+    mail::post(
+        town,
+        std::slice::from_mut(&mut m),
+        crate::fsio::Durability::from_env(),
+    )?;
+    Ok(m)
+}
