@@ -31,7 +31,7 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
 }
 
 /// Names a rig may not take: they are town-level directories.
-pub const RESERVED_RIG_NAMES: &[&str] = &["config", "mayor", "overseer", "self"];
+pub const RESERVED_RIG_NAMES: &[&str] = &["config", "federation", "mayor", "overseer", "self"];
 /// Names a polecat may not take: they are the rig's own directories and roles.
 pub const RESERVED_AGENT_NAMES: &[&str] = &[
     "witness", "refinery", "mayor", "polecats", "crew", "plugins", "self",
@@ -213,7 +213,7 @@ impl FromStr for Address {
         let bad = |why: &str| Error::invalid(format!("invalid address {s:?}: {why}"));
         if s.contains(':') {
             return Err(bad(
-                "remote addresses (<machine>:<address>) are not supported yet",
+                "<machine>:<address> names another machine's agent (config/federation.json)",
             ));
         }
         let parts: Vec<&str> = s.split('/').collect();
@@ -278,6 +278,26 @@ impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Split `<machine>:<address>` into the machine's name (checked) and the
+/// address as written; `None` when `s` names no machine.
+pub fn split_machine(s: &str) -> Result<Option<(&str, &str)>> {
+    let Some((machine, rest)) = s.split_once(':') else {
+        return Ok(None);
+    };
+    check_name("machine", machine)
+        .map_err(|e| Error::invalid(format!("invalid address {s:?}: {}", e.message())))?;
+    Ok(Some((machine, rest)))
+}
+
+/// An address with an optional machine: `wyv/witness` or `a:wyv/witness`, the
+/// shapes a message's `from` and `to` may take.
+pub fn parse_qualified(s: &str) -> Result<(Option<&str>, Address)> {
+    match split_machine(s)? {
+        Some((m, rest)) => Ok((Some(m), rest.parse()?)),
+        None => Ok((None, s.parse()?)),
     }
 }
 
@@ -353,6 +373,18 @@ mod tests {
             "mayor/x/y",
         ] {
             assert!(s.parse::<Address>().is_err(), "{s:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn machine_prefixes_split() {
+        assert_eq!(
+            parse_qualified("b:wyv/witness").unwrap(),
+            (Some("b"), Address::Witness { rig: "wyv".into() })
+        );
+        assert_eq!(parse_qualified("mayor").unwrap(), (None, Address::Mayor));
+        for s in ["b c:mayor", ":mayor", "b:", "b:x:mayor", "b:../etc"] {
+            assert!(parse_qualified(s).is_err(), "{s:?} should be refused");
         }
     }
 

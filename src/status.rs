@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::address::Role;
 use crate::error::Result;
@@ -13,7 +13,7 @@ use crate::rig::Rig;
 use crate::town::Town;
 
 /// One rig as `gt rigs` and `gt status` show it.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct RigRow {
     pub name: String,
     pub path: PathBuf,
@@ -39,7 +39,7 @@ pub fn rig_rows(town: &Town) -> Result<Vec<RigRow>> {
 }
 
 /// One agent as `gt status` and `gt polecats` show it.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct AgentRow {
     pub address: String,
     pub role: String,
@@ -82,7 +82,7 @@ pub fn agent_row(home: &Home) -> AgentRow {
 }
 
 /// What `gt status` shows.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct StatusReport {
     pub town: String,
     pub root: PathBuf,

@@ -81,7 +81,8 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
 
 fn tick(json: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let actions = daemon::tick(&town, &Options::for_town(&town)?)?;
+    let mut actions = daemon::tick(&town, &Options::for_town(&town)?)?;
+    actions.extend(crate::federation::outbox::pass(&town));
     if json {
         super::print_json(&actions)?;
     } else if actions.is_empty() {
@@ -149,7 +150,8 @@ fn run(every: &str, json: bool) -> Result<i32> {
         let mut watch = Watch::new(&refs, every)?;
         *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(watch.waker());
         watch.run(|_| {
-            let actions = daemon::tick(&town, &Options::for_town(&town)?)?;
+            let mut actions = daemon::tick(&town, &Options::for_town(&town)?)?;
+            actions.extend(crate::federation::outbox::pass(&town));
             super::print_actions(&actions, json)?;
             if !announced {
                 eprintln!(

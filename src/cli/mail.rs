@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::address::Address;
 use crate::clock;
 use crate::error::{Error, IoContext, Result, exit};
+use crate::federation::outbox::{self, Sent};
+use crate::federation::{Federation, Target};
 use crate::fsio::Durability;
 use crate::home::Home;
 use crate::mail::reader::Reader;
@@ -163,6 +165,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Deliver mail waiting for other machines (federation/outbox/); exit 1 if some still waits
+    Flush {
+        /// Only this machine (default: every machine with mail waiting)
+        machine: Option<String>,
+        /// One JSON line per machine: delivered, duplicates, refused, waiting, error
+        #[arg(long)]
+        json: bool,
+    },
     /// Report bad lines and torn tails in a home's mail files (exit 1 if any)
     Check {
         /// Whose mail (default: your own)
@@ -259,6 +269,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
         } => handoff(&town, &me, subject, &body, cycle, json),
         Cmd::Deliver { durable, json } => deliver(&town, &me, durable.get(), json),
+        Cmd::Flush { machine, json } => flush(&town, machine.as_deref(), json),
         Cmd::Check { address, json } => {
             let home = match address {
                 Some(a) if a == "self" => my_home(&town, &me)?,
@@ -328,7 +339,19 @@ fn read_limited(r: impl Read, path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn send_one(town: &Town, m: Message, durability: Durability, json: bool) -> Result<i32> {
+fn send_one(town: &Town, mut m: Message, durability: Durability, json: bool) -> Result<i32> {
+    if m.to.contains(':') {
+        let fed = Federation::load(town)?;
+        let to = m.to.clone();
+        match fed.target(&to)? {
+            Target::Local(a) => m.to = a.to_string(),
+            Target::Remote { machine, address } => {
+                m.from = format!("{}:{}", fed.local_name()?, m.from);
+                m.to = address.to_string();
+                return send_remote(&fed, machine, m, durability, json);
+            }
+        }
+    }
     let mut batch = [m];
     mail::post(town, &mut batch, durability)?;
     let [m] = batch;
@@ -338,6 +361,71 @@ fn send_one(town: &Town, m: Message, durability: Durability, json: bool) -> Resu
         println!("sent {} to {}", m.id, m.to);
     }
     Ok(exit::OK)
+}
+
+/// Mail for another machine: spooled, then sent with everything waiting for it.
+fn send_remote(
+    fed: &Federation,
+    machine: &str,
+    mut m: Message,
+    durability: Durability,
+    json: bool,
+) -> Result<i32> {
+    if let Some(p) = m.problems().into_iter().next() {
+        return Err(Error::invalid(format!("message {}: {p}", m.id)));
+    }
+    let sent = outbox::send(fed, machine, &m, durability)?;
+    if json {
+        if let Sent::Queued(why) = &sent {
+            m.extra.insert("queued".into(), why.clone().into());
+        }
+        super::print_json_line(&m)?;
+    } else {
+        match sent {
+            Sent::Delivered => println!("sent {} to {machine}:{}", m.id, m.to),
+            Sent::Queued(why) => println!("queued for {machine}: {why}"),
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `gt mail flush [<machine>]`: deliver what waits for other machines.
+fn flush(town: &Town, machine: Option<&str>, json: bool) -> Result<i32> {
+    let fed = Federation::load(town)?;
+    let deadline = crate::federation::ssh::timeout()?;
+    let results = match machine {
+        Some(m) => vec![(m.to_string(), outbox::flush(&fed, m, deadline))],
+        None => outbox::flush_all(&fed, deadline),
+    };
+    let mut waiting = false;
+    for (machine, r) in results {
+        let f = r.map_err(|e| e.context(&machine))?;
+        waiting |= f.waiting > 0;
+        if json {
+            super::print_json_line(&f)?;
+            continue;
+        }
+        let mut line = format!(
+            "{machine}: {} delivered, {} already there, {} refused, {} waiting",
+            f.delivered.len(),
+            f.duplicates.len(),
+            f.refused.len(),
+            f.waiting
+        );
+        if let Some(e) = &f.error {
+            line.push_str(&format!(" ({e})"));
+        }
+        println!("{line}");
+        for r in &f.refused {
+            eprintln!(
+                "gt-mail: {machine} refused {}: {} (kept in {})",
+                r.id,
+                r.error,
+                fed.refused(&machine).display()
+            );
+        }
+    }
+    Ok(if waiting { exit::NO } else { exit::OK })
 }
 
 fn report_bad(bad: &[crate::fsio::BadLine]) {

@@ -119,7 +119,7 @@ impl Message {
     /// [`check`] reports it.
     pub fn problems(&self) -> Vec<String> {
         let mut out: Vec<String> = self.validate().err().into_iter().collect();
-        let is_address = |v: &str| v.parse::<Address>().is_ok();
+        let is_address = |v: &str| crate::address::parse_qualified(v).is_ok();
         for (field, v) in [("from", &self.from), ("to", &self.to)] {
             if !is_address(v) {
                 out.push(format!("\"{field}\" is not an address: {v:?}"));

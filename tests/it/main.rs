@@ -8,6 +8,7 @@ mod confine;
 mod daemon;
 mod demo;
 mod doctor;
+mod federation;
 mod fsio;
 mod inject;
 mod land;

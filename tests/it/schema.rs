@@ -20,6 +20,8 @@ const TABLE: &[(&str, &str)] = &[
     ("config/town.json", "town"),
     ("config/rigs.json", "rigs"),
     ("config/federation.json", "federation"),
+    ("federation/outbox/*.jsonl", "mail-message"),
+    ("federation/refusals.jsonl", "federation-refusal"),
     ("*/config.json", "rig-config"),
     ("*/refinery/queue/*/*", "queue-entry"),
     ("*/.beads/issues.jsonl", "beads-issue"),
@@ -192,7 +194,7 @@ fn schema_for(rel: &[&str]) -> Option<&'static str> {
 /// Every problem with the JSON files of the town at `root`: files no schema
 /// claims, files or lines that do not validate, leftover temp files. Git work
 /// trees (the agents' clones) hold the project's files, not ours, and are skipped.
-fn check_town(root: &Path) -> Vec<String> {
+pub fn check_town(root: &Path) -> Vec<String> {
     let schemas = schemas();
     let mut problems = Vec::new();
     let mut checked = 0;

@@ -55,7 +55,17 @@ pub(super) enum Cmd {
     /// List the town's rigs
     Rigs(JsonFlag),
     /// Show the town: rigs and every agent's state
-    Status(JsonFlag),
+    Status {
+        /// Also every machine of config/federation.json (one bounded ssh round trip each)
+        #[arg(long)]
+        all_machines: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the other machines of config/federation.json and whether they answer
+    Machines(super::machines::MachinesArgs),
+    /// The forced command of another machine's key (authorized_keys): serve SSH_ORIGINAL_COMMAND
+    Remote(super::machines::RemoteArgs),
     /// List a rig's polecats and their state
     Polecats {
         /// The rig

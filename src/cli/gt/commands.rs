@@ -87,27 +87,34 @@ fn print_agents(rows: &[AgentRow]) {
     }
 }
 
-pub(super) fn status(json: bool) -> Result<i32> {
+pub(super) fn status(all_machines: bool, json: bool) -> Result<i32> {
+    if all_machines {
+        return super::machines::status_all(json, print_status);
+    }
     let town = Town::discover()?;
     let report = status::report(&town)?;
     if json {
         print_json(&report)?;
     } else {
-        println!("town {} at {}", report.town, report.root.display());
-        println!(
-            "{} rig(s): {}",
-            report.rigs.len(),
-            report
-                .rigs
-                .iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        println!();
-        print_agents(&report.agents);
+        print_status(&report);
     }
     Ok(exit::OK)
+}
+
+fn print_status(report: &status::StatusReport) {
+    println!("town {} at {}", report.town, report.root.display());
+    println!(
+        "{} rig(s): {}",
+        report.rigs.len(),
+        report
+            .rigs
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!();
+    print_agents(&report.agents);
 }
 
 pub(super) fn polecats(rig: &str, json: bool) -> Result<i32> {

@@ -8,6 +8,7 @@
 mod args;
 mod commands;
 mod external;
+mod machines;
 
 pub use args::Cli;
 use args::{Cmd, PluginCmd, PolecatCmd, RigCmd};
@@ -41,7 +42,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
         }) => commands::rig_add(&name, &git_url, prefix, json.json),
         Cmd::Rig(RigCmd::List(json)) | Cmd::Rigs(json) => commands::rigs(json.json),
-        Cmd::Status(json) => commands::status(json.json),
+        Cmd::Status { all_machines, json } => commands::status(all_machines, json.json),
+        Cmd::Machines(args) => machines::machines(args),
+        Cmd::Remote(args) => machines::remote(args),
         Cmd::Polecats { rig, json } => commands::polecats(&rig, json.json),
         Cmd::Whoami(json) => commands::whoami(json.json),
         Cmd::Prime(json) => commands::prime(json.json),
