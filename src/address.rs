@@ -287,8 +287,11 @@ pub fn split_machine(s: &str) -> Result<Option<(&str, &str)>> {
     let Some((machine, rest)) = s.split_once(':') else {
         return Ok(None);
     };
-    check_name("machine", machine)
-        .map_err(|e| Error::invalid(format!("invalid address {s:?}: {}", e.message())))?;
+    let bad = |why: &str| Error::invalid(format!("invalid address {s:?}: {why}"));
+    check_name("machine", machine).map_err(|e| bad(e.message()))?;
+    if rest.contains(':') {
+        return Err(bad("more than one machine"));
+    }
     Ok(Some((machine, rest)))
 }
 

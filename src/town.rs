@@ -198,6 +198,12 @@ impl Town {
     /// `mayor`, `overseer`, `<rig>/...`, or a bare name read as `bare` says.
     /// Every refusal of a name that is not there carries a "did you mean".
     pub fn resolve(&self, spec: &str, bare: Bare) -> Result<Home> {
+        // `<this machine>:<address>` is local; another machine's agent has no
+        // home here.
+        if spec.contains(':') {
+            let fed = crate::federation::Federation::load(self)?;
+            return self.resolve(fed.local_part(spec)?, bare);
+        }
         let addr = match (spec, bare) {
             ("self", _) => match self.whoami()? {
                 Identity {

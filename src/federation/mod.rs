@@ -156,6 +156,17 @@ impl Federation {
         Ok(Target::Remote { machine, address })
     }
 
+    /// `spec` as an address of this town: without `<this machine>:`;
+    /// another machine's agent is refused (only mail reaches it).
+    pub fn local_part<'a>(&self, spec: &'a str) -> Result<&'a str> {
+        match self.target(spec)? {
+            Target::Local(rest) => Ok(rest),
+            Target::Remote { machine, .. } => Err(Error::invalid(format!(
+                "{spec} is an agent of machine {machine}: only mail reaches it from here (gt send {spec})"
+            ))),
+        }
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.town.root().join("federation")
     }

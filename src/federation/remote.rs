@@ -261,7 +261,7 @@ fn accept(
     let home = match homes.get(&m.to) {
         Some(h) => h.clone(),
         None => {
-            let h = mail::resolve(&fed.town, &m.to)?;
+            let h = fed.town.resolve(&m.to, crate::town::Bare::Address)?;
             homes.insert(m.to.clone(), h.clone());
             h
         }

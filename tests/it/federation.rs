@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, edit_json, have_tool, jsonl, wait_until};
+use crate::common::{TestEnv, edit_json, have_tool, jsonl, jsonl_ids, wait_until};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -266,6 +266,17 @@ fn mail_goes_both_ways_with_machine_qualified_senders() {
     // The local machine's own name is local.
     p.a.ok("gt", &["send", "a:mayor", "-s", "local", "-m", "x"]);
     assert_eq!(p.a.inbox("mayor")[0]["from"], "overseer");
+    let listed =
+        p.a.ok("gt", &["mail", "inbox", "--as", "a:mayor", "--json"]);
+    assert_eq!(
+        jsonl_ids(&listed),
+        [p.a.inbox("mayor")[0]["id"].as_str().unwrap()]
+    );
+    let (_, err) = p.a.fails("gt", &["mail", "inbox", "--as", "b:mayor"]);
+    assert!(
+        err.contains("b:mayor is an agent of machine b: only mail reaches it from here"),
+        "{err}"
+    );
 
     // A wrong address is refused by the other town, with its did-you-mean.
     let (code, err) =
