@@ -21,7 +21,7 @@ use jiff::SignedDuration;
 
 use crate::address::{Address, Role};
 use crate::error::{Error, Kind, Result};
-use crate::fsio::{self, Durability};
+use crate::fsio::Durability;
 use crate::home::Home;
 use crate::mail::{self, Message};
 use crate::record::{AgentState, Status};
@@ -117,27 +117,12 @@ pub fn start(
     command: Option<String>,
     edit: impl FnOnce(&mut AgentState),
 ) -> Result<AgentState> {
-    let (_lock, current) = session::lock_for_start(home)?;
-    let command = match command.or_else(|| current.command.clone()) {
+    let guard = session::StartGuard::lock(home)?;
+    let command = match command.or_else(|| guard.current.command.clone()) {
         Some(c) => c,
         None => configured_command(town, home)?,
     };
-    if let Some(old) = &current.session {
-        // A dead session's leftovers (a tmux session kept after its command
-        // ended) would take the name the new one needs.
-        let _ = session::stop(old, Duration::ZERO);
-    }
-    let generation = current.generation + 1;
-    let started = session::launch(town, home, &command, current.issue.as_deref(), generation)?;
-    fsio::update_json_locked(
-        &home.state_path(),
-        || Ok(current.clone()),
-        |s: &mut AgentState| {
-            session::record_start(s, &started, &command, generation);
-            edit(s);
-            Ok(s.clone())
-        },
-    )
+    guard.start(town, &command, edit)
 }
 
 /// [`start`] with the recorded command, for the daemon: `None` when someone

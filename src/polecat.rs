@@ -185,10 +185,16 @@ pub fn active(rig: &Rig) -> Result<Vec<Home>> {
 
 /// Start a polecat on an issue: create it if needed, claim the issue in the
 /// rig's tracker, bump the polecat's generation, record issue/branch/session in
-/// `state.json`, and start the agent command in its clone. Refused when the rig
-/// already runs `max_workers` polecats, the polecat's session is alive, or the
-/// issue is held by someone else; a failed start gives the claim back.
+/// `state.json`, and start the agent command in its clone. Refused (a "no")
+/// when the rig already runs `max_workers` polecats or the issue is held by
+/// someone else; refused (conflict) while the polecat's session is alive. A
+/// failed start gives the claim back.
+///
+/// The rig's spawn lock (`<rig>/spawn.lock`) is held from the capacity check
+/// to the recorded session, so concurrent spawns get distinct names and never
+/// exceed `max_workers`.
 pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
+    let _rig_lock = fsio::lock_file(&rig.path.join("spawn.lock"))?;
     let config = rig.config()?;
     let running = active(rig)?.len();
     if running >= config.max_workers as usize {
@@ -223,9 +229,9 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         Err(e) if e.kind == crate::error::Kind::NotFound => add(town, rig, &name)?,
         Err(e) => return Err(e),
     };
-    let (_lock, current) = session::lock_for_start(&home)?;
-    if opts.issue.is_some() && opts.issue != current.issue {
-        start_new_work(&home, &current)?;
+    let guard = session::StartGuard::lock(&home)?;
+    if opts.issue.is_some() && opts.issue != guard.current.issue {
+        start_new_work(&home, &guard.current)?;
     }
     let tracker = match &opts.issue {
         Some(id) => {
@@ -242,30 +248,18 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         }
         None => None,
     };
-    // Lifecycle mail names the generation it is about (`gt send --generation`).
-    let generation = current.generation + 1;
-    let started = session::launch(town, &home, &command, opts.issue.as_deref(), generation);
-    let started = match started {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some((t, id)) = tracker {
+    let branch = branch(&name);
+    let state = guard
+        .start(town, &command, |s| {
+            s.issue = opts.issue.clone();
+            s.branch = Some(branch.clone());
+        })
+        .inspect_err(|_| {
+            if let Some((t, id)) = &tracker {
                 let _ = t.release(id, &address.to_string());
             }
-            return Err(e);
-        }
-    };
-    let branch = branch(&name);
-    let state = fsio::update_json_locked(
-        &home.state_path(),
-        || Ok(AgentState::new(address.role())),
-        |s: &mut AgentState| {
-            s.issue = opts.issue.clone();
-            session::record_start(s, &started, &command, generation);
-            s.branch = Some(branch.clone());
-            Ok(s.clone())
-        },
-    )?;
-    let spawned = Spawned {
+        })?;
+    Ok(Spawned {
         address: address.to_string(),
         clone: home.clone_dir(),
         log: session::log_path(&home.path),
@@ -273,9 +267,8 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         branch,
         issue: state.issue,
         generation: state.generation,
-        session: started.id.clone(),
-    };
-    Ok(spawned)
+        session: state.session.unwrap_or_default(),
+    })
 }
 
 /// `gt wake` / `gt sleep`: the seed's active/inactive flag, in `status`.

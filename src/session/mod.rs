@@ -19,7 +19,7 @@ mod start;
 
 pub use backend::{Backend, Spec, Started, tmux, tmux_socket};
 pub use pane::{Injected, capture, has_terminal, inject, inject_wait, run};
-pub use start::{agent_env, launch, lock_for_start, log_path, name_for, record_start, stop_home};
+pub use start::{StartGuard, agent_env, log_path, name_for, stop_home};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;

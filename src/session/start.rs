@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backend, Spec, Started, is_alive, state_alive, stop};
+use super::{Backend, Spec, is_alive, stop};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::record::{AgentState, Status};
@@ -13,21 +13,21 @@ use crate::town::Town;
 /// `session` and `requesting_cycle` in its state; a `working` agent becomes `idle`. Returns whether a
 /// live session was stopped.
 pub fn stop_home(home: &Home) -> Result<bool> {
-    let state = home.state()?;
-    let was_alive = state_alive(&state);
-    if let Some(id) = state.session.as_deref().filter(|_| was_alive) {
-        stop(id, std::time::Duration::from_secs(5))?;
-    }
-    home.update_state(|s| {
-        s.session = None;
+    // The state says "stopped" before the session dies: whoever sees it end
+    // (the daemon's waiter) then finds no session recorded, not a crash.
+    let old = home.update_state(|s| {
         // A stopped agent has no next session: the daemon must not start one.
         s.requesting_cycle = false;
         if s.status == Status::Working {
             s.status = Status::Idle;
         }
-        Ok(())
+        Ok(s.session.take())
     })?;
-    Ok(was_alive)
+    let Some(id) = old.filter(|id| is_alive(id)) else {
+        return Ok(false);
+    };
+    stop(&id, std::time::Duration::from_secs(5))?;
+    Ok(true)
 }
 
 /// The environment every agent gets (DESIGN.md, "Sessions"): `GT_TOWN`,
@@ -63,63 +63,86 @@ pub fn name_for(address: &crate::address::Address) -> String {
     format!("gt-{}", address.to_string().replace('/', "-"))
 }
 
-/// Start generation `generation` of `home`'s agent: `command` in its clone
-/// (its home when it has none), with [`agent_env`], `GT_ISSUE` and
-/// `GT_GENERATION`. The caller holds the home's state lock and records the
-/// result with [`record_start`].
-pub fn launch(
-    town: &Town,
-    home: &Home,
-    command: &str,
-    issue: Option<&str>,
-    generation: u64,
-) -> Result<Started> {
-    let mut env = agent_env(town, home);
-    env.extend(issue.map(|i| ("GT_ISSUE".to_string(), i.to_string())));
-    env.push(("GT_GENERATION".to_string(), generation.to_string()));
-    let clone = home.clone_dir();
-    Backend::for_town(town)?.start(&Spec {
-        name: name_for(&home.address),
-        command: command.to_string(),
-        cwd: if clone.is_dir() {
-            clone
-        } else {
-            home.path.clone()
-        },
-        env,
-        log: log_path(&home.path),
-    })
+/// A home locked for starting its next session: the state lock is held from
+/// the liveness check until the new session is recorded, so two starters (two
+/// daemons, a daemon and `gt spawn`) cannot both start one. Dropping the guard
+/// without [`StartGuard::start`] starts nothing and releases the lock.
+pub struct StartGuard<'a> {
+    home: &'a Home,
+    _lock: crate::fsio::Lock,
+    /// The state as it was when the lock was taken.
+    pub current: AgentState,
 }
 
-/// Record a session started by [`launch`] in an agent's state: generation,
-/// `working`, the session id, and (for the daemon's restarts) the command and
-/// when it started; a cycle request is thereby answered.
-pub fn record_start(state: &mut AgentState, started: &Started, command: &str, generation: u64) {
-    state.generation = generation;
-    state.status = Status::Working;
-    state.session = Some(started.id.clone());
-    state.requesting_cycle = false;
-    state.updated_at = Some(crate::clock::now());
-    state.command = Some(command.to_string());
-    state.started_at = state.updated_at;
-}
-
-/// Lock `home`'s state for starting a session there: the lock is held from this
-/// liveness check until the caller has recorded the new session, so two
-/// starters (two daemons, a daemon and `gt spawn`) cannot both start. Refused
-/// while a session lives.
-pub fn lock_for_start(
-    home: &crate::home::Home,
-) -> Result<(crate::fsio::Lock, crate::record::AgentState)> {
-    let lock = crate::fsio::lock_for(&home.state_path())?;
-    let current: crate::record::AgentState = crate::fsio::read_json(&home.state_path())?;
-    if let Some(id) = current.session.as_deref().filter(|id| is_alive(id)) {
-        return Err(Error::conflict(format!(
-            "{} is already running (session {id})",
-            home.address
-        )));
+impl<'a> StartGuard<'a> {
+    /// Lock `home` for a start; refused (conflict) while its session lives.
+    pub fn lock(home: &'a Home) -> Result<StartGuard<'a>> {
+        let lock = crate::fsio::lock_for(&home.state_path())?;
+        let current: AgentState = crate::fsio::read_json(&home.state_path())?;
+        if let Some(id) = current.session.as_deref().filter(|id| is_alive(id)) {
+            return Err(Error::conflict(format!(
+                "{} is already running (session {id})",
+                home.address
+            )));
+        }
+        Ok(StartGuard {
+            home,
+            _lock: lock,
+            current,
+        })
     }
-    Ok((lock, current))
+
+    /// Start the agent's next generation: `command` in its clone (its home
+    /// when it has none) with [`agent_env`], `GT_ISSUE` and `GT_GENERATION`;
+    /// then record generation, `working`, the session id, the command and its
+    /// start time (answering a cycle request), with `edit`'s changes, in one
+    /// write. Nothing is recorded when the start fails.
+    pub fn start(
+        self,
+        town: &Town,
+        command: &str,
+        edit: impl FnOnce(&mut AgentState),
+    ) -> Result<AgentState> {
+        let home = self.home;
+        let mut next = self.current.clone();
+        edit(&mut next);
+        if let Some(old) = &self.current.session {
+            // A dead session's leftovers (a tmux session kept after its
+            // command ended) would take the name the new one needs.
+            let _ = stop(old, std::time::Duration::ZERO);
+        }
+        next.generation = self.current.generation + 1;
+        let mut env = agent_env(town, home);
+        env.extend(next.issue.iter().map(|i| ("GT_ISSUE".to_string(), i.clone())));
+        env.push(("GT_GENERATION".to_string(), next.generation.to_string()));
+        let clone = home.clone_dir();
+        let started = Backend::for_town(town)?.start(&Spec {
+            name: name_for(&home.address),
+            command: command.to_string(),
+            cwd: if clone.is_dir() {
+                clone
+            } else {
+                home.path.clone()
+            },
+            env,
+            log: log_path(&home.path),
+        })?;
+        next.status = Status::Working;
+        next.session = Some(started.id);
+        next.requesting_cycle = false;
+        next.updated_at = Some(crate::clock::now());
+        next.command = Some(command.to_string());
+        next.started_at = next.updated_at;
+        crate::fsio::update_json_locked(
+            &home.state_path(),
+            || Ok(next.clone()),
+            |s: &mut AgentState| {
+                *s = next.clone();
+                Ok(())
+            },
+        )?;
+        Ok(next)
+    }
 }
 
 /// The log file of a home's session.
