@@ -224,18 +224,12 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         rig: rig.name.clone(),
         name: name.clone(),
     };
-    let home = match town.home(&address) {
-        Ok(h) => h,
-        Err(e) if e.kind == crate::error::Kind::NotFound => add(town, rig, &name)?,
-        Err(e) => return Err(e),
-    };
-    let guard = session::StartGuard::lock(&home)?;
-    if opts.issue.is_some() && opts.issue != guard.current.issue {
-        start_new_work(&home, &guard.current)?;
-    }
+    // The issue is claimed before anything is made for it, so a spawn for a
+    // taken issue leaves nothing behind; every later failure gives it back.
     let tracker = match &opts.issue {
         Some(id) => {
             let t = crate::beads::open(rig)?;
+            let held = t.show(id)?.assignee.as_deref() == Some(&address.to_string());
             // Someone else holding the issue is a "no", not a failure.
             t.claim(id, &address.to_string()).map_err(|e| {
                 if e.kind == crate::error::Kind::Conflict {
@@ -244,21 +238,34 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
                     e
                 }
             })?;
-            Some((t, id))
+            // A claim this polecat already held is not ours to give back.
+            (!held).then_some((t, id))
         }
         None => None,
     };
     let branch = branch(&name);
-    let state = guard
-        .start(town, &command, |s| {
-            s.issue = opts.issue.clone();
-            s.branch = Some(branch.clone());
-        })
-        .inspect_err(|_| {
-            if let Some((t, id)) = &tracker {
-                let _ = t.release(id, &address.to_string());
-            }
-        })?;
+    let state = (|| {
+        let home = match town.home(&address) {
+            Ok(h) => h,
+            Err(e) if e.kind == crate::error::Kind::NotFound => add(town, rig, &name)?,
+            Err(e) => return Err(e),
+        };
+        let guard = session::StartGuard::lock(&home)?;
+        if opts.issue.is_some() && opts.issue != guard.current.issue {
+            start_new_work(&home, &guard.current)?;
+        }
+        guard
+            .start(town, &command, |s| {
+                s.issue = opts.issue.clone();
+                s.branch = Some(branch.clone());
+            })
+            .map(|state| (home, state))
+    })();
+    let (home, state) = state.inspect_err(|_| {
+        if let Some((t, id)) = &tracker {
+            let _ = t.release(id, &address.to_string());
+        }
+    })?;
     Ok(Spawned {
         address: address.to_string(),
         clone: home.clone_dir(),

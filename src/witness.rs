@@ -44,7 +44,7 @@ pub struct Action {
     /// The address acted on (a polecat, an issue's new worker, the mayor).
     pub subject: String,
     /// `submitted`, `released`, `nudged`, `escalated`, `stopped`, `spawned`,
-    /// `freed`, `sent-back`, `stale-signal`, `epic-complete`, `error`; the
+    /// `freed`, `sent-back`, `stale-signal`, `epic-complete`, `unreadable`, `error`; the
     /// daemon's: `cycled`, `restarted`, `backoff`, `gave-up`, `heartbeat-stale`.
     pub action: String,
     pub detail: String,
@@ -68,7 +68,14 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
     let signals = lifecycle_mail(town, &witness, rig, &mut actions)?;
     let stuck_after = rig.config()?.stuck_after();
     for home in rig.polecats()? {
-        let Ok(state) = home.state() else { continue };
+        let state = match home.state() {
+            Ok(s) => s,
+            Err(e) => {
+                // A worker whose state cannot be read is not ignored silently.
+                actions.push(act(&home.address, "unreadable", e.to_string()));
+                continue;
+            }
+        };
         if state.status != Status::Working || signals.settled.contains(&home.address.to_string()) {
             continue;
         }
@@ -127,8 +134,8 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
 /// polecats that signalled `done`. Merge results are acted on here: `merged` or
 /// `landed` frees the worker (status idle, ready for new work); `merge_failed`
 /// sends it back to work on the same issue (seed: "conflict -> back to
-/// polecat"), counted as a nudge. Mail about an older generation than the
-/// worker's is stale and ignored.
+/// polecat"), counted as a nudge. Mail about another generation than the
+/// worker's current one is stale and ignored.
 fn lifecycle_mail(
     town: &Town,
     witness: &Home,
@@ -137,6 +144,9 @@ fn lifecycle_mail(
 ) -> Result<Signals> {
     let reader = Reader::owner(witness);
     let scan = reader.pending()?;
+    for bad in &scan.bad {
+        actions.push(act(&witness.address, "unreadable", bad.to_string()));
+    }
     let mut signals = Signals::default();
     let mut handled = Vec::new();
     for p in &scan.messages {
@@ -158,8 +168,16 @@ fn lifecycle_mail(
         }
         handled.push(m.id.as_str());
         let Ok(home) = town.home(&addr) else { continue };
-        let generation = home.state().map(|s| s.generation).unwrap_or(0);
-        if m.generation.is_some_and(|g| g < generation) {
+        let generation = match home.state() {
+            Ok(s) => s.generation,
+            Err(e) => {
+                actions.push(act(&addr, "unreadable", format!("{}: {e}", m.id)));
+                continue;
+            }
+        };
+        // Only the current generation's mail acts: an older one is stale, a
+        // newer one is about an earlier worker of the same name, re-made.
+        if m.generation.is_some_and(|g| g != generation) {
             let detail = format!(
                 "{} is about generation {}, the worker is at {generation}",
                 m.id,

@@ -113,7 +113,11 @@ impl<'a> StartGuard<'a> {
         }
         next.generation = self.current.generation + 1;
         let mut env = agent_env(town, home);
-        env.extend(next.issue.iter().map(|i| ("GT_ISSUE".to_string(), i.clone())));
+        env.extend(
+            next.issue
+                .iter()
+                .map(|i| ("GT_ISSUE".to_string(), i.clone())),
+        );
         env.push(("GT_GENERATION".to_string(), next.generation.to_string()));
         let clone = home.clone_dir();
         let started = Backend::for_town(town)?.start(&Spec {

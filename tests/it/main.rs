@@ -19,6 +19,7 @@ mod model;
 mod names;
 mod polecat;
 mod queue;
+mod races;
 mod refinery;
 mod schema;
 mod scripts;
