@@ -251,7 +251,9 @@ pub fn settings_path(home: &Home) -> PathBuf {
 pub fn claude_settings(gt: &Path) -> Value {
     let beat = json!([{"hooks": [{
         "type": "command",
-        "command": format!("{} heartbeat", shell_quote(&gt.display().to_string())),
+        // `|| true`: a hook that exits 2 blocks the prompt or tool it hooks
+        // (protocol/agents.md); a heartbeat must never stop the work.
+        "command": format!("{} heartbeat || true", shell_quote(&gt.display().to_string())),
     }]}]);
     let tool = json!([{"matcher": "*", "hooks": beat[0]["hooks"].clone()}]);
     json!({
@@ -438,7 +440,7 @@ mod tests {
             "Stop",
         ] {
             assert_eq!(
-                s["hooks"][hook][0]["hooks"][0]["command"], "'/usr/bin/gt' heartbeat",
+                s["hooks"][hook][0]["hooks"][0]["command"], "'/usr/bin/gt' heartbeat || true",
                 "{hook}"
             );
         }

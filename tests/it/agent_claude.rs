@@ -114,12 +114,31 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// The `n`th turn at the model; on timeout the failure shows the screen.
+    fn turn(&self, model: &Model, n: usize) -> crate::model::Request {
+        model.try_wait_turn(n, WAIT).unwrap_or_else(|| {
+            panic!(
+                "turn {n} did not reach the scripted model within {WAIT:?}; requests: {}; screen:\n{}",
+                model.seen(),
+                self.screen().join("\n")
+            )
+        })
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .stderr(Stdio::null())
             .status();
+        // tmux 3.3 leaves its socket file behind.
+        let _ = std::fs::remove_file(format!(
+            "/tmp/tmux-{}/{}",
+            nix::unistd::getuid(),
+            self.socket
+        ));
     }
 }
 
@@ -214,7 +233,7 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
 
     // No dialog: the first prompt reaches the model as the first turn, with
     // the instructions file the preset wrote into the clone.
-    let first = model.wait_turn(1, WAIT);
+    let first = tmux.turn(&model, 1);
     assert_eq!(
         first.mentions("Your issue is gt-7."),
         1,
@@ -252,7 +271,7 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
         }
     });
     tmux.run(&["send-keys", "-t", "=a:", "Enter"]);
-    let second = model.wait_turn(2, WAIT);
+    let second = tmux.turn(&model, 2);
     let texts = second.texts();
     assert_eq!(texts.iter().filter(|t| *t == line).count(), 1, "{texts:?}");
     assert_eq!(second.mentions(line), 1, "{texts:?}");

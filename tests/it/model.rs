@@ -189,29 +189,40 @@ impl Model {
             .collect()
     }
 
-    /// Wait (at most `timeout`) for the `n`th turn request (1-based); panics
-    /// with what did arrive when it does not come.
-    pub fn wait_turn(&self, n: usize, timeout: Duration) -> Request {
+    /// Wait (at most `timeout`) for the `n`th turn request (1-based).
+    pub fn try_wait_turn(&self, n: usize, timeout: Duration) -> Option<Request> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.state.lock().unwrap();
         loop {
-            let turns: Vec<&Request> = st.requests.iter().filter(|r| r.is_turn()).collect();
-            if turns.len() >= n {
-                return turns[n - 1].clone();
+            if let Some(r) = st.requests.iter().filter(|r| r.is_turn()).nth(n - 1) {
+                return Some(r.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let seen: Vec<String> = st
-                    .requests
-                    .iter()
-                    .map(|r| format!("{} {}", r.method, r.path))
-                    .collect();
-                panic!(
-                    "scripted model: turn request {n} did not arrive within {timeout:?}; requests: {seen:?}"
-                );
+                return None;
             }
             st = self.shared.changed.wait_timeout(st, left).unwrap().0;
         }
+    }
+
+    /// [`Model::try_wait_turn`], panicking with the requests seen when it does not come.
+    pub fn wait_turn(&self, n: usize, timeout: Duration) -> Request {
+        self.try_wait_turn(n, timeout).unwrap_or_else(|| {
+            panic!(
+                "scripted model: turn request {n} did not arrive within {timeout:?}; requests: {}",
+                self.seen()
+            )
+        })
+    }
+
+    /// `METHOD path` of every request so far, for a failure message.
+    pub fn seen(&self) -> String {
+        let seen: Vec<String> = self
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        seen.join(", ")
     }
 }
 
