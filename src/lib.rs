@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod error;
+pub mod event;
 pub mod federation;
 pub mod fsio;
 pub mod git;

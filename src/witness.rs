@@ -11,10 +11,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::address::Address;
 use crate::error::{Error, Kind, Result};
+use crate::event::{Action, Event, act};
 use crate::fsio::Durability;
 use crate::home::Home;
 use crate::mail::{self, Message, reader::Reader};
@@ -22,6 +21,7 @@ use crate::polecat::{self, SpawnOptions};
 use crate::record::Status;
 use crate::rig::Rig;
 use crate::town::Town;
+use crate::watch::{Flow, Wake, Watch};
 use crate::{beads, git, queue, session};
 
 /// Nudges before the Witness escalates to the Mayor (seed: "Stuck after 3 tries").
@@ -36,27 +36,6 @@ pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30 * 60);
 pub struct Options {
     /// Dispatch this epic's ready children, and report the epic done.
     pub epic: Option<String>,
-}
-
-/// One thing the patrol (or a daemon pass, `crate::daemon`) did.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Action {
-    /// The address acted on (a polecat, an issue's new worker, the mayor).
-    pub subject: String,
-    /// `submitted`, `released`, `nudged`, `escalated`, `stopped`, `spawned`,
-    /// `freed`, `sent-back`, `stale-signal`, `epic-complete`, `unreadable`, `error`; the
-    /// daemon's: `cycled`, `restarted`, `backoff`, `gave-up`, `heartbeat-stale`.
-    pub action: String,
-    pub detail: String,
-}
-
-/// An [`Action`].
-pub fn act(subject: impl ToString, action: &str, detail: impl Into<String>) -> Action {
-    Action {
-        subject: subject.to_string(),
-        action: action.to_string(),
-        detail: detail.into(),
-    }
 }
 
 /// One patrol of `rig`.
@@ -128,6 +107,35 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
         actions.extend(report_epic(town, rig, &witness, epic)?);
     }
     Ok(actions)
+}
+
+/// Patrol `rig` now, whenever the witness's mail or the polecats change
+/// (inotify), and at least every `every`; each action goes to `on`, and
+/// [`Event::Ready`] once after the first patrol. Runs until an error (`on`'s
+/// too: a reader that went away stops the loop).
+pub fn watch(
+    town: &Town,
+    rig: &Rig,
+    opts: &Options,
+    every: Duration,
+    on: &mut dyn FnMut(Event) -> Result<()>,
+) -> Result<()> {
+    let witness = town.home(&Address::Witness {
+        rig: rig.name.clone(),
+    })?;
+    let dirs = [witness.mail_dir(), rig.path.join("polecats")];
+    let mut watch = Watch::new(&[&dirs[0], &dirs[1]], every)?;
+    watch.run(|wake| {
+        for a in patrol(town, rig, opts)? {
+            on(Event::Action(a))?;
+        }
+        if wake == Wake::Start {
+            on(Event::Ready {
+                watching: dirs.len(),
+            })?;
+        }
+        Ok(Flow::Continue)
+    })
 }
 
 /// Read the lifecycle mail since the last patrol and mark it read: returns the

@@ -1,18 +1,14 @@
 //! `gt-daemon` (`gt daemon ...`): the sessions of the whole town — cycling on
 //! request, heartbeats, crash restarts with backoff, reports to the Mayor.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::daemon::{self, Options};
 use crate::error::{Result, exit};
-use crate::session::{self, SessionId};
+use crate::event::Event;
 use crate::town::Town;
-use crate::watch::{Flow, Waker, Watch};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,8 +77,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
 
 fn tick(json: bool) -> Result<i32> {
     let town = Town::discover()?;
-    let mut actions = daemon::tick(&town, &Options::for_town(&town)?)?;
-    actions.extend(crate::federation::outbox::pass(&town));
+    let actions = daemon::tick(&town, &Options::for_town(&town)?)?;
     if json {
         super::print_json(&actions)?;
     } else if actions.is_empty() {
@@ -110,103 +105,18 @@ fn start(address: &str, agent: Option<String>, json: bool) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// Directories whose changes can matter: every home (state.json, heartbeat),
-/// where new homes appear, and the town's config (a new rig).
-fn watched(town: &Town) -> Result<Vec<PathBuf>> {
-    let mut dirs: Vec<PathBuf> = town.homes()?.into_iter().map(|h| h.path).collect();
-    dirs.push(town.config_dir());
-    for rig in town.rigs()?.rigs.keys() {
-        for sub in ["polecats", "crew", "plugins"] {
-            let d = town.root().join(rig).join(sub);
-            if d.is_dir() {
-                dirs.push(d);
-            }
-        }
-    }
-    Ok(dirs)
-}
-
-/// Wake the current watch, if any, about `path`.
-fn wake(current: &Mutex<Option<Waker>>, path: PathBuf) {
-    if let Some(w) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        w.wake(path);
-    }
-}
-
 fn run(every: &str, json: bool) -> Result<i32> {
     let town = Town::discover()?;
     let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
-    let mut announced = false;
-    // Sessions waited for, ended sessions already seen, restart times waited
-    // for, and the watch their threads wake; all outlive a rebuilt watch.
-    let mut waited: HashSet<String> = HashSet::new();
-    let mut ended: HashSet<String> = HashSet::new();
-    let mut timers: HashSet<jiff::Timestamp> = HashSet::new();
-    let current: Arc<Mutex<Option<Waker>>> = Arc::default();
-    // A new or removed home changes what to watch: the watch is rebuilt.
-    loop {
-        let dirs = watched(&town)?;
-        let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
-        let mut watch = Watch::new(&refs, every)?;
-        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(watch.waker());
-        watch.run(|_| {
-            let mut actions = daemon::tick(&town, &Options::for_town(&town)?)?;
-            actions.extend(crate::federation::outbox::pass(&town));
-            super::print_actions(&actions, json)?;
-            if !announced {
-                eprintln!(
-                    "gt-daemon: watching {} directories of town {}; a pass at least every {every:?}",
-                    dirs.len(),
-                    town.root().display()
-                );
-                announced = true;
-            }
-            waited.retain(|id| session::is_alive(id));
-            let mut recorded = HashSet::new();
-            let now = crate::clock::now();
-            timers.retain(|t| *t > now);
-            for home in town.homes()? {
-                let Ok(state) = home.state() else { continue };
-                // A restart backed off until a time that no file event will mark.
-                if let Some(due) = state
-                    .next_restart_at
-                    .filter(|due| *due > now && timers.insert(*due))
-                {
-                    let wait = Duration::try_from(due.duration_since(now)).unwrap_or_default();
-                    let (current, path) = (Arc::clone(&current), home.path.clone());
-                    std::thread::spawn(move || {
-                        std::thread::sleep(wait);
-                        wake(&current, path);
-                    });
-                }
-                // A session that ends changes no file: wait for it. One found
-                // ended (perhaps after this pass looked) gets one more pass.
-                let Some(id) = state.session else { continue };
-                if SessionId::parse(&id).is_none() {
-                    continue;
-                }
-                recorded.insert(id.clone());
-                if !session::is_alive(&id) {
-                    if ended.insert(id) {
-                        wake(&current, home.path);
-                    }
-                    continue;
-                }
-                if !waited.insert(id.clone()) {
-                    continue;
-                }
-                let current = Arc::clone(&current);
-                std::thread::spawn(move || {
-                    while !session::wait(&id, Duration::from_secs(24 * 3600)) {}
-                    wake(&current, home.path);
-                });
-            }
-            ended.retain(|id| recorded.contains(id));
-            Ok(if watched(&town)? == dirs {
-                Flow::Continue
-            } else {
-                Flow::Stop
-            })
-        })?;
-    }
+    daemon::run(&town, every, &mut |event| match event {
+        Event::Action(a) => super::print_actions(&[a], json),
+        Event::Ready { watching } => {
+            eprintln!(
+                "gt-daemon: watching {watching} directories of town {}; a pass at least every {every:?}",
+                town.root().display()
+            );
+            Ok(())
+        }
+    })?;
+    Ok(exit::OK)
 }

@@ -113,7 +113,7 @@ pub fn print_json_line<T: Serialize>(value: &T) -> Result<()> {
 
 /// Print what a patrol or a daemon pass did: `<action> <subject>: <detail>`
 /// lines, or one JSON line each.
-pub fn print_actions(actions: &[crate::witness::Action], json: bool) -> Result<()> {
+pub fn print_actions(actions: &[crate::event::Action], json: bool) -> Result<()> {
     for a in actions {
         if json {
             print_json_line(a)?;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::error::{Result, exit};
+use crate::event::Event;
 use crate::town::Town;
-use crate::watch::{Flow, Watch};
 use crate::witness::{self, Options};
 
 #[derive(Parser, Debug)]
@@ -90,18 +90,21 @@ fn run(rig: &str, epic: Option<String>, every: &str, json: bool) -> Result<i32> 
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
     let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
-    let opts = Options { epic };
-    let witness = town.home(&crate::address::Address::Witness {
-        rig: rig.name.clone(),
-    })?;
-    let polecats = rig.path.join("polecats");
-    let mut watch = Watch::new(&[&witness.mail_dir(), &polecats], every)?;
-    watch.run(|wake| {
-        super::print_actions(&witness::patrol(&town, &rig, &opts)?, json)?;
-        if wake == crate::watch::Wake::Start {
-            eprintln!("gt-witness: watching rig {} (witness mail and polecats); patrols at least every {every:?}", rig.name);
-        }
-        Ok(Flow::Continue)
-    })?;
+    witness::watch(
+        &town,
+        &rig,
+        &Options { epic },
+        every,
+        &mut |event| match event {
+            Event::Action(a) => super::print_actions(&[a], json),
+            Event::Ready { .. } => {
+                eprintln!(
+                    "gt-witness: watching rig {} (witness mail and polecats); patrols at least every {every:?}",
+                    rig.name
+                );
+                Ok(())
+            }
+        },
+    )?;
     Ok(exit::OK)
 }

@@ -228,8 +228,8 @@ pub fn send(fed: &Federation, machine: &str, m: &Message, durability: Durability
 }
 
 /// A daemon pass's share: flush every machine with mail waiting, as actions.
-pub fn pass(town: &crate::town::Town) -> Vec<crate::witness::Action> {
-    use crate::witness::act;
+pub fn pass(town: &crate::town::Town) -> Vec<crate::event::Action> {
+    use crate::event::act;
     let fed = match Federation::load(town).and_then(|f| ssh::timeout().map(|t| (f, t))) {
         Ok(f) => f,
         Err(e) => return vec![act("federation", "error", e.to_string())],

@@ -191,7 +191,10 @@ pub fn identity(town: &Town, as_: Option<&str>) -> Result<Address> {
         Some("self") => town.resolve("self", Bare::Address).map(|h| h.address),
         Some(a) if a.contains(':') => {
             let fed = crate::federation::Federation::load(town)?;
-            identity(town, Some(fed.local_part(a).map_err(|e| e.context("--as"))?))
+            identity(
+                town,
+                Some(fed.local_part(a).map_err(|e| e.context("--as"))?),
+            )
         }
         Some(a) => a.parse().map_err(|e: Error| e.context("--as")),
         None => Ok(town.whoami()?.address),

@@ -21,13 +21,16 @@ use jiff::SignedDuration;
 
 use crate::address::{Address, Role};
 use crate::error::{Error, Kind, Result};
+use crate::event::{Action, act};
 use crate::fsio::Durability;
 use crate::home::Home;
 use crate::mail::{self, Message};
 use crate::record::{AgentState, Status};
 use crate::session;
 use crate::town::Town;
-use crate::witness::{Action, act};
+
+mod run;
+pub use run::run;
 
 /// Silence after which a live session is reported, unless config/town.json
 /// sets `heartbeat_timeout` (e.g. "10m").
@@ -76,6 +79,8 @@ pub fn tick(town: &Town, opts: &Options) -> Result<Vec<Action>> {
             actions.push(act(&home.address, "error", e.to_string()));
         }
     }
+    // Mail waiting for other machines (federation.md) goes out on every pass.
+    actions.extend(crate::federation::outbox::pass(town));
     Ok(actions)
 }
 
