@@ -1,4 +1,4 @@
-//! Addresses name agent homes (protocol/addresses.md). Parsing is pure; turning
+//! Addresses name agent homes (protocol/README.md, "Names and addresses"). Parsing is pure; turning
 //! an address into a path that exists is [`crate::town::Town::home`].
 
 use std::fmt;

@@ -167,6 +167,32 @@ impl Message {
         if self.extra.get("handoff").is_some_and(|v| !v.is_object()) {
             out.push("\"handoff\" is not an object".to_string());
         }
+        // Lifecycle fields (merged, merge_failed, landed, escalation): the
+        // Witness acts on `polecat`, so a bad one is caught here, not there.
+        type Check = fn(&serde_json::Value) -> bool;
+        let address: Check = |v| v.as_str().is_some_and(|a| a.parse::<Address>().is_ok());
+        let sha: Check = |v| {
+            v.as_str().is_some_and(|s| {
+                (7..=64).contains(&s.len())
+                    && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+        };
+        let string: Check = serde_json::Value::is_string;
+        let optional: Check = |v| v.is_string() || v.is_null();
+        let sha_text = "a commit id (7 to 64 hex digits)";
+        for (key, valid, what) in [
+            ("polecat", address, "an address"),
+            ("sha", sha, sha_text),
+            ("tip", sha, sha_text),
+            ("issue", optional, "a string or null"),
+            ("branch", string, "a string"),
+            ("entry", string, "a string"),
+            ("by", string, "a string"),
+        ] {
+            if self.extra.get(key).is_some_and(|v| !valid(v)) {
+                out.push(format!("\"{key}\" is not {what}"));
+            }
+        }
         out
     }
 

@@ -30,7 +30,7 @@ pub fn stop_home(home: &Home) -> Result<bool> {
     Ok(true)
 }
 
-/// The environment every agent gets (DESIGN.md, "Sessions"): `GT_TOWN`,
+/// The environment every agent gets (protocol/README.md, "Sessions"): `GT_TOWN`,
 /// `GT_ROLE`, `GT_ADDRESS`, and for a rig's agents `GT_RIG` and `BEADS_DIR`.
 pub fn agent_env(town: &Town, home: &Home) -> Vec<(String, String)> {
     let mut env = vec![("GT_TOWN".to_string(), town.root().display().to_string())];

@@ -1,6 +1,9 @@
 //! Polecats: creation, spawn with a stand-in agent (a shell script standing in
 //! for the AI agent), capacity, kill of the whole process group, wake/sleep.
 
+use std::path::Path;
+use std::process::Command;
+
 use crate::common::{TestEnv, edit_json, fifo, git, read_fifo, wait_until};
 
 #[test]
@@ -340,4 +343,34 @@ fn an_agent_that_exits_at_once_still_gets_a_session_record() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// protocol/README.md shows how a shell participant starts an agent itself and
+/// records a `proc:` session id. That block, run as written (with `sleep` as
+/// the agent): gt sees the session alive and `gt kill` stops it.
+#[test]
+fn a_session_started_by_the_readme_shell_recipe_is_seen_and_stopped_by_gt() {
+    let env = TestEnv::new();
+    env.add_rig("wyvern");
+    env.ok("gt", &["polecat", "add", "wyvern", "Nux"]);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/README.md"))
+            .unwrap();
+    let recipe = readme
+        .split("```sh\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("setsid sh -c 'exec my-agent'"))
+        .expect("the recipe in protocol/README.md, Sessions");
+    let out = Command::new("sh")
+        .args(["-c", &recipe.replace("my-agent", "sleep 600")])
+        .current_dir(&env.town)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = env.session("wyvern/polecats/Nux");
+    assert!(id.starts_with("proc:"), "{id}");
+    assert!(gastown::session::is_alive(&id), "{id} not alive");
+    assert_eq!(env.state("wyvern/polecats/Nux")["status"], "working");
+    assert_eq!(env.ok("gt", &["kill", "wyvern/Nux"]), "wyvern/Nux stopped\n");
+    assert!(gastown::session::wait(&id, std::time::Duration::from_secs(10)));
 }

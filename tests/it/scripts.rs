@@ -263,11 +263,20 @@ fn doc_links_point_at_files_that_exist() {
     for doc in &docs {
         let text = std::fs::read_to_string(doc).unwrap();
         for target in text.split("](").skip(1).filter_map(|s| s.split(')').next()) {
-            let path = target.split('#').next().unwrap();
-            if path.is_empty() || path.contains("://") || path.starts_with("mailto:") {
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            if path.contains("://") || path.starts_with("mailto:") {
                 continue;
             }
-            if !doc.parent().unwrap().join(path).exists() {
+            let file = if path.is_empty() {
+                doc.clone()
+            } else {
+                doc.parent().unwrap().join(path)
+            };
+            let found = file.exists()
+                && (anchor.is_empty()
+                    || std::fs::read_to_string(&file)
+                        .is_ok_and(|t| anchors(&t).contains(&anchor.to_string())));
+            if !found {
                 broken.push(format!(
                     "{}: {target}",
                     doc.strip_prefix(repo()).unwrap().display()
@@ -275,5 +284,59 @@ fn doc_links_point_at_files_that_exist() {
             }
         }
     }
+    // Comments in the code point at protocol pages by path.
+    for file in rust_files(&repo().join("src")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for rest in text.split("protocol/").skip(1) {
+            let page: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                .collect();
+            let page = page.trim_end_matches('.');
+            if page.ends_with(".md") && !repo().join("protocol").join(page).exists() {
+                broken.push(format!(
+                    "{}: protocol/{page}",
+                    file.strip_prefix(repo()).unwrap().display()
+                ));
+            }
+        }
+    }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The anchors GitHub makes for a page's headings: lowercase, spaces to `-`,
+/// other punctuation dropped.
+fn anchors(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .filter_map(|l| {
+            l.trim_start_matches('#')
+                .strip_prefix(' ')
+                .filter(|_| l.starts_with('#'))
+        })
+        .map(|h| {
+            h.chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => {
+                        Some(c.to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
 }
