@@ -82,7 +82,7 @@ impl Preset {
     }
 
     /// The unattended command line for an agent living in `home`, with
-    /// `first_prompt` as its first turn. `gt` is the gt binary the hooks call.
+    /// `first_prompt` as its first turn.
     pub fn command_line(self, home: &Home, first_prompt: &str) -> Option<String> {
         let prompt = shell_quote(first_prompt);
         match self {
@@ -217,26 +217,60 @@ impl AgentConfig {
         })
     }
 
-    /// The command line for `home`'s agent with `first_prompt`: `agent_command`
-    /// when set, else the preset's. An error when neither exists.
-    pub fn command_line(&self, home: &Home, first_prompt: &str) -> Result<String> {
-        self.command
-            .clone()
-            .or_else(|| self.preset.command_line(home, first_prompt))
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "no agent command for {}: set \"agent\" (claude, codex) or \"agent_command\" in the rig's config.json or config/town.json",
-                    home.address
-                ))
-            })
+    /// The command line for `home`'s agent: `agent_command` when set, else
+    /// the preset's with the first prompt for `issue`; `None` for a custom
+    /// preset without `agent_command`.
+    pub fn command_line(&self, home: &Home, issue: Option<&str>) -> Option<String> {
+        self.command.clone().or_else(|| {
+            self.preset
+                .command_line(home, &first_prompt(&home.address, issue))
+        })
+    }
+
+    /// Write what the runtime reads before `home`'s agent starts (see
+    /// [`prepare`]), with the gt binary beside the running one in its hooks.
+    pub fn prepare(&self, home: &Home) -> Result<()> {
+        let gt = std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.join("gt")))
+            .unwrap_or_else(|| PathBuf::from("gt"));
+        prepare(self.preset, home, &instructions(&home.address), &gt)
+    }
+
+    /// The variables this config adds to a session: the preset's, then `agent_env`.
+    pub fn session_env(&self) -> Vec<(String, String)> {
+        let mut env = self.preset.env(nix::unistd::geteuid().is_root());
+        env.extend(self.env.iter().cloned());
+        env
     }
 }
 
-/// The first prompt of a worker on `issue`: it names the issue and points at `gt prime`.
-pub fn first_prompt(issue: &str) -> String {
-    format!(
-        "You are a gastown worker. Your issue is {issue}. Run `gt prime` first: it prints who you are, the issue, and how to report done."
-    )
+/// The first prompt of `addr`'s agent: it names its issue, if any, and
+/// points at `gt prime`.
+pub fn first_prompt(addr: &crate::address::Address, issue: Option<&str>) -> String {
+    match issue {
+        Some(issue) => format!(
+            "You are {addr}, a gastown worker. Your issue is {issue}. Run `gt prime` first: it prints who you are, the issue, and how to report done."
+        ),
+        None => format!(
+            "You are {addr} in a gastown town. Run `gt prime` first: it prints who you are and how to work here."
+        ),
+    }
+}
+
+/// The instructions written where the runtime reads them: the role prompt,
+/// then how to work here (the same rules `gt prime` prints).
+pub fn instructions(addr: &crate::address::Address) -> String {
+    let mut text = crate::home::role_prompt(addr);
+    text.push_str(
+        "\n## How to work here\n\nStart with `gt prime`: it prints your issue and these rules.\n\n",
+    );
+    for line in crate::worker::how(addr) {
+        text.push_str("- ");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
 }
 
 /// Where the `claude` preset's settings file lives: in the agent's home, never
@@ -488,16 +522,29 @@ mod tests {
             command: Some("my-agent".into()),
             env: vec![],
         };
-        assert_eq!(custom.command_line(&home, "go").unwrap(), "my-agent");
+        assert_eq!(
+            custom.command_line(&home, Some("gt-1")).unwrap(),
+            "my-agent"
+        );
         let none = AgentConfig {
             preset: Preset::Custom,
             command: None,
             env: vec![],
         };
+        assert_eq!(none.command_line(&home, None), None);
+        let claude = AgentConfig {
+            preset: Preset::Claude,
+            command: None,
+            env: vec![pair("K", "V")],
+        };
         assert_eq!(
-            none.command_line(&home, "go").unwrap_err().to_string(),
-            "no agent command for r/Nux: set \"agent\" (claude, codex) or \"agent_command\" in the rig's config.json or config/town.json"
+            claude.command_line(&home, Some("gt-1")).unwrap(),
+            format!(
+                "claude --dangerously-skip-permissions --settings '{}/r/polecats/Nux/claude-settings.json' 'You are r/Nux, a gastown worker. Your issue is gt-1. Run `gt prime` first: it prints who you are, the issue, and how to report done.'",
+                root.display()
+            )
         );
+        assert_eq!(claude.session_env().last(), Some(&pair("K", "V")));
     }
 
     #[test]

@@ -109,8 +109,8 @@ pub fn role_prompt(addr: &Address) -> String {
              the merge queue in `queue/`: merge, test, push, close the issue, tell the worker."
         ),
         Role::Polecat => format!(
-            "You are a polecat of rig `{rig}`: a worker. Work only in `rig/` (your clone), on the issue \
-             in `state.json`. When done: commit, leave `git status` clean, then `gt send {rig}/witness -s done ...`."
+            "You are a polecat of rig `{rig}`: a worker. Work only in `rig/` (your clone), on your issue \
+             (`GT_ISSUE`; `gt prime` shows it). When done: commit, leave `git status` clean, then run `gt done`."
         ),
         Role::Crew => format!("This is an overseer's workspace in rig `{rig}`; `rig/` is the clone."),
         Role::Plugin => format!(
@@ -122,8 +122,8 @@ pub fn role_prompt(addr: &Address) -> String {
         "# {role} — {addr}\n\n{duty}\n\n## Your tools\n\n\
          - `gt inbox` / `gt mail read <id>`: your mail (`mail/inbox.jsonl` here).\n\
          - `gt send <address> -s <subject> -m <message>`: mail another agent (`mayor`, `<rig>/witness`, ...).\n\
-         - `gt mail handoff`: before your context fills, mail your next session a handoff note, \
-           then set `requesting_cycle` in `state.json` and exit.\n\
+         - `gt mail handoff --cycle`: before your context fills, mail your next session a handoff note \
+           and ask for a fresh session.\n\
          - `gt whoami`: your role and address. `BEADS_DIR` points at the rig's issue tracker.\n",
         role = addr.role(),
     )

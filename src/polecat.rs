@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::address::{self, Address};
+use crate::agent::Preset;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::home::Home;
@@ -205,12 +206,13 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
             rig.config_path().display()
         )));
     }
-    let command = opts.agent.clone().or(config.agent_command).ok_or_else(|| {
-        Error::invalid(format!(
-            "no agent command: pass --agent or set \"agent_command\" in {}",
+    let agent = crate::agent::AgentConfig::resolve(town, Some(&rig.name))?;
+    if opts.agent.is_none() && agent.command.is_none() && agent.preset == Preset::Custom {
+        return Err(Error::invalid(format!(
+            "no agent command: pass --agent or set \"agent\" (claude, codex) or \"agent_command\" in {}",
             rig.config_path().display()
-        ))
-    })?;
+        )));
+    }
     // An idle polecat is reused before a new one is made: the pool stays small.
     let name = match &opts.name {
         Some(n) => n.clone(),
@@ -254,6 +256,11 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         if opts.issue.is_some() && opts.issue != guard.current.issue {
             start_new_work(&home, &guard.current)?;
         }
+        let command = opts
+            .agent
+            .clone()
+            .or_else(|| agent.command_line(&home, opts.issue.as_deref()))
+            .expect("checked above");
         guard
             .start(town, &command, |s| {
                 s.issue = opts.issue.clone();

@@ -55,7 +55,7 @@ pub fn prime(town: &Town, home: &Home) -> Result<Prime> {
 }
 
 /// The working rules for `addr`, as commands.
-fn how(addr: &Address) -> Vec<String> {
+pub fn how(addr: &Address) -> Vec<String> {
     let mut how = vec!["Read your mail: `gt inbox`, then `gt mail read <id>`.".to_string()];
     if let (Address::Polecat { .. }, Some(rig)) = (addr, addr.rig()) {
         how.push(

@@ -125,7 +125,7 @@ pub fn start(
     let guard = session::StartGuard::lock(home)?;
     let command = match command.or_else(|| guard.current.command.clone()) {
         Some(c) => c,
-        None => configured_command(town, home)?,
+        None => configured_command(town, home, guard.current.issue.as_deref())?,
     };
     guard.start(town, &command, edit)
 }
@@ -175,18 +175,17 @@ pub fn start_fresh(town: &Town, home: &Home, command: Option<String>) -> Result<
     })
 }
 
-fn configured_command(town: &Town, home: &Home) -> Result<String> {
-    let (from, file) = match home.address.rig() {
-        Some(rig) => {
-            let rig = crate::rig::Rig::at(town, rig);
-            (rig.config()?.agent_command, rig.config_path())
-        }
-        None => (None, town.town_json()),
-    };
-    let from = from.or_else(|| town.config().ok()?.agent_command);
-    from.ok_or_else(|| {
+/// The command from the rig's (or for town agents the town's) `"agent"`
+/// preset or `agent_command`, the first prompt naming `issue`.
+fn configured_command(town: &Town, home: &Home, issue: Option<&str>) -> Result<String> {
+    let agent = crate::agent::AgentConfig::resolve(town, home.address.rig())?;
+    agent.command_line(home, issue).ok_or_else(|| {
+        let file = match home.address.rig() {
+            Some(rig) => crate::rig::Rig::at(town, rig).config_path(),
+            None => town.town_json(),
+        };
         Error::invalid(format!(
-            "no agent command for {}: none recorded in {}, none in {} (\"agent_command\"); pass --agent",
+            "no agent command for {}: none recorded in {}, none in {} (\"agent\" or \"agent_command\"); pass --agent",
             home.address,
             home.state_path().display(),
             file.display()

@@ -16,7 +16,8 @@ pub struct Spec {
     pub command: String,
     /// Working directory (the agent's clone, or its home).
     pub cwd: PathBuf,
-    /// Extra environment (GT_TOWN, GT_ADDRESS, BEADS_DIR, ...).
+    /// The session's whole environment: nothing else is inherited (a tmux
+    /// pane keeps only its own `TERM`).
     pub env: Vec<(String, String)>,
     /// Where output goes (appended).
     pub log: PathBuf,
@@ -100,6 +101,7 @@ fn start_process(spec: &Spec) -> Result<Started> {
     cmd.arg("-c")
         .arg(&spec.command)
         .current_dir(&spec.cwd)
+        .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)
@@ -159,8 +161,9 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
         .to_str()
         .ok_or_else(|| Error::invalid(format!("{}: path is not UTF-8", spec.cwd.display())))?;
     // The environment goes through env(1) in the command itself: tmux's
-    // `new-session -e` cannot override PATH (the pane gets the server's).
-    let mut command = String::from("exec env");
+    // `new-session -e` cannot override PATH (the pane gets the server's), and
+    // `-i` drops the server's environment; the pane's TERM is tmux's own.
+    let mut command = String::from("exec env -i \"TERM=$TERM\"");
     for (k, v) in &spec.env {
         command.push(' ');
         command.push_str(&shell_quote(&format!("{k}={v}")));

@@ -57,6 +57,33 @@ pub fn agent_env(town: &Town, home: &Home) -> Vec<(String, String)> {
     env
 }
 
+/// The whole environment of the session starting `state`'s generation, built
+/// here and never inherited from whoever started the tmux server: the
+/// spawner's own environment (less `TERM`, `TMUX` and `TMUX_PANE`, which
+/// describe the spawner's terminal), then [`agent_env`], `GT_ISSUE`,
+/// `GT_GENERATION`, the preset's variables and `agent_env` from the town's and
+/// rig's config; a later value wins.
+fn session_env(
+    town: &Town,
+    home: &Home,
+    state: &AgentState,
+    agent: &crate::agent::AgentConfig,
+) -> Vec<(String, String)> {
+    let mut env: std::collections::BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| !matches!(k.as_str(), "TERM" | "TMUX" | "TMUX_PANE"))
+        .collect();
+    env.extend(agent_env(town, home));
+    env.extend(
+        state
+            .issue
+            .iter()
+            .map(|i| ("GT_ISSUE".to_string(), i.clone())),
+    );
+    env.insert("GT_GENERATION".to_string(), state.generation.to_string());
+    env.extend(agent.session_env());
+    env.into_iter().collect()
+}
+
 /// The session name of an agent in the town's backend: `gt-` and its address
 /// with `/` as `-` (`gt-<rig>-<polecat>`, `gt-<rig>-witness`, `gt-mayor`).
 pub fn name_for(address: &crate::address::Address) -> String {
@@ -112,13 +139,9 @@ impl<'a> StartGuard<'a> {
             let _ = stop(old, std::time::Duration::ZERO);
         }
         next.generation = self.current.generation + 1;
-        let mut env = agent_env(town, home);
-        env.extend(
-            next.issue
-                .iter()
-                .map(|i| ("GT_ISSUE".to_string(), i.clone())),
-        );
-        env.push(("GT_GENERATION".to_string(), next.generation.to_string()));
+        let agent = crate::agent::AgentConfig::resolve(town, home.address.rig())?;
+        agent.prepare(home)?;
+        let env = session_env(town, home, &next, &agent);
         let clone = home.clone_dir();
         let started = Backend::for_town(town)?.start(&Spec {
             name: name_for(&home.address),

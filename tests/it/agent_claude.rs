@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gastown::agent::{Preset, Screen};
 use gastown::home::Home;
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, edit_json, git, ok_output, wait_until};
 use crate::model::{Model, Turn};
 
 /// The longest the CLI may take to start, and a turn to reach the model.
@@ -202,12 +202,17 @@ fn start_claude(env: &TestEnv, bin: &Path, model: &Model, home: &Home, prompt: &
     tmux
 }
 
+/// `needle` is in exactly one of `req`'s message texts.
+fn mentioned_once(req: &crate::model::Request, needle: &str) {
+    assert_eq!(req.mentions(needle), 1, "{needle:?} in {:?}", req.texts());
+}
+
 /// A home with a git clone in `rig/`, as a polecat has.
 fn home_with_clone(env: &TestEnv) -> Home {
     let path = env.path().join("home");
     let clone = path.join("rig");
     std::fs::create_dir_all(&clone).unwrap();
-    crate::common::git(&clone, &["init", "-q", "-b", "main"]);
+    git(&clone, &["init", "-q", "-b", "main"]);
     Home {
         address: "r/Nux".parse().unwrap(),
         path,
@@ -223,31 +228,16 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
         Turn::text("Got your line."),
     ]);
     let home = home_with_clone(&env);
-    let tmux = start_claude(
-        &env,
-        &bin,
-        &model,
-        &home,
-        &gastown::agent::first_prompt("gt-7"),
-    );
+    let prompt = gastown::agent::first_prompt(&home.address, Some("gt-7"));
+    let tmux = start_claude(&env, &bin, &model, &home, &prompt);
 
     // No dialog: the first prompt reaches the model as the first turn, with
     // the instructions file the preset wrote into the clone.
     let first = tmux.turn(&model, 1);
-    assert_eq!(
-        first.mentions("Your issue is gt-7."),
-        1,
-        "{:?}",
-        first.texts()
-    );
-    assert_eq!(
-        first.mentions("INSTRUCTIONS-MARKER"),
-        1,
-        "{:?}",
-        first.texts()
-    );
+    mentioned_once(&first, "Your issue is gt-7.");
+    mentioned_once(&first, "INSTRUCTIONS-MARKER");
     // The instructions file stays out of git.
-    let status = crate::common::git(&home.clone_dir(), &["status", "--porcelain"]);
+    let status = git(&home.clone_dir(), &["status", "--porcelain"]);
     assert_eq!(status, "");
 
     // Once the turn is over it is ready, with a clean input box.
@@ -274,11 +264,131 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
     let second = tmux.turn(&model, 2);
     let texts = second.texts();
     assert_eq!(texts.iter().filter(|t| *t == line).count(), 1, "{texts:?}");
-    assert_eq!(second.mentions(line), 1, "{texts:?}");
+    mentioned_once(&second, line);
     tmux.wait_screen("ready again", |s| {
         *s == Screen::Ready {
             input: Some(String::new()),
         }
     });
     assert_eq!(model.turns().len(), 2);
+}
+
+#[test]
+fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() {
+    let Some(bin) = claude_bin_dir() else { return };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Fix the frobnicator");
+    let model = Model::start(vec![
+        Turn::bash("gt prime"),
+        Turn::bash(
+            "echo 'fn frob() {}' > frob.rs && git add -A && git commit -qm 'frob once' && gt done",
+        ),
+        Turn::text("Done: reported to my Witness."),
+    ]);
+    let config = env.path().join("claude-config");
+    claude_config(&config);
+    edit_json(&rig.join("config.json"), |c| {
+        c["agent"] = "claude".into();
+        c["agent_env"] = serde_json::json!({
+            "CLAUDE_CONFIG_DIR": config.display().to_string(),
+            "ANTHROPIC_BASE_URL": model.url(),
+            "ANTHROPIC_API_KEY": KEY,
+            "GIT_AUTHOR_NAME": "Nux", "GIT_AUTHOR_EMAIL": "nux@example.invalid",
+            "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
+        });
+    });
+    // Someone else started the town's tmux server, with an environment in
+    // which `claude` cannot be found and the model is elsewhere: the session
+    // must get the spawner's environment and agent_env, not the server's.
+    let socket = gastown::session::tmux_socket(&env.town.canonicalize().unwrap());
+    let started = Command::new("tmux")
+        .args([
+            "-L",
+            &socket,
+            "new-session",
+            "-d",
+            "-s",
+            "other",
+            "sleep 600",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .status()
+        .unwrap();
+    assert!(started.success());
+
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = ok_output(
+        env.cmd("gt")
+            .env("PATH", &path)
+            .args(["spawn", "--issue", &id, "--json"]),
+    );
+    let spawned: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let session = spawned["session"].as_str().unwrap().to_string();
+    let screen = || {
+        gastown::session::capture(&session, None)
+            .map(|l| l.join("\n"))
+            .unwrap_or_else(|e| e.to_string())
+    };
+    let turn = |n: usize| {
+        model.try_wait_turn(n, WAIT).unwrap_or_else(|| {
+            panic!(
+                "turn {n} did not reach the scripted model; requests: {}; screen:\n{}",
+                model.seen(),
+                screen()
+            )
+        })
+    };
+
+    // The first prompt names the issue and points at gt prime; the
+    // instructions gastown wrote into the clone came along.
+    let first = turn(1);
+    mentioned_once(
+        &first,
+        &format!("You are r/Nux, a gastown worker. Your issue is {id}. Run `gt prime` first"),
+    );
+    mentioned_once(&first, "## How to work here");
+
+    // gt prime ran in the session (GT_ADDRESS and GT_TOWN reached it) and
+    // printed the issue.
+    let second = turn(2);
+    mentioned_once(
+        &second,
+        &format!("Your issue: {id} Fix the frobnicator [in_progress]"),
+    );
+
+    // It committed and ran gt done: the Witness has the done signal.
+    let third = turn(3);
+    mentioned_once(&third, "r/Nux: done sent to r/witness");
+    let done: Vec<serde_json::Value> = env
+        .inbox("r/witness")
+        .into_iter()
+        .filter(|m| m["type"] == "done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["from"], "r/Nux");
+    assert_eq!(done[0]["generation"], 1);
+
+    // The commit holds the work only: CLAUDE.md is excluded, the clone clean.
+    let clone = rig.join("polecats/Nux/rig");
+    assert_eq!(
+        git(&clone, &["show", "--name-only", "--format=%s", "HEAD"]),
+        "frob once\n\nfrob.rs\n"
+    );
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+    assert!(clone.join("CLAUDE.md").is_file());
+
+    // The hooks beat the heartbeat (the Stop hook runs after the last turn).
+    let beat = rig.join("polecats/Nux/heartbeat");
+    assert!(
+        wait_until(30, || beat.exists()),
+        "no heartbeat from the hooks; screen:\n{}",
+        screen()
+    );
 }

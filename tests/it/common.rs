@@ -268,6 +268,20 @@ impl Drop for TestEnv {
     }
 }
 
+/// Run `cmd` (from [`TestEnv::cmd`], with its own changes) and require exit 0;
+/// returns stdout.
+pub fn ok_output(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
 /// Run git with a fixed identity; panics on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

@@ -305,7 +305,7 @@ fn start_takes_the_town_agent_command_for_the_mayor_and_refuses_a_live_agent() {
     assert_eq!(
         env.normalize(&err),
         "gt-daemon: no agent command for mayor: none recorded in $TEST_ENV/town/mayor/state.json, \
-         none in $TEST_ENV/town/config/town.json (\"agent_command\"); pass --agent\n"
+         none in $TEST_ENV/town/config/town.json (\"agent\" or \"agent_command\"); pass --agent\n"
     );
     let out = fifo(&env, "out.fifo");
     let go = fifo(&env, "go.fifo");

@@ -31,8 +31,11 @@ const IO_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub enum Block {
     Text(String),
-    /// A `tool_use` block: the runtime runs tool `name` with `input`.
+    /// A `tool_use` block: the runtime runs tool `name` with `input`. The
+    /// server gives it its `id`, unique in the conversation (given an id seen
+    /// earlier in the conversation, Claude Code sent the same request again).
     Tool {
+        id: String,
         name: String,
         input: Value,
     },
@@ -58,6 +61,7 @@ impl Turn {
     pub fn bash(command: &str) -> Turn {
         Turn {
             blocks: vec![Block::Tool {
+                id: String::new(),
                 name: "Bash".into(),
                 input: json!({"command": command, "description": "scripted"}),
             }],
@@ -252,11 +256,17 @@ fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
             st.requests.push(req.clone());
             shared.changed.notify_all();
             if req.is_turn() {
-                Some(
-                    st.script
-                        .pop_front()
-                        .unwrap_or_else(|| Turn::text("(no more scripted turns)")),
-                )
+                let n = st.requests.iter().filter(|r| r.is_turn()).count();
+                let mut turn = st
+                    .script
+                    .pop_front()
+                    .unwrap_or_else(|| Turn::text("(no more scripted turns)"));
+                for (i, b) in turn.blocks.iter_mut().enumerate() {
+                    if let Block::Tool { id, .. } = b {
+                        *id = format!("toolu_scripted_{n}_{i}");
+                    }
+                }
+                Some(turn)
             } else {
                 None
             }
@@ -356,11 +366,7 @@ fn send_json(out: &mut TcpStream, v: &Value) -> std::io::Result<()> {
 /// A Messages-API message holding `blocks`; `done` gives it its stop reason.
 fn message(req: &Request, blocks: &[Block], done: bool) -> Value {
     let content: Vec<Value> = if done {
-        blocks
-            .iter()
-            .enumerate()
-            .map(|(i, b)| block_json(i, b, true))
-            .collect()
+        blocks.iter().map(|b| block_json(b, true)).collect()
     } else {
         Vec::new()
     };
@@ -385,12 +391,12 @@ fn stop_reason(blocks: &[Block]) -> &'static str {
 }
 
 /// A block as JSON: complete, or (streaming) the empty block that deltas fill.
-fn block_json(i: usize, b: &Block, complete: bool) -> Value {
+fn block_json(b: &Block, complete: bool) -> Value {
     match b {
         Block::Text(t) => json!({"type": "text", "text": if complete { t.as_str() } else { "" }}),
-        Block::Tool { name, input } => json!({
+        Block::Tool { id, name, input } => json!({
             "type": "tool_use",
-            "id": format!("toolu_scripted_{i}"),
+            "id": id,
             "name": name,
             "input": if complete { input.clone() } else { json!({}) },
         }),
@@ -428,7 +434,7 @@ fn send_sse(
     for (i, b) in turn.blocks.iter().enumerate() {
         event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": i, "content_block": block_json(i, b, false)}),
+            json!({"type": "content_block_start", "index": i, "content_block": block_json(b, false)}),
         )?;
         let delta = match b {
             Block::Text(t) => json!({"type": "text_delta", "text": t}),
@@ -504,7 +510,7 @@ mod tests {
         let first = exchange(&model, "POST", "/v1/messages?beta=true", &turn);
         assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
         assert!(first.contains("content-type: text/event-stream"), "{first}");
-        assert!(first.contains(r#""content_block":{"type":"tool_use","id":"toolu_scripted_0","name":"Bash","input":{}}"#), "{first}");
+        assert!(first.contains(r#""content_block":{"type":"tool_use","id":"toolu_scripted_1_0","name":"Bash","input":{}}"#), "{first}");
         assert!(
             first.contains(
                 r#""partial_json":"{\"command\":\"gt done\",\"description\":\"scripted\"}""#

@@ -371,6 +371,12 @@ fn a_session_started_by_the_readme_shell_recipe_is_seen_and_stopped_by_gt() {
     assert!(id.starts_with("proc:"), "{id}");
     assert!(gastown::session::is_alive(&id), "{id} not alive");
     assert_eq!(env.state("wyvern/polecats/Nux")["status"], "working");
-    assert_eq!(env.ok("gt", &["kill", "wyvern/Nux"]), "wyvern/Nux stopped\n");
-    assert!(gastown::session::wait(&id, std::time::Duration::from_secs(10)));
+    assert_eq!(
+        env.ok("gt", &["kill", "wyvern/Nux"]),
+        "wyvern/Nux stopped\n"
+    );
+    assert!(gastown::session::wait(
+        &id,
+        std::time::Duration::from_secs(10)
+    ));
 }

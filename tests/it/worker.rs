@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::{TestEnv, git};
+use crate::common::{TestEnv, git, ok_output};
 
 /// Rig `r` with polecat r/Nux spawned on a new issue; returns (issue, clone).
 fn spawned(env: &TestEnv) -> (String, PathBuf) {
@@ -24,16 +24,10 @@ fn spawned(env: &TestEnv) -> (String, PathBuf) {
     );
     let id: serde_json::Value = serde_json::from_str(&id).unwrap();
     let id = id["id"].as_str().unwrap().to_string();
-    let out = env
-        .cmd("gt")
-        .env("GT_SESSION_BACKEND", "process")
-        .args(["spawn", "--issue", &id, "--agent", "true"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    ok_output(
+        env.cmd("gt")
+            .env("GT_SESSION_BACKEND", "process")
+            .args(["spawn", "--issue", &id, "--agent", "true"]),
     );
     (id, env.town.join("r/polecats/Nux/rig"))
 }
