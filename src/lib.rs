@@ -26,6 +26,7 @@ pub mod queue;
 pub mod record;
 pub mod refinery;
 pub mod rig;
+pub mod runner;
 pub mod session;
 pub mod status;
 pub mod town;

@@ -100,6 +100,10 @@ impl<'a> Refinery<'a> {
     /// [`Refinery::drain`] now and whenever `pending/` changes (inotify, with a
     /// rescan every minute); runs until an error.
     pub fn watch(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        let _running = crate::runner::hold(
+            &crate::runner::refinery(self.rig),
+            &format!("the Refinery loop of rig {}", self.rig.name),
+        )?;
         self.queue.ensure()?;
         let mut watch = Watch::new(&[&self.queue.state_dir(State::Pending)], RESCAN)?;
         watch.run(|_wake| {

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::Role;
+use crate::address::{Address, Role};
 use crate::error::Result;
 use crate::home::Home;
+use crate::record::Status;
 use crate::rig::Rig;
 use crate::town::Town;
 
@@ -20,6 +21,20 @@ pub struct RigRow {
     pub git_url: String,
     pub added_at: String,
     pub polecats: usize,
+    /// Merge queue entries by state.
+    pub queue: QueueCounts,
+    /// Whether `gt witness run` / the Refinery loop of the rig runs (its run
+    /// file is held; protocol/README.md, "Run files").
+    pub witness_running: bool,
+    pub refinery_running: bool,
+}
+
+/// How many merge queue entries are in each state.
+#[derive(Serialize, Deserialize, Default)]
+pub struct QueueCounts {
+    pub pending: usize,
+    pub active: usize,
+    pub failed: usize,
 }
 
 /// Every rig of the town, by name.
@@ -27,8 +42,24 @@ pub fn rig_rows(town: &Town) -> Result<Vec<RigRow>> {
     let mut rows = Vec::new();
     for (name, entry) in town.rigs()?.rigs {
         let rig = Rig::at(town, &name);
+        let queue = crate::queue::Queue::of(&rig);
+        let count = |state| {
+            crate::confine::read_dir(&queue.state_dir(state)).map_or(0, |names| {
+                names
+                    .iter()
+                    .filter(|n| n.to_str().is_some_and(|n| n.ends_with(".json")))
+                    .count()
+            })
+        };
         rows.push(RigRow {
             polecats: rig.polecats()?.len(),
+            queue: QueueCounts {
+                pending: count(crate::queue::State::Pending),
+                active: count(crate::queue::State::Active),
+                failed: count(crate::queue::State::Failed),
+            },
+            witness_running: crate::runner::holder(&crate::runner::witness(&rig)).is_some(),
+            refinery_running: crate::runner::holder(&crate::runner::refinery(&rig)).is_some(),
             path: rig.path,
             name,
             git_url: entry.git_url,
@@ -38,20 +69,32 @@ pub fn rig_rows(town: &Town) -> Result<Vec<RigRow>> {
     Ok(rows)
 }
 
-/// One agent as `gt status` and `gt polecats` show it.
+/// One agent as `gt status` and `gt polecats` show it. Every age is whole
+/// seconds to now (`GT_NOW` holds), in a key ending in `_age_s`.
 #[derive(Serialize, Deserialize)]
 pub struct AgentRow {
     pub address: String,
     pub role: String,
+    /// The recorded status, except that a `working` agent whose recorded
+    /// session is gone is `dead`: liveness is read, never assumed.
     pub status: String,
     pub issue: Option<String>,
     pub session: Option<String>,
+    /// Whether the recorded session runs; null when none is recorded.
+    pub session_alive: Option<bool>,
     pub generation: u64,
     pub requesting_cycle: bool,
-    /// Seconds since the agent last showed life (the later of its `heartbeat`
-    /// and its session's start, the rule the Witness and daemon use); absent
-    /// if never.
+    /// Since the agent last showed life (the later of its `heartbeat` and its
+    /// session's start, the rule the Witness and daemon use); null if never.
     pub heartbeat_age_s: Option<u64>,
+    /// Since `state.json` last changed (`updated_at`).
+    pub state_age_s: Option<u64>,
+    /// Since its recorded session started.
+    pub session_age_s: Option<u64>,
+    /// Since mail last reached its inbox.
+    pub last_mail_age_s: Option<u64>,
+    /// Messages in its inbox not yet marked read.
+    pub unread: usize,
     /// Why the state could not be read, if it could not.
     pub error: Option<String>,
 }
@@ -66,19 +109,49 @@ pub fn agent_row(home: &Home) -> AgentRow {
         .as_ref()
         .and_then(|s| home.last_sign_of_life(s))
         .map(age_s);
+    let session = state.as_ref().and_then(|s| s.session.clone());
+    let session_alive = session.as_deref().map(crate::session::is_alive);
+    let status = match &state {
+        None => "unknown".to_string(),
+        Some(s) if s.status == Status::Working && session_alive == Some(false) => {
+            "dead".to_string()
+        }
+        Some(s) => s.status.to_string(),
+    };
+    let last_mail_age_s = crate::confine::metadata(&home.inbox())
+        .ok()
+        .filter(|m| m.len() > 0)
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .map(age_s);
     AgentRow {
         address: home.address.to_string(),
         role: home.address.role().to_string(),
-        status: state
-            .as_ref()
-            .map_or_else(|| "unknown".to_string(), |s| s.status.to_string()),
+        status,
         issue: state.as_ref().and_then(|s| s.issue.clone()),
-        session: state.as_ref().and_then(|s| s.session.clone()),
+        session_age_s: state
+            .as_ref()
+            .filter(|s| s.session.is_some())
+            .and_then(|s| s.started_at)
+            .map(age_s),
+        session,
+        session_alive,
         generation: state.as_ref().map_or(0, |s| s.generation),
         requesting_cycle: state.as_ref().is_some_and(|s| s.requesting_cycle),
         heartbeat_age_s,
+        state_age_s: state.as_ref().and_then(|s| s.updated_at).map(age_s),
+        last_mail_age_s,
+        unread: unread(home).len(),
         error,
     }
+}
+
+/// The messages of `home`'s inbox not yet read, without moving its cursor.
+fn unread(home: &Home) -> Vec<crate::mail::Message> {
+    crate::mail::reader::Reader::owner(home)
+        .peek()
+        .map(|scan| scan.messages.into_iter().map(|p| p.message).collect())
+        .unwrap_or_default()
 }
 
 /// What `gt status` shows.
@@ -86,8 +159,43 @@ pub fn agent_row(home: &Home) -> AgentRow {
 pub struct StatusReport {
     pub town: String,
     pub root: PathBuf,
+    /// Whether `gt daemon run` runs for this town.
+    pub daemon_running: bool,
+    /// Unread escalations in the Mayor's and the overseer's inboxes.
+    pub escalations: Vec<Escalation>,
     pub rigs: Vec<RigRow>,
     pub agents: Vec<AgentRow>,
+}
+
+/// An unread escalation.
+#[derive(Serialize, Deserialize)]
+pub struct Escalation {
+    /// Whose inbox holds it (`mayor` or `overseer`).
+    pub to: String,
+    pub id: String,
+    pub from: String,
+    pub subject: String,
+    pub age_s: Option<u64>,
+}
+
+/// Unread escalations in the inboxes of the Mayor and the overseer.
+pub fn escalations(town: &Town) -> Vec<Escalation> {
+    [Address::Mayor, Address::Overseer]
+        .iter()
+        .filter_map(|a| town.home(a).ok())
+        .flat_map(|home| {
+            unread(&home)
+                .into_iter()
+                .filter(|m| m.kind == "escalation")
+                .map(move |m| Escalation {
+                    to: home.address.to_string(),
+                    age_s: crate::clock::parse(&m.timestamp).map(age_s),
+                    id: m.id,
+                    from: m.from,
+                    subject: m.subject,
+                })
+        })
+        .collect()
 }
 
 /// The whole town: its rigs and every agent.
@@ -95,11 +203,12 @@ pub fn report(town: &Town) -> Result<StatusReport> {
     Ok(StatusReport {
         town: town.config()?.name,
         root: town.root().to_path_buf(),
+        daemon_running: crate::runner::holder(&crate::runner::daemon(town)).is_some(),
+        escalations: escalations(town),
         rigs: rig_rows(town)?,
         agents: town.homes()?.iter().map(agent_row).collect(),
     })
 }
-
 /// A rig's polecats.
 pub fn polecats(rig: &Rig) -> Result<Vec<AgentRow>> {
     Ok(rig.polecats()?.iter().map(agent_row).collect())

@@ -123,6 +123,10 @@ pub fn watch(
     let witness = town.home(&Address::Witness {
         rig: rig.name.clone(),
     })?;
+    let _running = crate::runner::hold(
+        &crate::runner::witness(rig),
+        &format!("the Witness loop of rig {}", rig.name),
+    )?;
     let dirs = [witness.mail_dir(), rig.path.join("polecats")];
     let mut watch = Watch::new(&[&dirs[0], &dirs[1]], every)?;
     watch.run(|wake| {

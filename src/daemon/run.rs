@@ -41,6 +41,7 @@ fn wake(current: &Mutex<Option<Waker>>, path: PathBuf) {
 /// to `on`, and [`Event::Ready`] once after the first pass. Runs until an
 /// error (`on`'s too).
 pub fn run(town: &Town, every: Duration, on: &mut dyn FnMut(Event) -> Result<()>) -> Result<()> {
+    let _running = crate::runner::hold(&crate::runner::daemon(town), "the daemon")?;
     let mut announced = false;
     // Sessions waited for, ended sessions already seen, restart times waited
     // for, and the watch their threads wake; all outlive a rebuilt watch.

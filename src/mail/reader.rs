@@ -219,6 +219,18 @@ impl Reader {
         self.pending_then(|_| Ok(())).map(|(scan, ())| scan)
     }
 
+    /// [`Reader::pending`] for a look only (`gt status`): the cursor is not
+    /// moved, so bad lines are still reported to the reader that acts.
+    pub fn peek(&self) -> Result<Scan> {
+        match self.scan(false)? {
+            Some((scan, _)) => Ok(scan),
+            None => Ok(self
+                .scan(true)?
+                .expect("a rebuild never asks for another")
+                .0),
+        }
+    }
+
     /// [`Reader::pending`], running `f` on the result before the cursor is
     /// saved (a watcher prints first: the cursor write is off its latency path).
     pub fn pending_then<R>(&self, f: impl FnOnce(&Scan) -> Result<R>) -> Result<(Scan, R)> {

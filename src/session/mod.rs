@@ -138,7 +138,7 @@ pub fn wait(id: &str, timeout: std::time::Duration) -> bool {
 
 /// Wait up to `timeout` for process `pid` (not necessarily our child) to exit,
 /// without polling: a pidfd becomes readable when the process ends.
-fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
+pub(crate) fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
     // SAFETY: plain syscalls on integers we own; the fd is closed below.
     unsafe {
         let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as libc::c_int;

@@ -23,6 +23,7 @@ mod races;
 mod refinery;
 mod schema;
 mod scripts;
+mod status;
 mod town;
 mod typed;
 mod witness;

@@ -69,15 +69,29 @@ fn print_agents(rows: &[AgentRow]) {
                 r.error
                     .as_ref()
                     .map_or_else(|| r.status.clone(), |_| "unreadable".to_string()),
+                match r.session_alive {
+                    None => "-".to_string(),
+                    Some(true) => "live".to_string(),
+                    Some(false) => format!("dead {}", age(r.heartbeat_age_s)),
+                },
                 r.issue.clone().unwrap_or_else(|| "-".into()),
                 r.generation.to_string(),
-                r.heartbeat_age_s
-                    .map_or_else(|| "-".into(), |s| format!("{s}s")),
+                age(r.heartbeat_age_s),
+                r.unread.to_string(),
             ]
         })
         .collect();
     print_table(
-        &["ADDRESS", "ROLE", "STATUS", "ISSUE", "GEN", "HEARTBEAT"],
+        &[
+            "ADDRESS",
+            "ROLE",
+            "STATUS",
+            "SESSION",
+            "ISSUE",
+            "GEN",
+            "HEARTBEAT",
+            "UNREAD",
+        ],
         &table,
     );
     for r in rows {
@@ -101,18 +115,48 @@ pub(super) fn status(all_machines: bool, json: bool) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// An age as people read it: `45s`, `3m`, `2h`, `4d`; `-` for none.
+fn age(secs: Option<u64>) -> String {
+    match secs {
+        None => "-".to_string(),
+        Some(s) if s < 120 => format!("{s}s"),
+        Some(s) if s < 2 * 3600 => format!("{}m", s / 60),
+        Some(s) if s < 2 * 86400 => format!("{}h", s / 3600),
+        Some(s) => format!("{}d", s / 86400),
+    }
+}
+
+fn running(yes: bool) -> &'static str {
+    if yes { "running" } else { "not running" }
+}
+
 fn print_status(report: &status::StatusReport) {
     println!("town {} at {}", report.town, report.root.display());
-    println!(
-        "{} rig(s): {}",
-        report.rigs.len(),
-        report
-            .rigs
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("daemon {}", running(report.daemon_running));
+    for r in &report.rigs {
+        println!(
+            "rig {}: {} polecat(s); queue {} pending, {} active, {} failed; witness loop {}, refinery loop {}",
+            r.name,
+            r.polecats,
+            r.queue.pending,
+            r.queue.active,
+            r.queue.failed,
+            running(r.witness_running),
+            running(r.refinery_running)
+        );
+    }
+    if !report.escalations.is_empty() {
+        println!("{} unread escalation(s):", report.escalations.len());
+        for e in &report.escalations {
+            println!(
+                "  {} from {} ({} ago): {}",
+                e.to,
+                e.from,
+                age(e.age_s),
+                e.subject
+            );
+        }
+    }
     println!();
     print_agents(&report.agents);
 }

@@ -1,0 +1,150 @@
+//! `gt status` tells the truth: a session killed behind gastown's back shows
+//! as dead, the loops that run are seen running, queue lengths, unread mail
+//! and escalations are counted.
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, Watcher};
+
+fn status(env: &TestEnv) -> Value {
+    serde_json::from_str(&env.ok("gt", &["status", "--json"])).unwrap()
+}
+
+fn agent<'a>(report: &'a Value, address: &str) -> &'a Value {
+    report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == address)
+        .unwrap_or_else(|| panic!("no {address} in {report}"))
+}
+
+#[test]
+fn a_session_killed_behind_gastowns_back_shows_as_dead() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "work");
+    env.ok(
+        "gt",
+        &["spawn", "--issue", &id, "--agent", "exec sleep 1000"],
+    );
+    let live = status(&env);
+    let nux = agent(&live, "r/Nux");
+    assert_eq!(
+        (nux["status"].as_str(), nux["session_alive"].as_bool()),
+        (Some("working"), Some(true))
+    );
+    assert_eq!(agent(&live, "r/witness")["session_alive"], Value::Null);
+
+    // The agent's process group dies without gastown knowing.
+    let session = env.session(rig.join("polecats/Nux"));
+    let pid: i32 = session.split(':').nth(3).unwrap().parse().unwrap();
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.wait_session(rig.join("polecats/Nux"));
+
+    let dead = status(&env);
+    let nux = agent(&dead, "r/Nux");
+    assert_eq!(
+        (nux["status"].as_str(), nux["session_alive"].as_bool()),
+        (Some("dead"), Some(false)),
+        "{nux}"
+    );
+    // GT_NOW is fixed, and so are the ages from it.
+    assert!(
+        nux["session_age_s"].is_u64() && nux["state_age_s"].is_u64(),
+        "{nux}"
+    );
+    let text = env.ok("gt", &["status"]);
+    let row = text.lines().find(|l| l.starts_with("r/Nux")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..4], ["r/Nux", "polecat", "dead", "dead"], "{text}");
+    // And gt polecats says the same.
+    let rows: Value = serde_json::from_str(&env.ok("gt", &["polecats", "r", "--json"])).unwrap();
+    assert_eq!(rows[0]["status"], "dead");
+}
+
+#[test]
+fn status_shows_running_loops_queue_lengths_unread_mail_and_escalations() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let before = status(&env);
+    assert_eq!(before["daemon_running"], false);
+    assert_eq!(before["rigs"][0]["witness_running"], false);
+    assert_eq!(
+        before["rigs"][0]["queue"],
+        serde_json::json!({"pending": 0, "active": 0, "failed": 0})
+    );
+
+    let mut c = env.cmd("gt");
+    c.args(["witness", "run", "r", "--json", "--every", "1h"]);
+    let witness = Watcher::start(c, "gt-witness: watching");
+    let mut c = env.cmd("gt");
+    c.args(["daemon", "run", "--json", "--every", "1h"]);
+    let daemon = Watcher::start(c, "gt-daemon: watching");
+    // A second Witness loop for the same rig is refused, naming the holder.
+    let (code, err) = env.fails("gt", &["witness", "run", "r"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("gt-witness: the Witness loop of rig r is already running (pid "),
+        "{err}"
+    );
+
+    env.ok(
+        "gt",
+        &[
+            "send",
+            "mayor",
+            "--as",
+            "r/witness",
+            "--type",
+            "escalation",
+            "-s",
+            "stuck: r/Nux",
+            "-m",
+            "help",
+        ],
+    );
+    env.ok("gt", &["send", "mayor", "-s", "hello", "-m", "plain"]);
+    let now = status(&env);
+    assert_eq!(now["daemon_running"], true);
+    assert_eq!(now["rigs"][0]["witness_running"], true);
+    assert_eq!(now["rigs"][0]["refinery_running"], false);
+    assert_eq!(agent(&now, "mayor")["unread"], 2);
+    let esc = now["escalations"].as_array().unwrap();
+    assert_eq!(esc.len(), 1, "{now}");
+    assert_eq!(
+        (
+            esc[0]["to"].as_str(),
+            esc[0]["from"].as_str(),
+            esc[0]["subject"].as_str()
+        ),
+        (Some("mayor"), Some("r/witness"), Some("stuck: r/Nux"))
+    );
+    let text = env.ok("gt", &["status"]);
+    assert!(text.contains("daemon running\n"), "{text}");
+    assert!(
+        text.contains("rig r: 0 polecat(s); queue 0 pending, 0 active, 0 failed; witness loop running, refinery loop not running\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 unread escalation(s):\n  mayor from r/witness ("),
+        "{text}"
+    );
+    // Looking is not reading: the Mayor's mail is still unread.
+    assert_eq!(agent(&status(&env), "mayor")["unread"], 2);
+
+    drop(witness);
+    drop(daemon);
+    let after = status(&env);
+    assert_eq!(
+        (
+            after["daemon_running"].as_bool(),
+            after["rigs"][0]["witness_running"].as_bool()
+        ),
+        (Some(false), Some(false))
+    );
+}
