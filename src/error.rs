@@ -1,21 +1,9 @@
-//! One error type for the whole library; binaries map its kind to an exit code
-//! in one place (`exit_code`).
+//! One error type for the whole library. Its [`Kind`] says what went wrong;
+//! the CLI alone turns that into an exit code (`cli::exit_code`).
 
 use std::fmt;
 use std::io;
 use std::path::Path;
-
-/// Exit codes shared by every binary (protocol/README.md, "Exit codes").
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// A negative answer: "no unread mail" with `--exit-code`, "not clean", "lost the race".
-    pub const NO: i32 = 1;
-    /// Usage or runtime error (clap uses 2 for usage errors too).
-    pub const ERROR: i32 = 2;
-    /// `gt <sub>` found no built-in and no `gt-<sub>` program.
-    pub const UNKNOWN_COMMAND: i32 = 127;
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -29,6 +17,8 @@ pub enum Kind {
     Io,
     /// The answer is "no" (not an error in the usual sense): exit code 1.
     Negative,
+    /// `gt <sub>` names no built-in and no `gt-<sub>` program: exit code 127.
+    UnknownCommand,
 }
 
 #[derive(Debug)]
@@ -36,6 +26,8 @@ pub struct Error {
     pub kind: Kind,
     msg: String,
     hint: Option<String>,
+    /// The command's output has already said it ([`Error::shown`]).
+    shown: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,6 +38,7 @@ impl Error {
             kind,
             msg: msg.into(),
             hint: None,
+            shown: false,
         }
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
@@ -104,11 +97,18 @@ impl Error {
         self.msg = format!("{ctx}: {}", self.msg);
         self
     }
-    pub fn exit_code(&self) -> i32 {
-        match self.kind {
-            Kind::Negative => exit::NO,
-            _ => exit::ERROR,
+    /// An error the command's output has already shown (doctor's findings,
+    /// an empty inbox under `--exit-code`): only its kind, and so its exit
+    /// code, is left to report.
+    pub fn shown(kind: Kind) -> Self {
+        Error {
+            shown: true,
+            ..Self::new(kind, "")
         }
+    }
+    /// Whether the output has already said it: nothing left to print.
+    pub fn is_shown(&self) -> bool {
+        self.shown
     }
 }
 

@@ -236,17 +236,44 @@ pub fn lock_path(rig: &Rig) -> PathBuf {
     fsio::lock_path(&rig.main_clone())
 }
 
-/// Take the rig's landing lock, saying so on stderr when it has to wait.
-pub fn lock(rig: &Rig) -> Result<fsio::Lock> {
+/// What a landing says while it runs, before it has a result: for the caller
+/// to show (the library never prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Another landing holds the rig's landing lock; this one waits its turn.
+    Waiting { lock: PathBuf, rig: String },
+    /// A landing that died midway left the clone behind; it is put back at `base`.
+    Recovering { clone: PathBuf, base: String },
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Waiting { lock, rig } => write!(
+                f,
+                "waiting for {} (another landing on rig {rig} is running)",
+                lock.display()
+            ),
+            Progress::Recovering { clone, base } => write!(
+                f,
+                "{}: an earlier landing was interrupted; putting the clone back at {}",
+                clone.display(),
+                short(base)
+            ),
+        }
+    }
+}
+
+/// Take the rig's landing lock, telling `on` when it has to wait.
+pub fn lock(rig: &Rig, on: &mut dyn FnMut(Progress)) -> Result<fsio::Lock> {
     let path = lock_path(rig);
     if let Some(l) = fsio::try_lock_file(&path)? {
         return Ok(l);
     }
-    eprintln!(
-        "waiting for {} (another landing on rig {} is running)",
-        path.display(),
-        rig.name
-    );
+    on(Progress::Waiting {
+        lock: path.clone(),
+        rig: rig.name.clone(),
+    });
     fsio::lock_file(&path)
 }
 
@@ -284,7 +311,7 @@ fn undo(clone: &Path, restore_to: Option<Oid>) -> Result<()> {
 /// Put the main clone back where a landing that died midway found it (the
 /// caller holds the landing lock, so that landing is gone): whatever it merged
 /// was not pushed, or is on origin and comes back with the next fetch.
-fn recover(rig: &Rig) -> Result<()> {
+fn recover(rig: &Rig, on: &mut dyn FnMut(Progress)) -> Result<()> {
     let clone = rig.main_clone();
     if !clone.join(".git").exists() {
         return Ok(()); // Target::check says what is wrong
@@ -292,11 +319,10 @@ fn recover(rig: &Rig) -> Result<()> {
     let Some(base) = git::resolve(&clone, LANDING_BASE_REF)? else {
         return Ok(());
     };
-    eprintln!(
-        "{}: an earlier landing was interrupted; putting the clone back at {}",
-        clone.display(),
-        short(&base.to_string())
-    );
+    on(Progress::Recovering {
+        clone: clone.clone(),
+        base: base.to_string(),
+    });
     undo(&clone, Some(base))
 }
 
@@ -308,9 +334,16 @@ fn recover(rig: &Rig) -> Result<()> {
 /// fast-forwards the clone to it. Unless the outcome is [`Outcome::Landed`]
 /// (or an error after the push), the clone's branch, index and work tree are
 /// left exactly as they were; only remote-tracking refs may have moved.
-pub fn integrate(rig: &Rig, source: &Source, message: &str, run_tests: bool) -> Result<Outcome> {
-    let _lock = lock(rig)?;
-    recover(rig)?;
+/// Waiting for the lock and undoing a dead landing are told to `on`.
+pub fn integrate(
+    rig: &Rig,
+    source: &Source,
+    message: &str,
+    run_tests: bool,
+    on: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    let _lock = lock(rig, on)?;
+    recover(rig, on)?;
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();
     let config = rig.config()?;
@@ -645,7 +678,12 @@ fn polecat(town: &Town, spec: &str) -> Result<(Rig, Home)> {
 
 /// `gt land --direct <rig>/<polecat>`: land the polecat's branch on the rig's
 /// main through the Refinery's clone, bypassing the merge queue.
-pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
+pub fn direct(
+    town: &Town,
+    spec: &str,
+    opts: Options,
+    on: &mut dyn FnMut(Progress),
+) -> Result<Report> {
     let (rig, home) = polecat(town, spec)?;
     let state = home.state()?;
     let crate::polecat::Work {
@@ -730,7 +768,7 @@ pub fn direct(town: &Town, spec: &str, opts: Options) -> Result<Report> {
             .unwrap_or_default(),
         state.generation
     );
-    let outcome = integrate(&rig, &source, &message, !opts.skip_tests)?;
+    let outcome = integrate(&rig, &source, &message, !opts.skip_tests, on)?;
     follow_up(town, &rig, &home, &source, &outcome, &mut report);
     report.outcome = Some(outcome);
     Ok(report)

@@ -48,6 +48,8 @@ pub enum Event {
     Junk(Junk),
     /// A stale claim of ours put back in `pending/` at start or on a rescan.
     Requeued(Box<Located>),
+    /// What a landing says while it runs (waiting for the landing lock, ...).
+    Landing(land::Progress),
 }
 
 /// One rig's refinery.
@@ -92,7 +94,8 @@ impl<'a> Refinery<'a> {
             let Some(claimed) = claimed else {
                 return Ok(n);
             };
-            on(Event::Processed(Box::new(self.process(claimed)?)));
+            let processed = self.process(claimed, on)?;
+            on(Event::Processed(Box::new(processed)));
             n += 1;
         }
     }
@@ -123,7 +126,7 @@ impl<'a> Refinery<'a> {
     /// Land one claimed entry and finish it. An error (the refinery clone is
     /// unusable, origin unreachable) puts the entry back in `pending/` and is
     /// returned: it is not the entry's fault.
-    pub fn process(&self, claimed: Located) -> Result<Processed> {
+    pub fn process(&self, claimed: Located, on: &mut dyn FnMut(Event)) -> Result<Processed> {
         let e = &claimed.entry;
         let id = e.id.clone();
         let what = format!("{} ({})", e.polecat, e.branch);
@@ -135,7 +138,7 @@ impl<'a> Refinery<'a> {
                 };
                 return Ok(self.finish(&claimed, None, failed));
             }
-            None => self.keepalive(&id, || self.land(&claimed)),
+            None => self.keepalive(&id, || self.land(&claimed, &mut |p| on(Event::Landing(p)))),
         };
         let landing = match landing {
             Ok(o) => o,
@@ -200,7 +203,7 @@ impl<'a> Refinery<'a> {
         }
     }
 
-    fn land(&self, l: &Located) -> Result<land::Outcome> {
+    fn land(&self, l: &Located, on: &mut dyn FnMut(land::Progress)) -> Result<land::Outcome> {
         let e = &l.entry;
         let source = land::Source {
             from: e.clone_dir(self.town)?.to_string_lossy().into_owned(),
@@ -220,7 +223,7 @@ impl<'a> Refinery<'a> {
                 .map(|g| format!(" (generation {g})"))
                 .unwrap_or_default(),
         );
-        land::integrate(self.rig, &source, &message, true)
+        land::integrate(self.rig, &source, &message, true, on)
     }
 
     /// Run `f` while renewing the claim on active entry `id`, so a requeue

@@ -1,3 +1,3 @@
-fn main() {
-    std::process::exit(gastown::cli::land::main(std::env::args_os().collect()))
+fn main() -> std::process::ExitCode {
+    gastown::cli::land::main(std::env::args_os().collect())
 }

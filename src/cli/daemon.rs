@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::daemon::{self, Options};
-use crate::error::{Result, exit};
+use crate::error::Result;
 use crate::event::Event;
 use crate::town::Town;
 
@@ -62,7 +62,7 @@ enum Cmd {
     },
 }
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = super::parse(args);
     super::run("gt-daemon", || match cli.cmd {
         Cmd::Tick { json } => tick(json),
@@ -75,7 +75,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
     })
 }
 
-fn tick(json: bool) -> Result<i32> {
+fn tick(json: bool) -> Result<()> {
     let town = Town::discover()?;
     let actions = daemon::tick(&town, &Options::for_town(&town)?)?;
     if json {
@@ -85,10 +85,10 @@ fn tick(json: bool) -> Result<i32> {
     } else {
         super::print_actions(&actions, false)?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-fn start(address: &str, agent: Option<String>, json: bool) -> Result<i32> {
+fn start(address: &str, agent: Option<String>, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let home = town.resolve(address, crate::town::Bare::Address)?;
     let state = daemon::start_fresh(&town, &home, agent)?;
@@ -102,10 +102,10 @@ fn start(address: &str, agent: Option<String>, json: bool) -> Result<i32> {
             state.session.unwrap_or_default()
         );
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-fn run(every: &str, json: bool) -> Result<i32> {
+fn run(every: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
     daemon::run(&town, every, &mut |event| match event {
@@ -118,5 +118,5 @@ fn run(every: &str, json: bool) -> Result<i32> {
             Ok(())
         }
     })?;
-    Ok(exit::OK)
+    Ok(())
 }

@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::beads::{self, Issue, ListFilter, NewIssue, ReadyFilter, Tracker, Update};
-use crate::error::{Error, Kind, Result, exit};
+use crate::error::{Error, Kind, Result};
 use crate::rig::Rig;
 use crate::town::{Identity, Source, Town};
 
@@ -178,12 +178,12 @@ enum DepCmd {
     },
 }
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = super::parse(args);
     super::run(BIN, || dispatch(cli))
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli) -> Result<()> {
     let town = Town::discover()?;
     let mut rig_arg = cli.rig;
     let mut pick = |positional: Option<String>| -> Result<Rig> {
@@ -194,145 +194,143 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         town.current_rig(positional.or(rig_arg.take()).as_deref())
     };
-    let code =
-        match cli.cmd {
-            Cmd::List {
+    match cli.cmd {
+        Cmd::List {
+            all,
+            status,
+            assignee,
+            issue_type,
+            parent,
+            json,
+        } => {
+            let t = beads::open(&pick(None)?)?;
+            let filter = ListFilter {
                 all,
                 status,
                 assignee,
                 issue_type,
                 parent,
-                json,
-            } => {
-                let t = beads::open(&pick(None)?)?;
-                let filter = ListFilter {
-                    all,
-                    status,
-                    assignee,
-                    issue_type,
-                    parent,
-                };
-                let issues = t.list(&filter);
-                report_bad(&*t);
-                print_issues(&issues?, json.json, "no issues")?
-            }
-            Cmd::Show { id, json } => {
-                let t = beads::open(&pick(None)?)?;
-                let issue = t.show(&id);
-                report_bad(&*t);
-                show(&*t, &issue?, json.json)?
-            }
-            Cmd::Ready {
-                rig,
-                parent,
-                limit,
-                json,
-            } => {
-                let rig = pick(rig)?;
-                let t = beads::open(&rig)?;
-                let issues = t.ready(&ReadyFilter { parent, limit });
-                report_bad(&*t);
-                print_issues(
-                    &issues?,
-                    json.json,
-                    &format!("no ready work in rig {}", rig.name),
-                )?
-            }
-            Cmd::Waves { mut args, json } => {
-                let epic = args.pop().expect("clap requires EPIC");
-                let t = beads::open(&pick(args.pop())?)?;
-                let all = t.all();
-                report_bad(&*t);
-                let all = all?;
-                let waves = beads::waves(&all, &epic, crate::clock::now())?;
-                print_waves(&all, &waves, json.json)?
-            }
-            Cmd::Create {
+            };
+            let issues = t.list(&filter);
+            report_bad(&*t);
+            print_issues(&issues?, json.json, "no issues")?
+        }
+        Cmd::Show { id, json } => {
+            let t = beads::open(&pick(None)?)?;
+            let issue = t.show(&id);
+            report_bad(&*t);
+            show(&*t, &issue?, json.json)?
+        }
+        Cmd::Ready {
+            rig,
+            parent,
+            limit,
+            json,
+        } => {
+            let rig = pick(rig)?;
+            let t = beads::open(&rig)?;
+            let issues = t.ready(&ReadyFilter { parent, limit });
+            report_bad(&*t);
+            print_issues(
+                &issues?,
+                json.json,
+                &format!("no ready work in rig {}", rig.name),
+            )?
+        }
+        Cmd::Waves { mut args, json } => {
+            let epic = args.pop().expect("clap requires EPIC");
+            let t = beads::open(&pick(args.pop())?)?;
+            let all = t.all();
+            report_bad(&*t);
+            let all = all?;
+            let waves = beads::waves(&all, &epic, crate::clock::now())?;
+            print_waves(&all, &waves, json.json)?
+        }
+        Cmd::Create {
+            title,
+            description,
+            priority,
+            issue_type,
+            parent,
+            assignee,
+            labels,
+            json,
+        } => {
+            let t = beads::open(&pick(None)?)?;
+            let issue = t.create(&NewIssue {
                 title,
                 description,
                 priority,
                 issue_type,
-                parent,
                 assignee,
                 labels,
-                json,
-            } => {
-                let t = beads::open(&pick(None)?)?;
-                let issue = t.create(&NewIssue {
+                parent,
+            })?;
+            done(
+                &issue,
+                json.json,
+                format!("created {}: {}", issue.id, issue.title),
+            )?
+        }
+        Cmd::Update {
+            id,
+            status,
+            assignee,
+            priority,
+            title,
+            description,
+            json,
+        } => {
+            let t = beads::open(&pick(None)?)?;
+            let issue = t.update(
+                &id,
+                &Update {
+                    status,
+                    assignee,
+                    priority,
                     title,
                     description,
-                    priority,
-                    issue_type,
-                    assignee,
-                    labels,
-                    parent,
-                })?;
-                done(
-                    &issue,
-                    json.json,
-                    format!("created {}: {}", issue.id, issue.title),
-                )?
-            }
-            Cmd::Update {
-                id,
-                status,
-                assignee,
-                priority,
-                title,
-                description,
-                json,
-            } => {
-                let t = beads::open(&pick(None)?)?;
-                let issue = t.update(
-                    &id,
-                    &Update {
-                        status,
-                        assignee,
-                        priority,
-                        title,
-                        description,
-                    },
-                )?;
-                done(&issue, json.json, format!("updated {}", issue.id))?
-            }
-            Cmd::Close { id, reason, json } => {
-                let t = beads::open(&pick(None)?)?;
-                let issue = t.close(&id, reason.as_deref())?;
-                done(&issue, json.json, format!("closed {}", issue.id))?
-            }
-            Cmd::Dep(DepCmd::Add { id, on, kind, json }) => {
-                let t = beads::open(&pick(None)?)?;
-                let issue = t.add_dep(&id, &on, &kind)?;
-                done(&issue, json.json, format!("{id} depends on {on} ({kind})"))?
-            }
-            Cmd::Claim { id, assignee, json } => {
-                let worker = worker(&town, assignee)?;
-                let t = beads::open(&pick(None)?)?;
-                refusal_is_no(t.claim(&id, &worker).and_then(|issue| {
+                },
+            )?;
+            done(&issue, json.json, format!("updated {}", issue.id))?
+        }
+        Cmd::Close { id, reason, json } => {
+            let t = beads::open(&pick(None)?)?;
+            let issue = t.close(&id, reason.as_deref())?;
+            done(&issue, json.json, format!("closed {}", issue.id))?
+        }
+        Cmd::Dep(DepCmd::Add { id, on, kind, json }) => {
+            let t = beads::open(&pick(None)?)?;
+            let issue = t.add_dep(&id, &on, &kind)?;
+            done(&issue, json.json, format!("{id} depends on {on} ({kind})"))?
+        }
+        Cmd::Claim { id, assignee, json } => {
+            let worker = worker(&town, assignee)?;
+            let t = beads::open(&pick(None)?)?;
+            refusal_is_no(
+                t.claim(&id, &worker).and_then(|issue| {
                     done(&issue, json.json, format!("claimed {id} for {worker}"))
-                }))?
-            }
-            Cmd::Release { id, assignee, json } => {
-                let worker = worker(&town, assignee)?;
-                let t = beads::open(&pick(None)?)?;
-                refusal_is_no(
-                    t.release(&id, &worker)
-                        .and_then(|issue| done(&issue, json.json, format!("released {id}"))),
-                )?
-            }
-        };
-    Ok(code)
+                }),
+            )?
+        }
+        Cmd::Release { id, assignee, json } => {
+            let worker = worker(&town, assignee)?;
+            let t = beads::open(&pick(None)?)?;
+            refusal_is_no(
+                t.release(&id, &worker)
+                    .and_then(|issue| done(&issue, json.json, format!("released {id}"))),
+            )?
+        }
+    }
+    Ok(())
 }
 
 /// A claim or release someone else's hold refused is a "no" (exit 1), not an error.
-fn refusal_is_no(r: Result<i32>) -> Result<i32> {
-    match r {
-        Err(e) if e.kind == Kind::Conflict => {
-            super::report(BIN, &e);
-            Ok(exit::NO)
-        }
-        r => r,
-    }
+fn refusal_is_no(r: Result<()>) -> Result<()> {
+    r.map_err(|e| match e.kind {
+        Kind::Conflict => e.with_kind(Kind::Negative),
+        _ => e,
+    })
 }
 
 fn worker(town: &Town, explicit: Option<String>) -> Result<String> {
@@ -356,16 +354,16 @@ fn report_bad(t: &dyn Tracker) {
     }
 }
 
-fn done(issue: &Issue, json: bool, text: String) -> Result<i32> {
+fn done(issue: &Issue, json: bool, text: String) -> Result<()> {
     if json {
         super::print_json(issue)?;
     } else {
         println!("{text}");
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-fn print_issues(issues: &[Issue], json: bool, empty: &str) -> Result<i32> {
+fn print_issues(issues: &[Issue], json: bool, empty: &str) -> Result<()> {
     if json {
         super::print_json(&issues)?;
     } else if issues.is_empty() {
@@ -386,13 +384,13 @@ fn print_issues(issues: &[Issue], json: bool, empty: &str) -> Result<i32> {
             .collect();
         super::print_table(&["ID", "PRI", "TYPE", "STATUS", "ASSIGNEE", "TITLE"], &rows);
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-fn show(t: &dyn Tracker, issue: &Issue, json: bool) -> Result<i32> {
+fn show(t: &dyn Tracker, issue: &Issue, json: bool) -> Result<()> {
     if json {
         super::print_json(issue)?;
-        return Ok(exit::OK);
+        return Ok(());
     }
     println!("{}  {}", issue.id, issue.title);
     println!(
@@ -429,13 +427,13 @@ fn show(t: &dyn Tracker, issue: &Issue, json: bool) -> Result<i32> {
             println!("  {line}");
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-fn print_waves(all: &[Issue], waves: &beads::Waves, json: bool) -> Result<i32> {
+fn print_waves(all: &[Issue], waves: &beads::Waves, json: bool) -> Result<()> {
     if json {
         super::print_json(waves)?;
-        return Ok(exit::OK);
+        return Ok(());
     }
     let graph = beads::rules::Graph::new(all);
     let title = |id: &str| graph.get(id).map_or("", |i| i.title.as_str()).to_string();
@@ -458,5 +456,5 @@ fn print_waves(all: &[Issue], waves: &beads::Waves, json: bool) -> Result<i32> {
     for s in &waves.stuck {
         println!("stuck: {}: {}", s.id, s.reason);
     }
-    Ok(exit::OK)
+    Ok(())
 }

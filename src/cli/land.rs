@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use crate::error::{Error, exit};
+use crate::error::Error;
 use crate::land::{self, MergeKind, Outcome, Predicted, Report, short};
 use crate::town::Town;
 
@@ -43,7 +43,7 @@ pub struct Cli {
     json: bool,
 }
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = super::parse(args);
     super::run("gt-land", || {
         let town = Town::discover()?;
@@ -55,6 +55,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
                 skip_tests: cli.skip_tests,
                 dry_run: cli.dry_run,
             },
+            &mut |p| eprintln!("{p}"),
         )?;
         if cli.json {
             super::print_json(&report)?;
@@ -66,7 +67,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
         }
         match report.refusal() {
             Some(why) => Err(Error::negative(why)),
-            None => Ok(exit::OK),
+            None => Ok(()),
         }
     })
 }

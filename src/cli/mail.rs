@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::address::Address;
 use crate::clock;
-use crate::error::{Error, IoContext, Result, exit};
+use crate::error::{Error, IoContext, Kind, Result};
 use crate::federation::outbox::{self, Sent};
 use crate::federation::{Federation, Target};
 use crate::fsio::Durability;
@@ -182,12 +182,12 @@ enum Cmd {
     },
 }
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = super::parse(args);
     super::run("gt-mail", || dispatch(cli))
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli) -> Result<()> {
     let town = Town::discover()?;
     let me = mail::identity(&town, cli.as_.as_deref())?;
     match cli.cmd {
@@ -248,7 +248,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             } else {
                 println!("nothing to archive; {} kept", done.kept);
             }
-            Ok(exit::OK)
+            Ok(())
         }
         Cmd::Watch {
             address,
@@ -284,7 +284,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     println!("{b}");
                 }
             }
-            Ok(if bad.is_empty() { exit::OK } else { exit::NO })
+            if bad.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::shown(Kind::Negative))
+            }
         }
     }
 }
@@ -339,7 +343,7 @@ fn read_limited(r: impl Read, path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn send_one(town: &Town, mut m: Message, durability: Durability, json: bool) -> Result<i32> {
+fn send_one(town: &Town, mut m: Message, durability: Durability, json: bool) -> Result<()> {
     if m.to.contains(':') {
         let fed = Federation::load(town)?;
         let to = m.to.clone();
@@ -360,7 +364,7 @@ fn send_one(town: &Town, mut m: Message, durability: Durability, json: bool) -> 
     } else {
         println!("sent {} to {}", m.id, m.to);
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// Mail for another machine: spooled, then sent with everything waiting for it.
@@ -370,7 +374,7 @@ fn send_remote(
     mut m: Message,
     durability: Durability,
     json: bool,
-) -> Result<i32> {
+) -> Result<()> {
     if let Some(p) = m.problems().into_iter().next() {
         return Err(Error::invalid(format!("message {}: {p}", m.id)));
     }
@@ -386,11 +390,11 @@ fn send_remote(
             Sent::Queued(why) => println!("queued for {machine}: {why}"),
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// `gt mail flush [<machine>]`: deliver what waits for other machines.
-fn flush(town: &Town, machine: Option<&str>, json: bool) -> Result<i32> {
+fn flush(town: &Town, machine: Option<&str>, json: bool) -> Result<()> {
     let fed = Federation::load(town)?;
     let deadline = crate::federation::ssh::timeout()?;
     let results = match machine {
@@ -425,7 +429,10 @@ fn flush(town: &Town, machine: Option<&str>, json: bool) -> Result<i32> {
             );
         }
     }
-    Ok(if waiting { exit::NO } else { exit::OK })
+    if waiting {
+        return Err(Error::shown(Kind::Negative));
+    }
+    Ok(())
 }
 
 fn report_bad(bad: &[crate::fsio::BadLine]) {
@@ -441,7 +448,7 @@ fn with_read(m: &Message, read: bool) -> Message {
     m
 }
 
-fn inbox(home: &Home, all: bool, json: bool, exit_code: bool) -> Result<i32> {
+fn inbox(home: &Home, all: bool, json: bool, exit_code: bool) -> Result<()> {
     let reader = Reader::owner(home);
     let rows: Vec<(Message, Option<String>)> = if all {
         let marks = reader.all_marks()?;
@@ -499,14 +506,13 @@ fn inbox(home: &Home, all: bool, json: bool, exit_code: bool) -> Result<i32> {
             .collect();
         super::print_table(&header, &table);
     }
-    Ok(if exit_code && rows.is_empty() {
-        exit::NO
-    } else {
-        exit::OK
-    })
+    if exit_code && rows.is_empty() {
+        return Err(Error::shown(Kind::Negative));
+    }
+    Ok(())
 }
 
-fn read(home: &Home, id: &str, json: bool) -> Result<i32> {
+fn read(home: &Home, id: &str, json: bool) -> Result<()> {
     let reader = Reader::owner(home);
     let scan = reader.pending()?;
     let message = match scan.messages.into_iter().find(|p| p.message.id == id) {
@@ -526,7 +532,7 @@ fn read(home: &Home, id: &str, json: bool) -> Result<i32> {
     } else {
         print!("{}", render(&message));
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// A message as a person reads it: headers, blank line, body.
@@ -552,7 +558,7 @@ pub fn render(m: &Message) -> String {
     s
 }
 
-fn ack(home: &Home, ids: Vec<String>, all: bool) -> Result<i32> {
+fn ack(home: &Home, ids: Vec<String>, all: bool) -> Result<()> {
     let reader = Reader::owner(home);
     let pending: Vec<String> = reader
         .pending()?
@@ -576,13 +582,13 @@ fn ack(home: &Home, ids: Vec<String>, all: bool) -> Result<i32> {
     };
     reader.mark(&chosen, "acked")?;
     println!("acked {}", chosen.len());
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// How often `watch` rescans with no event (a missed event costs at most this).
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
 
-fn watch(home: &Home, name: &str, once: bool) -> Result<i32> {
+fn watch(home: &Home, name: &str, once: bool) -> Result<()> {
     let reader = Reader::watcher(home, name)?;
     // SIGTERM/SIGINT/SIGHUP wait until a batch is printed *and* marked, so a
     // stopped watcher restarts exactly where it stopped. (SIGKILL between the
@@ -618,11 +624,11 @@ fn watch(home: &Home, name: &str, once: bool) -> Result<i32> {
     };
     if once {
         emit()?;
-        return Ok(exit::OK);
+        return Ok(());
     }
     crate::fsio::ensure_dir(&home.mail_dir())?;
     Watch::new(&[&home.mail_dir()], RESCAN_EVERY)?.run(|_| emit().map(|()| Flow::Continue))?;
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// Block the stop signals in every thread and handle them on one thread that
@@ -650,7 +656,7 @@ fn handoff(
     body: &Body,
     cycle: bool,
     json: bool,
-) -> Result<i32> {
+) -> Result<()> {
     let home = town.home(me)?;
     let note = read_body(body)?;
     let state = home.state().ok();
@@ -680,7 +686,7 @@ fn handoff(
         m.extra.insert("handoff".into(), h.into());
     }
     // The note first: the next session must find it when the cycle happens.
-    let code = send_one(town, m, Durability::Sync, json)?;
+    send_one(town, m, Durability::Sync, json)?;
     if cycle {
         home.update_state(|s| {
             s.requesting_cycle = true;
@@ -693,10 +699,10 @@ fn handoff(
             );
         }
     }
-    Ok(code)
+    Ok(())
 }
 
-fn deliver(town: &Town, me: &Address, durability: Durability, json: bool) -> Result<i32> {
+fn deliver(town: &Town, me: &Address, durability: Durability, json: bool) -> Result<()> {
     let mut input = Vec::new();
     std::io::stdin()
         .lock()
@@ -739,5 +745,5 @@ fn deliver(town: &Town, me: &Address, durability: Durability, json: bool) -> Res
     } else {
         println!("delivered {}", messages.len());
     }
-    Ok(exit::OK)
+    Ok(())
 }

@@ -3,10 +3,11 @@
 //! them; each `src/bin/*.rs` is one call into this module.
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Kind, Result};
 
 pub mod daemon;
 pub mod gt;
@@ -33,9 +34,31 @@ pub fn commands() -> Vec<clap::Command> {
     ]
 }
 
+/// Exit codes shared by every binary (protocol/README.md, "Exit codes").
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A negative answer: "no unread mail" with `--exit-code`, "not clean", "lost the race".
+    pub const NO: u8 = 1;
+    /// Usage or runtime error (clap uses 2 for usage errors too).
+    pub const ERROR: u8 = 2;
+    /// `gt <sub>` found no built-in and no `gt-<sub>` program.
+    pub const UNKNOWN_COMMAND: u8 = 127;
+}
+
+/// The exit code for an error: the one place an error kind becomes a number.
+pub fn exit_code(e: &Error) -> u8 {
+    match e.kind {
+        Kind::Negative => exit::NO,
+        Kind::UnknownCommand => exit::UNKNOWN_COMMAND,
+        Kind::Invalid | Kind::NotFound | Kind::Conflict | Kind::Io => exit::ERROR,
+    }
+}
+
 /// Set up logging (`GT_LOG=debug`, to stderr), run `f`, print an error as one
-/// line `<bin>: <message>` on stderr, and return the exit code.
-pub fn run(bin: &str, f: impl FnOnce() -> Result<i32>) -> i32 {
+/// line `<bin>: <message>` on stderr, and return the exit code (ripgrep's
+/// `main -> ExitCode`, jj's `try_handle_command_result`).
+pub fn run(bin: &str, f: impl FnOnce() -> Result<()>) -> ExitCode {
     // Rust ignores SIGPIPE, so `gt ... | head` would panic on a closed pipe;
     // a command-line tool should just stop, as cat does.
     // SAFETY: setting a signal disposition at start-up, before any threads.
@@ -44,17 +67,20 @@ pub fn run(bin: &str, f: impl FnOnce() -> Result<i32>) -> i32 {
     }
     init_tracing();
     match f() {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(bin, &e);
-            e.exit_code()
+            ExitCode::from(exit_code(&e))
         }
     }
 }
 
-/// Print an error the one way every binary does.
+/// Print an error the one way every binary does (nothing for an error the
+/// output has already shown).
 pub fn report(bin: &str, e: &Error) {
-    let _ = writeln!(std::io::stderr().lock(), "{bin}: {e}");
+    if !e.is_shown() {
+        let _ = writeln!(std::io::stderr().lock(), "{bin}: {e}");
+    }
 }
 
 fn init_tracing() {
@@ -77,12 +103,12 @@ pub fn parse<P: clap::Parser>(args: Vec<std::ffi::OsString>) -> P {
             exit::OK
         };
         let _ = e.print();
-        std::process::exit(code);
+        std::process::exit(code.into());
     })
 }
 
 /// A binary's `main`: its arguments (the program name first) to an exit code.
-pub type Main = fn(Vec<std::ffi::OsString>) -> i32;
+pub type Main = fn(Vec<std::ffi::OsString>) -> ExitCode;
 
 /// gastown's own tools: `gt <name> ...` runs them inside `gt` instead of
 /// exec'ing `gt-<name>` (one process start instead of two: `gt send` costs what

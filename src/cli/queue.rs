@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Result, exit};
+use crate::error::{Error, Result};
 use crate::queue::{self, Junk, Located, Outcome, Queue, State};
 use crate::town::Town;
 
@@ -99,12 +99,12 @@ enum Cmd {
     },
 }
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = super::parse(args);
     super::run("gt-queue", || dispatch(cli))
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli) -> Result<()> {
     let town = Town::discover()?;
     match cli.cmd {
         Cmd::Add { rig, polecat, json } => {
@@ -118,7 +118,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     added.entry.polecat, added.entry.branch, added.entry.id
                 );
             }
-            Ok(exit::OK)
+            Ok(())
         }
         Cmd::List { rig, all, json } => {
             let q = Queue::of(&town.rig(&rig)?);
@@ -133,7 +133,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             } else {
                 print_entries(&listing.entries, all);
             }
-            Ok(exit::OK)
+            Ok(())
         }
         Cmd::Claim { rig, by, json } => {
             let q = Queue::of(&town.rig(&rig)?);
@@ -144,14 +144,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let (claimed, junk) = q.claim(&by)?;
             report_junk(&junk);
             let Some(claimed) = claimed else {
-                eprintln!(
-                    "gt-queue: nothing pending in {}",
+                return Err(Error::negative(format!(
+                    "nothing pending in {}",
                     q.state_dir(State::Pending).display()
-                );
-                return Ok(exit::NO);
+                )));
             };
             show(&claimed, json)?;
-            Ok(exit::OK)
+            Ok(())
         }
         Cmd::Done {
             entry,
@@ -161,7 +160,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             let q = Queue::of(&town.current_rig(rig.as_deref())?);
             show(&q.finish(&entry, Outcome::Merged { sha })?, json)?;
-            Ok(exit::OK)
+            Ok(())
         }
         Cmd::Fail {
             entry,
@@ -175,7 +174,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 conflicts: Vec::new(),
             };
             show(&q.finish(&entry, outcome)?, json)?;
-            Ok(exit::OK)
+            Ok(())
         }
         Cmd::Requeue {
             rig,
@@ -192,7 +191,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     println!("requeued {}", l.entry.id);
                 }
             }
-            Ok(exit::OK)
+            Ok(())
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Result, exit};
+use crate::error::Result;
 use crate::land;
 use crate::refinery::{Event, Refinery};
 use crate::town::Town;
@@ -42,12 +42,12 @@ enum Cmd {
     },
 }
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = super::parse(args);
     super::run("gt-refinery", || dispatch(cli))
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli) -> Result<()> {
     let town = Town::discover()?;
     let Cmd::Process {
         rig,
@@ -63,13 +63,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
     } else {
         refinery.watch(&mut on)?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn print(event: &Event, json: bool) {
     let out = match (event, json) {
         (Event::Junk(j), _) => {
             eprintln!("gt-refinery: {j}");
+            return;
+        }
+        (Event::Landing(p), _) => {
+            eprintln!("{p}");
             return;
         }
         (Event::Processed(p), true) => super::print_json_line(p),

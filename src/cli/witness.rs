@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Result, exit};
+use crate::error::Result;
 use crate::event::Event;
 use crate::town::Town;
 use crate::witness::{self, Options};
@@ -59,7 +59,7 @@ enum Cmd {
     },
 }
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = super::parse(args);
     super::run("gt-witness", || match cli.cmd {
         Cmd::Patrol { rig, epic, json } => patrol(&rig, epic, json),
@@ -72,7 +72,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
     })
 }
 
-fn patrol(rig: &str, epic: Option<String>, json: bool) -> Result<i32> {
+fn patrol(rig: &str, epic: Option<String>, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
     let actions = witness::patrol(&town, &rig, &Options { epic })?;
@@ -83,10 +83,10 @@ fn patrol(rig: &str, epic: Option<String>, json: bool) -> Result<i32> {
     } else {
         super::print_actions(&actions, false)?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-fn run(rig: &str, epic: Option<String>, every: &str, json: bool) -> Result<i32> {
+fn run(rig: &str, epic: Option<String>, every: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
     let every: Duration = crate::clock::parse_duration(every).map_err(|e| e.context("--every"))?;
@@ -106,5 +106,5 @@ fn run(rig: &str, epic: Option<String>, every: &str, json: bool) -> Result<i32> 
             }
         },
     )?;
-    Ok(exit::OK)
+    Ok(())
 }

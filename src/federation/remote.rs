@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{self, Address};
 use crate::clock;
-use crate::error::{Error, IoContext, Result, exit};
+use crate::error::{Error, IoContext, Result};
 use crate::fsio::{self, Durability};
 use crate::home::Home;
 use crate::mail::{self, MAX_RECORD_BYTES, Message};
@@ -104,11 +104,20 @@ pub struct Receipt {
     pub error: Option<String>,
 }
 
-/// Serve one forced-command call: `command` is `SSH_ORIGINAL_COMMAND`.
-/// Returns the exit code; a refusal is logged in the town and exits 2.
-pub fn serve(town: &Town, from: &str, command: Option<&str>) -> Result<i32> {
+/// What serving a call leaves to the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Served {
+    /// The answer is on stdout.
+    Answered,
+    /// Run this command of our own `gt` on the town (status, kill, capture).
+    Gt(Vec<String>),
+}
+
+/// Serve one forced-command call: `command` is `SSH_ORIGINAL_COMMAND`. A
+/// refusal is logged in the town and returned as an error.
+pub fn serve(town: &Town, from: &str, command: Option<&str>) -> Result<Served> {
     let fed = Federation::load(town)?;
-    let refuse = |reason: String| -> Result<i32> {
+    let refuse = |reason: String| -> Result<Served> {
         let r = Refusal {
             time: clock::now_string(),
             from: from.to_string(),
@@ -119,8 +128,7 @@ pub fn serve(town: &Town, from: &str, command: Option<&str>) -> Result<i32> {
         let log = fed.refusals();
         fsio::ensure_dir(log.parent().expect("federation/ has a parent"))?;
         fsio::append_json(&log, &r, Durability::Buffered)?;
-        eprintln!("gt remote: refused: {reason}");
-        Ok(exit::ERROR)
+        Err(Error::invalid(format!("refused: {reason}")))
     };
     let machine = match fed.machine(from) {
         Ok(m) => m,
@@ -147,7 +155,7 @@ pub fn serve(town: &Town, from: &str, command: Option<&str>) -> Result<i32> {
                 "version": env!("CARGO_PKG_VERSION"),
             });
             crate::cli::print_json_line(&me)?;
-            Ok(exit::OK)
+            Ok(Served::Answered)
         }
         Call::Deliver => {
             let mut input = Vec::new();
@@ -171,26 +179,21 @@ pub fn serve(town: &Town, from: &str, command: Option<&str>) -> Result<i32> {
                 .lock()
                 .write_all(&buf)
                 .at(std::path::Path::new("<stdout>"))?;
-            Ok(exit::OK)
+            Ok(Served::Answered)
         }
-        Call::Status => Ok(in_process(town, &["gt", "status", "--json"])),
-        Call::Kill(a) => Ok(in_process(town, &["gt", "kill", &a.to_string()])),
-        Call::Capture(a) => Ok(in_process(
-            town,
-            &["gt", "capture", &a.to_string(), "--json"],
-        )),
+        Call::Status => Ok(gt(&["status", "--json"])),
+        Call::Kill(a) => Ok(gt(&["kill", &a.to_string()])),
+        Call::Capture(a) => Ok(gt(&["capture", &a.to_string(), "--json"])),
     }
 }
 
-/// Run one of our own `gt` commands, with arguments we built, on `town`.
-fn in_process(town: &Town, argv: &[&str]) -> i32 {
-    // SAFETY: `gt remote` is single-threaded until here; nothing reads the
-    // environment concurrently.
-    unsafe {
-        std::env::set_var("GT_TOWN", town.root());
-        std::env::remove_var("GT_ADDRESS");
-    }
-    crate::cli::gt::main(argv.iter().map(Into::into).collect())
+fn gt(args: &[&str]) -> Served {
+    Served::Gt(
+        std::iter::once("gt")
+            .chain(args.iter().copied())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Deliver JSONL `input` from machine `from`: each record's `from` must be

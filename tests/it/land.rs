@@ -590,7 +590,13 @@ fn integrate_lands_a_branch_pushed_to_origin() {
     let plan = land::preview(&rig, &source, true).unwrap();
     assert_eq!(plan.merge, land::Predicted::FastForward);
     assert_eq!(plan.tip, sha);
-    let outcome = land::integrate(&rig, &source, "unused for a fast-forward", true).unwrap();
+    let mut progress = Vec::new();
+    let outcome = land::integrate(&rig, &source, "unused for a fast-forward", true, &mut |p| {
+        progress.push(p)
+    })
+    .unwrap();
+    // No other landing held the lock and none was left half-done.
+    assert_eq!(progress, []);
     let Outcome::Landed { head, tests, .. } = outcome else {
         panic!("{outcome:?}");
     };

@@ -191,6 +191,20 @@ fn unknown_subcommand_exits_127_with_a_hint() {
     let (code, err) = env.fails("gt", &["sttaus"]);
     assert_eq!(code, 127);
     assert!(err.contains("did you mean 'status'?"), "{err}");
+    // Reported like every other error: one line, `gt: <message> (<hint>)`.
+    assert_eq!(
+        err,
+        "gt: unknown command 'sttaus': no built-in and no gt-sttaus beside gt or on PATH (did you mean 'status'?)\n"
+    );
+    // Nothing close: no hint.
+    assert_eq!(
+        env.fails("gt", &["zzzzzzzz"]),
+        (
+            127,
+            "gt: unknown command 'zzzzzzzz': no built-in and no gt-zzzzzzzz beside gt or on PATH\n"
+                .to_string()
+        )
+    );
 }
 
 #[test]

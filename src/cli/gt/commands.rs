@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::address::{Address, Role};
 use crate::cli::{print_json, print_table};
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Kind, Result};
 use crate::home::Home;
 use crate::polecat;
 use crate::rig;
@@ -15,7 +15,7 @@ use crate::session;
 use crate::status::{self, AgentRow, agent_row, rig_rows};
 use crate::town::{self, Bare, Town};
 
-pub(super) fn install(path: Option<PathBuf>, name: Option<String>, json: bool) -> Result<i32> {
+pub(super) fn install(path: Option<PathBuf>, name: Option<String>, json: bool) -> Result<()> {
     let path = path.unwrap_or_else(|| PathBuf::from("."));
     let done = town::install(&path, name.as_deref())?;
     if json {
@@ -29,10 +29,10 @@ pub(super) fn install(path: Option<PathBuf>, name: Option<String>, json: bool) -
             done.root.display()
         );
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn rig_add(name: &str, url: &str, prefix: Option<String>, json: bool) -> Result<i32> {
+pub(super) fn rig_add(name: &str, url: &str, prefix: Option<String>, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rig = rig::add(&town, name, url, &rig::AddOptions { prefix })?;
     if json {
@@ -41,10 +41,10 @@ pub(super) fn rig_add(name: &str, url: &str, prefix: Option<String>, json: bool)
     } else {
         println!("added rig {} at {}", rig.name, rig.path.display());
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn rigs(json: bool) -> Result<i32> {
+pub(super) fn rigs(json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rows = rig_rows(&town)?;
     if json {
@@ -56,7 +56,7 @@ pub(super) fn rigs(json: bool) -> Result<i32> {
             .collect();
         print_table(&["RIG", "POLECATS", "GIT_URL"], &table);
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn print_agents(rows: &[AgentRow]) {
@@ -101,7 +101,7 @@ fn print_agents(rows: &[AgentRow]) {
     }
 }
 
-pub(super) fn status(all_machines: bool, json: bool) -> Result<i32> {
+pub(super) fn status(all_machines: bool, json: bool) -> Result<()> {
     if all_machines {
         return super::machines::status_all(json, print_status);
     }
@@ -112,7 +112,7 @@ pub(super) fn status(all_machines: bool, json: bool) -> Result<i32> {
     } else {
         print_status(&report);
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// An age as people read it: `45s`, `3m`, `2h`, `4d`; `-` for none.
@@ -161,14 +161,14 @@ fn print_status(report: &status::StatusReport) {
     print_agents(&report.agents);
 }
 
-pub(super) fn polecats(rig: &str, json: bool) -> Result<i32> {
+pub(super) fn polecats(rig: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rows = status::polecats(&town.rig(rig)?)?;
     print_rows(&rows, json, &format!("no polecats in rig {rig}"))
 }
 
 /// A list of agents as JSON, a table, or `empty` when there are none.
-fn print_rows(rows: &[AgentRow], json: bool, empty: &str) -> Result<i32> {
+fn print_rows(rows: &[AgentRow], json: bool, empty: &str) -> Result<()> {
     if json {
         print_json(&rows)?;
     } else if rows.is_empty() {
@@ -176,7 +176,7 @@ fn print_rows(rows: &[AgentRow], json: bool, empty: &str) -> Result<i32> {
     } else {
         print_agents(rows);
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -190,7 +190,7 @@ struct Whoami {
     town: PathBuf,
 }
 
-pub(super) fn whoami(json: bool) -> Result<i32> {
+pub(super) fn whoami(json: bool) -> Result<()> {
     let town = Town::discover()?;
     let me = town.whoami()?;
     let addr = me.address;
@@ -216,16 +216,16 @@ pub(super) fn whoami(json: bool) -> Result<i32> {
     } else {
         println!("{} {}", id.role, id.address);
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn prime(json: bool) -> Result<i32> {
+pub(super) fn prime(json: bool) -> Result<()> {
     let town = Town::discover()?;
     let home = crate::worker::caller(&town)?;
     let p = crate::worker::prime(&town, &home)?;
     if json {
         print_json(&p)?;
-        return Ok(exit::OK);
+        return Ok(());
     }
     println!(
         "You are {} ({}), generation {}.",
@@ -244,10 +244,10 @@ pub(super) fn prime(json: bool) -> Result<i32> {
     for line in &p.how {
         println!("- {line}");
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn done(json: bool) -> Result<i32> {
+pub(super) fn done(json: bool) -> Result<()> {
     let town = Town::discover()?;
     let home = crate::worker::caller(&town)?;
     let m = crate::worker::done(&town, &home)?;
@@ -256,16 +256,16 @@ pub(super) fn done(json: bool) -> Result<i32> {
     } else {
         println!("{}: done sent to {} ({})", home.address, m.to, m.id);
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn heartbeat() -> Result<i32> {
+pub(super) fn heartbeat() -> Result<()> {
     let town = Town::discover()?;
     crate::worker::heartbeat(&crate::worker::caller(&town)?)?;
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result<i32> {
+pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
     let name = name.unwrap_or_else(|| polecat::free_name(&rig));
@@ -275,10 +275,10 @@ pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result
     } else {
         println!("added polecat {} at {}", home.address, home.path.display());
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result<i32> {
+pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rig = town.current_rig(rig.as_deref())?;
     let spawned = polecat::spawn(&town, &rig, &opts)?;
@@ -295,10 +295,10 @@ pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool
             spawned.log.display()
         );
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn kill(spec: &str) -> Result<i32> {
+pub(super) fn kill(spec: &str) -> Result<()> {
     let town = Town::discover()?;
     let home = town.agent(spec, Role::Polecat, None)?;
     let stopped = session::stop_home(&home)?;
@@ -311,11 +311,11 @@ pub(super) fn kill(spec: &str) -> Result<i32> {
             "was not running"
         }
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// Stop the live sessions of every home in the town (or one rig).
-pub(super) fn stop(rig: Option<String>, json: bool) -> Result<i32> {
+pub(super) fn stop(rig: Option<String>, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let homes = match rig {
         Some(r) => town.rig(&r)?.homes()?,
@@ -335,10 +335,10 @@ pub(super) fn stop(rig: Option<String>, json: bool) -> Result<i32> {
         }
         println!("{} session(s) stopped", stopped.len());
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn plugins(rig: &str, json: bool) -> Result<i32> {
+pub(super) fn plugins(rig: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rows = status::plugins(&town.rig(rig)?)?;
     print_rows(
@@ -348,7 +348,7 @@ pub(super) fn plugins(rig: &str, json: bool) -> Result<i32> {
     )
 }
 
-pub(super) fn plugin_add(rig: &str, name: &str) -> Result<i32> {
+pub(super) fn plugin_add(rig: &str, name: &str) -> Result<()> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;
     let address = Address::named(Role::Plugin, &rig.name, name)?;
@@ -363,10 +363,10 @@ pub(super) fn plugin_add(rig: &str, name: &str) -> Result<i32> {
         home.path.display(),
         home.address
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn plugin_status(spec: &str, json: bool) -> Result<i32> {
+pub(super) fn plugin_status(spec: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let row = agent_row(&town.agent(spec, Role::Plugin, None)?);
     if json {
@@ -374,27 +374,27 @@ pub(super) fn plugin_status(spec: &str, json: bool) -> Result<i32> {
     } else {
         print_agents(std::slice::from_ref(&row));
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn wake_sleep(spec: &str, awake: bool) -> Result<i32> {
+pub(super) fn wake_sleep(spec: &str, awake: bool) -> Result<()> {
     let town = Town::discover()?;
     let home = town.agent(spec, Role::Polecat, None)?;
     let status = polecat::set_awake(&home, awake)?;
     println!("{} is {status}", home.address);
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn demo(dir: Option<PathBuf>) -> Result<i32> {
+pub(super) fn demo(dir: Option<PathBuf>) -> Result<()> {
     let dir = dir.unwrap_or_else(|| {
         let stamp = crate::clock::now().strftime("%Y%m%d-%H%M%S");
         std::env::temp_dir().join(format!("gt-demo-{stamp}-{}", std::process::id()))
     });
     crate::demo::run(&dir, Box::new(std::io::stdout()))?;
-    Ok(exit::OK)
+    Ok(())
 }
 
-pub(super) fn doctor(fix: bool, json: bool) -> Result<i32> {
+pub(super) fn doctor(fix: bool, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let findings = crate::doctor::run(&town, fix)?;
     if json {
@@ -430,11 +430,11 @@ pub(super) fn doctor(fix: bool, json: bool) -> Result<i32> {
             }
         );
     }
-    Ok(if findings.iter().all(|f| f.fixed) {
-        exit::OK
+    if findings.iter().all(|f| f.fixed) {
+        Ok(())
     } else {
-        exit::NO
-    })
+        Err(Error::shown(Kind::Negative))
+    }
 }
 
 /// The agent `spec` names (a bare name is a polecat of the current rig) and
@@ -469,7 +469,7 @@ struct InjectReport {
     injected: session::Injected,
 }
 
-pub(super) fn inject(spec: &str, message: &str, json: bool) -> Result<i32> {
+pub(super) fn inject(spec: &str, message: &str, json: bool) -> Result<()> {
     let (home, id) = live_session(spec)?;
     let injected = session::inject(&id, message).map_err(|e| e.context(&home.address))?;
     let report = InjectReport {
@@ -490,7 +490,7 @@ pub(super) fn inject(spec: &str, message: &str, json: bool) -> Result<i32> {
             }
         );
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -507,7 +507,7 @@ pub(super) fn capture(
     last: Option<usize>,
     wait: &str,
     json: bool,
-) -> Result<i32> {
+) -> Result<()> {
     let wait = crate::clock::parse_duration(wait).map_err(|e| e.context("--wait"))?;
     let (home, id) = live_session(spec)?;
     let lines = match command {
@@ -537,5 +537,5 @@ pub(super) fn capture(
             println!("{l}");
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }

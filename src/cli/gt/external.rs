@@ -6,8 +6,9 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use crate::address::did_you_mean;
-use crate::error::{Error, Result, exit};
+use std::process::ExitCode;
+
+use crate::error::{Error, Kind, Result};
 
 use super::Cli;
 
@@ -20,38 +21,43 @@ const ALIASES: &[(&str, &[&str])] = &[
     ("merge-queue", &["queue"]),
 ];
 
-/// Run gastown's own tool `<sub>` (or an alias's target) in this process, or
-/// else `gt-<sub>` in place of this process.
-pub(super) fn external(args: Vec<OsString>) -> Result<i32> {
+/// Run gastown's own tool `<sub>` (or an alias's target) in this process
+/// (it reports its own errors, as `gt-<sub>` would), or else `gt-<sub>` in
+/// place of this process.
+pub(super) fn run(args: Vec<OsString>) -> ExitCode {
     let (sub, rest) = args.split_first().expect("clap gives the subcommand name");
-    let sub_str = sub.to_string_lossy().into_owned();
+    let sub = sub.to_string_lossy().into_owned();
     let mut argv: Vec<OsString> = Vec::new();
-    let program = match ALIASES.iter().find(|(alias, _)| *alias == sub_str) {
+    let program = match ALIASES.iter().find(|(alias, _)| *alias == sub) {
         Some((_, target)) => {
             argv.extend(target[1..].iter().map(OsString::from));
             target[0].to_string()
         }
-        None => sub_str.clone(),
+        None => sub.clone(),
     };
     argv.extend(rest.iter().cloned());
     if let Some((_, tool)) = crate::cli::TOOLS.iter().find(|(name, _)| *name == program) {
-        tracing::debug!(?argv, tool = %program, "in-process");
         argv.insert(0, format!("gt-{program}").into());
-        return Ok(tool(argv));
+        return tool(argv);
     }
+    crate::cli::run("gt", || exec(&sub, &program, &argv))
+}
+
+/// Replace this process with `gt-<program>`; returns only on failure.
+fn exec(sub: &str, program: &str, argv: &[OsString]) -> Result<()> {
     let Some(path) = find_program(&format!("gt-{program}")) else {
-        let known = list_commands();
-        let mut msg = format!(
-            "gt: unknown command '{sub_str}' (no built-in and no gt-{program} beside gt or on PATH)"
-        );
-        if let Some(s) = did_you_mean(&sub_str, known.iter().map(String::as_str)) {
-            msg.push_str(&format!("; did you mean '{s}'?"));
-        }
-        eprintln!("{msg}");
-        return Ok(exit::UNKNOWN_COMMAND);
+        // Quoted candidates, so the hint reads like the message: 'status'.
+        let known: Vec<String> = list_commands().iter().map(|c| format!("'{c}'")).collect();
+        return Err(Error::new(
+            Kind::UnknownCommand,
+            format!(
+                "unknown command '{sub}': no built-in and no gt-{program} beside gt or on PATH"
+            ),
+        )
+        .suggest(&format!("'{sub}'"), known.iter().map(String::as_str)));
     };
     tracing::debug!(?path, ?argv, "exec");
-    let err = std::process::Command::new(&path).args(&argv).exec();
+    let err = std::process::Command::new(&path).args(argv).exec();
     Err(Error::io(&path, err))
 }
 

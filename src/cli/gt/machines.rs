@@ -3,12 +3,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::cli::{print_json, print_table};
-use crate::error::{Error, IoContext, Result, exit};
+use crate::error::{Error, IoContext, Result};
 use crate::federation::probe::{self, Seen};
 use crate::federation::{Federation, remote, ssh};
 use crate::status::{self, StatusReport};
@@ -49,7 +50,7 @@ pub struct RemoteArgs {
 }
 
 /// `gt machines [--json]` and `gt machines authorize`.
-pub(super) fn machines(args: MachinesArgs) -> Result<i32> {
+pub(super) fn machines(args: MachinesArgs) -> Result<()> {
     let town = Town::discover()?;
     let fed = Federation::load(&town)?;
     if let Some(MachinesCmd::Authorize {
@@ -87,7 +88,7 @@ pub(super) fn machines(args: MachinesArgs) -> Result<i32> {
             &rows,
         );
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn age(s: Option<u64>) -> String {
@@ -99,7 +100,7 @@ fn authorize(
     machine: &str,
     pubkey: &std::path::Path,
     install: bool,
-) -> Result<i32> {
+) -> Result<()> {
     fed.machine(machine)?;
     let key = std::fs::read_to_string(pubkey).at(pubkey)?;
     let gt = std::env::current_exe()
@@ -109,7 +110,7 @@ fn authorize(
         .map_err(|e| e.context(pubkey.display()))?;
     if !install {
         println!("{line}");
-        return Ok(exit::OK);
+        return Ok(());
     }
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -129,7 +130,7 @@ fn authorize(
     };
     if existing.lines().any(|l| l == line) {
         println!("{}: already authorizes {machine}", path.display());
-        return Ok(exit::OK);
+        return Ok(());
     }
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -147,16 +148,34 @@ fn authorize(
         "{}: authorized {machine} for gt remote only",
         path.display()
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 /// `gt remote`: the forced command. Its request is in SSH_ORIGINAL_COMMAND.
-pub(super) fn remote(args: RemoteArgs) -> Result<i32> {
-    let town = Town::open(&args.town).map_err(|e| e.context("--town"))?;
-    let command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
-    remote::serve(&town, &args.from, command.as_deref())
+/// Status, kill and capture run our own `gt` in this process, which reports
+/// its own errors and exit code.
+pub(super) fn remote(args: RemoteArgs) -> ExitCode {
+    let mut then = None;
+    let code = crate::cli::run("gt remote", || {
+        let town = Town::open(&args.town).map_err(|e| e.context("--town"))?;
+        let command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+        if let remote::Served::Gt(argv) = remote::serve(&town, &args.from, command.as_deref())? {
+            then = Some((town, argv));
+        }
+        Ok(())
+    });
+    let Some((town, argv)) = then else {
+        return code;
+    };
+    // SAFETY: `gt remote` is single-threaded until here; nothing reads the
+    // environment concurrently.
+    unsafe {
+        std::env::set_var("GT_TOWN", town.root());
+        std::env::remove_var("GT_ADDRESS");
+    }
+    super::main(argv.into_iter().map(Into::into).collect())
 }
 
 /// One machine in `gt status --all-machines --json`.
@@ -175,7 +194,7 @@ struct AllMachines {
 }
 
 /// `gt status --all-machines`: this town, then every other machine's.
-pub(super) fn status_all(json: bool, print: impl Fn(&StatusReport)) -> Result<i32> {
+pub(super) fn status_all(json: bool, print: impl Fn(&StatusReport)) -> Result<()> {
     let town = Town::discover()?;
     let fed = Federation::load(&town)?;
     let local = status::report(&town)?;
@@ -199,7 +218,7 @@ pub(super) fn status_all(json: bool, print: impl Fn(&StatusReport)) -> Result<i3
             local,
             machines,
         })?;
-        return Ok(exit::OK);
+        return Ok(());
     }
     println!(
         "machine {} (here)",
@@ -226,5 +245,5 @@ pub(super) fn status_all(json: bool, print: impl Fn(&StatusReport)) -> Result<i3
             ),
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }

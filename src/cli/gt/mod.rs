@@ -13,25 +13,29 @@ mod machines;
 pub use args::Cli;
 use args::{Cmd, PluginCmd, PolecatCmd, RigCmd};
 
-use crate::error::{Result, exit};
+use crate::error::{Error, Kind, Result};
 use crate::polecat;
 
-pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli: Cli = crate::cli::parse(args);
-    crate::cli::run("gt", || dispatch(cli))
+    match cli.cmd {
+        Some(Cmd::External(args)) => external::run(args),
+        Some(Cmd::Remote(args)) => machines::remote(args),
+        cmd => crate::cli::run("gt", || dispatch(cli.list, cmd)),
+    }
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
-    if cli.list {
+fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
+    if list {
         for name in external::list_commands() {
             println!("{name}");
         }
-        return Ok(exit::OK);
+        return Ok(());
     }
-    let Some(cmd) = cli.cmd else {
+    let Some(cmd) = cmd else {
         use clap::CommandFactory;
         Cli::command().print_help().ok();
-        return Ok(exit::ERROR);
+        return Err(Error::shown(Kind::Invalid));
     };
     match cmd {
         Cmd::Install { path, name, json } => commands::install(path, name, json.json),
@@ -44,7 +48,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Rig(RigCmd::List(json)) | Cmd::Rigs(json) => commands::rigs(json.json),
         Cmd::Status { all_machines, json } => commands::status(all_machines, json.json),
         Cmd::Machines(args) => machines::machines(args),
-        Cmd::Remote(args) => machines::remote(args),
+        Cmd::Remote(_) => unreachable!("main serves gt remote"),
         Cmd::Polecats { rig, json } => commands::polecats(&rig, json.json),
         Cmd::Whoami(json) => commands::whoami(json.json),
         Cmd::Prime(json) => commands::prime(json.json),
@@ -91,6 +95,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
             wait,
             json,
         } => commands::capture(&agent, command.as_deref(), lines, &wait, json.json),
-        Cmd::External(args) => external::external(args),
+        Cmd::External(_) => unreachable!("main runs external commands"),
     }
 }
