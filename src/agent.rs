@@ -245,6 +245,17 @@ impl AgentConfig {
     }
 }
 
+/// What `home`'s runtime shows in its live session `session` now; `None`
+/// when the session has no terminal or the preset cannot read screens.
+pub fn screen_of(town: &Town, home: &Home, session: &str) -> Option<Screen> {
+    let preset = AgentConfig::resolve(town, home.address.rig()).ok()?.preset;
+    if preset == Preset::Custom || !crate::session::has_terminal(session) {
+        return None;
+    }
+    let lines = crate::session::capture(session, None).ok()?;
+    Some(preset.screen(&lines))
+}
+
 /// The first prompt of `addr`'s agent: it names its issue, if any, and
 /// points at `gt prime`.
 pub fn first_prompt(addr: &crate::address::Address, issue: Option<&str>) -> String {

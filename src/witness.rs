@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::address::Address;
+use crate::agent::Screen;
 use crate::error::{Error, Kind, Result};
 use crate::event::{Action, Event, act};
 use crate::fsio::Durability;
@@ -91,12 +92,27 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
         if alive {
             let quiet = silence(&home, &state)?;
             if quiet > stuck_after {
-                actions.extend(nudge(
-                    town,
-                    &witness,
-                    &home,
-                    &format!("no heartbeat for {}s", quiet.as_secs()),
-                ));
+                let silent = format!("no heartbeat for {}s", quiet.as_secs());
+                // A runtime mid-turn is working, not stuck (a long model call
+                // runs no hook); one at a dialog waits for a human, and a
+                // typed nudge's Enter would answer the dialog.
+                let session = state.session.as_deref().unwrap_or_default();
+                match crate::agent::screen_of(town, &home, session) {
+                    Some(Screen::Busy) => actions.push(act(
+                        &home.address,
+                        "busy",
+                        format!("{silent}, but its screen shows a turn in progress; not nudged"),
+                    )),
+                    Some(Screen::Dialog(dialog)) => actions.push(act(
+                        &home.address,
+                        "blocked",
+                        format!(
+                            "its runtime waits at a dialog: {dialog}; answer it with `gt capture {}` and tmux, or stop it with `gt kill {}`",
+                            home.address, home.address
+                        ),
+                    )),
+                    _ => actions.extend(nudge(town, &witness, &home, &silent)),
+                }
             }
             continue;
         }

@@ -286,65 +286,8 @@ fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() 
         ),
         Turn::text("Done: reported to my Witness."),
     ]);
-    let config = env.path().join("claude-config");
-    claude_config(&config);
-    edit_json(&rig.join("config.json"), |c| {
-        c["agent"] = "claude".into();
-        c["agent_env"] = serde_json::json!({
-            "CLAUDE_CONFIG_DIR": config.display().to_string(),
-            "ANTHROPIC_BASE_URL": model.url(),
-            "ANTHROPIC_API_KEY": KEY,
-            "GIT_AUTHOR_NAME": "Nux", "GIT_AUTHOR_EMAIL": "nux@example.invalid",
-            "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
-        });
-    });
-    // Someone else started the town's tmux server, with an environment in
-    // which `claude` cannot be found and the model is elsewhere: the session
-    // must get the spawner's environment and agent_env, not the server's.
-    let socket = gastown::session::tmux_socket(&env.town.canonicalize().unwrap());
-    let started = Command::new("tmux")
-        .args([
-            "-L",
-            &socket,
-            "new-session",
-            "-d",
-            "-s",
-            "other",
-            "sleep 600",
-        ])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .status()
-        .unwrap();
-    assert!(started.success());
-
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = ok_output(
-        env.cmd("gt")
-            .env("PATH", &path)
-            .args(["spawn", "--issue", &id, "--json"]),
-    );
-    let spawned: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let session = spawned["session"].as_str().unwrap().to_string();
-    let screen = || {
-        gastown::session::capture(&session, None)
-            .map(|l| l.join("\n"))
-            .unwrap_or_else(|e| e.to_string())
-    };
-    let turn = |n: usize| {
-        model.try_wait_turn(n, WAIT).unwrap_or_else(|| {
-            panic!(
-                "turn {n} did not reach the scripted model; requests: {}; screen:\n{}",
-                model.seen(),
-                screen()
-            )
-        })
-    };
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
+    let turn = |n: usize| spawned.turn(&model, n);
 
     // The first prompt names the issue and points at gt prime; the
     // instructions gastown wrote into the clone came along.
@@ -389,6 +332,167 @@ fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() 
     assert!(
         wait_until(30, || beat.exists()),
         "no heartbeat from the hooks; screen:\n{}",
-        screen()
+        spawned.screen()
     );
+}
+
+/// A polecat spawned by `gt spawn` with the `claude` preset.
+struct Spawned {
+    session: String,
+}
+
+impl Spawned {
+    fn screen(&self) -> String {
+        gastown::session::capture(&self.session, None)
+            .map(|l| l.join("\n"))
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    /// The `n`th turn at the model; on timeout the failure shows the screen.
+    fn turn(&self, model: &Model, n: usize) -> crate::model::Request {
+        model.try_wait_turn(n, WAIT).unwrap_or_else(|| {
+            panic!(
+                "turn {n} did not reach the scripted model; requests: {}; screen:\n{}",
+                model.seen(),
+                self.screen()
+            )
+        })
+    }
+
+    /// Poll the screen until the preset reads `want` (bounded).
+    fn wait_screen(&self, want: &Screen) {
+        let deadline = Instant::now() + WAIT;
+        while Preset::Claude.screen(&gastown::session::capture(&self.session, None).unwrap())
+            != *want
+        {
+            assert!(
+                Instant::now() < deadline,
+                "not {want:?} within {WAIT:?}; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Set `rig` to the `claude` preset with `agent_env` pointing it at `model`
+/// (and a git identity), then `gt spawn` polecat r/Nux on `issue`. The town's
+/// tmux server is started first by someone else, with an environment in which
+/// `claude` cannot be found and the model is elsewhere: the session must get
+/// the spawner's environment and agent_env, not the server's.
+fn spawn_claude(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &str) -> Spawned {
+    let config = env.path().join("claude-config");
+    claude_config(&config);
+    edit_json(&rig.join("config.json"), |c| {
+        c["agent"] = "claude".into();
+        c["agent_env"] = serde_json::json!({
+            "CLAUDE_CONFIG_DIR": config.display().to_string(),
+            "ANTHROPIC_BASE_URL": model.url(),
+            "ANTHROPIC_API_KEY": KEY,
+            "GIT_AUTHOR_NAME": "Nux", "GIT_AUTHOR_EMAIL": "nux@example.invalid",
+            "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
+        });
+    });
+    let socket = gastown::session::tmux_socket(&env.town.canonicalize().unwrap());
+    let started = Command::new("tmux")
+        .args([
+            "-L",
+            &socket,
+            "new-session",
+            "-d",
+            "-s",
+            "other",
+            "sleep 600",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = ok_output(
+        env.cmd("gt")
+            .env("PATH", &path)
+            .args(["spawn", "--issue", issue, "--json"]),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    Spawned {
+        session: v["session"].as_str().unwrap().to_string(),
+    }
+}
+
+/// `gt witness patrol r --json` as if `later` had come: (action, subject, detail).
+fn patrol_at(env: &TestEnv, later: &str) -> Vec<(String, String, String)> {
+    let out = ok_output(
+        env.cmd("gt")
+            .env("GT_NOW", later)
+            .args(["witness", "patrol", "r", "--json"]),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (f("action"), f("subject"), f("detail"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_once() {
+    let Some(bin) = claude_bin_dir() else { return };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    edit_json(&rig.join("config.json"), |c| c["stuck_after"] = "1m".into());
+    let id = env.issue("r", "Think hard");
+    let model = Model::start(vec![
+        Turn::text("Thought it through.").slow(Duration::from_secs(8)),
+        Turn::text("Back at it."),
+    ]);
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
+    spawned.turn(&model, 1);
+    spawned.wait_screen(&Screen::Busy);
+    // An hour of silence by the clock, but the turn is still running: no nudge.
+    let later = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap()
+        .to_string();
+    let actions = patrol_at(&env, &later);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].0.as_str(), actions[0].1.as_str()),
+        ("busy", "r/Nux")
+    );
+    assert!(
+        env.inbox("r/polecats/Nux")
+            .iter()
+            .all(|m| m["type"] != "nudge")
+    );
+
+    // Once the turn is over it is silent at its prompt: the nudge is typed
+    // and reaches the model once, as the next turn.
+    spawned.wait_screen(&Screen::Ready {
+        input: Some(String::new()),
+    });
+    let actions = patrol_at(&env, &later);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].0.as_str(), actions[0].1.as_str()),
+        ("nudged", "r/Nux")
+    );
+    let second = spawned.turn(&model, 2);
+    let nudge = "[gt] nudge 1/3 from r/witness: no heartbeat for";
+    mentioned_once(&second, nudge);
+    let texts = second.texts();
+    assert!(
+        texts.last().is_some_and(|t| t.starts_with(nudge)),
+        "{texts:?}"
+    );
+    assert_eq!(model.turns().len(), 2);
 }
