@@ -34,6 +34,12 @@ pub struct Lock {
     _file: File,
 }
 
+impl std::os::fd::AsFd for Lock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self._file.as_fd()
+    }
+}
+
 /// Take the exclusive lock on `path` itself (normally a sidecar from [`lock_path`]),
 /// creating it if needed. Blocks until the lock is free.
 pub fn lock_file(path: &Path) -> Result<Lock> {

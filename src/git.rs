@@ -2,8 +2,10 @@
 //! so https, ssh, credential helpers and the user's config all work as they do in
 //! a shell; git2 (built without OpenSSL) inspects local repositories.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use git2::{Oid, Repository};
 
@@ -22,6 +24,20 @@ pub fn run(dir: Option<&Path>, args: &[&str]) -> Result<String> {
 /// Run `git` and return its whole output, whatever its exit status.
 fn output(dir: Option<&Path>, args: &[&str]) -> Result<Output> {
     let mut cmd = Command::new("git");
+    let held = HELD.load(Ordering::SeqCst);
+    if held >= 0 {
+        // SAFETY: fcntl is async-signal-safe; nothing else runs before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::fcntl::fcntl(
+                    std::os::fd::BorrowedFd::borrow_raw(held),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )
+                .map(drop)
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
     if let Some(d) = dir {
         check_inside(d)?;
         cmd.current_dir(d);
@@ -38,12 +54,21 @@ fn output(dir: Option<&Path>, args: &[&str]) -> Result<Output> {
     })
 }
 
+/// git's line naming a lock file in its way: its last line ("remove the file
+/// manually to continue") does not name the file.
+fn lock_in_the_way(stderr: &str) -> Option<&str> {
+    let line = stderr.lines().find(|l| l.contains("Unable to create '"))?;
+    Some(
+        line.trim()
+            .trim_start_matches("remote: ")
+            .trim_start_matches("fatal: "),
+    )
+}
+
 fn failure(args: &[&str], out: &Output) -> Error {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
+    let last = lock_in_the_way(&stderr)
+        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or("failed")
         .trim();
     let last = last.strip_prefix("fatal: ").unwrap_or(last);
@@ -51,6 +76,28 @@ fn failure(args: &[&str], out: &Output) -> Error {
         Kind::Io,
         format!("git {}: {last}", args.first().unwrap_or(&"")),
     )
+}
+
+/// The fd of the lock every git child holds too ([`hold_in_children`]); -1: none.
+static HELD: AtomicI32 = AtomicI32::new(-1);
+
+/// Until dropped, every git process started here inherits `lock` (its
+/// `flock` stays held while any of them lives): a git left running by a
+/// killed landing keeps the landing lock, so whoever gets the lock next
+/// knows that no git works in the clone and its lock files are stale.
+pub fn hold_in_children(lock: &crate::fsio::Lock) -> Holding {
+    use std::os::fd::{AsFd, AsRawFd};
+    HELD.store(lock.as_fd().as_raw_fd(), Ordering::SeqCst);
+    Holding(())
+}
+
+/// See [`hold_in_children`].
+pub struct Holding(());
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        HELD.store(-1, Ordering::SeqCst);
+    }
 }
 
 /// Clone `url` (any URL git accepts, or a local path) into `dest`.
@@ -208,7 +255,13 @@ pub fn push(dir: &Path, remote: &str, refspec: &str) -> Result<()> {
     let refused = stdout.lines().find_map(|l| {
         let mut f = l.strip_prefix("!\t")?.split('\t');
         let to = f.next()?.rsplit(':').next()?;
-        Some(format!("{to} rejected by {remote}: {}", f.next()?))
+        let why = f.next()?;
+        Some(
+            match lock_in_the_way(&String::from_utf8_lossy(&out.stderr)) {
+                Some(lock) => format!("{to} rejected by {remote}: {why}: {lock}"),
+                None => format!("{to} rejected by {remote}: {why}"),
+            },
+        )
     });
     Err(match refused {
         Some(why) => Error::new(Kind::Conflict, format!("git push: {why}")),

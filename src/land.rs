@@ -244,6 +244,8 @@ pub enum Progress {
     Waiting { lock: PathBuf, rig: String },
     /// A landing that died midway left the clone behind; it is put back at `base`.
     Recovering { clone: PathBuf, base: String },
+    /// A git lock file a dead landing left in the clone was removed.
+    StaleLock { file: PathBuf },
 }
 
 impl std::fmt::Display for Progress {
@@ -259,6 +261,11 @@ impl std::fmt::Display for Progress {
                 "{}: an earlier landing was interrupted; putting the clone back at {}",
                 clone.display(),
                 short(base)
+            ),
+            Progress::StaleLock { file } => write!(
+                f,
+                "{}: removed, a git lock file left by an interrupted landing",
+                file.display()
             ),
         }
     }
@@ -316,6 +323,7 @@ fn recover(rig: &Rig, on: &mut dyn FnMut(Progress)) -> Result<()> {
     if !clone.join(".git").exists() {
         return Ok(()); // Target::check says what is wrong
     }
+    remove_stale_locks(&clone, on)?;
     let Some(base) = git::resolve(&clone, LANDING_BASE_REF)? else {
         return Ok(());
     };
@@ -324,6 +332,37 @@ fn recover(rig: &Rig, on: &mut dyn FnMut(Progress)) -> Result<()> {
         base: base.to_string(),
     });
     undo(&clone, Some(base))
+}
+
+/// Remove git's lock files (`*.lock` under `.git/`: `index.lock`,
+/// `HEAD.lock`, `packed-refs.lock`, `refs/.../x.lock`, ...) that a killed
+/// landing left. The caller holds the landing lock, and every git a landing
+/// runs holds it too ([`git::hold_in_children`]), so no git is at work in the
+/// clone: each of them is stale.
+fn remove_stale_locks(clone: &Path, on: &mut dyn FnMut(Progress)) -> Result<()> {
+    let git_dir = clone.join(".git");
+    for e in walkdir::WalkDir::new(&git_dir).follow_links(false) {
+        let e = e.map_err(|err| {
+            let at = err.path().unwrap_or(&git_dir).to_path_buf();
+            Error::new(Kind::Io, format!("{}: {err}", at.display()))
+        })?;
+        if e.file_type().is_dir() || !e.file_name().to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        crate::confine::remove_file(e.path()).map_err(|err| {
+            Error::new(
+                Kind::Io,
+                format!(
+                    "{}: a git lock file left by an interrupted landing cannot be removed ({err}); remove it by hand",
+                    e.path().display()
+                ),
+            )
+        })?;
+        on(Progress::StaleLock {
+            file: e.path().to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Merge `source` into the rig's canonical main, run the rig's tests (when
@@ -342,7 +381,8 @@ pub fn integrate(
     run_tests: bool,
     on: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
-    let _lock = lock(rig, on)?;
+    let lock = lock(rig, on)?;
+    let _held = git::hold_in_children(&lock);
     recover(rig, on)?;
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();

@@ -12,6 +12,7 @@ mod federation;
 mod fsio;
 mod inject;
 mod land;
+mod land_recovery;
 mod mail;
 mod mail_faults;
 mod man;

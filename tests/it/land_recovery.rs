@@ -1,0 +1,327 @@
+//! A refinery killed (`kill -9`, with its whole process group, or alone) at
+//! every ref update of a landing, in the refinery clone and in origin, while
+//! git holds its lock files: a hook parks git inside the ref transaction on a
+//! FIFO. The next normal run recovers and finishes the queue: every entry
+//! merged exactly once, origin's main with each commit once.
+
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::common::{TestEnv, fifo, git, read_fifo, write_fifo};
+use crate::queue::{files, rig_with_work};
+
+/// A rig with Nux's and Toast's work queued (Toast's needs a merge commit),
+/// and a `reference-transaction` hook in the refinery clone and in origin
+/// that counts ref transactions (prepared and committed) and, at number
+/// `<dir>/arm`, says so on `<dir>/signal` and waits on `<dir>/hold`.
+struct Landing {
+    env: TestEnv,
+    rig: PathBuf,
+    dir: PathBuf,
+    ids: Vec<String>,
+}
+
+impl Landing {
+    fn new() -> Landing {
+        let env = TestEnv::new();
+        let rig = rig_with_work(&env, &["Nux", "Toast"]);
+        let dir = env.path().join("hook");
+        std::fs::create_dir(&dir).unwrap();
+        fifo(&dir.join("signal"));
+        fifo(&dir.join("hold"));
+        let origin = env.path().join("r-origin.git");
+        for (hooks, label) in [
+            (rig.join("refinery/rig/.git/hooks"), "clone"),
+            (origin.join("hooks"), "origin"),
+        ] {
+            let hook = hooks.join("reference-transaction");
+            std::fs::write(
+                &hook,
+                format!(
+                    "#!/bin/sh\nrefs=$(cat | cut -d' ' -f3 | tr '\\n' ' ')\n\
+                     [ \"$1\" = aborted ] && exit 0\n\
+                     d={d}\nn=$(( $(cat $d/count 2>/dev/null || echo 0) + 1 ))\necho $n > $d/count\n\
+                     if [ -f $d/arm ] && [ \"$n\" = \"$(cat $d/arm)\" ]; then\n\
+                     printf '%s %s %s\\n' {label} \"$1\" \"$refs\" > $d/signal\ncat $d/hold >/dev/null\nfi\n",
+                    d = dir.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+        env.ok("gt", &["merge-queue", "add", "r", "Toast"]);
+        let ids = files(&rig, "pending");
+        Landing { env, rig, dir, ids }
+    }
+
+    /// Ref transactions in one whole run, counted by the hook.
+    fn count(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("count")).map_or(0, |s| s.trim().parse().unwrap())
+    }
+
+    fn refinery(&self) -> std::process::Command {
+        let mut cmd = self.env.cmd("gt-refinery");
+        cmd.args(["process", "r", "--once"]);
+        cmd
+    }
+
+    /// Start a refinery in its own process group, armed to stop at ref
+    /// transaction `n`; returns it and the hook's line (`clone|origin
+    /// prepared|committed <refs>`) once git is parked there.
+    fn park_at(&self, n: usize) -> (std::process::Child, String) {
+        std::fs::write(self.dir.join("arm"), n.to_string()).unwrap();
+        let child = self
+            .refinery()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let line = read_fifo(&self.dir.join("signal"));
+        std::fs::remove_file(self.dir.join("arm")).unwrap();
+        (child, line)
+    }
+
+    fn git_locks(&self) -> Vec<String> {
+        let git_dir = self.rig.join("refinery/rig/.git");
+        let mut v: Vec<String> = walkdir::WalkDir::new(&git_dir)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+            .map(|e| {
+                e.path()
+                    .strip_prefix(&git_dir)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A normal run, as the next start of the refinery would be (11 minutes
+    /// later, so the dead refinery's claim is stale), must finish the queue.
+    fn finish(&self, what: &str) {
+        let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(11)).to_string();
+        let out = self.refinery().env("GT_NOW", &later).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: the next run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.assert_done(what);
+    }
+
+    fn assert_done(&self, what: &str) {
+        for state in ["pending", "active", "failed"] {
+            assert_eq!(
+                files(&self.rig, state),
+                Vec::<String>::new(),
+                "{what}: {state}/"
+            );
+        }
+        assert_eq!(files(&self.rig, "merged"), self.ids, "{what}: merged/");
+        let origin = self.env.path().join("r-origin.git");
+        let first_parents = git(&origin, &["log", "--first-parent", "--format=%s", "main"]);
+        assert_eq!(
+            first_parents, "Merge polecat/Toast from r/Toast\nNux.txt: Nux\ninitial\n",
+            "{what}: origin's main"
+        );
+        let mut all: Vec<String> = git(&origin, &["log", "--format=%s", "main"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                "Merge polecat/Toast from r/Toast",
+                "Nux.txt: Nux",
+                "Toast.txt: Toast",
+                "initial"
+            ],
+            "{what}: every commit once"
+        );
+        let clone = self.rig.join("refinery/rig");
+        // On origin's main, or behind it after an up-to-date landing (which
+        // leaves the clone where it found it).
+        let main = git(&origin, &["rev-parse", "main"]);
+        git(
+            &clone,
+            &["merge-base", "--is-ancestor", "HEAD", main.trim()],
+        );
+        assert_eq!(
+            git(&clone, &["branch", "--show-current"]),
+            "main\n",
+            "{what}"
+        );
+        assert_eq!(git(&clone, &["status", "--porcelain"]), "", "{what}");
+        assert_eq!(self.git_locks(), Vec::<String>::new(), "{what}");
+    }
+}
+
+/// How many ref transactions a whole run makes (the kill points).
+fn transactions() -> usize {
+    let t = Landing::new();
+    let out = t.refinery().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.assert_done("an undisturbed run");
+    let n = t.count();
+    assert!(n >= 10, "only {n} ref transactions in two landings?");
+    n
+}
+
+/// Kill the refinery's whole process group at transaction `n` (git and its
+/// hook die with it, leaving their lock files), then recover.
+fn kill_group_at(n: usize) {
+    let t = Landing::new();
+    let (mut child, line) = t.park_at(n);
+    killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let what = format!("killed at transaction {n} ({})", line.trim());
+    if line.starts_with("clone prepared") {
+        assert_ne!(
+            t.git_locks(),
+            Vec::<String>::new(),
+            "{what}: no lock left to recover from"
+        );
+    }
+    if line.starts_with("origin prepared") {
+        // Origin's lock is not ours to remove (origin is not in the town, and
+        // anyone may be pushing to it): the run names it and keeps the entry.
+        let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(11)).to_string();
+        let out = t.refinery().env("GT_NOW", &later).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let origin = t.env.path().join("r-origin.git");
+        let pending = files(&t.rig, "pending");
+        let last = stderr.lines().last().unwrap_or_default();
+        let prefix = format!(
+            "gt-refinery: {} (put back in pending/): git push: refs/heads/main rejected by origin: \
+             [remote rejected] (failed to update ref): error: cannot lock ref ",
+            pending[0].trim_end_matches(".json")
+        );
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(last.starts_with(&prefix), "{what}: {last}");
+        let named = last
+            .split_once("Unable to create '")
+            .and_then(|(_, rest)| rest.split_once("': File exists."))
+            .map(|(p, _)| PathBuf::from(p))
+            .unwrap_or_else(|| panic!("{what}: no file named in {last}"));
+        assert!(
+            named.starts_with(&origin) && named.exists(),
+            "{what}: {last}"
+        );
+        assert!(files(&t.rig, "active").is_empty(), "{what}");
+        // What the person told to remove them does.
+        for e in walkdir::WalkDir::new(&origin) {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().ends_with(".lock") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+    t.finish(&what);
+}
+
+// Every other ref transaction (in a run they come as prepared, committed
+// pairs, so these are mostly "prepared": git holds its lock files), split in
+// two tests to run side by side; with GT_TEST_EVERY_KILL_POINT=1, every one.
+fn kill_points(half: usize) -> Vec<usize> {
+    let n = transactions();
+    let step = if std::env::var_os("GT_TEST_EVERY_KILL_POINT").is_some() {
+        1
+    } else {
+        2
+    };
+    let all: Vec<usize> = (1..=n).step_by(step).collect();
+    let (a, b) = all.split_at(all.len() / 2);
+    [a, b][half].to_vec()
+}
+
+#[test]
+fn killed_with_its_git_at_ref_updates_of_the_first_half() {
+    kill_points(0).into_iter().for_each(kill_group_at);
+}
+
+#[test]
+fn killed_with_its_git_at_ref_updates_of_the_second_half() {
+    kill_points(1).into_iter().for_each(kill_group_at);
+}
+
+/// Only the refinery is killed; its git lives on, parked in the hook, holding
+/// the landing lock it inherited: the next run waits for it, then recovers.
+#[test]
+fn killed_alone_while_its_git_is_inside_a_ref_update() {
+    let n = transactions();
+    for at in [3, n / 2, n - 1] {
+        let t = Landing::new();
+        let (mut child, line) = t.park_at(at);
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+        let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(11)).to_string();
+        let mut next = t
+            .refinery()
+            .env("GT_NOW", &later)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(next.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        let lock = t.rig.join("refinery/rig.lock");
+        assert_eq!(
+            first,
+            format!(
+                "waiting for {} (another landing on rig r is running)\n",
+                lock.display()
+            ),
+            "at {at} ({line})"
+        );
+        write_fifo(&t.dir.join("hold"), "");
+        let status = next.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        assert!(status.success(), "at {at} ({line}): {rest}");
+        t.assert_done(&format!("killed alone at {at} ({})", line.trim()));
+    }
+}
+
+/// A lock file that cannot be removed is named, and the queue is not lost.
+#[test]
+fn an_unremovable_lock_is_named() {
+    let t = Landing::new();
+    let index_lock = t.rig.join("refinery/rig/.git/index.lock");
+    std::fs::write(&index_lock, "").unwrap();
+    let git_dir: &Path = index_lock.parent().unwrap();
+    let ro = std::os::unix::fs::PermissionsExt::from_mode(0o555);
+    std::fs::set_permissions(git_dir, ro).unwrap();
+    let out = t.refinery().output().unwrap();
+    std::fs::set_permissions(git_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        // root removes it anyway: the run just recovers.
+        assert!(out.status.success());
+        return t.assert_done("root");
+    }
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "gt-refinery: {}: a git lock file left by an interrupted landing cannot be removed (Permission denied (os error 13)); remove it by hand\n",
+            index_lock.display()
+        )
+    );
+    assert_eq!(files(&t.rig, "pending"), t.ids);
+}
