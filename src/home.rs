@@ -65,9 +65,17 @@ impl Home {
         beat.max(state.started_at)
     }
 
-    /// Read `state.json`.
+    /// Read `state.json`. A plugin that is a bare directory (no `state.json`
+    /// yet) is an idle plugin, not an error: a directory is a plugin.
     pub fn state(&self) -> Result<AgentState> {
-        fsio::read_json(&self.state_path())
+        let path = self.state_path();
+        if self.address.role() == Role::Plugin
+            && crate::confine::metadata(&path)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            return Ok(AgentState::new(Role::Plugin));
+        }
+        fsio::read_json(&path)
     }
 
     /// Change `state.json` under its lock, keeping unknown fields; stamps `updated_at`.
@@ -88,6 +96,17 @@ impl Home {
 /// Whether `dir` looks like an agent home (has `state.json` or `mail/`).
 pub fn is_home(dir: &Path) -> bool {
     dir.join("state.json").is_file() || dir.join("mail").is_dir()
+}
+
+/// Whether `dir` is the home of `addr`: a plugin's directory is its home as
+/// soon as it exists (the seed: "if the directory exists, the plugin
+/// exists"); its `mail/` is made on first delivery. Other roles need
+/// [`is_home`].
+pub fn is_home_of(addr: &Address, dir: &Path) -> bool {
+    match addr.role() {
+        Role::Plugin => dir.is_dir(),
+        _ => is_home(dir),
+    }
 }
 
 /// The role prompt written to a new home's `CLAUDE.md`.

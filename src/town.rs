@@ -172,7 +172,7 @@ impl Town {
         }
         let path = self.root.join(addr.rel_path());
         let real = match fs::canonicalize(&path) {
-            Ok(p) if p.is_dir() && crate::home::is_home(&p) => p,
+            Ok(p) if p.is_dir() && crate::home::is_home_of(addr, &p) => p,
             _ => {
                 let e = Error::not_found(format!(
                     "no agent home for address {addr} ({} does not exist)",
@@ -251,7 +251,7 @@ impl Town {
         let mut found = Vec::new();
         for r in &rigs {
             let addr = Address::named(role, r, name)?;
-            if crate::home::is_home(&self.root.join(addr.rel_path())) {
+            if crate::home::is_home_of(&addr, &self.root.join(addr.rel_path())) {
                 found.push(addr);
             }
         }

@@ -18,6 +18,7 @@ mod mail_faults;
 mod man;
 mod model;
 mod names;
+mod plugins;
 mod polecat;
 mod queue;
 mod races;
