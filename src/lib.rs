@@ -29,6 +29,7 @@ pub mod rig;
 pub mod runner;
 pub mod session;
 pub mod status;
+pub mod stop;
 pub mod town;
 pub mod watch;
 pub mod witness;

@@ -253,7 +253,8 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
             Err(e) => return Err(e),
         };
         let guard = session::StartGuard::lock(&home)?;
-        if opts.issue.is_some() && opts.issue != guard.current.issue {
+        let new_work = opts.issue.is_some() && opts.issue != guard.current.issue;
+        if new_work {
             start_new_work(&home, &guard.current)?;
         }
         let command = opts
@@ -265,6 +266,10 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
             .start(town, &command, |s| {
                 s.issue = opts.issue.clone();
                 s.branch = Some(branch.clone());
+                // Nudges count a worker's trouble with one issue.
+                if new_work {
+                    s.nudges = 0;
+                }
             })
             .map(|state| (home, state))
     })();

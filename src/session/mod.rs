@@ -78,6 +78,17 @@ pub(crate) fn stat(pid: u32) -> Option<(u64, bool)> {
     Some((fields.get(19)?.parse().ok()?, fields.first() == Some(&"Z")))
 }
 
+/// Whether `pid` leads its own session (field 6 of /proc/<pid>/stat).
+pub(crate) fn is_session_leader(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return false;
+    };
+    rest.split_whitespace().nth(3) == Some(pid.to_string().as_str())
+}
+
 /// The start time of a running (not zombie) process.
 fn start_time(pid: u32) -> Option<u64> {
     stat(pid)

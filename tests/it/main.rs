@@ -26,6 +26,7 @@ mod refinery;
 mod schema;
 mod scripts;
 mod status;
+mod stop;
 mod town;
 mod typed;
 mod witness;

@@ -152,7 +152,11 @@ fn spawn_respects_max_workers_and_kill_stops_the_process_group() {
         "nothing made for a refused spawn"
     );
 
-    assert_eq!(env.ok("gt", &["kill", "r/Nux"]), "r/Nux stopped\n");
+    // The claim follows the worker: nothing was committed, so it is released.
+    assert_eq!(
+        env.ok("gt", &["kill", "r/Nux"]),
+        format!("r/Nux stopped\n  released {one} (open again)\n")
+    );
     for pid in ids {
         // Signals take a moment to land: wait (bounded) for each to be gone.
         let gone = || {
@@ -182,8 +186,10 @@ fn stop_halts_every_session_of_a_rig() {
     let (code, err) = env.fails("gt", &["stop"]);
     assert_eq!(code, 2);
     assert!(err.contains("--all"), "{err}");
+    let mut ids = Vec::new();
     for name in ["Nux", "Toast"] {
         let id = env.issue("r", name);
+        ids.push(id.clone());
         env.ok(
             "gt",
             &[
@@ -199,9 +205,16 @@ fn stop_halts_every_session_of_a_rig() {
     }
     assert_eq!(
         env.ok("gt", &["stop", "--rig", "r"]),
-        "stopped r/Nux\nstopped r/Toast\n2 session(s) stopped\n"
+        format!(
+            "stopped r/Nux\n  released {} (open again)\nstopped r/Toast\n  released {} (open again)\n2 session(s) stopped\n",
+            ids[0], ids[1]
+        )
     );
-    assert_eq!(env.ok("gt", &["stop", "--all", "--json"]), "[]\n");
+    assert_eq!(
+        env.ok("gt", &["stop", "--all", "--json"]),
+        "{\n  \"loops\": [],\n  \"agents\": [],\n  \"zombies\": []\n}\n",
+        "a second stop finds nothing"
+    );
     let rows: serde_json::Value =
         serde_json::from_str(&env.ok("gt", &["polecats", "r", "--json"])).unwrap();
     assert_eq!(

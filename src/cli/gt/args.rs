@@ -98,7 +98,7 @@ pub(super) enum Cmd {
         /// `<rig>/<name>`, or `<name>` in the current rig
         polecat: String,
     },
-    /// Emergency halt: stop every session in the town, or in one rig
+    /// Emergency halt: stop the daemon and the rig loops, then every session in the town (or one rig), recorded or not
     #[command(group = clap::ArgGroup::new("scope").required(true))]
     Stop {
         /// Stop every agent session in the town
@@ -120,15 +120,21 @@ pub(super) enum Cmd {
     /// Plugin commands
     #[command(subcommand)]
     Plugin(PluginCmd),
-    /// Mark a polecat active (status idle, ready for work)
+    /// Mark a polecat active (status idle, ready for work); refused while its session runs
     Wake {
         /// `<rig>/<name>`, or `<name>` in the current rig
         polecat: String,
+        /// Stop its live session first (as gt kill does)
+        #[arg(long)]
+        force: bool,
     },
-    /// Mark a polecat inactive (status asleep)
+    /// Mark a polecat inactive (status asleep); refused while its session runs
     Sleep {
         /// `<rig>/<name>`, or `<name>` in the current rig
         polecat: String,
+        /// Stop its live session first (as gt kill does)
+        #[arg(long)]
+        force: bool,
     },
     /// Run a throwaway town end to end: a real git rig, stand-in agents, an epic worked in waves and landed
     Demo {

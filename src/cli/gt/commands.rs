@@ -301,39 +301,52 @@ pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool
 pub(super) fn kill(spec: &str) -> Result<()> {
     let town = Town::discover()?;
     let home = town.agent(spec, Role::Polecat, None)?;
-    let stopped = session::stop_home(&home)?;
-    println!(
-        "{} {}",
-        home.address,
-        if stopped {
-            "stopped"
-        } else {
-            "was not running"
-        }
-    );
+    let stopped = crate::stop::agent(&town, &home)?;
+    print_stopped(&stopped, true);
     Ok(())
 }
 
-/// Stop the live sessions of every home in the town (or one rig).
+/// `<address> stopped` (`gt kill`: or `was not running`; `gt stop`:
+/// `stopped <address>`), then what became of its claim.
+fn print_stopped(s: &crate::stop::Stopped, kill: bool) {
+    use crate::stop::Claim;
+    match (s.was_running, kill) {
+        (true, true) => println!("{} stopped", s.address),
+        (true, false) => println!("stopped {}", s.address),
+        (false, true) => println!("{} was not running", s.address),
+        (false, false) => {}
+    }
+    match &s.claim {
+        Some(Claim::Released { issue }) => println!("  released {issue} (open again)"),
+        Some(Claim::Kept { issue, why }) => {
+            println!("  keeps {issue}: {why} (the Witness submits or nudges it)")
+        }
+        None => {}
+    }
+}
+
+/// Stop the loops, then the sessions of every home in the town (or one rig),
+/// then whatever is left on the town's socket.
 pub(super) fn stop(rig: Option<String>, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let homes = match rig {
-        Some(r) => town.rig(&r)?.homes()?,
-        None => town.homes()?,
-    };
-    let mut stopped = Vec::new();
-    for home in homes {
-        if home.state().is_ok_and(|s| session::state_alive(&s)) && session::stop_home(&home)? {
-            stopped.push(home.address.to_string());
-        }
-    }
+    let rig = rig.map(|r| town.rig(&r)).transpose()?;
+    let report = crate::stop::all(&town, rig.as_ref())?;
     if json {
-        print_json(&stopped)?;
+        print_json(&report)?;
     } else {
-        for a in &stopped {
-            println!("stopped {a}");
+        for l in &report.loops {
+            println!("stopped {l}");
         }
-        println!("{} session(s) stopped", stopped.len());
+        for a in &report.agents {
+            print_stopped(a, false);
+        }
+        for z in &report.zombies {
+            println!("killed {z} (recorded nowhere)");
+        }
+        println!(
+            "{} session(s) stopped",
+            report.agents.iter().filter(|a| a.was_running).count() + report.zombies.len()
+        );
     }
     Ok(())
 }
@@ -377,9 +390,26 @@ pub(super) fn plugin_status(spec: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn wake_sleep(spec: &str, awake: bool) -> Result<()> {
+pub(super) fn wake_sleep(spec: &str, awake: bool, force: bool) -> Result<()> {
     let town = Town::discover()?;
     let home = town.agent(spec, Role::Polecat, None)?;
+    if home.state().is_ok_and(|s| session::state_alive(&s)) {
+        if !force {
+            return Err(Error::conflict(format!(
+                "{} is running; stop it first (gt kill {}) or pass --force",
+                home.address, home.address
+            )));
+        }
+        let stopped = crate::stop::agent(&town, &home)?;
+        print_stopped(&stopped, false);
+        if let Some(crate::stop::Claim::Kept { .. }) = stopped.claim {
+            return Err(Error::negative(format!(
+                "{} is left working for its Witness, not marked {}",
+                home.address,
+                if awake { "idle" } else { "asleep" }
+            )));
+        }
+    }
     let status = polecat::set_awake(&home, awake)?;
     println!("{} is {status}", home.address);
     Ok(())

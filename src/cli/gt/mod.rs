@@ -80,8 +80,8 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
         Cmd::Plugin(PluginCmd::Status { plugin, json }) => {
             commands::plugin_status(&plugin, json.json)
         }
-        Cmd::Wake { polecat } => commands::wake_sleep(&polecat, true),
-        Cmd::Sleep { polecat } => commands::wake_sleep(&polecat, false),
+        Cmd::Wake { polecat, force } => commands::wake_sleep(&polecat, true, force),
+        Cmd::Sleep { polecat, force } => commands::wake_sleep(&polecat, false, force),
         Cmd::Doctor { fix, json } => commands::doctor(fix, json.json),
         Cmd::Inject {
             agent,
