@@ -114,6 +114,22 @@ impl Preset {
         env
     }
 
+    /// Whether the first prompt given on the command line has been submitted
+    /// (`lines` show it above the input box): until then Claude Code drops
+    /// whatever is typed when it submits that prompt (protocol/agents.md).
+    pub fn first_prompt_taken(self, lines: &[String]) -> bool {
+        match self {
+            Preset::Claude => {
+                lines
+                    .iter()
+                    .filter(|l| l.trim_start().starts_with('❯'))
+                    .count()
+                    >= 2
+            }
+            Preset::Codex | Preset::Custom => true,
+        }
+    }
+
     /// Read the pane's `lines` (the visible screen).
     pub fn screen(self, lines: &[String]) -> Screen {
         match self {
@@ -254,6 +270,61 @@ pub fn screen_of(town: &Town, home: &Home, session: &str) -> Option<Screen> {
     }
     let lines = crate::session::capture(session, None).ok()?;
     Some(preset.screen(&lines))
+}
+
+/// Longest [`inject`] waits for a starting runtime to show a screen it knows.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Type `text` into `home`'s live session `session` as [`crate::session::inject`]
+/// does, but only where the preset's runtime takes it: at its ready prompt
+/// with an empty input box, or busy (the runtime queues the line; nothing
+/// cancels the turn). A starting runtime is waited for (bounded); at a dialog,
+/// or with text left in the input box (the line would be glued onto it),
+/// nothing is typed and that is the error. A custom runtime is typed into as is.
+pub fn inject(
+    town: &Town,
+    home: &Home,
+    session: &str,
+    text: &str,
+) -> Result<crate::session::Injected> {
+    let agent = AgentConfig::resolve(town, home.address.rig())?;
+    let preset = agent.preset;
+    if preset != Preset::Custom && crate::session::has_terminal(session) {
+        let deadline = std::time::Instant::now() + READY_WAIT;
+        // The preset's own command line passes a first prompt.
+        let prompted = agent.command.is_none();
+        loop {
+            let lines = crate::session::capture(session, None)?;
+            let started = !prompted || preset.first_prompt_taken(&lines);
+            match preset.screen(&lines) {
+                Screen::Ready { input: Some(i) } if !i.is_empty() => {
+                    return Err(Error::conflict(format!(
+                        "{}'s input box already holds {i:?}; nothing typed (the line would be glued onto it)",
+                        home.address
+                    )));
+                }
+                Screen::Dialog(d) => {
+                    return Err(Error::conflict(format!(
+                        "{}'s runtime waits at a dialog ({d}); nothing typed",
+                        home.address
+                    ))
+                    .with_hint(format!("see it with: gt capture {}", home.address)));
+                }
+                Screen::Busy | Screen::Ready { .. } if started => break,
+                Screen::Busy | Screen::Ready { .. } | Screen::Unknown => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::conflict(format!(
+                    "{}'s runtime ({}) is not ready for input within {READY_WAIT:?}; nothing typed",
+                    home.address,
+                    preset.name()
+                ))
+                .with_hint(format!("see it with: gt capture {}", home.address)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    crate::session::inject(session, text)
 }
 
 /// The first prompt of `addr`'s agent: it names its issue, if any, and
@@ -406,6 +477,9 @@ mod tests {
             Screen::Unknown
         );
         assert_eq!(Preset::Custom.screen(&ready), Screen::Unknown);
+        // The first prompt is taken once it shows above the input box.
+        assert!(!Preset::Claude.first_prompt_taken(&ready));
+        assert!(Preset::Claude.first_prompt_taken(&busy));
     }
 
     #[test]

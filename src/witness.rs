@@ -396,6 +396,7 @@ fn nudge(town: &Town, witness: &Home, home: &Home, reason: &str) -> Vec<Action> 
         )?;
         let summary = first_line(reason).trim_end_matches(':');
         let typed = type_nudge(
+            town,
             home,
             &format!(
                 "[gt] nudge {count}/{MAX_NUDGES} from {}: {summary} (details: gt inbox)",
@@ -414,14 +415,14 @@ fn nudge(town: &Town, witness: &Home, home: &Home, reason: &str) -> Vec<Action> 
 /// Type a nudge's one-line summary into the worker's live tmux session, so an
 /// agent busy in its prompt sees it; the mail stays the record. Returns what
 /// happened, for the action's detail: a failure never fails the patrol.
-fn type_nudge(home: &Home, line: &str) -> String {
+fn type_nudge(town: &Town, home: &Home, line: &str) -> String {
     let Some(id) = home.state().ok().and_then(|s| s.session) else {
         return String::new();
     };
     if !session::has_terminal(&id) {
         return String::new();
     }
-    match session::inject(&id, line) {
+    match crate::agent::inject(town, home, &id, line) {
         Ok(_) => "; typed into its session".to_string(),
         Err(e) => format!("; typing into its session failed: {e}"),
     }

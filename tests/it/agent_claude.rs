@@ -496,3 +496,48 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
     );
     assert_eq!(model.turns().len(), 2);
 }
+
+#[test]
+fn inject_at_cold_start_while_busy_and_while_idle_reaches_the_model_once_each() {
+    let Some(bin) = claude_bin_dir() else { return };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Talk");
+    let model = Model::start(vec![
+        Turn::text("Working on it.").slow(Duration::from_secs(4)),
+        Turn::text("Got the first line."),
+        Turn::text("Got the second line."),
+    ]);
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
+    // Right after the spawn the TUI is not up: inject waits for a screen it
+    // knows. The first prompt makes it busy, so the line is queued.
+    let cold = "line typed at cold start";
+    assert_eq!(env.ok("gt", &["inject", "Nux", cold]), "r/Nux: submitted\n");
+    let first = spawned.turn(&model, 1);
+    assert_eq!(first.mentions(cold), 0, "{:?}", first.texts());
+    // The slow turn was not cancelled: its answer is on the screen, and the
+    // queued line is the next turn, once, not glued to anything.
+    let second = spawned.turn(&model, 2);
+    mentioned_once(&second, cold);
+    assert!(
+        second.texts().iter().any(|t| t == cold),
+        "{:?}",
+        second.texts()
+    );
+    assert!(
+        spawned.screen().contains("Working on it."),
+        "{}",
+        spawned.screen()
+    );
+
+    spawned.wait_screen(&Screen::Ready {
+        input: Some(String::new()),
+    });
+    let idle = "line typed while idle";
+    assert_eq!(env.ok("gt", &["inject", "Nux", idle]), "r/Nux: submitted\n");
+    let third = spawned.turn(&model, 3);
+    mentioned_once(&third, idle);
+    mentioned_once(&third, cold);
+    assert_eq!(third.texts().last().map(String::as_str), Some(idle));
+    assert_eq!(model.turns().len(), 3);
+}

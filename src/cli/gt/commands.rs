@@ -469,8 +469,7 @@ pub(super) fn doctor(fix: bool, json: bool) -> Result<()> {
 
 /// The agent `spec` names (a bare name is a polecat of the current rig) and
 /// its live session id.
-fn live_session(spec: &str) -> Result<(Home, String)> {
-    let town = Town::discover()?;
+fn live_session(town: &Town, spec: &str) -> Result<(Home, String)> {
     let home = town.resolve(
         spec,
         Bare::Agent {
@@ -500,8 +499,10 @@ struct InjectReport {
 }
 
 pub(super) fn inject(spec: &str, message: &str, json: bool) -> Result<()> {
-    let (home, id) = live_session(spec)?;
-    let injected = session::inject(&id, message).map_err(|e| e.context(&home.address))?;
+    let town = Town::discover()?;
+    let (home, id) = live_session(&town, spec)?;
+    let injected =
+        crate::agent::inject(&town, &home, &id, message).map_err(|e| e.context(&home.address))?;
     let report = InjectReport {
         address: home.address.to_string(),
         session: id,
@@ -539,7 +540,7 @@ pub(super) fn capture(
     json: bool,
 ) -> Result<()> {
     let wait = crate::clock::parse_duration(wait).map_err(|e| e.context("--wait"))?;
-    let (home, id) = live_session(spec)?;
+    let (home, id) = live_session(&Town::discover()?, spec)?;
     let lines = match command {
         Some(cmd) => {
             let mut out = session::run(&id, cmd, wait).map_err(|e| e.context(&home.address))?;
