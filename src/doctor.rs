@@ -156,6 +156,17 @@ fn check_rigs(town: &Town, rigs: &RigsRegistry, fix: bool, out: &mut Vec<Finding
                 "the refinery's main clone is missing or not a git repository",
             ));
         }
+        match crate::land::stale_locks(&rig) {
+            Ok(files) => out.extend(files.iter().map(|f| {
+                Finding::new(
+                    "git-lock",
+                    Severity::Warning,
+                    f,
+                    "a git lock file while no landing runs (a killed landing's); the next landing removes it",
+                )
+            })),
+            Err(e) => out.push(Finding::new("git-lock", Severity::Error, &main, e.to_string())),
+        }
         match rig.homes() {
             Ok(homes) => {
                 for home in homes {

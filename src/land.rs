@@ -340,29 +340,46 @@ fn recover(rig: &Rig, on: &mut dyn FnMut(Progress)) -> Result<()> {
 /// runs holds it too ([`git::hold_in_children`]), so no git is at work in the
 /// clone: each of them is stale.
 fn remove_stale_locks(clone: &Path, on: &mut dyn FnMut(Progress)) -> Result<()> {
+    for file in git_lock_files(clone)? {
+        crate::confine::remove_file(&file).map_err(|err| {
+            Error::new(
+                Kind::Io,
+                format!(
+                    "{}: a git lock file left by an interrupted landing cannot be removed ({err}); remove it by hand",
+                    file.display()
+                ),
+            )
+        })?;
+        on(Progress::StaleLock { file });
+    }
+    Ok(())
+}
+
+/// Every `*.lock` file under the clone's `.git/`.
+fn git_lock_files(clone: &Path) -> Result<Vec<PathBuf>> {
     let git_dir = clone.join(".git");
+    let mut out = Vec::new();
     for e in walkdir::WalkDir::new(&git_dir).follow_links(false) {
         let e = e.map_err(|err| {
             let at = err.path().unwrap_or(&git_dir).to_path_buf();
             Error::new(Kind::Io, format!("{}: {err}", at.display()))
         })?;
-        if e.file_type().is_dir() || !e.file_name().to_string_lossy().ends_with(".lock") {
-            continue;
+        if !e.file_type().is_dir() && e.file_name().to_string_lossy().ends_with(".lock") {
+            out.push(e.into_path());
         }
-        crate::confine::remove_file(e.path()).map_err(|err| {
-            Error::new(
-                Kind::Io,
-                format!(
-                    "{}: a git lock file left by an interrupted landing cannot be removed ({err}); remove it by hand",
-                    e.path().display()
-                ),
-            )
-        })?;
-        on(Progress::StaleLock {
-            file: e.path().to_path_buf(),
-        });
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The git lock files in the rig's refinery clone while no landing runs
+/// (for `gt doctor`): a killed landing's, which the next landing removes.
+/// Nothing is created: with no landing lock file, no landing holds it.
+pub fn stale_locks(rig: &Rig) -> Result<Vec<PathBuf>> {
+    let lock = lock_path(rig);
+    if lock.exists() && fsio::try_lock_file(&lock)?.is_none() {
+        return Ok(Vec::new()); // a landing is at work: its locks are live
+    }
+    git_lock_files(&rig.main_clone())
 }
 
 /// Merge `source` into the rig's canonical main, run the rig's tests (when

@@ -325,3 +325,32 @@ fn an_unremovable_lock_is_named() {
     );
     assert_eq!(files(&t.rig, "pending"), t.ids);
 }
+
+/// `gt doctor` reports a dead landing's git locks, and not a live one's.
+#[test]
+fn doctor_reports_a_dead_landings_git_locks() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let git_dir = rig.join("refinery/rig/.git");
+    let locks = [git_dir.join("HEAD.lock"), git_dir.join("index.lock")];
+    for l in &locks {
+        std::fs::write(l, "").unwrap();
+    }
+    let out = env.run("gt", &["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let expected: String = locks
+        .iter()
+        .map(|l| {
+            format!(
+                "warning: {}: a git lock file while no landing runs (a killed landing's); the next landing removes it\n",
+                l.display()
+            )
+        })
+        .collect();
+    assert_eq!(stdout, format!("{expected}2 problem(s)\n"));
+
+    // While a landing holds the lock, its git lock files are its own.
+    let _landing = gastown::fsio::lock_file(&rig.join("refinery/rig.lock")).unwrap();
+    assert_eq!(env.ok("gt", &["doctor"]), "town is healthy\n");
+}
