@@ -198,6 +198,22 @@ pub fn escalations(town: &Town) -> Vec<Escalation> {
         .collect()
 }
 
+/// A note for the overseer when escalations wait in the Mayor's inbox and no
+/// Mayor session runs to read them: nobody else will hear of them.
+pub fn unheard_escalations(town: &Town) -> Option<String> {
+    let waiting = escalations(town)
+        .into_iter()
+        .filter(|e| e.to == "mayor")
+        .count();
+    let mayor = town.home(&Address::Mayor).ok()?;
+    let live = mayor.state().is_ok_and(|s| crate::session::state_alive(&s));
+    (waiting > 0 && !live).then(|| {
+        format!(
+            "the Mayor has {waiting} unread escalation(s) and no live session; read them with: gt inbox --as mayor"
+        )
+    })
+}
+
 /// The whole town: its rigs and every agent.
 pub fn report(town: &Town) -> Result<StatusReport> {
     Ok(StatusReport {

@@ -231,7 +231,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             all,
             json,
             exit_code,
-        } => inbox(&my_home(&town, &me)?, all, json, exit_code),
+        } => inbox(&town, &my_home(&town, &me)?, all, json, exit_code),
         Cmd::Read { id, json } => read(&my_home(&town, &me)?, &id, json),
         Cmd::Ack { ids, all } => ack(&my_home(&town, &me)?, ids, all),
         Cmd::Archive { json } => {
@@ -448,7 +448,7 @@ fn with_read(m: &Message, read: bool) -> Message {
     m
 }
 
-fn inbox(home: &Home, all: bool, json: bool, exit_code: bool) -> Result<()> {
+fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Result<()> {
     let reader = Reader::owner(home);
     let rows: Vec<(Message, Option<String>)> = if all {
         let marks = reader.all_marks()?;
@@ -505,6 +505,12 @@ fn inbox(home: &Home, all: bool, json: bool, exit_code: bool) -> Result<()> {
             })
             .collect();
         super::print_table(&header, &table);
+    }
+    if home.address == crate::address::Address::Overseer
+        && let Some(note) = crate::status::unheard_escalations(town)
+    {
+        // On stderr: the listing (and --json) stays the overseer's own mail.
+        eprintln!("gt: {note}");
     }
     if exit_code && rows.is_empty() {
         return Err(Error::shown(Kind::Negative));

@@ -148,3 +148,46 @@ fn status_shows_running_loops_queue_lengths_unread_mail_and_escalations() {
         (Some(false), Some(false))
     );
 }
+
+/// Escalations reach a person: the overseer's `gt inbox` says when the Mayor
+/// has unread escalations and no live session to read them.
+#[test]
+fn the_overseer_hears_of_escalations_no_mayor_reads() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let quiet = env.run("gt", &["inbox"]);
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+    env.ok(
+        "gt",
+        &[
+            "send",
+            "mayor",
+            "--as",
+            "r/witness",
+            "--type",
+            "escalation",
+            "-s",
+            "stuck: r/Nux",
+            "-m",
+            "help",
+        ],
+    );
+    let out = env.run("gt", &["inbox"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no unread mail for overseer\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "gt: the Mayor has 1 unread escalation(s) and no live session; read them with: gt inbox --as mayor\n"
+    );
+    // The way it names works, and once read, the note is gone.
+    let mayor = env.ok("gt", &["inbox", "--as", "mayor", "--json"]);
+    let id = crate::common::jsonl_ids(&mayor).remove(0);
+    env.ok("gt", &["mail", "read", "--as", "mayor", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&env.run("gt", &["inbox"]).stderr),
+        ""
+    );
+}
