@@ -225,6 +225,50 @@ pub fn report(town: &Town) -> Result<StatusReport> {
         agents: town.homes()?.iter().map(agent_row).collect(),
     })
 }
+/// [`report`] now and on every change to the tree it is made from (agents'
+/// homes and mail, the merge queues, the town's config): inotify, no timer.
+/// `on` gets each report; runs until an error (`on`'s too).
+pub fn watch(town: &Town, on: &mut dyn FnMut(&StatusReport) -> Result<()>) -> Result<()> {
+    loop {
+        let dirs = watched(town)?;
+        let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
+        // Events only: the "rescan" of a watch with nothing to catch up on
+        // would redraw the same frame, so it is a day away.
+        let mut w = crate::watch::Watch::new(&refs, std::time::Duration::from_secs(86_400))?;
+        w.run(|_| {
+            on(&report(town)?)?;
+            // A new home, rig or queue changes what to watch.
+            Ok(if watched(town)? == dirs {
+                crate::watch::Flow::Continue
+            } else {
+                crate::watch::Flow::Stop
+            })
+        })?;
+    }
+}
+
+/// What a status report is made from: what the daemon watches, and every
+/// home's mail and every rig's queue.
+fn watched(town: &Town) -> Result<Vec<PathBuf>> {
+    let mut dirs = crate::daemon::watched(town)?;
+    dirs.extend(
+        town.homes()?
+            .iter()
+            .map(Home::mail_dir)
+            .filter(|d| d.is_dir()),
+    );
+    for name in town.rigs()?.rigs.keys() {
+        let queue = crate::queue::Queue::of(&Rig::at(town, name));
+        dirs.extend(
+            crate::queue::State::ALL
+                .iter()
+                .map(|s| queue.state_dir(*s))
+                .filter(|d| d.is_dir()),
+        );
+    }
+    Ok(dirs)
+}
+
 /// A rig's polecats.
 pub fn polecats(rig: &Rig) -> Result<Vec<AgentRow>> {
     Ok(rig.polecats()?.iter().map(agent_row).collect())

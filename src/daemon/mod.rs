@@ -31,6 +31,7 @@ use crate::town::Town;
 
 mod run;
 pub use run::run;
+pub(crate) use run::watched;
 
 /// Silence after which a live session is reported, unless config/town.json
 /// sets `heartbeat_timeout` (e.g. "10m").

@@ -14,7 +14,7 @@ use crate::watch::{Flow, Waker, Watch};
 
 /// Directories whose changes can matter: every home (state.json, heartbeat),
 /// where new homes appear, and the town's config (a new rig).
-fn watched(town: &Town) -> Result<Vec<PathBuf>> {
+pub(crate) fn watched(town: &Town) -> Result<Vec<PathBuf>> {
     let mut dirs: Vec<PathBuf> = town.homes()?.into_iter().map(|h| h.path).collect();
     dirs.push(town.config_dir());
     for rig in town.rigs()?.rigs.keys() {

@@ -191,3 +191,70 @@ fn the_overseer_hears_of_escalations_no_mayor_reads() {
         ""
     );
 }
+
+/// `gt status --watch` off a terminal appends one whole frame per change
+/// (with --json one document per line): the first at once, the next when mail
+/// arrives, none for a change that changes nothing shown.
+#[test]
+fn status_watch_appends_a_frame_per_change() {
+    use std::io::BufRead;
+    let env = TestEnv::new();
+    env.add_rig("r");
+    for json in [false, true] {
+        let mut c = env.cmd("gt");
+        c.args(["status", "--watch"]);
+        if json {
+            c.arg("--json");
+        }
+        let mut child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // A frame ends with a blank line, or is one JSON line.
+        let frame = || {
+            let mut lines = Vec::new();
+            loop {
+                let line = rx
+                    .recv_timeout(std::time::Duration::from_secs(30))
+                    .expect("a frame");
+                if json {
+                    return line;
+                }
+                if line.is_empty() {
+                    return lines.join("\n");
+                }
+                lines.push(line);
+            }
+        };
+        let first = frame();
+        let mayor_unread = |f: &str| -> u64 {
+            if json {
+                let v: Value = serde_json::from_str(f).unwrap();
+                agent(&v, "mayor")["unread"].as_u64().unwrap()
+            } else {
+                let line = f.lines().find(|l| l.contains(" mayor ")).unwrap();
+                line.rsplit(' ').next().unwrap().parse().unwrap()
+            }
+        };
+        let before = mayor_unread(&first);
+        if !json {
+            assert_eq!(
+                first.lines().next().unwrap(),
+                "town town (daemon not running)",
+                "{first}"
+            );
+            assert!(first.contains("├─ rig r: queue 0 pending"), "{first}");
+        }
+        env.ok("gt", &["send", "mayor", "-s", "hi", "-m", "there"]);
+        let next = frame();
+        assert_eq!(mayor_unread(&next), before + 1, "{next}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

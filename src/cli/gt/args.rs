@@ -57,8 +57,11 @@ pub(super) enum Cmd {
     /// Show the town: rigs and every agent's state
     Status {
         /// Also every machine of config/federation.json (one bounded ssh round trip each)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         all_machines: bool,
+        /// Redraw on every change to the tree (inotify); not a terminal: one frame (with --json one line) per change
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         json: JsonFlag,
     },

@@ -101,11 +101,14 @@ fn print_agents(rows: &[AgentRow]) {
     }
 }
 
-pub(super) fn status(all_machines: bool, json: bool) -> Result<()> {
+pub(super) fn status(all_machines: bool, watch: bool, json: bool) -> Result<()> {
     if all_machines {
         return super::machines::status_all(json, print_status);
     }
     let town = Town::discover()?;
+    if watch {
+        return status_watch(&town, json);
+    }
     let report = status::report(&town)?;
     if json {
         print_json(&report)?;
@@ -113,6 +116,124 @@ pub(super) fn status(all_machines: bool, json: bool) -> Result<()> {
         print_status(&report);
     }
     Ok(())
+}
+
+/// `gt status --watch`: on a terminal the tree is redrawn in place (coloured
+/// unless NO_COLOR is set); elsewhere each changed frame is appended, a blank
+/// line after each, or one JSON document per line with --json.
+fn status_watch(town: &Town, json: bool) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stdout().is_terminal();
+    let colour = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut last = String::new();
+    status::watch(town, &mut |report| {
+        let frame = if json {
+            serde_json::to_string(report).map_err(|e| Error::invalid(e.to_string()))? + "\n"
+        } else {
+            status_tree(report, colour)
+        };
+        // A change that changes nothing shown draws nothing.
+        if frame == last {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        let text = match (tty, json) {
+            (true, false) => format!("\x1b[H\x1b[2J{frame}"),
+            (false, false) => format!("{frame}\n"),
+            (_, true) => frame.clone(),
+        };
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))?;
+        last = frame;
+        Ok(())
+    })
+}
+
+/// The town as a tree: rigs, then their agents; the town's own agents last.
+fn status_tree(report: &status::StatusReport, colour: bool) -> String {
+    let paint = |code: &str, text: &str| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    };
+    let agent = |r: &AgentRow| {
+        let state = match r.status.as_str() {
+            "working" => paint("32", &r.status),
+            "dead" | "stuck" => paint("31", &r.status),
+            _ => r.status.clone(),
+        };
+        let session = match r.session_alive {
+            None => "-".to_string(),
+            Some(true) => "live".to_string(),
+            Some(false) => paint("31", &format!("dead {}", age(r.heartbeat_age_s))),
+        };
+        format!(
+            "{} {state} session {session} issue {} heartbeat {} unread {}",
+            r.address,
+            r.issue.as_deref().unwrap_or("-"),
+            age(r.heartbeat_age_s),
+            r.unread
+        )
+    };
+    let mut out = format!(
+        "town {} (daemon {})\n",
+        report.town,
+        running(report.daemon_running)
+    );
+    let rig_of = |r: &AgentRow| r.address.split_once('/').map(|(rig, _)| rig.to_string());
+    let town_agents: Vec<&AgentRow> = report
+        .agents
+        .iter()
+        .filter(|a| rig_of(a).is_none())
+        .collect();
+    for (i, rig) in report.rigs.iter().enumerate() {
+        let last_rig = i + 1 == report.rigs.len() && town_agents.is_empty();
+        let (branch, stem) = if last_rig {
+            ("└─", "   ")
+        } else {
+            ("├─", "│  ")
+        };
+        out.push_str(&format!(
+            "{branch} rig {}: queue {} pending, {} active, {} failed; witness loop {}, refinery loop {}\n",
+            rig.name,
+            rig.queue.pending,
+            rig.queue.active,
+            rig.queue.failed,
+            running(rig.witness_running),
+            running(rig.refinery_running)
+        ));
+        let agents: Vec<&AgentRow> = report
+            .agents
+            .iter()
+            .filter(|a| rig_of(a).as_deref() == Some(rig.name.as_str()))
+            .collect();
+        for (j, a) in agents.iter().enumerate() {
+            let twig = if j + 1 == agents.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            out.push_str(&format!("{stem}{twig} {}\n", agent(a)));
+        }
+    }
+    for (i, a) in town_agents.iter().enumerate() {
+        let twig = if i + 1 == town_agents.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        out.push_str(&format!("{twig} {}\n", agent(a)));
+    }
+    if !report.escalations.is_empty() {
+        out.push_str(&paint(
+            "33",
+            &format!("{} unread escalation(s)\n", report.escalations.len()),
+        ));
+    }
+    out
 }
 
 /// An age as people read it: `45s`, `3m`, `2h`, `4d`; `-` for none.

@@ -46,7 +46,11 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
             json,
         }) => commands::rig_add(&name, &git_url, prefix, json.json),
         Cmd::Rig(RigCmd::List(json)) | Cmd::Rigs(json) => commands::rigs(json.json),
-        Cmd::Status { all_machines, json } => commands::status(all_machines, json.json),
+        Cmd::Status {
+            all_machines,
+            watch,
+            json,
+        } => commands::status(all_machines, watch, json.json),
         Cmd::Machines(args) => machines::machines(args),
         Cmd::Remote(_) => unreachable!("main serves gt remote"),
         Cmd::Polecats { rig, json } => commands::polecats(&rig, json.json),
