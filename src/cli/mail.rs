@@ -472,12 +472,14 @@ fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Re
             .collect()
     };
     if json {
-        let mut out = std::io::stdout().lock();
+        // One write for many lines, not one per line (stdout is line-buffered).
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         for (m, state) in &rows {
             serde_json::to_writer(&mut out, &with_read(m, state.is_some()))
                 .map_err(|e| Error::invalid(e.to_string()))?;
             writeln!(out).at(Path::new("<stdout>"))?;
         }
+        out.flush().at(Path::new("<stdout>"))?;
     } else if rows.is_empty() {
         println!(
             "no {}mail for {}",

@@ -6,11 +6,13 @@
 //!
 //! To stay O(new messages), each reader keeps a *cursor* file, a cache it can
 //! always rebuild: how far it has read both files, a fingerprint of each
-//! (device, inode, a hash of the bytes just before the offset) and the pending
-//! ids with their offsets. If either file was replaced (an editor's rename, an
-//! archive), cut, or edited near the cursor, or a cached offset no longer holds
-//! the id it should, the reader rebuilds from the two files: a read message
-//! never turns unread and an unread one never goes missing.
+//! (device, inode, a hash of the bytes just before the offset) and where the
+//! pending messages are, as runs of adjacent lines with a hash of their bytes.
+//! A read costs one `pread` per run (runs close together share one), however
+//! many messages they hold. If either file was replaced (an editor's rename,
+//! an archive), cut, or edited near the cursor, or a run's bytes changed, the
+//! reader rebuilds from the two files: a read message never turns unread and
+//! an unread one never goes missing.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -164,9 +166,12 @@ pub struct Scan {
     pub bad: Vec<BadLine>,
 }
 
-const CURSOR_VERSION: u32 = 1;
+const CURSOR_VERSION: u32 = 2;
 /// How many bytes before an offset its fingerprint covers.
 const TAIL: u64 = 256;
+/// Runs less than this far apart are read with one `pread` (the bytes between
+/// cost less than another system call).
+const GAP: u64 = 64 * 1024;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Pos {
@@ -177,11 +182,18 @@ struct Pos {
     tail: String,
 }
 
+/// Adjacent inbox lines, each a pending message: `count` lines from line
+/// `line` at byte `offset`, `len` bytes through the last `\n`, whose ids
+/// (each followed by `\n`) hash (FNV-1a 64) to `hash`. An unread message
+/// edited in place is shown as it now is; one whose id or length changed
+/// breaks its run, and the reader rebuilds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Slot {
-    id: String,
+struct Run {
     offset: u64,
     line: u64,
+    len: u64,
+    count: u64,
+    hash: String,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,7 +201,15 @@ struct CursorFile {
     version: u32,
     inbox: Pos,
     marks: Pos,
-    pending: Vec<Slot>,
+    pending: Vec<Run>,
+}
+
+/// A pending line while a scan runs.
+struct Slot {
+    id: String,
+    offset: u64,
+    line: u64,
+    len: u64,
 }
 
 impl Reader {
@@ -316,11 +336,48 @@ impl Reader {
             }
             cur.marks = pos(file, &self.marks, records.cursor())?;
         }
-        cur.pending.retain(|s| !marked.contains(&s.id));
+
+        // The pending messages known so far, read in as few `pread`s as their
+        // runs allow. A run whose bytes changed was edited in place: start over.
+        let mut slots: Vec<(Slot, Message)> = Vec::new();
+        let mut known = HashSet::new();
+        if !cur.pending.is_empty() {
+            let Some(file) = &inbox else {
+                return Ok(None);
+            };
+            let runs: Vec<(u64, u64)> = cur.pending.iter().map(|r| (r.offset, r.len)).collect();
+            let bytes = read_runs(file, &runs).at(&self.inbox)?;
+            for (run, raw) in cur.pending.iter().zip(bytes) {
+                let mut offset = run.offset;
+                let mut ids = FNV_START;
+                let mut lines = 0;
+                for text in raw.split_inclusive(|&b| b == b'\n') {
+                    let Ok(message) = serde_json::from_slice::<Message>(text) else {
+                        return Ok(None);
+                    };
+                    ids = fnv_on(fnv_on(ids, message.id.as_bytes()), b"\n");
+                    let len = text.len() as u64;
+                    if !marked.contains(&message.id) && known.insert(message.id.clone()) {
+                        let slot = Slot {
+                            id: message.id.clone(),
+                            offset,
+                            line: run.line + lines,
+                            len,
+                        };
+                        slots.push((slot, message));
+                    }
+                    offset += len;
+                    lines += 1;
+                }
+                if raw.len() as u64 != run.len || lines != run.count || hex(ids) != run.hash {
+                    return Ok(None);
+                }
+            }
+        }
 
         let mut bad = Vec::new();
+        let mut fresh = Vec::new();
         if let Some(file) = &inbox {
-            let mut known: HashSet<String> = cur.pending.iter().map(|s| s.id.clone()).collect();
             let mut records = Records::<MessageShape>::from_file(
                 file.try_clone().at(&self.inbox)?,
                 &self.inbox,
@@ -344,10 +401,12 @@ impl Reader {
                         value,
                     } => {
                         if !marked.contains(&value.id) && known.insert(value.id.clone()) {
-                            cur.pending.push(Slot {
+                            let len = records.cursor().offset - offset;
+                            fresh.push(Slot {
                                 id: value.id,
                                 offset,
                                 line,
+                                len,
                             });
                         }
                     }
@@ -355,24 +414,37 @@ impl Reader {
                 }
             }
             cur.inbox = pos(file, &self.inbox, records.cursor())?;
-        }
-
-        let mut messages = Vec::with_capacity(cur.pending.len());
-        let mut gone = Vec::new();
-        for slot in &cur.pending {
-            match inbox.as_ref().and_then(|f| line_at(f, slot.offset)) {
-                Some(message) if message.id == slot.id => messages.push(Pending {
-                    line: slot.line,
-                    offset: slot.offset,
-                    message,
-                }),
-                // Edited in place under our cursor: start over from the files.
-                _ if !rebuild => return Ok(None),
-                // Changed while we read it: it is read again next time.
-                _ => gone.push(slot.id.clone()),
+            // The new pending lines' bytes, run by run (they were just read
+            // line by line; this is from the page cache).
+            let runs = runs_of(fresh.iter());
+            let spans: Vec<(u64, u64)> = runs.iter().map(|r| (r.offset, r.len)).collect();
+            let mut fresh = fresh.into_iter();
+            for (run, raw) in runs.iter().zip(read_runs(file, &spans).at(&self.inbox)?) {
+                let mut lines = raw.split_inclusive(|&b| b == b'\n');
+                for slot in fresh.by_ref().take(run.count as usize) {
+                    let text = lines.next().unwrap_or_default();
+                    match serde_json::from_slice::<Message>(text) {
+                        Ok(message) if message.id == slot.id && text.len() as u64 == slot.len => {
+                            slots.push((slot, message));
+                        }
+                        // Edited between the two reads: start over, or, if
+                        // this is the start-over, it is read again next time.
+                        _ if !rebuild => return Ok(None),
+                        _ => {}
+                    }
+                }
             }
         }
-        cur.pending.retain(|s| !gone.contains(&s.id));
+
+        cur.pending = runs_of(slots.iter().map(|(s, _)| s));
+        let messages = slots
+            .into_iter()
+            .map(|(slot, message)| Pending {
+                line: slot.line,
+                offset: slot.offset,
+                message,
+            })
+            .collect();
         let save = (old.as_ref() != Some(&cur)).then_some(cur);
         Ok(Some((Scan { messages, bad }, save)))
     }
@@ -481,33 +553,84 @@ fn tail_hash(file: &File, offset: u64) -> io::Result<String> {
     let start = offset.saturating_sub(TAIL);
     let mut buf = vec![0u8; (offset - start) as usize];
     file.read_exact_at(&mut buf, start)?;
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in buf {
+    Ok(hex(fnv_on(FNV_START, &buf)))
+}
+
+const FNV_START: u64 = 0xcbf29ce484222325;
+
+/// FNV-1a 64 of `bytes` continued from `h`.
+fn fnv_on(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    Ok(format!("{h:016x}"))
+    h
 }
 
-/// The message on the line starting at `offset`, if it parses.
-fn line_at(file: &File, offset: u64) -> Option<Message> {
-    let mut line = Vec::new();
-    let mut chunk = vec![0u8; 4096];
-    let mut at = offset;
-    loop {
-        let n = file.read_at(&mut chunk, at).ok()?;
-        if n == 0 {
-            return None;
-        }
-        if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
-            line.extend_from_slice(&chunk[..i]);
-            break;
-        }
-        line.extend_from_slice(&chunk[..n]);
-        at += n as u64;
-        if line.len() > 16 * super::MAX_RECORD_BYTES {
-            return None;
+fn hex(h: u64) -> String {
+    format!("{h:016x}")
+}
+
+/// The runs that `slots` (in inbox order) make: adjacent lines join one run.
+fn runs_of<'a>(slots: impl Iterator<Item = &'a Slot>) -> Vec<Run> {
+    let mut runs: Vec<(Run, u64)> = Vec::new();
+    for s in slots {
+        match runs.last_mut() {
+            Some((r, h)) if r.offset + r.len == s.offset => {
+                r.len += s.len;
+                r.count += 1;
+                *h = fnv_on(fnv_on(*h, s.id.as_bytes()), b"\n");
+            }
+            _ => runs.push((
+                Run {
+                    offset: s.offset,
+                    line: s.line,
+                    len: s.len,
+                    count: 1,
+                    hash: String::new(),
+                },
+                fnv_on(fnv_on(FNV_START, s.id.as_bytes()), b"\n"),
+            )),
         }
     }
-    serde_json::from_slice(&line).ok()
+    runs.into_iter()
+        .map(|(mut r, h)| {
+            r.hash = hex(h);
+            r
+        })
+        .collect()
+}
+
+/// The bytes of each `(offset, len)` span (in file order), reading spans
+/// less than [`GAP`] apart with one `pread`. A span cut short by the end of
+/// the file comes back short.
+fn read_runs(file: &File, spans: &[(u64, u64)]) -> io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::with_capacity(spans.len());
+    let mut i = 0;
+    while i < spans.len() {
+        let start = spans[i].0;
+        let mut j = i + 1;
+        while j < spans.len() && spans[j].0 <= spans[j - 1].0 + spans[j - 1].1 + GAP {
+            j += 1;
+        }
+        let end = spans[j - 1].0 + spans[j - 1].1;
+        let mut buf = vec![0u8; (end - start) as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], start + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        for &(offset, len) in &spans[i..j] {
+            let from = ((offset - start) as usize).min(got);
+            let to = ((offset - start + len) as usize).min(got);
+            out.push(buf[from..to].to_vec());
+        }
+        i = j;
+    }
+    Ok(out)
 }

@@ -523,6 +523,56 @@ fn handoff_mails_self_and_requests_a_cycle() {
     assert_eq!(state["role"], json!("mayor"));
 }
 
+/// The cursor remembers where unread mail is, not what it says: an unread
+/// message edited in place (same inode, same length) is shown as it now is,
+/// and one whose id was changed is a different message.
+#[test]
+fn an_unread_message_edited_in_place_is_read_as_it_now_is() {
+    let env = TestEnv::new();
+    for s in ["aaaa", "bbbb", "cccc"] {
+        ok(&env, "overseer", &["send", "mayor", "-s", s, "-m", s]);
+    }
+    let all = jsonl_ids(&ok(&env, "mayor", &["inbox", "--json"]));
+    let inbox = env.inbox_path("mayor");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&inbox)
+        .unwrap();
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&inbox).unwrap();
+        let at = text.find(from).unwrap() as u64;
+        std::os::unix::fs::FileExt::write_at(&f, to.as_bytes(), at).unwrap();
+    };
+    edit("\"subject\":\"bbbb\"", "\"subject\":\"BBBB\"");
+    let subjects = |env: &TestEnv| -> Vec<String> {
+        let out = ok(env, "mayor", &["inbox", "--json"]);
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["subject"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(subjects(&env), ["aaaa", "BBBB", "cccc"]);
+    // The last id's final character, changed: c is gone, its twin is new.
+    let c = &all[2];
+    let twin = format!(
+        "{}{}",
+        &c[..c.len() - 1],
+        if c.ends_with('z') { 'y' } else { 'z' }
+    );
+    edit(c, &twin);
+    assert_eq!(
+        unread(&env, "mayor"),
+        [all[0].clone(), all[1].clone(), twin.clone()]
+    );
+    ok(&env, "mayor", &["read", &all[1]]);
+    assert_eq!(unread(&env, "mayor"), [all[0].clone(), twin]);
+    assert_eq!(subjects(&env), ["aaaa", "cccc"]);
+}
+
 /// protocol/mail.md says a shell script can send, list unread and mark read with
 /// flock(1), printf and jq alone. This is that script, checked against gt-mail.
 #[test]
