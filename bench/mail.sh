@@ -103,8 +103,8 @@ Reading the numbers:
 - *Durable* appends cost one `fdatasync` each (ext4 journal commit); the
   default is buffered and why is in protocol/mail.md, "Durability".
 - *`gt inbox`* reads its cursor, checks both files' fingerprints, reads the
-  bytes appended since, and the unread lines at their offsets: its cost does
-  not grow with the inbox. The first run after the inbox is replaced reads
+  bytes appended since, and the unread messages, one `pread` per run of
+  adjacent unread lines: its cost does not grow with the inbox. The first run after the inbox is replaced reads
   everything once.
 NOTES
   if [ $peers = 1 ]; then

@@ -625,6 +625,12 @@ fn read_runs(file: &File, spans: &[(u64, u64)]) -> io::Result<Vec<Vec<u8>>> {
             }
         }
         buf.truncate(got);
+        if j == i + 1 {
+            // One span: its buffer as it is, not a copy (the common case).
+            out.push(buf);
+            i = j;
+            continue;
+        }
         for &(offset, len) in &spans[i..j] {
             let from = ((offset - start) as usize).min(got);
             let to = ((offset - start + len) as usize).min(got);
