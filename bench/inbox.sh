@@ -119,13 +119,7 @@ if [ $quick = 1 ]; then
   cat "$section"
   exit 0
 fi
-bm=$root/BENCHMARKS.md
-if grep -q '<!-- inbox:begin' "$bm"; then
-  awk -v f="$section" '
-    /<!-- inbox:begin/ { while ((getline l < f) > 0) print l; skip=1; next }
-    /<!-- inbox:end -->/ { skip=0; next }
-    !skip' "$bm" > "$work/bm" && cat "$work/bm" > "$bm"
-else
-  { echo; cat "$section"; } >> "$bm"
-fi
+# shellcheck source=bench/section.sh
+. bench/section.sh
+replace_section inbox "$section"
 echo "bench/inbox.sh: wrote the inbox section of BENCHMARKS.md"
