@@ -21,6 +21,7 @@ pub mod git;
 pub mod home;
 pub mod land;
 pub mod mail;
+pub mod plugin;
 pub mod polecat;
 pub mod queue;
 pub mod record;

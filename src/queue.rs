@@ -108,8 +108,24 @@ pub struct Entry {
     /// The files a failed merge conflicted in (`failed/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
+    /// Why a plugin holds the entry in `pending/` (protocol/plugins.md);
+    /// cleared when it is processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// A plugin's hold on an entry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Hold {
+    /// `hold` or `escalate`.
+    pub verdict: String,
+    pub reason: String,
+    /// The plugin's address.
+    pub by: String,
+    /// RFC 3339.
+    pub at: String,
 }
 
 impl Entry {
@@ -358,10 +374,22 @@ impl Queue {
     /// who claimed it and when. `None` when nothing is pending. Junk and
     /// entries lost to another claimer are skipped (junk is returned).
     pub fn claim(&self, by: &str) -> Result<(Option<Located>, Vec<Junk>)> {
+        self.claim_except(by, &|_| false)
+    }
+
+    /// [`Queue::claim`], passing over the entries whose id `skip` names.
+    pub fn claim_except(
+        &self,
+        by: &str,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<(Option<Located>, Vec<Junk>)> {
         let listing = self.list(&[State::Pending])?;
         let mut junk = listing.junk;
         fsio::ensure_dir(&self.state_dir(State::Active))?;
         for l in listing.entries {
+            if skip(&l.entry.id) {
+                continue;
+            }
             let dest = self.path(State::Active, &l.entry.id);
             match rename_noreplace(&l.path, &dest) {
                 Ok(()) => {}
@@ -412,6 +440,7 @@ impl Queue {
         };
         self.rewrite(State::Active, id, |e| {
             e.finished_at = Some(clock::now_string());
+            e.hold = None;
             match &outcome {
                 // A retried entry drops the result of its earlier try.
                 Outcome::Merged { sha } => {
@@ -470,10 +499,22 @@ impl Queue {
     /// `claimed_*`. `None` when it was claimed again before the fields were
     /// cleared (the new claim's fields stand).
     pub fn release(&self, id: &str) -> Result<Option<Located>> {
+        self.release_with(id, None)
+    }
+
+    /// [`Queue::release`] recording `hold` in the entry.
+    pub fn hold(&self, id: &str, hold: Hold) -> Result<Option<Located>> {
+        self.release_with(id, Some(hold))
+    }
+
+    fn release_with(&self, id: &str, hold: Option<Hold>) -> Result<Option<Located>> {
         self.transfer(State::Active, State::Pending, id)?;
         let released = self.rewrite(State::Pending, id, |e| {
             e.claimed_at = None;
             e.claimed_by = None;
+            if hold.is_some() {
+                e.hold = hold;
+            }
             Ok(())
         });
         match released {

@@ -106,8 +106,56 @@ pub struct RigConfig {
     /// Added to the environment of the rig's agents, over the town's `agent_env`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub agent_env: BTreeMap<String, String>,
+    /// Which plugins the rig's agents consult at their hook points
+    /// (protocol/plugins.md).
+    #[serde(default, skip_serializing_if = "PluginsConfig::is_empty")]
+    pub plugins: PluginsConfig,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// The `plugins` object of a rig config (protocol/plugins.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PluginsConfig {
+    /// The plugin the Refinery consults before merging an entry. Absent or
+    /// `true`: `merge-oracle`, if that directory exists; `false`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_merge: Option<PluginChoice>,
+    /// Longest wait for a verdict, e.g. "30s" (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Interval>,
+    /// How long a held entry stays unasked, e.g. "60s" (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_retry: Option<Interval>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl PluginsConfig {
+    fn is_empty(&self) -> bool {
+        *self == PluginsConfig::default()
+    }
+    /// `timeout`, or [`crate::plugin::DEFAULT_TIMEOUT`].
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .as_ref()
+            .map_or(crate::plugin::DEFAULT_TIMEOUT, Interval::get)
+    }
+    /// `hold_retry`, or [`crate::plugin::DEFAULT_HOLD_RETRY`].
+    pub fn hold_retry(&self) -> std::time::Duration {
+        self.hold_retry
+            .as_ref()
+            .map_or(crate::plugin::DEFAULT_HOLD_RETRY, Interval::get)
+    }
+}
+
+/// A hook point's setting: a plugin's name, or `true` (the conventional
+/// name) / `false` (off).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PluginChoice {
+    On(bool),
+    Name(String),
 }
 
 impl RigConfig {

@@ -5,18 +5,21 @@
 //! finished: issue closed and entry moved to `merged/`, or moved to `failed/`
 //! with the reason; the polecat and the witness are told either way.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::address::Address;
 use crate::error::Result;
+use crate::home::Home;
 use crate::land::{self, MergeKind};
 use crate::mail::{self, Message};
-use crate::queue::{Junk, Located, Outcome, Queue, State};
+use crate::plugin::{self, Hook, Request, Verdict};
+use crate::queue::{Hold, Junk, Located, Outcome, Queue, State};
+use crate::record::{Extra, PluginsConfig};
 use crate::rig::Rig;
 use crate::town::Town;
 use crate::watch::{Flow, Watch};
@@ -40,10 +43,23 @@ pub struct Processed {
     pub notes: Vec<String>,
 }
 
+/// An entry a plugin held (protocol/plugins.md): back in `pending/` with its
+/// hold recorded, not asked again before `plugins.hold_retry`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    #[serde(flatten)]
+    pub entry: Located,
+    pub verdict: Verdict,
+    /// "mailed mayor" for an escalation.
+    pub done: Vec<String>,
+    pub notes: Vec<String>,
+}
+
 /// What the refinery reports as it goes.
 #[derive(Debug)]
 pub enum Event {
     Processed(Box<Processed>),
+    Held(Box<Held>),
     /// A file in the queue that is not an entry (reported once per file).
     Junk(Junk),
     /// A stale claim of ours put back in `pending/` at start or on a rescan.
@@ -61,6 +77,8 @@ pub struct Refinery<'a> {
     /// Claims of ours whose file is older than this are from a dead refinery.
     stale_after: Duration,
     reported: HashSet<PathBuf>,
+    /// Held entries and when they may be asked again.
+    held: HashMap<String, Instant>,
 }
 
 impl<'a> Refinery<'a> {
@@ -74,6 +92,7 @@ impl<'a> Refinery<'a> {
             },
             stale_after,
             reported: HashSet::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -87,13 +106,25 @@ impl<'a> Refinery<'a> {
             .into_iter()
             .for_each(|l| on(Event::Requeued(Box::new(l))));
         self.report(junk, on);
+        let plugins = self.rig.config()?.plugins;
+        let oracle = plugin::plugin_for(self.town, self.rig, &plugins, Hook::BeforeMerge);
         let mut n = 0;
         loop {
-            let (claimed, junk) = self.queue.claim(&self.me.to_string())?;
+            let now = Instant::now();
+            let held = &self.held;
+            let (claimed, junk) = self.queue.claim_except(&self.me.to_string(), &|id| {
+                held.get(id).is_some_and(|t| *t > now)
+            })?;
             self.report(junk, on);
             let Some(claimed) = claimed else {
                 return Ok(n);
             };
+            if let Some(oracle) = &oracle
+                && let Some(held) = self.before_merge(oracle, &plugins, &claimed)?
+            {
+                on(Event::Held(Box::new(held)));
+                continue;
+            }
             let processed = self.process(claimed, on)?;
             on(Event::Processed(Box::new(processed)));
             n += 1;
@@ -113,6 +144,95 @@ impl<'a> Refinery<'a> {
             self.drain(on)?;
             Ok(Flow::Continue)
         })
+    }
+
+    /// Consult the `before_merge` plugin about claimed entry `l`: `None` to
+    /// proceed; on `hold` or `escalate` the entry goes back to `pending/` with
+    /// its hold, and an escalation (new since the last hold) mails the Mayor.
+    fn before_merge(
+        &mut self,
+        oracle: &Home,
+        plugins: &PluginsConfig,
+        l: &Located,
+    ) -> Result<Option<Held>> {
+        let e = &l.entry;
+        let queue: Vec<serde_json::Value> = self
+            .queue
+            .list(&[State::Pending])?
+            .entries
+            .into_iter()
+            .map(|p| p.entry.id.into())
+            .collect();
+        let mut fields = Extra::new();
+        fields.insert("entry".into(), e.id.clone().into());
+        fields.insert(
+            "queue_entry".into(),
+            serde_json::to_value(e).unwrap_or_default(),
+        );
+        fields.insert("queue".into(), queue.into());
+        let subject = format!("before merge: {} ({} {})", e.id, e.polecat, e.branch);
+        let body = format!(
+            "May {} merge {} of {}? Reply with a verdict (protocol/plugins.md).",
+            self.me, e.branch, e.polecat
+        );
+        let asked = self.town.home(&self.me).and_then(|me| {
+            self.keepalive(&e.id, || {
+                let req = Request {
+                    hook: Hook::BeforeMerge,
+                    subject,
+                    body,
+                    fields,
+                };
+                plugin::consult(self.town, &me, oracle, req, plugins.timeout())
+            })
+        });
+        let verdict = match asked {
+            Ok(v) => v,
+            Err(err) => {
+                let _ = self.queue.release(&e.id);
+                return Err(err.context(format!("{} (put back in pending/)", e.id)));
+            }
+        };
+        if let Some(why) = &verdict.defaulted {
+            tracing::warn!("{}: {why}; proceeding", e.id);
+        }
+        if verdict.verdict == "proceed" {
+            return Ok(None);
+        }
+        let escalated_before = e.hold.as_ref().is_some_and(|h| h.verdict == "escalate");
+        let hold = Hold {
+            verdict: verdict.verdict.clone(),
+            reason: verdict.reason.clone(),
+            by: verdict.by.clone(),
+            at: crate::clock::now_string(),
+        };
+        let entry = self.queue.hold(&e.id, hold)?.unwrap_or_else(|| l.clone());
+        self.held
+            .insert(e.id.clone(), Instant::now() + plugins.hold_retry());
+        let (mut done, mut notes) = (Vec::new(), Vec::new());
+        if verdict.verdict == "escalate" && !escalated_before {
+            let mut m = Message::new(
+                &self.me,
+                "mayor",
+                &format!("escalation: {} on {} ({})", verdict.by, e.id, e.polecat),
+                &format!(
+                    "{} escalated queue entry {} ({} {}): {}\n\nThe entry is held in pending/; it is asked again on the Refinery's next pass.",
+                    verdict.by, e.id, e.polecat, e.branch, verdict.reason
+                ),
+            );
+            m.kind = "escalation".to_string();
+            m.extra.insert("entry".into(), e.id.clone().into());
+            match mail::post(self.town, &mut [m], crate::fsio::Durability::from_env()) {
+                Ok(()) => done.push("mailed mayor".to_string()),
+                Err(err) => notes.push(format!("could not mail mayor: {err}")),
+            }
+        }
+        Ok(Some(Held {
+            entry,
+            verdict,
+            done,
+            notes,
+        }))
     }
 
     fn report(&mut self, junk: Vec<Junk>, on: &mut dyn FnMut(Event)) {

@@ -279,6 +279,7 @@ fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
         agent_command: None,
         agent: None,
         agent_env: Default::default(),
+        plugins: Default::default(),
         extra: Default::default(),
     };
     fsio::write_json(&dir.join("config.json"), &config)?;

@@ -228,6 +228,12 @@ fn show(l: &Located, json: bool) -> Result<()> {
         ("claimed_at", opt(&e.claimed_at)),
         ("merged_sha", opt(&e.merged_sha)),
         ("reason", opt(&e.reason)),
+        (
+            "hold",
+            e.hold
+                .as_ref()
+                .map(|h| format!("{} by {} at {}: {}", h.verdict, h.by, h.at, h.reason)),
+        ),
     ] {
         rows.extend(v.map(|v| (k, v)));
     }
@@ -247,6 +253,11 @@ fn print_entries(entries: &[Located], with_state: bool) {
     if with_state {
         header.push("RESULT");
     }
+    // Pending entries a plugin holds say so, and why.
+    let holds = !with_state && entries.iter().any(|l| l.entry.hold.is_some());
+    if holds {
+        header.push("HOLD");
+    }
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|l| {
@@ -263,7 +274,7 @@ fn print_entries(entries: &[Located], with_state: bool) {
             ]);
             if with_state {
                 row.push(match l.state {
-                    State::Pending => String::new(),
+                    State::Pending => e.hold.as_ref().map_or_else(String::new, hold_text),
                     State::Active => {
                         format!("claimed by {}", e.claimed_by.as_deref().unwrap_or("?"))
                     }
@@ -276,10 +287,17 @@ fn print_entries(entries: &[Located], with_state: bool) {
                     State::Failed => e.reason.clone().unwrap_or_default(),
                 });
             }
+            if holds {
+                row.push(e.hold.as_ref().map_or_else(String::new, hold_text));
+            }
             row
         })
         .collect();
     super::print_table(&header, &rows);
+}
+
+fn hold_text(h: &crate::queue::Hold) -> String {
+    format!("{} by {}: {}", h.verdict, h.by, h.reason)
 }
 
 fn short(sha: &str) -> &str {

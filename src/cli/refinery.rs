@@ -77,6 +77,27 @@ fn print(event: &Event, json: bool) {
             return;
         }
         (Event::Processed(p), true) => super::print_json_line(p),
+        (Event::Held(h), true) => super::print_json_line(h),
+        (Event::Held(h), false) => {
+            println!(
+                "{} {} by {}: {}",
+                if h.verdict.verdict == "escalate" {
+                    "escalated"
+                } else {
+                    "held"
+                },
+                h.entry.entry.id,
+                h.verdict.by,
+                h.verdict.reason
+            );
+            for d in &h.done {
+                println!("  {d}");
+            }
+            for n in &h.notes {
+                println!("  note: {n}");
+            }
+            Ok(())
+        }
         (Event::Requeued(l), true) => super::print_json_line(&serde_json::json!({
             "event": "requeued", "id": l.entry.id, "path": l.path
         })),

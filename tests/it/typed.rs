@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use gastown::address::Role;
-use gastown::record::{AgentState, BackendKind, BeadsConfig, Extra, RigConfig, Status, TownConfig};
+use gastown::record::{
+    AgentState, BackendKind, BeadsConfig, Extra, PluginChoice, PluginsConfig, RigConfig, Status,
+    TownConfig,
+};
 use serde_json::Value;
 
 fn schema(name: &str) -> Value {
@@ -102,9 +105,20 @@ fn rig_config_fields_are_the_schema_properties() {
         agent_command: Some("claude".into()),
         agent: Some(gastown::agent::Preset::Claude),
         agent_env: [("K".to_string(), "V".to_string())].into(),
+        plugins: PluginsConfig {
+            before_merge: Some(PluginChoice::Name("merge-oracle".into())),
+            timeout: Some("30s".parse().unwrap()),
+            hold_retry: Some("60s".parse().unwrap()),
+            extra: Extra::new(),
+        },
         extra: Extra::new(),
     };
     let value = serde_json::to_value(&config).unwrap();
+    assert_eq!(
+        keys(&value["plugins"]),
+        keys(&schema("rig-config")["properties"]["plugins"]["properties"]),
+        "fields of PluginsConfig vs the schema's plugins properties"
+    );
     assert_eq!(
         keys(&value["beads"]),
         keys(&schema("rig-config")["properties"]["beads"]["properties"]),
