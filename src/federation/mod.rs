@@ -167,6 +167,28 @@ impl Federation {
         }
     }
 
+    /// Run one wire command on `machine` and return its stdout; an answer,
+    /// even a refusal, counts as the machine seen.
+    pub fn call(&self, machine: &str, words: &[&str]) -> Result<Vec<u8>> {
+        let m = self.machine(machine)?;
+        let reply = ssh::round_trip(ssh::command(m, words), Vec::new(), ssh::timeout()?)?;
+        if reply.code().is_some_and(|c| c != 255) {
+            self.mark_seen(machine)?;
+        }
+        reply.ok(machine)
+    }
+
+    /// `spec` as another machine's agent, if it is one.
+    pub fn remote<'a>(town: &Town, spec: &'a str) -> Result<Option<(&'a str, Address)>> {
+        if !spec.contains(':') {
+            return Ok(None);
+        }
+        Ok(match Federation::load(town)?.target(spec)? {
+            Target::Remote { machine, address } => Some((machine, address)),
+            Target::Local(_) => None,
+        })
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.town.root().join("federation")
     }

@@ -78,12 +78,12 @@ impl Reply {
 
     /// The reply's stdout when the remote command exited 0; else an error:
     /// [`Kind::Io`] for the transport (try again later), [`Kind::Invalid`]
-    /// for a remote refusal (exit 2 from `gt remote`).
+    /// for the remote command's refusal or error (its exit 2).
     pub fn ok(self, machine: &str) -> Result<Vec<u8>> {
         match self.code() {
             Some(0) => Ok(self.stdout),
             Some(255) | None => Err(Error::new(Kind::Io, self.why())),
-            Some(_) => Err(Error::invalid(format!("{machine} refused: {}", self.why()))),
+            Some(_) => Err(Error::invalid(format!("{machine}: {}", self.why()))),
         }
     }
 }

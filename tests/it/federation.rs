@@ -573,3 +573,35 @@ fn a_bad_registry_is_refused_naming_the_file_and_field() {
     );
     assert!(!env.town.join("federation").exists(), "nothing written");
 }
+
+#[test]
+fn kill_and_capture_reach_another_machines_agents_when_granted() {
+    let Some(p) = pair(&["kill", "capture"], &["deliver"]) else {
+        return;
+    };
+    p.b.add_rig("wyvern");
+    p.b.ok("gt", &["polecat", "add", "wyvern", "Nux"]);
+    assert_eq!(
+        p.a.ok("gt", &["kill", "b:wyvern/Nux"]),
+        "b:wyvern/Nux was not running\n"
+    );
+    let (code, err) = p.a.fails("gt", &["capture", "b:wyvern/Nux"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "gt: b: gt: wyvern/Nux has no live session (its state.json names none)\n"
+    );
+    let (_, err) = p.a.fails("gt", &["capture", "b:wyvern/Nux", "ls"]);
+    assert!(
+        err.contains("typing into another machine's session is not served"),
+        "{err}"
+    );
+    // b did not grant kill to a: refused there, and logged.
+    let (code, err) = p.b.fails("gt", &["kill", "a:mayor"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("a: gt remote: refused: kill is not granted to machine b"),
+        "{err}"
+    );
+    assert_eq!(jsonl(&p.a.town.join("federation/refusals.jsonl")).len(), 1);
+}

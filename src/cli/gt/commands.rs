@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::address::{Address, Role};
 use crate::cli::{print_json, print_table};
 use crate::error::{Error, Kind, Result};
+use crate::federation::Federation;
 use crate::home::Home;
 use crate::polecat;
 use crate::rig;
@@ -421,6 +422,11 @@ pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool
 
 pub(super) fn kill(spec: &str) -> Result<()> {
     let town = Town::discover()?;
+    if let Some((machine, address)) = Federation::remote(&town, spec)? {
+        let out = Federation::load(&town)?.call(machine, &["gt", "kill", &address.to_string()])?;
+        print!("{machine}:{}", String::from_utf8_lossy(&out));
+        return Ok(());
+    }
     let home = town.agent(spec, Role::Polecat, None)?;
     let stopped = crate::stop::agent(&town, &home)?;
     print_stopped(&stopped, true);
@@ -645,7 +651,7 @@ pub(super) fn inject(spec: &str, message: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct CaptureReport {
     address: String,
     session: String,
@@ -661,7 +667,11 @@ pub(super) fn capture(
     json: bool,
 ) -> Result<()> {
     let wait = crate::clock::parse_duration(wait).map_err(|e| e.context("--wait"))?;
-    let (home, id) = live_session(&Town::discover()?, spec)?;
+    let town = Town::discover()?;
+    if let Some((machine, address)) = Federation::remote(&town, spec)? {
+        return capture_remote(&town, machine, &address, command, last, json);
+    }
+    let (home, id) = live_session(&town, spec)?;
     let lines = match command {
         Some(cmd) => {
             let mut out = session::run(&id, cmd, wait).map_err(|e| e.context(&home.address))?;
@@ -686,6 +696,39 @@ pub(super) fn capture(
         })?;
     } else {
         for l in &lines {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+/// `gt capture <machine>:<address>`: the pane, over ssh (nothing is typed
+/// into another machine's session).
+fn capture_remote(
+    town: &Town,
+    machine: &str,
+    address: &Address,
+    command: Option<&str>,
+    last: Option<usize>,
+    json: bool,
+) -> Result<()> {
+    if command.is_some() {
+        return Err(Error::invalid(format!(
+            "{machine}:{address}: typing into another machine's session is not served; capture shows its pane"
+        )));
+    }
+    let out = Federation::load(town)?
+        .call(machine, &["gt", "capture", &address.to_string(), "--json"])?;
+    let mut report: CaptureReport = serde_json::from_slice(&out)
+        .map_err(|e| Error::invalid(format!("unreadable capture from {machine}: {e}")))?;
+    report.address = format!("{machine}:{}", report.address);
+    if let Some(n) = last {
+        report.lines.drain(..report.lines.len().saturating_sub(n));
+    }
+    if json {
+        print_json(&report)?;
+    } else {
+        for l in &report.lines {
             println!("{l}");
         }
     }
