@@ -242,6 +242,17 @@ impl TestEnv {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["id"].as_str().expect("id").to_string()
     }
+
+    /// File an issue in `rig` and spawn a polecat on it whose agent only
+    /// sleeps (a live session that does nothing); returns the issue's id.
+    pub fn spawn_sleeper(&self, rig: &str, title: &str) -> String {
+        let id = self.issue(rig, title);
+        self.ok(
+            "gt",
+            &["spawn", "--issue", &id, "--agent", "exec sleep 1000"],
+        );
+        id
+    }
 }
 
 impl Drop for TestEnv {

@@ -158,11 +158,7 @@ fn a_stop_is_not_undone_by_a_running_daemon() {
 fn a_done_from_a_newer_generation_does_not_act_on_the_current_worker() {
     let env = TestEnv::new();
     let rig = env.add_rig("r");
-    let id = env.issue("r", "work");
-    env.ok(
-        "gt",
-        &["spawn", "--issue", &id, "--agent", "exec sleep 1000"],
-    );
+    env.spawn_sleeper("r", "work");
     env.ok(
         "gt",
         &[

@@ -10,6 +10,25 @@ fn status(env: &TestEnv) -> Value {
     serde_json::from_str(&env.ok("gt", &["status", "--json"])).unwrap()
 }
 
+/// The Witness of rig r escalates a stuck r/Nux to the Mayor.
+fn escalate(env: &TestEnv) {
+    env.ok(
+        "gt",
+        &[
+            "send",
+            "mayor",
+            "--as",
+            "r/witness",
+            "--type",
+            "escalation",
+            "-s",
+            "stuck: r/Nux",
+            "-m",
+            "help",
+        ],
+    );
+}
+
 fn agent<'a>(report: &'a Value, address: &str) -> &'a Value {
     report["agents"]
         .as_array()
@@ -23,11 +42,7 @@ fn agent<'a>(report: &'a Value, address: &str) -> &'a Value {
 fn a_session_killed_behind_gastowns_back_shows_as_dead() {
     let env = TestEnv::new();
     let rig = env.add_rig("r");
-    let id = env.issue("r", "work");
-    env.ok(
-        "gt",
-        &["spawn", "--issue", &id, "--agent", "exec sleep 1000"],
-    );
+    env.spawn_sleeper("r", "work");
     let live = status(&env);
     let nux = agent(&live, "r/Nux");
     assert_eq!(
@@ -93,21 +108,7 @@ fn status_shows_running_loops_queue_lengths_unread_mail_and_escalations() {
         "{err}"
     );
 
-    env.ok(
-        "gt",
-        &[
-            "send",
-            "mayor",
-            "--as",
-            "r/witness",
-            "--type",
-            "escalation",
-            "-s",
-            "stuck: r/Nux",
-            "-m",
-            "help",
-        ],
-    );
+    escalate(&env);
     env.ok("gt", &["send", "mayor", "-s", "hello", "-m", "plain"]);
     let now = status(&env);
     assert_eq!(now["daemon_running"], true);
@@ -157,21 +158,7 @@ fn the_overseer_hears_of_escalations_no_mayor_reads() {
     env.add_rig("r");
     let quiet = env.run("gt", &["inbox"]);
     assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
-    env.ok(
-        "gt",
-        &[
-            "send",
-            "mayor",
-            "--as",
-            "r/witness",
-            "--type",
-            "escalation",
-            "-s",
-            "stuck: r/Nux",
-            "-m",
-            "help",
-        ],
-    );
+    escalate(&env);
     let out = env.run("gt", &["inbox"]);
     assert!(out.status.success());
     assert_eq!(

@@ -51,11 +51,7 @@ fn kill_keeps_the_claim_of_a_worker_with_commits_and_the_witness_submits_them() 
 fn sleep_and_wake_refuse_a_live_session_unless_forced_and_forcing_releases_the_claim() {
     let env = TestEnv::new();
     let rig = env.add_rig("r");
-    let id = env.issue("r", "work");
-    env.ok(
-        "gt",
-        &["spawn", "--issue", &id, "--agent", "exec sleep 1000"],
-    );
+    let id = env.spawn_sleeper("r", "work");
     for verb in ["sleep", "wake"] {
         let (code, err) = env.fails("gt", &[verb, "Nux"]);
         assert_eq!(code, 2);
@@ -114,11 +110,7 @@ fn stop_all_stops_the_loops_first_then_recorded_and_unrecorded_sessions() {
     c.args(["witness", "run", "r", "--json", "--every", "1h"]);
     let _witness = Watcher::start(c, "gt-witness: watching");
 
-    let id = env.issue("r", "work");
-    env.ok(
-        "gt",
-        &["spawn", "--issue", &id, "--agent", "exec sleep 1000"],
-    );
+    env.spawn_sleeper("r", "work");
     let socket = env
         .session(rig.join("polecats/Nux"))
         .split(':')
