@@ -88,7 +88,7 @@ section=$work/section.md
   echo "<!-- status:end -->"
 } > "$section"
 
-# shellcheck source=bench/section.sh
+# shellcheck source=bench/section.sh disable=SC1091
 . "$root/bench/section.sh"
 replace_section status "$section"
 echo "bench/status.sh: wrote the status section of BENCHMARKS.md"
