@@ -376,13 +376,18 @@ impl Spawned {
 }
 
 /// Set `rig` to the `claude` preset with `agent_env` pointing it at `model`
-/// (and a git identity), then `gt spawn` polecat r/Nux on `issue`. The town's
+/// and a config dir `<tmp>/claude-config` (the account-level state, unless the
+/// test wrote one)
+/// and a git identity, then `gt spawn` polecat r/Nux on `issue`. The town's
 /// tmux server is started first by someone else, with an environment in which
 /// `claude` cannot be found and the model is elsewhere: the session must get
 /// the spawner's environment and agent_env, not the server's.
 fn spawn_claude(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &str) -> Spawned {
     let config = env.path().join("claude-config");
-    claude_config(&config);
+    // A test may have written its own (see the dialog test).
+    if !config.join(".claude.json").exists() {
+        claude_config(&config);
+    }
     edit_json(&rig.join("config.json"), |c| {
         c["agent"] = "claude".into();
         c["agent_env"] = serde_json::json!({
@@ -426,6 +431,14 @@ fn spawn_claude(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &st
     }
 }
 
+/// An hour from now, for GT_NOW: longer than any test's `stuck_after`.
+fn an_hour_later() -> String {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap()
+        .to_string()
+}
+
 /// `gt witness patrol r --json` as if `later` had come: (action, subject, detail).
 fn patrol_at(env: &TestEnv, later: &str) -> Vec<(String, String, String)> {
     let out = ok_output(
@@ -459,10 +472,7 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
     spawned.turn(&model, 1);
     spawned.wait_screen(&Screen::Busy);
     // An hour of silence by the clock, but the turn is still running: no nudge.
-    let later = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(1))
-        .unwrap()
-        .to_string();
+    let later = an_hour_later();
     let actions = patrol_at(&env, &later);
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(
@@ -540,4 +550,62 @@ fn inject_at_cold_start_while_busy_and_while_idle_reaches_the_model_once_each() 
     mentioned_once(&third, cold);
     assert_eq!(third.texts().last().map(String::as_str), Some(idle));
     assert_eq!(model.turns().len(), 3);
+}
+
+#[test]
+fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
+    let Some(bin) = claude_bin_dir() else { return };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    edit_json(&rig.join("config.json"), |c| c["stuck_after"] = "1m".into());
+    let id = env.issue("r", "Blocked");
+    // Onboarding done but the key never approved: Claude Code asks whether to
+    // use it, a dialog no preset answers.
+    let config = env.path().join("claude-config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join(".claude.json"),
+        r#"{"hasCompletedOnboarding": true}"#,
+    )
+    .unwrap();
+    let model = Model::start(vec![]);
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
+    let deadline = Instant::now() + WAIT;
+    while !matches!(
+        Preset::Claude.screen(&gastown::session::capture(&spawned.session, None).unwrap()),
+        Screen::Dialog(_)
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "no dialog; screen:\n{}",
+            spawned.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let later = an_hour_later();
+    let actions = patrol_at(&env, &later);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let (action, subject, detail) = &actions[0];
+    assert_eq!((action.as_str(), subject.as_str()), ("blocked", "r/Nux"));
+    assert!(
+        detail.starts_with("its runtime waits at a dialog: Detected a custom API key in your environment / ANTHROPIC_API_KEY: "),
+        "{detail}"
+    );
+    assert!(
+        env.inbox("r/polecats/Nux")
+            .iter()
+            .all(|m| m["type"] != "nudge")
+    );
+    let (code, err) = env.fails("gt", &["inject", "Nux", "hello"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("gt: r/Nux: r/Nux's runtime waits at a dialog (Detected a custom API key in your environment / "),
+        "{err}"
+    );
+    // Nothing answered the dialog: it is still there, and no turn reached the model.
+    assert!(matches!(
+        Preset::Claude.screen(&gastown::session::capture(&spawned.session, None).unwrap()),
+        Screen::Dialog(_)
+    ));
+    assert_eq!(model.turns().len(), 0);
 }
