@@ -337,8 +337,13 @@ fn doctor_reports_a_dead_landings_git_locks() {
         std::fs::write(l, "").unwrap();
     }
     let out = env.run("gt", &["doctor"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "warnings alone exit 0");
+    let stdout: String = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("check "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let expected: String = locks
         .iter()
         .map(|l| {
@@ -348,9 +353,12 @@ fn doctor_reports_a_dead_landings_git_locks() {
             )
         })
         .collect();
-    assert_eq!(stdout, format!("{expected}2 problem(s)\n"));
+    assert_eq!(
+        stdout,
+        format!("{expected}2 problem(s): 0 error(s), 2 warning(s)\n")
+    );
 
     // While a landing holds the lock, its git lock files are its own.
     let _landing = gastown::fsio::lock_file(&rig.join("refinery/rig.lock")).unwrap();
-    assert_eq!(env.ok("gt", &["doctor"]), "town is healthy\n");
+    assert!(env.ok("gt", &["doctor"]).ends_with("\ntown is healthy\n"));
 }

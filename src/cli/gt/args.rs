@@ -155,7 +155,7 @@ pub(super) enum Cmd {
     Heartbeat,
     /// Check the town's files for damage; exit 1 if problems remain
     Doctor {
-        /// Repair what is safe to repair (missing homes and state, stray temp files)
+        /// Repair what is safe: dead workers reset and their claims released, zombie sessions killed, orphaned claims released, missing homes, mail and clones restored, bad lines quarantined, stray temp files removed
         #[arg(long)]
         fix: bool,
         #[command(flatten)]

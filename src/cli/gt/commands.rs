@@ -552,15 +552,16 @@ pub(super) fn demo(dir: Option<PathBuf>) -> Result<()> {
 }
 
 pub(super) fn doctor(fix: bool, json: bool) -> Result<()> {
+    use crate::doctor::{Outcome, Severity};
     let town = Town::discover()?;
-    let findings = crate::doctor::run(&town, fix)?;
+    let report = crate::doctor::run(&town, fix)?;
     if json {
-        print_json(&findings)?;
+        print_json(&report)?;
     } else {
-        for f in &findings {
+        for f in &report.findings {
             let sev = match f.severity {
-                crate::doctor::Severity::Error => "error",
-                crate::doctor::Severity::Warning => "warning",
+                Severity::Error => "error",
+                Severity::Warning => "warning",
             };
             let note = if f.fixed {
                 " (fixed)"
@@ -577,20 +578,39 @@ pub(super) fn doctor(fix: bool, json: bool) -> Result<()> {
                 println!("{sev}: {path}: {}{note}", f.message);
             }
         }
-        let left = findings.iter().filter(|f| !f.fixed).count();
-        println!(
-            "{}",
-            if left == 0 {
-                "town is healthy".to_string()
-            } else {
-                format!("{left} problem(s)")
-            }
-        );
+        for c in &report.checks {
+            let result = match c.result {
+                Outcome::Ok => "ok",
+                Outcome::Fixed => "fixed",
+                Outcome::Warning => "warning",
+                Outcome::Error => "error",
+                Outcome::Skipped => "skipped",
+            };
+            let counts = match (c.problems, c.fixed) {
+                (0, _) => String::new(),
+                (n, 0) => format!(" ({n} problem(s))"),
+                (n, k) => format!(" ({n} problem(s), {k} fixed)"),
+            };
+            println!("check {:<10} {result:<7} {}{counts}", c.name, c.about);
+        }
+        let left = report.left().count();
+        let errors = report
+            .left()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        if left == 0 {
+            println!("town is healthy");
+        } else {
+            println!(
+                "{left} problem(s): {errors} error(s), {} warning(s)",
+                left - errors
+            );
+        }
     }
-    if findings.iter().all(|f| f.fixed) {
-        Ok(())
-    } else {
+    if report.has_errors() {
         Err(Error::shown(Kind::Negative))
+    } else {
+        Ok(())
     }
 }
 
