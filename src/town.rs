@@ -134,6 +134,23 @@ impl Town {
         }
     }
 
+    /// The rig whose beads prefix (`beads.prefix` in its config.json) the
+    /// issue id `<prefix>-...` carries, if any.
+    pub fn rig_of_issue(&self, issue: &str) -> Result<Option<Rig>> {
+        for name in self.rigs()?.rigs.keys() {
+            let rig = Rig::at(self, name);
+            let prefix = rig.config()?.beads.prefix;
+            if !prefix.is_empty()
+                && issue
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+            {
+                return Ok(Some(rig));
+            }
+        }
+        Ok(None)
+    }
+
     /// The rig the caller is in: `GT_RIG`, else the rig holding the current
     /// directory, else none.
     pub fn context_rig(&self) -> Result<Option<Rig>> {

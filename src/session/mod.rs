@@ -108,6 +108,24 @@ pub fn is_alive(id: &str) -> bool {
     }
 }
 
+/// The command line that shows session `id` to a person (for `gt attach`):
+/// `tmux -L <socket> attach -t =<name>` (exact name), or for a plain process,
+/// which has no terminal, `tail -f` of its `session.log` in `home`.
+pub fn watch_command(id: &str, home: &std::path::Path) -> Option<Vec<String>> {
+    Some(match SessionId::parse(id)? {
+        SessionId::Tmux { socket, name, .. } => {
+            ["tmux", "-L", &socket, "attach", "-t", &format!("={name}")]
+                .map(str::to_string)
+                .to_vec()
+        }
+        SessionId::Proc { .. } => vec![
+            "tail".to_string(),
+            "-f".to_string(),
+            log_path(home).to_string_lossy().into_owned(),
+        ],
+    })
+}
+
 /// Whether the agent whose state this is has a live session.
 pub fn state_alive(state: &AgentState) -> bool {
     state.session.as_deref().is_some_and(is_alive)

@@ -84,7 +84,7 @@ pub(super) enum Cmd {
         /// The beads issue to work on (claimed for the polecat)
         #[arg(long)]
         issue: String,
-        /// The rig (default: GT_RIG, the current directory's rig, or the only rig)
+        /// The rig (default: the rig whose beads prefix the issue id has, else GT_RIG, the current directory's rig, or the only rig)
         #[arg(long)]
         rig: Option<String>,
         /// Polecat name (default: the first free one of Nux, Toast, Capable, ...)
@@ -98,8 +98,10 @@ pub(super) enum Cmd {
     },
     /// Stop a polecat's session (its whole process group) and mark it idle
     Kill {
-        /// `<rig>/<name>`, or `<name>` in the current rig
+        /// `<rig>/<name>`, or a bare `<name>` (see --rig)
         polecat: String,
+        #[command(flatten)]
+        rig: RigFlag,
     },
     /// Emergency halt: stop the daemon and the rig loops, then every session in the town (or one rig), recorded or not
     #[command(group = clap::ArgGroup::new("scope").required(true))]
@@ -125,19 +127,23 @@ pub(super) enum Cmd {
     Plugin(PluginCmd),
     /// Mark a polecat active (status idle, ready for work); refused while its session runs
     Wake {
-        /// `<rig>/<name>`, or `<name>` in the current rig
+        /// `<rig>/<name>`, or a bare `<name>` (see --rig)
         polecat: String,
         /// Stop its live session first (as gt kill does)
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        rig: RigFlag,
     },
     /// Mark a polecat inactive (status asleep); refused while its session runs
     Sleep {
-        /// `<rig>/<name>`, or `<name>` in the current rig
+        /// `<rig>/<name>`, or a bare `<name>` (see --rig)
         polecat: String,
         /// Stop its live session first (as gt kill does)
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        rig: RigFlag,
     },
     /// Run a throwaway town end to end: a real git rig, stand-in agents, an epic worked in waves and landed
     Demo {
@@ -171,8 +177,10 @@ pub(super) enum Cmd {
             each wait."
     )]
     Inject {
-        /// `<name>` (a polecat of the current rig) or any agent address
+        /// A bare `<name>` (a polecat; see --rig) or any agent address
         agent: String,
+        #[command(flatten)]
+        rig: RigFlag,
         /// The text to type, taken literally (`Enter` or `C-c` are just words; `-x` too)
         #[arg(allow_hyphen_values = true)]
         message: String,
@@ -181,8 +189,10 @@ pub(super) enum Cmd {
     },
     /// Show an agent's tmux pane, or type a command into it and show the output that follows
     Capture {
-        /// `<name>` (a polecat of the current rig) or any agent address
+        /// A bare `<name>` (a polecat; see --rig) or any agent address
         agent: String,
+        #[command(flatten)]
+        rig: RigFlag,
         /// A command line to type into the session (as `gt inject` does); its output is printed
         #[arg(allow_hyphen_values = true)]
         command: Option<String>,
@@ -195,8 +205,23 @@ pub(super) enum Cmd {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Watch an agent's session: attach to its tmux session, or follow a plain process's session.log
+    Attach {
+        /// A bare `<name>` (a polecat; see --rig) or any agent address
+        agent: String,
+        #[command(flatten)]
+        rig: RigFlag,
+    },
     #[command(external_subcommand)]
     External(Vec<OsString>),
+}
+
+/// The rig a bare agent name is in.
+#[derive(Args, Debug, Clone)]
+pub struct RigFlag {
+    /// The rig of a bare name (default: GT_RIG, the current directory's rig, or the one rig that has that name)
+    #[arg(long)]
+    pub(super) rig: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,8 +266,10 @@ pub(super) enum PluginCmd {
     },
     /// Show one plugin's state
     Status {
-        /// `<rig>/plugins/<name>`, or `<name>` in the current rig
+        /// `<rig>/plugins/<name>`, or a bare `<name>` (see --rig)
         plugin: String,
+        #[command(flatten)]
+        rig: RigFlag,
         #[command(flatten)]
         json: JsonFlag,
     },

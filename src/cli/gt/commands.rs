@@ -402,7 +402,13 @@ pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result
 
 pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let rig = town.current_rig(rig.as_deref())?;
+    let rig = match (rig, opts.issue.as_deref()) {
+        (None, Some(issue)) => match town.rig_of_issue(issue)? {
+            Some(r) => r,
+            None => town.current_rig(None)?,
+        },
+        (rig, _) => town.current_rig(rig.as_deref())?,
+    };
     let spawned = polecat::spawn(&town, &rig, &opts)?;
     if json {
         print_json(&spawned)?;
@@ -420,14 +426,14 @@ pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool
     Ok(())
 }
 
-pub(super) fn kill(spec: &str) -> Result<()> {
+pub(super) fn kill(spec: &str, rig: Option<&str>) -> Result<()> {
     let town = Town::discover()?;
     if let Some((machine, address)) = Federation::remote(&town, spec)? {
         let out = Federation::load(&town)?.call(machine, &["gt", "kill", &address.to_string()])?;
         print!("{machine}:{}", String::from_utf8_lossy(&out));
         return Ok(());
     }
-    let home = town.agent(spec, Role::Polecat, None)?;
+    let home = town.agent(spec, Role::Polecat, rig)?;
     let stopped = crate::stop::agent(&town, &home)?;
     print_stopped(&stopped, true);
     Ok(())
@@ -506,9 +512,9 @@ pub(super) fn plugin_add(rig: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn plugin_status(spec: &str, json: bool) -> Result<()> {
+pub(super) fn plugin_status(spec: &str, rig: Option<&str>, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let row = agent_row(&town.agent(spec, Role::Plugin, None)?);
+    let row = agent_row(&town.agent(spec, Role::Plugin, rig)?);
     if json {
         print_json(&row)?;
     } else {
@@ -517,9 +523,9 @@ pub(super) fn plugin_status(spec: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn wake_sleep(spec: &str, awake: bool, force: bool) -> Result<()> {
+pub(super) fn wake_sleep(spec: &str, rig: Option<&str>, awake: bool, force: bool) -> Result<()> {
     let town = Town::discover()?;
-    let home = town.agent(spec, Role::Polecat, None)?;
+    let home = town.agent(spec, Role::Polecat, rig)?;
     if home.state().is_ok_and(|s| session::state_alive(&s)) {
         if !force {
             return Err(Error::conflict(format!(
@@ -614,14 +620,14 @@ pub(super) fn doctor(fix: bool, json: bool) -> Result<()> {
     }
 }
 
-/// The agent `spec` names (a bare name is a polecat of the current rig) and
+/// The agent `spec` names (a bare name is a polecat; see [`Bare::Agent`]) and
 /// its live session id.
-fn live_session(town: &Town, spec: &str) -> Result<(Home, String)> {
+fn live_session(town: &Town, spec: &str, rig: Option<&str>) -> Result<(Home, String)> {
     let home = town.resolve(
         spec,
         Bare::Agent {
             role: Role::Polecat,
-            rig: None,
+            rig,
         },
     )?;
     match home.state()?.session {
@@ -645,9 +651,9 @@ struct InjectReport {
     injected: session::Injected,
 }
 
-pub(super) fn inject(spec: &str, message: &str, json: bool) -> Result<()> {
+pub(super) fn inject(spec: &str, rig: Option<&str>, message: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let (home, id) = live_session(&town, spec)?;
+    let (home, id) = live_session(&town, spec, rig)?;
     let injected =
         crate::agent::inject(&town, &home, &id, message).map_err(|e| e.context(&home.address))?;
     let report = InjectReport {
@@ -681,6 +687,7 @@ struct CaptureReport {
 
 pub(super) fn capture(
     spec: &str,
+    rig: Option<&str>,
     command: Option<&str>,
     last: Option<usize>,
     wait: &str,
@@ -691,7 +698,7 @@ pub(super) fn capture(
     if let Some((machine, address)) = Federation::remote(&town, spec)? {
         return capture_remote(&town, machine, &address, command, last, json);
     }
-    let (home, id) = live_session(&town, spec)?;
+    let (home, id) = live_session(&town, spec, rig)?;
     let lines = match command {
         Some(cmd) => {
             let mut out = session::run(&id, cmd, wait).map_err(|e| e.context(&home.address))?;
@@ -753,4 +760,16 @@ fn capture_remote(
         }
     }
     Ok(())
+}
+
+/// `gt attach`: replace this process with one that shows the agent's live
+/// session (tmux attach, or tail -f of a plain process's session.log).
+pub(super) fn attach(spec: &str, rig: Option<&str>) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let (home, id) = live_session(&Town::discover()?, spec, rig)?;
+    let argv = session::watch_command(&id, &home.path)
+        .ok_or_else(|| Error::invalid(format!("{}: unknown session id {id:?}", home.address)))?;
+    tracing::debug!(?argv, "exec");
+    let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+    Err(Error::io(std::path::Path::new(&argv[0]), err))
 }

@@ -77,28 +77,46 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
             },
             json.json,
         ),
-        Cmd::Kill { polecat } => commands::kill(&polecat),
+        Cmd::Kill { polecat, rig } => commands::kill(&polecat, rig.rig.as_deref()),
         Cmd::Stop { all: _, rig, json } => commands::stop(rig, json.json),
         Cmd::Plugins { rig, json } => commands::plugins(&rig, json.json),
         Cmd::Plugin(PluginCmd::Add { rig, name }) => commands::plugin_add(&rig, &name),
-        Cmd::Plugin(PluginCmd::Status { plugin, json }) => {
-            commands::plugin_status(&plugin, json.json)
+        Cmd::Plugin(PluginCmd::Status { plugin, rig, json }) => {
+            commands::plugin_status(&plugin, rig.rig.as_deref(), json.json)
         }
-        Cmd::Wake { polecat, force } => commands::wake_sleep(&polecat, true, force),
-        Cmd::Sleep { polecat, force } => commands::wake_sleep(&polecat, false, force),
+        Cmd::Wake {
+            polecat,
+            rig,
+            force,
+        } => commands::wake_sleep(&polecat, rig.rig.as_deref(), true, force),
+        Cmd::Sleep {
+            polecat,
+            rig,
+            force,
+        } => commands::wake_sleep(&polecat, rig.rig.as_deref(), false, force),
         Cmd::Doctor { fix, json } => commands::doctor(fix, json.json),
         Cmd::Inject {
             agent,
+            rig,
             message,
             json,
-        } => commands::inject(&agent, &message, json.json),
+        } => commands::inject(&agent, rig.rig.as_deref(), &message, json.json),
         Cmd::Capture {
             agent,
+            rig,
             command,
             lines,
             wait,
             json,
-        } => commands::capture(&agent, command.as_deref(), lines, &wait, json.json),
+        } => commands::capture(
+            &agent,
+            rig.rig.as_deref(),
+            command.as_deref(),
+            lines,
+            &wait,
+            json.json,
+        ),
+        Cmd::Attach { agent, rig } => commands::attach(&agent, rig.rig.as_deref()),
         Cmd::External(_) => unreachable!("main runs external commands"),
     }
 }
