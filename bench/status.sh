@@ -5,7 +5,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-cargo build --release --bins --locked -q
+# --no-build: measure the release binaries already in target/release.
+[ "${1:-}" = --no-build ] || cargo build --release --bins --locked -q
 bin=$root/target/release
 work=$(mktemp -d)
 sleeper=
@@ -74,7 +75,7 @@ section=$work/section.md
   echo "<!-- status:begin (written by bench/status.sh; edit the script, not this) -->"
   echo "## Status and doctor"
   echo
-  echo "Run \`bench/status.sh\` ($(date -u +%F), commit $(git rev-parse --short HEAD))."
+  echo "Run \`bench/status.sh $*\` ($(date -u +%F), commit $(git rev-parse --short HEAD); binaries built $(date -u -r "$bin/gt" '+%F %H:%M UTC'))."
   echo
   echo "**Machine:** $(nproc) cores, $(uname -r); load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo
