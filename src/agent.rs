@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::town::Town;
 
@@ -405,8 +405,8 @@ fn exclude(clone: &Path, file: &str) -> Result<()> {
     let info = clone.join(".git").join("info");
     crate::fsio::ensure_dir(&info)?;
     let path = info.join("exclude");
-    let current = match std::fs::read_to_string(&path) {
-        Ok(s) => s,
+    let current = match crate::confine::read(&path) {
+        Ok(s) => String::from_utf8_lossy(&s).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io(&path, e)),
     };
@@ -420,7 +420,7 @@ fn exclude(clone: &Path, file: &str) -> Result<()> {
     }
     next.push_str(&line);
     next.push('\n');
-    std::fs::write(&path, next).at(&path)
+    crate::fsio::write_atomic(&path, next.as_bytes())
 }
 
 fn shell_quote(s: &str) -> String {

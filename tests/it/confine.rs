@@ -328,3 +328,27 @@ fn doctor_reports_every_link_that_leads_out() {
     assert!(!stdout.contains("witness-link"), "{stdout}");
     assert_eq!(tree_hash(&t.outside), before);
 }
+
+/// `gt heartbeat` (an agent's hook runs it on every tool call) does not touch
+/// a file outside the town through a planted heartbeat link.
+#[test]
+fn a_planted_heartbeat_link_is_refused_by_gt_heartbeat() {
+    let t = Planted::new();
+    let link = t.plant("r/polecats/Nux/heartbeat", "file.json");
+    let mut c = t.env.cmd("gt");
+    c.env("GT_ADDRESS", "r/Nux").arg("heartbeat");
+    let before = tree_hash(&t.outside);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "gt: {}: {} is a symlink to {}, out of the town {}; refused\n",
+            link.0.display(),
+            link.0.display(),
+            link.1.display(),
+            t.env.town.display()
+        )
+    );
+    assert_eq!(tree_hash(&t.outside), before);
+}
