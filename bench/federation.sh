@@ -154,14 +154,7 @@ NOTES
   echo "<!-- federation:end -->"
 } > "$section"
 
-bm=$root/BENCHMARKS.md
-if grep -q '<!-- federation:begin' "$bm"; then
-  awk -v f="$section" '
-    /<!-- federation:begin/ { while ((getline l < f) > 0) print l; skip=1; next }
-    /<!-- federation:end -->/ { skip=0; next }
-    !skip' "$bm" > "$work/bm" && cat "$work/bm" > "$bm"
-else
-  printf '\n' >> "$bm"
-  cat "$section" >> "$bm"
-fi
+# shellcheck source=bench/section.sh disable=SC1091
+. "$root/bench/section.sh"
+replace_section federation "$section"
 echo "bench/federation.sh: wrote the federation section of BENCHMARKS.md"

@@ -115,14 +115,7 @@ NOTES
 } > "$section"
 
 # Replace the mail section of BENCHMARKS.md, keep everything else.
-bm=$root/BENCHMARKS.md
-[ -f "$bm" ] || printf '# Benchmarks\n\nNumbers measured on the machine named in each section; scripts under bench/.\n\n' > "$bm"
-if grep -q '<!-- mail:begin' "$bm"; then
-  awk -v f="$section" '
-    /<!-- mail:begin/ { while ((getline l < f) > 0) print l; skip=1; next }
-    /<!-- mail:end -->/ { skip=0; next }
-    !skip' "$bm" > "$work/bm" && cat "$work/bm" > "$bm"
-else
-  cat "$section" >> "$bm"
-fi
+# shellcheck source=bench/section.sh disable=SC1091
+. "$root/bench/section.sh"
+replace_section mail "$section"
 echo "bench/mail.sh: wrote the mail section of BENCHMARKS.md"
