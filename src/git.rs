@@ -117,6 +117,16 @@ pub fn is_clean(dir: &Path) -> Result<bool> {
     Ok(dirty_files(dir)?.is_empty())
 }
 
+/// Commits on `dir`'s HEAD that no `origin` ref has: a worker's work not yet
+/// on origin (0 when the count cannot be read as a number).
+pub fn commits_ahead(dir: &Path) -> Result<u64> {
+    let out = run(
+        Some(dir),
+        &["rev-list", "--count", "HEAD", "--not", "--remotes=origin"],
+    )?;
+    Ok(out.trim().parse().unwrap_or(0))
+}
+
 /// The paths (relative to the work tree) with uncommitted changes or untracked,
 /// not ignored; empty when the work tree is clean.
 pub fn dirty_files(dir: &Path) -> Result<Vec<String>> {

@@ -98,13 +98,7 @@ pub fn unqueued_work(home: &Home) -> Result<Option<String>> {
     if !dirty.is_empty() {
         return Ok(Some(format!("uncommitted changes in {}", dirty.join(", "))));
     }
-    let ahead: u64 = git::run(
-        Some(&clone),
-        &["rev-list", "--count", "HEAD", "--not", "--remotes=origin"],
-    )?
-    .trim()
-    .parse()
-    .unwrap_or(0);
+    let ahead = git::commits_ahead(&clone)?;
     Ok((ahead > 0).then(|| format!("{ahead} commit(s) not yet queued")))
 }
 

@@ -307,11 +307,7 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
     }
     let state = home.state()?;
     // Commits on the worker's branch that origin does not have.
-    let ahead = git::run(
-        Some(&clone),
-        &["rev-list", "--count", "HEAD", "--not", "--remotes=origin"],
-    )?;
-    let ahead: u64 = ahead.trim().parse().unwrap_or(0);
+    let ahead = git::commits_ahead(&clone)?;
     let name = match &home.address {
         Address::Polecat { name, .. } => name.clone(),
         _ => unreachable!("rig.polecats() gives polecats"),

@@ -76,14 +76,9 @@ fn clone_work(home: &Home) -> Option<String> {
     if !dirty.is_empty() {
         return Some(format!("{} uncommitted file(s)", dirty.len()));
     }
-    let ahead = crate::git::run(
-        Some(&clone),
-        &["rev-list", "--count", "HEAD", "--not", "--remotes=origin"],
-    )
-    .ok()?;
-    match ahead.trim().parse::<u64>() {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(format!("{n} commit(s) not on origin")),
+    match crate::git::commits_ahead(&clone).ok()? {
+        0 => None,
+        n => Some(format!("{n} commit(s) not on origin")),
     }
 }
 

@@ -160,14 +160,8 @@ impl<'a> StartGuard<'a> {
         next.updated_at = Some(crate::clock::now());
         next.command = Some(command.to_string());
         next.started_at = next.updated_at;
-        crate::fsio::update_json_locked(
-            &home.state_path(),
-            || Ok(next.clone()),
-            |s: &mut AgentState| {
-                *s = next.clone();
-                Ok(())
-            },
-        )?;
+        // The guard holds the state lock since `current` was read: replace.
+        crate::fsio::write_json(&home.state_path(), &next)?;
         Ok(next)
     }
 }
