@@ -10,6 +10,8 @@
 //! Files of this town: `federation/outbox/<machine>.jsonl` (the spool),
 //! `federation/outbox/<machine>.refused.jsonl` (mail the receiver refused),
 //! `federation/seen/<machine>` (its mtime: the last answer from that machine),
+//! `federation/backoff/<machine>.json` (a machine that did not answer: when
+//! to try it again),
 //! `federation/refusals.jsonl` (commands `gt remote` refused here).
 
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ use crate::fsio;
 use crate::record::Extra;
 use crate::town::Town;
 
+pub mod backoff;
 pub mod outbox;
 pub mod probe;
 pub mod remote;
@@ -205,6 +208,10 @@ impl Federation {
     /// Touched whenever `machine` answers; its mtime is the last-seen time.
     pub fn seen(&self, machine: &str) -> PathBuf {
         self.dir().join("seen").join(machine)
+    }
+    /// How long the unattended flushers leave `machine` alone (it did not answer).
+    pub fn backoff(&self, machine: &str) -> PathBuf {
+        self.dir().join("backoff").join(format!("{machine}.json"))
     }
     /// One JSON line per command `gt remote` refused in this town.
     pub fn refusals(&self) -> PathBuf {

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::fsio::{self, Durability};
 use crate::mail::Message;
 
+use super::backoff::{self, Backoff};
 use super::remote::{Outcome, Receipt};
 use super::{Federation, ssh};
 
@@ -65,6 +66,9 @@ pub struct Flushed {
     pub error: Option<String>,
     /// The stop was the other side's refusal of the command, not the network.
     pub refused_by_remote: bool,
+    /// The machine's backoff after this flush (it was not reached), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
 }
 
 #[derive(Deserialize)]
@@ -111,11 +115,17 @@ pub fn flush(fed: &Federation, machine: &str, deadline: Duration) -> Result<Flus
             Err(e) => {
                 out.refused_by_remote = e.kind != crate::error::Kind::Io;
                 out.error = Some(e.to_string());
+                if out.refused_by_remote {
+                    backoff::reset(fed, machine)?;
+                } else {
+                    out.backoff = Some(backoff::failed(fed, machine, &e.to_string())?);
+                }
                 break;
             }
         };
         out.round_trips += 1;
         fed.mark_seen(machine)?;
+        backoff::reset(fed, machine)?;
         let receipts: HashMap<String, Receipt> = stdout
             .split(|&b| b == b'\n')
             .filter_map(|l| serde_json::from_slice::<Receipt>(l).ok())
@@ -158,15 +168,37 @@ pub fn flush(fed: &Federation, machine: &str, deadline: Duration) -> Result<Flus
     Ok(out)
 }
 
-/// Flush every registered machine that has mail waiting; one machine's
-/// failure is its own entry.
+/// Flush every registered machine that has mail waiting, except one whose
+/// backoff says not yet (then its entry says so, and no ssh runs); one
+/// machine's failure is its own entry.
 pub fn flush_all(fed: &Federation, deadline: Duration) -> Vec<(String, Result<Flushed>)> {
+    let now = crate::clock::now();
     fed.registry
         .machines
         .keys()
         .filter(|m| has_mail(fed, m))
-        .map(|m| (m.clone(), flush(fed, m, deadline)))
+        .map(|m| {
+            let r = match backoff::read(fed, m).filter(|b| !b.due(now)) {
+                Some(b) => waiting_out(fed, m, b),
+                None => flush(fed, m, deadline),
+            };
+            (m.clone(), r)
+        })
         .collect()
+}
+
+/// The entry of a machine left alone while it backs off.
+fn waiting_out(fed: &Federation, machine: &str, b: Backoff) -> Result<Flushed> {
+    Ok(Flushed {
+        machine: machine.to_string(),
+        waiting: read_records(&fed.outbox(machine), usize::MAX)?.len(),
+        error: Some(format!(
+            "not tried: backing off until {} after {} failure(s) in a row (last: {})",
+            b.next_try, b.failures, b.error
+        )),
+        backoff: Some(b),
+        ..Default::default()
+    })
 }
 
 /// The first `limit` records of the spool, as ids and lines.

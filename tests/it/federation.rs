@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, edit_json, have_tool, jsonl, jsonl_ids, wait_until};
+use crate::common::{
+    NOW, TestEnv, edit_json, have_tool, jsonl, jsonl_ids, ok_output, read_json, wait_until,
+};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -437,7 +439,13 @@ fn mail_waits_in_the_spool_while_the_machine_is_down_then_arrives_once() {
     assert!(p.b.inbox("mayor").is_empty());
 
     p.sshd.start();
-    let v: Value = serde_json::from_str(&p.a.ok("gt", &["daemon", "tick", "--json"])).unwrap();
+    // Four failed tries: the daemon leaves b alone for 80s (see the backoff test).
+    let v: Value = serde_json::from_str(&ok_output(
+        p.a.cmd("gt")
+            .args(["daemon", "tick", "--json"])
+            .env("GT_NOW", "2026-11-25T09:10:00Z"),
+    ))
+    .unwrap();
     assert!(
         v.as_array().unwrap().contains(&json!({
             "subject": "b", "action": "mail-delivered", "detail": "3 delivered, 0 already there"
@@ -604,4 +612,93 @@ fn kill_and_capture_reach_another_machines_agents_when_granted() {
         "{err}"
     );
     assert_eq!(jsonl(&p.a.town.join("federation/refusals.jsonl")).len(), 1);
+}
+
+/// An unreachable machine is tried again after 10s, 20s, 40s, ... up to 600s
+/// by the daemon and `gt mail flush`; `gt mail flush b` tries at once; an
+/// answer ends the backoff. The clock is GT_NOW.
+#[test]
+fn the_flushers_back_off_from_an_unreachable_machine() {
+    let Some(mut p) = pair(&["deliver"], &["deliver"]) else {
+        return;
+    };
+    p.sshd.stop();
+    let at = |secs: u64| {
+        let t: jiff::Timestamp = NOW.parse().unwrap();
+        t.checked_add(jiff::SignedDuration::from_secs(secs as i64))
+            .unwrap()
+            .to_string()
+    };
+    let tick = |secs: u64| -> Value {
+        serde_json::from_str(&ok_output(
+            p.a.cmd("gt")
+                .args(["daemon", "tick", "--json"])
+                .env("GT_NOW", at(secs)),
+        ))
+        .unwrap()
+    };
+    let file = p.a.town.join("federation/backoff/b.json");
+    let refused = format!(
+        "ssh: connect to host 127.0.0.1 port {}: Connection refused",
+        p.sshd.port
+    );
+    let out = p.a.ok("gt", &["send", "b:mayor", "-s", "s", "-m", "m"]);
+    assert_eq!(out, format!("queued for b: {refused}\n"));
+    assert_eq!(
+        read_json(&file),
+        json!({"failures": 1, "delay_s": 10, "cap_s": 600, "since": NOW,
+               "last_try": NOW, "next_try": at(10), "error": refused})
+    );
+    // Before next_try no ssh runs: the file is as it was.
+    let v = tick(9);
+    assert_eq!(
+        v,
+        json!([{"subject": "b", "action": "mail-queued", "detail": format!(
+            "1 waiting: not tried: backing off until {} after 1 failure(s) in a row (last: {refused})",
+            at(10)
+        )}])
+    );
+    assert_eq!(read_json(&file)["last_try"], NOW);
+    // At next_try it tries, fails, and waits twice as long.
+    tick(10);
+    let b = read_json(&file);
+    assert_eq!(
+        (
+            &b["failures"],
+            &b["delay_s"],
+            &b["last_try"],
+            &b["next_try"]
+        ),
+        (&json!(2), &json!(20), &json!(at(10)), &json!(at(30)))
+    );
+    let (code, _) = p.a.fails("gt", &["mail", "flush"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        read_json(&file)["failures"],
+        2,
+        "gt mail flush backs off too"
+    );
+    // By hand, one machine: at once.
+    let (code, _) = p.a.fails("gt", &["mail", "flush", "b"]);
+    assert_eq!(code, 1);
+    assert_eq!(read_json(&file)["failures"], 3);
+    assert_eq!(read_json(&file)["delay_s"], 40);
+    assert_eq!(read_json(&file)["since"], NOW);
+    // The wait is capped at 600s.
+    edit_json(&file, |v| v["failures"] = json!(12));
+    tick(3600);
+    let b = read_json(&file);
+    assert_eq!((&b["failures"], &b["delay_s"]), (&json!(13), &json!(600)));
+    assert_eq!(b["next_try"], at(4200));
+    let problems = crate::schema::check_town(&p.a.town);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // An answer ends it.
+    p.sshd.start();
+    assert!(tick(4199).to_string().contains("not tried: backing off"));
+    assert_eq!(
+        p.a.ok("gt", &["mail", "flush", "b"]),
+        "b: 1 delivered, 0 already there, 0 refused, 0 waiting\n"
+    );
+    assert!(!file.exists());
+    assert_eq!(p.b.inbox("mayor").len(), 1);
 }

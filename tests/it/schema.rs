@@ -22,6 +22,7 @@ const TABLE: &[(&str, &str)] = &[
     ("config/federation.json", "federation"),
     ("federation/outbox/*.jsonl", "mail-message"),
     ("federation/refusals.jsonl", "federation-refusal"),
+    ("federation/backoff/*.json", "federation-backoff"),
     ("*/config.json", "rig-config"),
     ("*/refinery/queue/*/*", "queue-entry"),
     ("*/.beads/issues.jsonl", "beads-issue"),
