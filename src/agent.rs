@@ -250,13 +250,24 @@ impl AgentConfig {
             .ok()
             .and_then(|p| Some(p.parent()?.join("gt")))
             .unwrap_or_else(|| PathBuf::from("gt"));
-        prepare(self.preset, home, &instructions(&home.address), &gt)
+        prepare(self.preset, home, &instructions(&home.address), &gt)?;
+        if self.preset == Preset::Codex {
+            crate::codex::prepare(home, crate::codex::user_home(&self.env).as_deref())?;
+        }
+        Ok(())
     }
 
-    /// The variables this config adds to a session: the preset's, then `agent_env`.
-    pub fn session_env(&self) -> Vec<(String, String)> {
+    /// The variables this config adds to `home`'s session: the preset's, then
+    /// `agent_env`; for Codex then `CODEX_HOME`, the agent's own (a
+    /// `CODEX_HOME` in `agent_env` names the user's Codex home it is seeded
+    /// from, see [`crate::codex`]).
+    pub fn session_env(&self, home: &Home) -> Vec<(String, String)> {
         let mut env = self.preset.env(nix::unistd::geteuid().is_root());
         env.extend(self.env.iter().cloned());
+        if self.preset == Preset::Codex {
+            let dir = crate::codex::home_dir(home).display().to_string();
+            env.push(("CODEX_HOME".into(), dir));
+        }
         env
     }
 }
@@ -629,7 +640,22 @@ mod tests {
                 root.display()
             )
         );
-        assert_eq!(claude.session_env().last(), Some(&pair("K", "V")));
+        assert_eq!(claude.session_env(&home).last(), Some(&pair("K", "V")));
+        let codex = AgentConfig {
+            preset: Preset::Codex,
+            command: None,
+            env: vec![pair("CODEX_HOME", "/u/.codex")],
+        };
+        assert_eq!(
+            codex.session_env(&home),
+            vec![
+                pair("CODEX_HOME", "/u/.codex"),
+                pair(
+                    "CODEX_HOME",
+                    &format!("{}/r/polecats/Nux/codex", root.display())
+                ),
+            ]
+        );
     }
 
     #[test]

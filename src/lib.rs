@@ -9,6 +9,7 @@ pub mod agent;
 pub mod beads;
 pub mod cli;
 pub mod clock;
+pub mod codex;
 pub mod confine;
 pub mod daemon;
 pub mod demo;

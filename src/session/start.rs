@@ -80,7 +80,7 @@ fn session_env(
             .map(|i| ("GT_ISSUE".to_string(), i.clone())),
     );
     env.insert("GT_GENERATION".to_string(), state.generation.to_string());
-    env.extend(agent.session_env());
+    env.extend(agent.session_env(home));
     env.into_iter().collect()
 }
 
