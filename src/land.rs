@@ -492,6 +492,21 @@ pub fn integrate(
     })
 }
 
+/// Origin's main (fetched now, under the landing lock) if it contains commit
+/// `tip`: a landing of `tip` was pushed, though whoever pushed it may have died
+/// before its follow-ups. `None` when it does not (or the commit is unknown).
+pub fn on_origin(rig: &Rig, tip: &str, on: &mut dyn FnMut(Progress)) -> Result<Option<String>> {
+    let tip = Oid::from_str(tip).map_err(|e| Error::invalid(format!("tip {tip:?}: {e}")))?;
+    let lock = lock(rig, on)?;
+    let _held = git::hold_in_children(&lock);
+    recover(rig, on)?;
+    let target = Target::check(rig)?;
+    git::fetch(&target.clone, REMOTE, &[])?;
+    let base = target.base()?;
+    let objects = git::Objects::open(&[target.clone.as_path()])?;
+    Ok((objects.contains(tip) && objects.is_ancestor(tip, base)?).then(|| base.to_string()))
+}
+
 /// How long a test run may take unless the rig's `test_timeout` says otherwise.
 pub const DEFAULT_TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 

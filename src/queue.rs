@@ -96,6 +96,11 @@ pub struct Entry {
     pub claimed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<String>,
+    /// The branch's commit when the Refinery began landing it (`active/`,
+    /// kept after): if origin's main contains it, a run that pushed and died
+    /// before finishing did land it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tip: Option<String>,
     /// Set in `merged/` and `failed/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
@@ -522,6 +527,14 @@ impl Queue {
             Err(e) if e.kind == Kind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Record in active entry `id` the commit its landing starts from.
+    pub fn set_tip(&self, id: &str, tip: &str) -> Result<Located> {
+        self.rewrite(State::Active, id, |e| {
+            e.tip = Some(tip.to_string());
+            Ok(())
+        })
     }
 
     /// Renew the claim on an active entry (what `touch` does by hand).

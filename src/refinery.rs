@@ -119,6 +119,11 @@ impl<'a> Refinery<'a> {
             let Some(claimed) = claimed else {
                 return Ok(n);
             };
+            if let Some(finished) = self.finish_pushed(&claimed, on)? {
+                on(Event::Processed(Box::new(finished)));
+                n += 1;
+                continue;
+            }
             if let Some(oracle) = &oracle
                 && let Some(held) = self.before_merge(oracle, &plugins, &claimed)?
             {
@@ -243,6 +248,36 @@ impl<'a> Refinery<'a> {
         }
     }
 
+    /// A claimed entry whose recorded tip is on origin's main was pushed by a
+    /// run that died before finishing it: finish it now (close, mail, move),
+    /// without consulting a plugin or landing again. `None` for any other entry.
+    fn finish_pushed(
+        &self,
+        claimed: &Located,
+        on: &mut dyn FnMut(Event),
+    ) -> Result<Option<Processed>> {
+        let Some(tip) = &claimed.entry.tip else {
+            return Ok(None);
+        };
+        match land::on_origin(self.rig, tip, &mut |p| on(Event::Landing(p))) {
+            Ok(None) => Ok(None),
+            Ok(Some(main)) => {
+                let merged = Outcome::Merged { sha: Some(main) };
+                Ok(Some(self.finish(claimed, None, merged)))
+            }
+            Err(err) => Err(self.put_back(&claimed.entry.id, err)),
+        }
+    }
+
+    /// Release claimed entry `id` after `err`, which is returned saying so.
+    fn put_back(&self, id: &str, err: crate::error::Error) -> crate::error::Error {
+        let back = self.queue.release(id);
+        err.context(match back {
+            Ok(_) => format!("{id} (put back in pending/)"),
+            Err(b) => format!("{id} (could not put it back in pending/: {b})"),
+        })
+    }
+
     /// Land one claimed entry and finish it. An error (the refinery clone is
     /// unusable, origin unreachable) puts the entry back in `pending/` and is
     /// returned: it is not the entry's fault.
@@ -262,13 +297,7 @@ impl<'a> Refinery<'a> {
         };
         let landing = match landing {
             Ok(o) => o,
-            Err(err) => {
-                let back = self.queue.release(&id);
-                return Err(err.context(match back {
-                    Ok(_) => format!("{id} (put back in pending/)"),
-                    Err(b) => format!("{id} (could not put it back in pending/: {b})"),
-                }));
-            }
+            Err(err) => return Err(self.put_back(&id, err)),
         };
         let outcome = match &landing {
             land::Outcome::Landed { head, .. } => Outcome::Merged {
@@ -325,8 +354,12 @@ impl<'a> Refinery<'a> {
 
     fn land(&self, l: &Located, on: &mut dyn FnMut(land::Progress)) -> Result<land::Outcome> {
         let e = &l.entry;
+        let clone = e.clone_dir(self.town)?;
+        if let Some(tip) = crate::git::resolve(&clone, &format!("refs/heads/{}", e.branch))? {
+            self.queue.set_tip(&e.id, &tip.to_string())?;
+        }
         let source = land::Source {
-            from: e.clone_dir(self.town)?.to_string_lossy().into_owned(),
+            from: clone.to_string_lossy().into_owned(),
             branch: e.branch.clone(),
         };
         let message = format!(
@@ -383,19 +416,35 @@ impl<'a> Refinery<'a> {
                 Err(err) => notes.push(format!("issue {issue} left open: {err}")),
             }
         }
-        let entry = match self.queue.finish(&e.id, outcome.clone()) {
+        let record = |notes: &mut Vec<String>| match self.queue.finish(&e.id, outcome.clone()) {
             Ok(l) => l,
             Err(err) => {
                 notes.push(format!("could not record the result: {err}"));
                 claimed.clone()
             }
         };
+        // A merge is told before it is recorded, so a run killed in between
+        // is finished by the next, which skips the mail already delivered; a
+        // failure's mail says where the entry went.
+        let merged = matches!(outcome, Outcome::Merged { .. });
+        let mut entry = if merged {
+            claimed.clone()
+        } else {
+            record(&mut notes)
+        };
         for (to, m) in self.mail(&entry, landing.as_ref(), &outcome) {
+            if e.attempts > 1 && self.delivered(&to, &m.id) {
+                done.push(format!("{to} was mailed by an interrupted run"));
+                continue;
+            }
             let mut batch = [m];
             match mail::post(self.town, &mut batch, crate::fsio::Durability::from_env()) {
                 Ok(()) => done.push(format!("mailed {to}")),
                 Err(err) => notes.push(format!("could not mail {to}: {err}")),
             }
+        }
+        if merged {
+            entry = record(&mut notes);
         }
         Processed {
             entry,
@@ -405,7 +454,16 @@ impl<'a> Refinery<'a> {
         }
     }
 
-    /// The messages to the polecat and the witness.
+    /// Whether message `id` is in `to`'s mailbox (inbox or archive).
+    fn delivered(&self, to: &str, id: &str) -> bool {
+        self.town
+            .resolve(to, crate::town::Bare::Address)
+            .and_then(|home| mail::find(&home, id))
+            .is_ok_and(|m| m.is_some())
+    }
+
+    /// The messages to the polecat and the witness. A merge's have ids made
+    /// from the entry's, so a retry can tell whether they were delivered.
     fn mail(
         &self,
         l: &Located,
@@ -422,7 +480,8 @@ impl<'a> Refinery<'a> {
                         ..
                     }) => "as a fast-forward",
                     Some(land::Outcome::Landed { .. }) => "with a merge commit",
-                    _ => "(it was already there: nothing to merge)",
+                    Some(_) => "(it was already there: nothing to merge)",
+                    None => "(pushed by an earlier run, interrupted before it finished)",
                 };
                 (
                     "merged",
@@ -464,6 +523,9 @@ impl<'a> Refinery<'a> {
             .into_iter()
             .map(|to| {
                 let mut m = Message::new(&self.me, &to, &subject, &body);
+                if let Outcome::Merged { .. } = outcome {
+                    m.id = format!("msg-{}-merged-{}", e.id, to.replace('/', "-"));
+                }
                 m.kind = kind.to_string();
                 m.generation = e.generation;
                 m.extra.insert("entry".into(), e.id.clone().into());

@@ -28,8 +28,26 @@ struct Landing {
 
 impl Landing {
     fn new() -> Landing {
+        Landing::with(|_, _| {})
+    }
+
+    /// [`Landing::new`] with Nux working on an issue, as `gt spawn` leaves it.
+    fn with_issue() -> (Landing, String) {
+        let mut issue = String::new();
+        let t = Landing::with(|env, rig| {
+            issue = env.issue("r", "work of Nux");
+            env.edit_state(rig.join("polecats/Nux"), |s| {
+                s["issue"] = issue.clone().into()
+            });
+        });
+        (t, issue)
+    }
+
+    /// [`Landing::new`], with `setup` run before the work is queued.
+    fn with(setup: impl FnOnce(&TestEnv, &Path)) -> Landing {
         let env = TestEnv::new();
         let rig = rig_with_work(&env, &["Nux", "Toast"]);
+        setup(&env, &rig);
         let dir = env.path().join("hook");
         std::fs::create_dir(&dir).unwrap();
         fifo(&dir.join("signal"));
@@ -46,6 +64,7 @@ impl Landing {
                     "#!/bin/sh\nrefs=$(cat | cut -d' ' -f3 | tr '\\n' ' ')\n\
                      [ \"$1\" = aborted ] && exit 0\n\
                      d={d}\nn=$(( $(cat $d/count 2>/dev/null || echo 0) + 1 ))\necho $n > $d/count\n\
+                     printf '%s %s %s\\n' {label} \"$1\" \"$refs\" >> $d/log\n\
                      if [ -f $d/arm ] && [ \"$n\" = \"$(cat $d/arm)\" ]; then\n\
                      printf '%s %s %s\\n' {label} \"$1\" \"$refs\" > $d/signal\ncat $d/hold >/dev/null\nfi\n",
                     d = dir.display()
@@ -77,16 +96,20 @@ impl Landing {
     /// prepared|committed <refs>`) once git is parked there.
     fn park_at(&self, n: usize) -> (std::process::Child, String) {
         std::fs::write(self.dir.join("arm"), n.to_string()).unwrap();
-        let child = self
-            .refinery()
+        let child = self.spawn_group();
+        let line = read_fifo(&self.dir.join("signal"));
+        std::fs::remove_file(self.dir.join("arm")).unwrap();
+        (child, line)
+    }
+
+    /// Start a refinery in its own process group, output discarded.
+    fn spawn_group(&self) -> std::process::Child {
+        self.refinery()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .unwrap();
-        let line = read_fifo(&self.dir.join("signal"));
-        std::fs::remove_file(self.dir.join("arm")).unwrap();
-        (child, line)
+            .unwrap()
     }
 
     fn git_locks(&self) -> Vec<String> {
@@ -361,4 +384,177 @@ fn doctor_reports_a_dead_landings_git_locks() {
     // While a landing holds the lock, its git lock files are its own.
     let _landing = gastown::fsio::lock_file(&rig.join("refinery/rig.lock")).unwrap();
     assert!(env.ok("gt", &["doctor"]).ends_with("\ntown is healthy\n"));
+}
+
+impl Landing {
+    fn issue_status(&self, id: &str) -> String {
+        let out = self
+            .env
+            .ok("gt", &["issue", "--rig", "r", "show", id, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["status"].as_str().unwrap().to_string()
+    }
+
+    /// The `merged` messages about r/Nux in `home`'s inbox.
+    fn merged_mail(&self, home: &str) -> Vec<serde_json::Value> {
+        let mut mail = self.env.inbox(self.rig.join(home));
+        mail.retain(|m| m["type"] == "merged" && m["polecat"] == "r/Nux");
+        mail
+    }
+
+    /// The next run (a stale claim later), which must finish Nux's entry
+    /// without landing again and then land Toast's; its stdout and stderr.
+    fn next_run(&self, what: &str) -> (String, String) {
+        let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(11)).to_string();
+        let out = self.refinery().env("GT_NOW", &later).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what}: {stderr}");
+        self.assert_done(what);
+        (String::from_utf8(out.stdout).unwrap(), stderr.into_owned())
+    }
+
+    /// What every kill of Nux's landing after its push leaves to the next
+    /// run: one close, one mail each to the polecat and the witness.
+    fn assert_nux_finished_once(&self, issue: &str, stdout: &str) {
+        let nux = self.ids[0].trim_end_matches(".json");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!("requeued {nux} (a stale claim of this refinery)")
+        );
+        assert!(
+            lines[1].starts_with(&format!("merged {nux} (r/Nux polecat/Nux) at ")),
+            "{stdout}"
+        );
+        assert_eq!(lines[2], format!("  closed issue {issue}"), "{stdout}");
+        assert_eq!(self.issue_status(issue), "closed");
+        let polecat = self.merged_mail("polecats/Nux");
+        assert_eq!(polecat.len(), 1, "{polecat:?}");
+        assert_eq!(self.merged_mail("witness").len(), 1);
+        assert_eq!(polecat[0]["issue"], issue);
+        let merged =
+            crate::common::read_json(&self.rig.join("refinery/queue/merged").join(&self.ids[0]));
+        assert_eq!(merged["attempts"], 2);
+        let nux_tip = git(
+            &self.rig.join("polecats/Nux/rig"),
+            &["rev-parse", "polecat/Nux"],
+        );
+        assert_eq!(merged["tip"], nux_tip.trim());
+    }
+}
+
+/// The ref transaction just after origin's main took Nux's landing (the
+/// clone's tracking ref following the push), counted as [`Landing::count`] does.
+fn after_first_push() -> usize {
+    let t = Landing::new();
+    let out = t.refinery().output().unwrap();
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(t.dir.join("log")).unwrap();
+    let pushed = log
+        .lines()
+        .position(|l| l.starts_with("origin committed") && l.contains("refs/heads/main"))
+        .unwrap_or_else(|| panic!("no push in {log}"));
+    pushed + 2
+}
+
+/// Killed right after the push, before anything else: the next run finds the
+/// entry's tip on origin's main and finishes it without asking again or
+/// landing again: the issue closed, the polecat and the witness mailed once,
+/// the entry in merged/.
+#[test]
+fn killed_after_the_push_is_finished_once_by_the_next_run() {
+    let n = after_first_push();
+    let (t, issue) = Landing::with_issue();
+    let (mut child, line) = t.park_at(n);
+    killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    assert!(line.starts_with("clone "), "{line}");
+    let origin = t.env.path().join("r-origin.git");
+    assert_eq!(
+        git(&origin, &["log", "--format=%s", "main"]),
+        "Nux.txt: Nux\ninitial\n",
+        "pushed"
+    );
+    assert_eq!(t.issue_status(&issue), "open");
+    assert_eq!(files(&t.rig, "active"), t.ids[..1]);
+    assert_eq!(
+        t.merged_mail("polecats/Nux"),
+        Vec::<serde_json::Value>::new()
+    );
+
+    let (stdout, stderr) = t.next_run("killed after the push");
+    let clone = t.rig.join("refinery/rig");
+    let initial = git(&origin, &["rev-list", "--max-parents=0", "main"]);
+    assert_eq!(
+        stderr,
+        format!(
+            "{}: removed, a git lock file left by an interrupted landing\n\
+             {}: an earlier landing was interrupted; putting the clone back at {}\n",
+            clone.join(".git/refs/remotes/origin/main.lock").display(),
+            clone.display(),
+            &initial[..7]
+        )
+    );
+    t.assert_nux_finished_once(&issue, &stdout);
+    assert_eq!(
+        stdout.lines().take(5).skip(3).collect::<Vec<_>>(),
+        ["  mailed r/Nux", "  mailed r/witness"]
+    );
+    let body = t.merged_mail("polecats/Nux")[0]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        body.contains("(pushed by an earlier run, interrupted before it finished)"),
+        "{body}"
+    );
+}
+
+/// Killed after closing the issue and mailing the polecat, while waiting for
+/// the witness's inbox: the next run mails only the witness.
+#[test]
+fn killed_between_its_mails_is_finished_once_by_the_next_run() {
+    let (t, issue) = Landing::with_issue();
+    let witness = t.env.inbox_path(t.rig.join("witness"));
+    let nux_mail = t.env.inbox_path(t.rig.join("polecats/Nux"));
+    std::fs::create_dir_all(nux_mail.parent().unwrap()).unwrap();
+    let held = gastown::fsio::lock_file(&gastown::fsio::lock_path(&witness)).unwrap();
+    let mut child = t.spawn_group();
+    let mut watch = gastown::watch::Watch::new(
+        &[nux_mail.parent().unwrap()],
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    watch
+        .run(|_| {
+            let mailed = !t.merged_mail("polecats/Nux").is_empty();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the polecat was never mailed"
+            );
+            Ok(if mailed {
+                gastown::watch::Flow::Stop
+            } else {
+                gastown::watch::Flow::Continue
+            })
+        })
+        .unwrap();
+    killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    drop(held);
+    assert_eq!(t.issue_status(&issue), "closed");
+    assert_eq!(files(&t.rig, "active"), t.ids[..1]);
+    assert_eq!(t.merged_mail("witness"), Vec::<serde_json::Value>::new());
+
+    let (stdout, stderr) = t.next_run("killed between its mails");
+    assert_eq!(stderr, "");
+    t.assert_nux_finished_once(&issue, &stdout);
+    assert_eq!(
+        stdout.lines().take(5).skip(3).collect::<Vec<_>>(),
+        [
+            "  r/Nux was mailed by an interrupted run",
+            "  mailed r/witness"
+        ]
+    );
 }
