@@ -37,12 +37,10 @@ pub struct QueueCounts {
     pub failed: usize,
 }
 
-/// Every rig of the town, by name.
-pub fn rig_rows(town: &Town) -> Result<Vec<RigRow>> {
-    let mut rows = Vec::new();
-    for (name, entry) in town.rigs()?.rigs {
-        let rig = Rig::at(town, &name);
-        let queue = crate::queue::Queue::of(&rig);
+impl QueueCounts {
+    /// The entries of `rig`'s merge queue (an unreadable state directory counts none).
+    pub fn of(rig: &Rig) -> QueueCounts {
+        let queue = crate::queue::Queue::of(rig);
         let count = |state| {
             crate::confine::read_dir(&queue.state_dir(state)).map_or(0, |names| {
                 names
@@ -51,13 +49,22 @@ pub fn rig_rows(town: &Town) -> Result<Vec<RigRow>> {
                     .count()
             })
         };
+        QueueCounts {
+            pending: count(crate::queue::State::Pending),
+            active: count(crate::queue::State::Active),
+            failed: count(crate::queue::State::Failed),
+        }
+    }
+}
+
+/// Every rig of the town, by name.
+pub fn rig_rows(town: &Town) -> Result<Vec<RigRow>> {
+    let mut rows = Vec::new();
+    for (name, entry) in town.rigs()?.rigs {
+        let rig = Rig::at(town, &name);
         rows.push(RigRow {
             polecats: rig.polecats()?.len(),
-            queue: QueueCounts {
-                pending: count(crate::queue::State::Pending),
-                active: count(crate::queue::State::Active),
-                failed: count(crate::queue::State::Failed),
-            },
+            queue: QueueCounts::of(&rig),
             witness_running: crate::runner::holder(&crate::runner::witness(&rig)).is_some(),
             refinery_running: crate::runner::holder(&crate::runner::refinery(&rig)).is_some(),
             path: rig.path,

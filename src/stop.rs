@@ -179,26 +179,51 @@ fn tmux_zombies(town: &Town, only: Option<&Rig>) -> Vec<String> {
         if prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
             continue;
         }
-        if let Ok(pid) = pid.parse::<u32>() {
-            kill_group(pid);
-        }
-        let _ = session::tmux(&socket, &["kill-session", "-t", &format!("={name}")]);
+        kill_tmux_session(&socket, name, pid.parse().unwrap_or(0), GRACE);
         killed.push(format!("tmux session {name}"));
     }
     killed
 }
 
-/// Kill the process groups started for the town that no record names: a
-/// session leader (our process backend's `setsid`) whose environment has
-/// this town's `GT_TOWN` and a `GT_GENERATION` (set only by a start; for one
-/// rig, its `GT_RIG` too). tmux's own server is left alone.
+/// Kill the process groups started for the town (see [`town_groups`]) that
+/// are still running once the recorded sessions are stopped.
 fn process_zombies(town: &Town, only: Option<&Rig>) -> Vec<String> {
+    let mut killed = Vec::new();
+    for g in town_groups(town, only) {
+        let _ = session::stop(&g.session_id(), GRACE);
+        killed.push(format!("process group {} ({})", g.pid, g.comm));
+    }
+    killed
+}
+
+/// A process group started for the town, as found in /proc.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub pid: u32,
+    /// Its start time (field 22 of /proc/<pid>/stat), so that a later kill
+    /// cannot reach a process that reused the pid.
+    pub start: u64,
+    pub comm: String,
+}
+
+impl Group {
+    /// The group as a process-backend session id, for [`session::stop`].
+    pub fn session_id(&self) -> String {
+        format!("proc:{}:{}", self.pid, self.start)
+    }
+}
+
+/// The process groups started for the town, recorded or not: a session
+/// leader (our process backend's `setsid`, a tmux pane) whose environment has
+/// this town's `GT_TOWN` and a `GT_GENERATION` (set only by a start; for one
+/// rig, its `GT_RIG` too). tmux's own server and this process are left out.
+pub(crate) fn town_groups(town: &Town, only: Option<&Rig>) -> Vec<Group> {
     let me = std::process::id();
     let want_town = format!("GT_TOWN={}", town.root().display());
     let want_rig = only.map(|r| format!("GT_RIG={}", r.name));
-    let mut killed = Vec::new();
+    let mut found = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return killed;
+        return found;
     };
     for entry in procs.flatten() {
         let Some(pid) = entry
@@ -212,7 +237,8 @@ fn process_zombies(town: &Town, only: Option<&Rig>) -> Vec<String> {
             continue;
         }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "tmux" || comm.starts_with("tmux:") {
+        let comm = comm.trim();
+        if comm == "tmux" || comm.starts_with("tmux:") {
             continue;
         }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
@@ -221,19 +247,28 @@ fn process_zombies(town: &Town, only: Option<&Rig>) -> Vec<String> {
         let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
         let has = |v: &str| vars.contains(&v.as_bytes());
         let has_prefix = |p: &str| vars.iter().any(|v| v.starts_with(p.as_bytes()));
-        if has(&want_town) && has_prefix("GT_GENERATION=") && want_rig.as_deref().is_none_or(has) {
-            kill_group(pid);
-            killed.push(format!("process group {pid} ({})", comm.trim()));
+        if !(has(&want_town) && has_prefix("GT_GENERATION=") && want_rig.as_deref().is_none_or(has))
+        {
+            continue;
         }
+        let Some((start, false)) = session::stat(pid) else {
+            continue; // exited meanwhile
+        };
+        found.push(Group {
+            pid,
+            start,
+            comm: comm.to_string(),
+        });
     }
-    killed
+    found
 }
 
-/// SIGTERM to the process group led by `pid`, SIGKILL after [`GRACE`].
-fn kill_group(pid: u32) {
-    use nix::sys::signal::{Signal, killpg};
-    let pgid = nix::unistd::Pid::from_raw(pid as i32);
-    let _ = killpg(pgid, Signal::SIGTERM);
-    session::wait_exit(pid, GRACE);
-    let _ = killpg(pgid, Signal::SIGKILL);
+/// Stop a tmux session no record names: its pane's process group (led by
+/// `pid`), then the session itself.
+pub(crate) fn kill_tmux_session(socket: &str, name: &str, pid: u32, grace: Duration) {
+    if let Some((start, _)) = session::stat(pid) {
+        let _ = session::stop(&format!("tmux:{socket}:{name}:{pid}:{start}"), grace);
+    }
+    // Gone already when its pane's command ended.
+    let _ = session::tmux(socket, &["kill-session", "-t", &format!("={name}")]);
 }

@@ -5,7 +5,7 @@
 //! a lock or the tmux server, so doctor never hangs.
 //!
 //! One module per family of checks: `files` (config, homes, mail, tracker,
-//! queue, strays), `work` (sessions, zombies, claims, heartbeats), `clones`
+//! queue, strays), `work` (sessions, zombies, claims, heartbeats, loops), `clones`
 //! (git state).
 
 mod clones;
@@ -216,7 +216,7 @@ const CHECKS: &[(&str, &str, CheckFn)] = &[
     ),
     (
         "zombies",
-        "every tmux session on the town's socket is recorded in a state.json",
+        "every tmux session on the town's socket and every process group started for the town is recorded in a state.json",
         work::zombies,
     ),
     (
@@ -228,6 +228,11 @@ const CHECKS: &[(&str, &str, CheckFn)] = &[
         "heartbeats",
         "live workers beat; none is stuck",
         work::heartbeats,
+    ),
+    (
+        "loops",
+        "the daemon runs while sessions do, each rig's Witness loop while its polecats work, its Refinery loop while merges wait",
+        work::loops,
     ),
     (
         "strays",

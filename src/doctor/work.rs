@@ -159,9 +159,42 @@ fn tell(ctx: &Ctx, to: &Address, subject: &str, body: &str) -> Result<()> {
     )
 }
 
-/// tmux sessions on the town's socket that no `state.json` records (left by a
-/// crashed start, a hand-made session): named, and killed by `--fix`.
+/// tmux sessions on the town's socket and process groups started for the
+/// town that no `state.json` records (left by a crashed start, a lost record,
+/// a hand-made session): named, and killed by `--fix`.
 pub(super) fn zombies(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
+    let recorded: Vec<SessionId> = ctx
+        .homes()
+        .iter()
+        .filter_map(|h| SessionId::parse(&h.state().ok()?.session?))
+        .collect();
+    // Pane processes of listed sessions: the tmux side reports those.
+    let panes = tmux_zombies(ctx, &recorded, out);
+    for g in crate::stop::town_groups(ctx.town, None) {
+        let known = recorded.iter().any(|id| id.leader() == (g.pid, g.start));
+        if known || panes.contains(&g.pid) {
+            continue;
+        }
+        let id = g.session_id();
+        out.push(
+            Finding::error(
+                "zombie-process",
+                ctx.town.root(),
+                format!(
+                    "process group {} ({}) was started for the town but is recorded in no state.json",
+                    g.pid, g.comm
+                ),
+            )
+            .repair(ctx.fix, || session::stop(&id, Duration::from_secs(2))),
+        );
+    }
+    Ok(Some(()))
+}
+
+/// The tmux side of [`zombies`]: unrecorded sessions on the town's socket
+/// become findings; the pane pids of every session listed are returned.
+fn tmux_zombies(ctx: &Ctx, recorded: &[SessionId], out: &mut Vec<Finding>) -> BTreeSet<u32> {
+    let mut panes = BTreeSet::new();
     let socket = session::tmux_socket(ctx.town.root());
     let mut cmd = Command::new("tmux");
     cmd.args([
@@ -173,7 +206,7 @@ pub(super) fn zombies(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
         "#{session_name} #{pane_pid}",
     ]);
     let listed = match wait::output(cmd) {
-        Err(_) => return Ok(None), // no tmux here
+        Err(_) => return panes, // no tmux here
         Ok(None) => {
             out.push(Finding::error(
                 "tmux-hung",
@@ -183,20 +216,18 @@ pub(super) fn zombies(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
                     wait::WAIT.as_secs()
                 ),
             ));
-            return Ok(Some(()));
+            return panes;
         }
         // No server running: no sessions.
-        Ok(Some(o)) if !o.status.success() => return Ok(Some(())),
+        Ok(Some(o)) if !o.status.success() => return panes,
         Ok(Some(o)) => String::from_utf8_lossy(&o.stdout).into_owned(),
     };
-    let recorded: BTreeSet<String> = ctx
-        .homes()
+    let names: BTreeSet<&str> = recorded
         .iter()
-        .filter_map(|h| h.state().ok()?.session)
-        .filter_map(|id| match SessionId::parse(&id)? {
+        .filter_map(|id| match id {
             SessionId::Tmux {
                 socket: s, name, ..
-            } if s == socket => Some(name),
+            } if *s == socket => Some(name.as_str()),
             _ => None,
         })
         .collect();
@@ -205,10 +236,11 @@ pub(super) fn zombies(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
         let Some((name, pid)) = line.rsplit_once(' ') else {
             continue;
         };
-        if recorded.contains(name) || !seen.insert(name.to_string()) {
+        let pid: u32 = pid.parse().unwrap_or(0);
+        panes.insert(pid);
+        if names.contains(name) || !seen.insert(name.to_string()) {
             continue;
         }
-        let pid: u32 = pid.parse().unwrap_or(0);
         out.push(
             Finding::error(
                 "zombie-session",
@@ -217,24 +249,13 @@ pub(super) fn zombies(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
                     "tmux session {name} (pid {pid}) on socket {socket} is recorded in no state.json"
                 ),
             )
-            .repair(ctx.fix, || kill_zombie(&socket, name, pid)),
+            .repair(ctx.fix, || {
+                crate::stop::kill_tmux_session(&socket, name, pid, Duration::from_secs(2));
+                Ok(())
+            }),
         );
     }
-    Ok(Some(()))
-}
-
-/// Stop a zombie's process group and remove its session.
-fn kill_zombie(socket: &str, name: &str, pid: u32) -> Result<()> {
-    if let Some((start, _)) = session::stat(pid) {
-        session::stop(
-            &format!("tmux:{socket}:{name}:{pid}:{start}"),
-            Duration::from_secs(2),
-        )?;
-    }
-    let mut cmd = Command::new("tmux");
-    cmd.args(["-L", socket, "kill-session", "-t", &format!("={name}")]);
-    wait::output(cmd)?;
-    Ok(())
+    panes
 }
 
 /// Issues `in_progress` for a worker that is idle or asleep with no live
@@ -349,6 +370,54 @@ pub(super) fn heartbeats(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
                 ),
             ));
         }
+    }
+    Ok(Some(()))
+}
+
+/// Loops down while they have work: the daemon while any session runs
+/// (nobody restarts a crashed agent or watches heartbeats), a rig's Witness
+/// loop while one of its polecats has a live session (nobody patrols it), its
+/// Refinery loop while its merge queue has pending entries (nobody merges
+/// them). A town at rest needs none of them. Warnings: nothing is lost.
+pub(super) fn loops(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
+    use crate::runner;
+    let live = |homes: &[Home]| {
+        homes
+            .iter()
+            .filter(|h| h.state().is_ok_and(|s| session::state_alive(&s)))
+            .count()
+    };
+    let mut down = |file: std::path::PathBuf, busy: usize, why: String| {
+        if busy > 0 && runner::holder(&file).is_none() {
+            out.push(Finding::warning("loop-down", &file, why));
+        }
+    };
+    let sessions = live(&ctx.homes());
+    down(
+        runner::daemon(ctx.town),
+        sessions,
+        format!(
+            "the daemon is not running while {sessions} session(s) run: nothing restarts a crashed agent (start it: gt daemon run)"
+        ),
+    );
+    for rig in ctx.rigs() {
+        let name = &rig.name;
+        let polecats = live(&rig.polecats().unwrap_or_default());
+        down(
+            runner::witness(&rig),
+            polecats,
+            format!(
+                "the Witness loop of {name} is not running while {polecats} polecat(s) work: nobody patrols them (start it: gt witness run {name})"
+            ),
+        );
+        let pending = crate::status::QueueCounts::of(&rig).pending;
+        down(
+            runner::refinery(&rig),
+            pending,
+            format!(
+                "the Refinery loop of {name} is not running while {pending} merge(s) wait: nobody merges them (start it: gt refinery run {name})"
+            ),
+        );
     }
     Ok(Some(()))
 }

@@ -61,7 +61,7 @@ impl SessionId {
     }
 
     /// The leader process: its pid and start time.
-    fn leader(&self) -> (u32, u64) {
+    pub(crate) fn leader(&self) -> (u32, u64) {
         match self {
             SessionId::Proc { pid, start } | SessionId::Tmux { pid, start, .. } => (*pid, *start),
         }

@@ -253,6 +253,52 @@ impl TestEnv {
         );
         id
     }
+
+    /// Polecat `name` of `rig` spawned with the process backend on a new
+    /// issue, running `exec sleep 1000`: its session's leader pid.
+    pub fn spawn_process(&self, rig: &str, name: &str) -> i32 {
+        let id = self.issue(rig, "Work");
+        let out = self
+            .cmd("gt")
+            .env("GT_SESSION_BACKEND", "process")
+            .args([
+                "spawn",
+                "--issue",
+                &id,
+                "--name",
+                name,
+                "--agent",
+                "exec sleep 1000",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["session"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Whether process `pid` has exited (or is a zombie waiting for its parent).
+pub fn process_gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 impl Drop for TestEnv {

@@ -6,7 +6,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, git, have_tool, jsonl};
+use crate::common::{TestEnv, Watcher, git, have_tool, jsonl, process_gone};
 
 /// Every check doctor runs, in order.
 const CHECKS: &[&str] = &[
@@ -21,6 +21,7 @@ const CHECKS: &[&str] = &[
     "zombies",
     "claims",
     "heartbeats",
+    "loops",
     "strays",
 ];
 
@@ -350,7 +351,12 @@ fn tmux_crash_and_zombie_sessions_are_cleaned_up_by_fix() {
     );
     let (code, json) = report(&env, false);
     assert_eq!(code, 1);
-    assert_eq!(found(&json), ["zombie-session", "heartbeat"], "{json:#}");
+    // No daemon, no Witness loop while a polecat works: warnings.
+    assert_eq!(
+        found(&json),
+        ["zombie-session", "heartbeat", "loop-down", "loop-down"],
+        "{json:#}"
+    );
     let zombie = json["findings"][0]["message"].as_str().unwrap();
     assert!(
         zombie.starts_with("tmux session gt-r-Ghost (pid "),
@@ -359,7 +365,15 @@ fn tmux_crash_and_zombie_sessions_are_cleaned_up_by_fix() {
 
     let (code, json) = report(&env, true);
     assert_eq!(code, 0, "{json:#}");
-    assert_eq!(found(&json), ["zombie-session (fixed)", "heartbeat"]);
+    assert_eq!(
+        found(&json),
+        [
+            "zombie-session (fixed)",
+            "heartbeat",
+            "loop-down",
+            "loop-down"
+        ]
+    );
     let sessions = tmux(&env, &["list-sessions", "-F", "#{session_name}"]);
     assert_eq!(
         sessions, "gt-r-Nux\n",
@@ -488,7 +502,7 @@ fn stuck_work_is_a_warning() {
     });
     let (code, json) = report(&env, true);
     assert_eq!(code, 0, "{json:#}");
-    assert_eq!(found(&json), ["heartbeat"]);
+    assert_eq!(found(&json), ["heartbeat", "loop-down", "loop-down"]);
     assert_eq!(
         json["findings"][0]["message"],
         "r/Nux has not beaten for 3600s (limit 1800s)"
@@ -498,7 +512,8 @@ fn stuck_work_is_a_warning() {
         s["nudges"] = 4.into();
     });
     let (code, json) = report(&env, true);
-    assert_eq!((code, found(&json)), (0, vec!["worker-stuck".to_string()]));
+    assert_eq!(code, 0);
+    assert_eq!(found(&json), ["worker-stuck", "loop-down", "loop-down"]);
     assert_eq!(env.state("r/polecats/Nux")["status"], "stuck");
 }
 
@@ -644,4 +659,106 @@ fn a_locked_file_is_waited_for_a_bounded_time_and_left_alone() {
     );
     assert_eq!(json["findings"][0]["fixed"], false);
     assert_eq!(std::fs::read_to_string(&inbox).unwrap(), "junk\n");
+}
+
+/// Failure table, "Tmux crash" for the process backend: a process group the
+/// town started whose record was lost is named and killed by `--fix`.
+#[test]
+fn a_process_group_no_state_records_is_a_zombie_killed_by_fix() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let pid = env.spawn_process("r", "Lost");
+    env.edit_state("r/polecats/Lost", |s| {
+        s.as_object_mut().unwrap().remove("session");
+        s["status"] = "idle".into();
+    });
+    let (code, json) = report(&env, false);
+    assert_eq!(code, 1);
+    assert_eq!(
+        found(&json),
+        ["zombie-process", "claim-orphaned"],
+        "{json:#}"
+    );
+    assert_eq!(
+        json["findings"][0]["message"],
+        format!(
+            "process group {pid} (sleep) was started for the town but is recorded in no state.json"
+        )
+    );
+    assert_eq!(result_of(&json, "zombies"), "error");
+    let (code, json) = report(&env, true);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(
+        found(&json),
+        ["zombie-process (fixed)", "claim-orphaned (fixed)"]
+    );
+    assert!(
+        crate::common::wait_until(10, || process_gone(pid)),
+        "the lost process survived"
+    );
+    let (code, json) = report(&env, false);
+    assert_eq!((code, found(&json)), (0, Vec::<String>::new()));
+}
+
+/// The daemon, a Witness loop and a Refinery loop that have work and do not
+/// run are warnings (exit 0), each naming how to start it; gone once they run.
+#[test]
+fn loops_down_while_they_have_work_are_warnings() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    env.spawn_process("r", "Nux");
+    let pending = rig.join("refinery/queue/pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/protocol/examples/valid/queue-entry/pending.json"
+        ),
+        pending.join("20261125T092000.123456Z-Nux.json"),
+    )
+    .unwrap();
+    let (code, json) = report(&env, false);
+    assert_eq!(code, 0, "{json:#}");
+    let loops: Vec<(&str, &str)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "loop-down")
+        .map(|f| (f["path"].as_str().unwrap(), f["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        loops,
+        [
+            (
+                "$TEST_ENV/town/config/daemon.run",
+                "the daemon is not running while 1 session(s) run: nothing restarts a crashed agent (start it: gt daemon run)"
+            ),
+            (
+                "$TEST_ENV/town/r/witness/run.lock",
+                "the Witness loop of r is not running while 1 polecat(s) work: nobody patrols them (start it: gt witness run r)"
+            ),
+            (
+                "$TEST_ENV/town/r/refinery/run.lock",
+                "the Refinery loop of r is not running while 1 merge(s) wait: nobody merges them (start it: gt refinery run r)"
+            ),
+        ]
+    );
+    assert_eq!(result_of(&json, "loops"), "warning");
+
+    let mut c = env.cmd("gt");
+    c.args(["daemon", "run", "--json", "--every", "1h"]);
+    let _daemon = Watcher::start(c, "gt-daemon: watching");
+    let mut c = env.cmd("gt");
+    c.args(["witness", "run", "r", "--json", "--every", "1h"]);
+    let _witness = Watcher::start(c, "gt-witness: watching");
+    let (code, json) = report(&env, false);
+    assert_eq!(code, 0, "{json:#}");
+    let paths: Vec<&str> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "loop-down")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["$TEST_ENV/town/r/refinery/run.lock"]);
 }

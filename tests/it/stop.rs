@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, Watcher, wait_until};
+use crate::common::{TestEnv, Watcher, process_gone, wait_until};
 
 fn issue(env: &TestEnv, id: &str) -> Value {
     serde_json::from_str(&env.ok("gt", &["issue", "show", id, "--json"])).unwrap()
@@ -132,33 +132,7 @@ fn stop_all_stops_the_loops_first_then_recorded_and_unrecorded_sessions() {
             .success()
     );
     // A process-backend agent whose record was lost.
-    let lost_issue = env.issue("r", "lost");
-    let mut c = env.cmd("gt");
-    c.env("GT_SESSION_BACKEND", "process").args([
-        "spawn",
-        "--issue",
-        &lost_issue,
-        "--name",
-        "Lost",
-        "--agent",
-        "exec sleep 1000",
-        "--json",
-    ]);
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lost: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let lost_pid: i32 = lost["session"]
-        .as_str()
-        .unwrap()
-        .split(':')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let lost_pid = env.spawn_process("r", "Lost");
     env.edit_state(rig.join("polecats/Lost"), |s| {
         s.as_object_mut().unwrap().remove("session");
         s["status"] = "idle".into();
@@ -196,16 +170,10 @@ fn stop_all_stops_the_loops_first_then_recorded_and_unrecorded_sessions() {
     assert_eq!(status["daemon_running"], false);
     assert_eq!(status["rigs"][0]["witness_running"], false);
     assert!(!tmux(&["has-session", "-t", "=gt-r-Wiz"]).status.success());
-    let gone = || {
-        std::fs::read_to_string(format!("/proc/{lost_pid}/stat")).map_or(true, |s| {
-            s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-    };
-    assert!(wait_until(10, gone), "the lost process survived");
+    assert!(
+        wait_until(10, || process_gone(lost_pid)),
+        "the lost process survived"
+    );
     // The zombie's name is free again.
     let wiz = env.issue("r", "wiz");
     env.ok(
