@@ -35,11 +35,14 @@ pub fn user_home(env: &[(String, String)]) -> Option<PathBuf> {
 }
 
 /// The agent's `config.toml`: the user's `text` (read from `origin`, kept as
-/// written) with three keys set: `clone` trusted; `features.daemon_auto_start
+/// written) with four keys set: `clone` trusted; `features.daemon_auto_start
 /// = false`, since the app-server daemon Codex starts by default leaves the
 /// session's process group and outlives the session (and copies ~400 MB of
-/// binaries into its home); `check_for_update_on_startup = false`, since a
-/// runtime must not offer to replace itself under a running town.
+/// binaries into its home); `allow_login_shell = false`, since a login
+/// shell's profile (Debian's `/etc/profile`) resets `PATH` and the agent's
+/// commands would not find the `gt` binaries gastown puts first;
+/// `check_for_update_on_startup = false`, since a runtime must not offer to
+/// replace itself under a running town.
 pub fn config(text: &str, origin: &Path, clone: &Path) -> Result<String> {
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         let line = e
@@ -69,6 +72,7 @@ pub fn config(text: &str, origin: &Path, clone: &Path) -> Result<String> {
         value(false),
         origin,
     )?;
+    set(root, &[], "allow_login_shell", value(false), origin)?;
     set(
         root,
         &[],
@@ -177,18 +181,18 @@ mod tests {
         assert_eq!(
             cfg(user).unwrap(),
             format!(
-                "# mine\nmodel = \"o4\"   # fast\ncheck_for_update_on_startup = false\n\n[model_providers.local]\nbase_url = \"http://127.0.0.1:1/v1\"\n\n[projects.\"/src/other\"]\ntrust_level = \"trusted\"\n\n[projects.\"/t/r/polecats/Nux/rig\"]\ntrust_level = \"trusted\"\n\n[features]\ndaemon_auto_start = false\n"
+                "# mine\nmodel = \"o4\"   # fast\nallow_login_shell = false\ncheck_for_update_on_startup = false\n\n[model_providers.local]\nbase_url = \"http://127.0.0.1:1/v1\"\n\n[projects.\"/src/other\"]\ntrust_level = \"trusted\"\n\n[projects.\"/t/r/polecats/Nux/rig\"]\ntrust_level = \"trusted\"\n\n[features]\ndaemon_auto_start = false\n"
             )
         );
         // No user config: only what gastown needs, no empty `[projects]`.
         assert_eq!(
             cfg("").unwrap(),
-            "check_for_update_on_startup = false\n\n[projects.\"/t/r/polecats/Nux/rig\"]\ntrust_level = \"trusted\"\n\n[features]\ndaemon_auto_start = false\n"
+            "allow_login_shell = false\ncheck_for_update_on_startup = false\n\n[projects.\"/t/r/polecats/Nux/rig\"]\ntrust_level = \"trusted\"\n\n[features]\ndaemon_auto_start = false\n"
         );
         // The user's own choices for these keys are overridden, in place.
         let out = cfg("[features]\ndaemon_auto_start = true\nhooks = true\n").unwrap();
         assert!(
-            out.starts_with("check_for_update_on_startup = false\n[features]\ndaemon_auto_start = false\nhooks = true\n"),
+            out.starts_with("allow_login_shell = false\ncheck_for_update_on_startup = false\n[features]\ndaemon_auto_start = false\nhooks = true\n"),
             "{out}"
         );
         // Inline tables stay inline.

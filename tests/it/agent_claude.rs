@@ -22,38 +22,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The dummy key the CLI sends to the scripted model.
 const KEY: &str = "sk-ant-test-0000-scripted-model-dummy-key";
 
-/// `<GT_TEST_AGENT_DIR>/node_modules/.bin`, if the CLI there runs; else skip
-/// (outside CI) or fail (CI=true) saying why.
+/// The CLI's directory, if it runs (see [`crate::common::agent_runtime`]).
 fn claude_bin_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("GT_TEST_AGENT_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/gastown-agents")))
-        .unwrap_or_default();
-    let bin = dir.join("node_modules/.bin");
-    let why = match Command::new(bin.join("claude"))
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(o) if o.status.success() => return Some(bin),
-        Ok(o) => format!(
-            "{}/claude --version exited {:?}: {}",
-            bin.display(),
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => format!("cannot run {}/claude: {e}", bin.display()),
-    };
-    let why = format!(
-        "{why} (install it: npm install --prefix {} @anthropic-ai/claude-code, or set GT_TEST_AGENT_DIR)",
-        dir.display()
-    );
-    assert!(
-        std::env::var_os("CI").is_none_or(|v| v != "true"),
-        "the Claude Code tier cannot run under CI=true: {why}"
-    );
-    eprintln!("Claude Code tier skipped: {why}");
-    None
+    crate::common::agent_runtime("claude", "@anthropic-ai/claude-code")
 }
 
 /// A Claude config dir holding only the account-level state a logged-in user
@@ -279,44 +250,12 @@ fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() 
     let env = TestEnv::new();
     let rig = env.add_rig("r");
     let id = env.issue("r", "Fix the frobnicator");
-    let model = Model::start(vec![
-        Turn::bash("gt prime"),
-        Turn::bash(
-            "echo 'fn frob() {}' > frob.rs && git add -A && git commit -qm 'frob once' && gt done",
-        ),
-        Turn::text("Done: reported to my Witness."),
-    ]);
+    let model = Model::start(crate::model::to_done());
     let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
-    let turn = |n: usize| spawned.turn(&model, n);
-
     // The first prompt names the issue and points at gt prime; the
-    // instructions gastown wrote into the clone came along.
-    let first = turn(1);
-    mentioned_once(
-        &first,
-        &format!("You are r/Nux, a gastown worker. Your issue is {id}. Run `gt prime` first"),
-    );
-    mentioned_once(&first, "## How to work here");
-
-    // gt prime ran in the session (GT_ADDRESS and GT_TOWN reached it) and
-    // printed the issue.
-    let second = turn(2);
-    mentioned_once(
-        &second,
-        &format!("Your issue: {id} Fix the frobnicator [in_progress]"),
-    );
-
-    // It committed and ran gt done: the Witness has the done signal.
-    let third = turn(3);
-    mentioned_once(&third, "r/Nux: done sent to r/witness");
-    let done: Vec<serde_json::Value> = env
-        .inbox("r/witness")
-        .into_iter()
-        .filter(|m| m["type"] == "done")
-        .collect();
-    assert_eq!(done.len(), 1, "{done:?}");
-    assert_eq!(done[0]["from"], "r/Nux");
-    assert_eq!(done[0]["generation"], 1);
+    // instructions gastown wrote into the clone came along; it worked
+    // through gt to done.
+    crate::model::check_to_done(&env, &id, |n| spawned.turn(&model, n));
 
     // The commit holds the work only: CLAUDE.md is excluded, the clone clean.
     let clone = rig.join("polecats/Nux/rig");
@@ -415,19 +354,8 @@ fn spawn_claude(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &st
         .status()
         .unwrap();
     assert!(started.success());
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = ok_output(
-        env.cmd("gt")
-            .env("PATH", &path)
-            .args(["spawn", "--issue", issue, "--json"]),
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     Spawned {
-        session: v["session"].as_str().unwrap().to_string(),
+        session: crate::common::spawn_runtime(env, bin, issue),
     }
 }
 

@@ -39,6 +39,59 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
+/// `<GT_TEST_AGENT_DIR>/node_modules/.bin` (default `~/.cache/gastown-agents`,
+/// where .ci/run installs the real agent runtimes with `npm install --prefix`)
+/// if `program --version` runs there; else the tier skips (outside CI) or
+/// fails (CI=true) saying why and how to install npm `package`.
+pub fn agent_runtime(program: &str, package: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("GT_TEST_AGENT_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/gastown-agents")))
+        .unwrap_or_default();
+    let bin = dir.join("node_modules/.bin");
+    let why = match Command::new(bin.join(program))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => return Some(bin),
+        Ok(o) => format!(
+            "{}/{program} --version exited {:?}: {}",
+            bin.display(),
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("cannot run {}/{program}: {e}", bin.display()),
+    };
+    let why = format!(
+        "{why} (install it: npm install --prefix {} {package}, or set GT_TEST_AGENT_DIR)",
+        dir.display()
+    );
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v != "true"),
+        "the {program} tier cannot run under CI=true: {why}"
+    );
+    eprintln!("{program} tier skipped: {why}");
+    None
+}
+
+/// `gt spawn --issue <issue>` with the runtime in `bin` first on `PATH`: the
+/// session's id.
+pub fn spawn_runtime(env: &TestEnv, bin: &Path, issue: &str) -> String {
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = ok_output(
+        env.cmd("gt")
+            .env("PATH", &path)
+            .args(["spawn", "--issue", issue, "--json"]),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["session"].as_str().unwrap().to_string()
+}
+
 /// Path of one of this package's binaries, built by cargo beside the test binary.
 pub fn bin(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test exe");

@@ -2,6 +2,7 @@
 //! against real temp towns, real git repositories and real files.
 
 mod agent_claude;
+mod agent_codex;
 mod beads;
 mod common;
 mod confine;

@@ -11,6 +11,11 @@
 //! the script's next turn, streamed as SSE when `stream` is true, else one
 //! JSON message. When the script is used up a turn gets the text `(no more
 //! scripted turns)`.
+//!
+//! It answers the OpenAI Responses API too, for Codex (protocol/agents.md,
+//! "HTTP requests Codex makes"): `POST /v1/responses` with `tools` is a turn,
+//! without (the title) a side request; both streamed as Responses SSE. A
+//! `Bash` tool block is Codex's `exec_command` function call.
 
 #![allow(dead_code)]
 
@@ -83,21 +88,31 @@ pub struct Request {
     pub path: String,
     /// The JSON body (`Null` when there was none or it was not JSON).
     pub body: Value,
+    /// When it arrived (its head was read).
+    pub at: std::time::SystemTime,
 }
 
 impl Request {
     /// A model call that is a turn of the agent (it offers tools), not a side request.
     pub fn is_turn(&self) -> bool {
         self.method == "POST"
-            && self.path.starts_with("/v1/messages")
+            && (self.path.starts_with("/v1/messages") || self.is_responses())
             && !self.path.contains("count_tokens")
             && self.body["tools"].as_array().is_some_and(|t| !t.is_empty())
+    }
+
+    /// A Responses-API call (Codex).
+    pub fn is_responses(&self) -> bool {
+        self.method == "POST" && self.path.starts_with("/v1/responses")
     }
 
     /// Every text of the request's messages, in order: text blocks, string
     /// contents (Claude sends a line typed during a tool call as a `system`
     /// message) and tool results.
     pub fn texts(&self) -> Vec<String> {
+        if self.is_responses() {
+            return responses_texts(&self.body);
+        }
         let mut out = Vec::new();
         for m in self.body["messages"].as_array().into_iter().flatten() {
             match &m["content"] {
@@ -121,6 +136,56 @@ impl Request {
     pub fn mentions(&self, needle: &str) -> usize {
         self.texts().iter().filter(|t| t.contains(needle)).count()
     }
+
+    /// `needle` is in exactly one of the texts (else a panic showing the
+    /// last texts: the first are the runtime's own long instructions).
+    pub fn assert_once(&self, needle: &str) {
+        let texts = self.texts();
+        let last = &texts[texts.len().saturating_sub(3)..];
+        assert_eq!(self.mentions(needle), 1, "{needle:?} in ...{last:?}");
+    }
+}
+
+/// The script of a polecat that works through gt: `gt prime`, then commit
+/// `frob.rs` and `gt done`, then a last word.
+pub fn to_done() -> Vec<Turn> {
+    vec![
+        Turn::bash("gt prime"),
+        Turn::bash(
+            "echo 'fn frob() {}' > frob.rs && git add -A && git commit -qm 'frob once' && gt done",
+        ),
+        Turn::text("Done: reported to my Witness."),
+    ]
+}
+
+/// Check the conversation of [`to_done`] for polecat r/Nux on issue `id`
+/// ("Fix the frobnicator"), with `turn(n)` the `n`th turn request: the first
+/// prompt names the issue, `gt prime` printed it, `gt done` reached the
+/// Witness (one `done` of generation 1). The first turn is returned.
+pub fn check_to_done(
+    env: &crate::common::TestEnv,
+    id: &str,
+    turn: impl Fn(usize) -> Request,
+) -> Request {
+    let first = turn(1);
+    first.assert_once(&format!(
+        "You are r/Nux, a gastown worker. Your issue is {id}. Run `gt prime` first"
+    ));
+    first.assert_once("## How to work here");
+    // gt prime ran in the session (GT_ADDRESS and GT_TOWN reached it).
+    turn(2).assert_once(&format!(
+        "Your issue: {id} Fix the frobnicator [in_progress]"
+    ));
+    turn(3).assert_once("r/Nux: done sent to r/witness");
+    let done: Vec<Value> = env
+        .inbox("r/witness")
+        .into_iter()
+        .filter(|m| m["type"] == "done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["from"], "r/Nux");
+    assert_eq!(done[0]["generation"], 1);
+    first
 }
 
 #[derive(Default)]
@@ -271,6 +336,11 @@ fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 None
             }
         };
+        if req.is_responses() {
+            let turn = turn.unwrap_or_else(|| Turn::text(r#"{"title":"scripted"}"#));
+            send_responses_sse(&mut out, &turn, shared)?;
+            return Ok(());
+        }
         let stream = req.body["stream"].as_bool() == Some(true);
         match turn {
             Some(turn) if stream => {
@@ -307,6 +377,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
     if r.read_line(&mut line)? == 0 {
         return Ok(None);
     }
+    let at = std::time::SystemTime::now();
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
@@ -350,6 +421,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
         method,
         path,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        at,
     }))
 }
 
@@ -422,15 +494,7 @@ fn send_sse(
         json!({"type": "message_start", "message": message(req, &turn.blocks, false)}),
     )?;
     // A slow turn: the stream is open, nothing comes but pings.
-    let until = Instant::now() + turn.delay;
-    while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
-        std::thread::sleep(
-            until
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_secs(1)),
-        );
-        event("ping", json!({"type": "ping"}))?;
-    }
+    hold(turn, shared, || event("ping", json!({"type": "ping"})))?;
     for (i, b) in turn.blocks.iter().enumerate() {
         event(
             "content_block_start",
@@ -456,6 +520,108 @@ fn send_sse(
         json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(&turn.blocks), "stop_sequence": null}, "usage": {"output_tokens": 1}}),
     )?;
     event("message_stop", json!({"type": "message_stop"}))
+}
+
+/// Hold a slow `turn`'s open stream for its delay (less once the server
+/// stops), calling `tick` about once a second.
+fn hold(
+    turn: &Turn,
+    shared: &Shared,
+    mut tick: impl FnMut() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let until = Instant::now() + turn.delay;
+    while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(
+            until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1)),
+        );
+        tick()?;
+    }
+    Ok(())
+}
+
+/// Every text of a Responses-API request's `input`, in order: message texts
+/// (`input_text`, `output_text`) and function-call outputs.
+fn responses_texts(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in body["input"].as_array().into_iter().flatten() {
+        match item["type"].as_str() {
+            Some("message") => {
+                for c in item["content"].as_array().into_iter().flatten() {
+                    out.extend(c["text"].as_str().map(str::to_string));
+                }
+            }
+            Some("function_call_output") => {
+                out.extend(item["output"].as_str().map(str::to_string));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A block as a Responses-API output item: a message, or (for `Bash`, the
+/// shell tool of the Messages API) Codex's `exec_command` function call.
+fn response_item(b: &Block, i: usize, complete: bool) -> Value {
+    match b {
+        Block::Text(t) => json!({
+            "type": "message", "id": format!("msg_scripted_{i}"), "role": "assistant",
+            "content": if complete { json!([{"type": "output_text", "text": t}]) } else { json!([]) },
+        }),
+        Block::Tool { id, name, input } => {
+            let (name, args) = if name == "Bash" {
+                ("exec_command", json!({"cmd": input["command"]}))
+            } else {
+                (name.as_str(), input.clone())
+            };
+            json!({
+                "type": "function_call", "id": format!("fc_scripted_{i}"), "call_id": id,
+                "name": name, "arguments": if complete { args.to_string() } else { String::new() },
+            })
+        }
+    }
+}
+
+/// Stream `turn` as Responses-API server-sent events, the ones Codex 0.171.0
+/// needs: `response.created`, per item `response.output_item.added`, (text)
+/// `response.output_text.delta`, `response.output_item.done`, then
+/// `response.completed`.
+fn send_responses_sse(out: &mut TcpStream, turn: &Turn, shared: &Shared) -> std::io::Result<()> {
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n",
+    )?;
+    let mut event = |name: &str, mut data: Value| -> std::io::Result<()> {
+        data["type"] = name.into();
+        write!(out, "event: {name}\ndata: {data}\n\n")?;
+        out.flush()
+    };
+    event(
+        "response.created",
+        json!({"response": {"id": "resp_scripted"}}),
+    )?;
+    // A slow turn: the stream is open, nothing comes yet.
+    hold(turn, shared, || Ok(()))?;
+    for (i, b) in turn.blocks.iter().enumerate() {
+        event(
+            "response.output_item.added",
+            json!({"output_index": i, "item": response_item(b, i, false)}),
+        )?;
+        if let Block::Text(t) = b {
+            event(
+                "response.output_text.delta",
+                json!({"item_id": format!("msg_scripted_{i}"), "output_index": i, "content_index": 0, "delta": t}),
+            )?;
+        }
+        event(
+            "response.output_item.done",
+            json!({"output_index": i, "item": response_item(b, i, true)}),
+        )?;
+    }
+    event(
+        "response.completed",
+        json!({"response": {"id": "resp_scripted", "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}}),
+    )
 }
 
 #[cfg(test)]
@@ -546,10 +712,66 @@ mod tests {
         );
         let reqs = model.requests();
         assert_eq!(reqs.len(), 4);
+        assert!(reqs.windows(2).all(|w| w[0].at <= w[1].at));
         assert_eq!(model.turns().len(), 2);
         assert_eq!(
             model.wait_turn(1, Duration::from_secs(1)).mentions("gt-1"),
             1
+        );
+    }
+
+    #[test]
+    fn scripted_model_answers_the_responses_api_with_a_shell_call_then_text() {
+        let model = Model::start(vec![Turn::bash("gt prime"), Turn::text("primed")]);
+        let turn = json!({"model": "m", "stream": true, "tools": [{"type": "function", "name": "exec_command"}],
+            "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "work on gt-1"}]}]});
+        let first = exchange(&model, "POST", "/v1/responses", &turn);
+        assert!(first.contains("content-type: text/event-stream"), "{first}");
+        let events: Vec<&str> = first
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "response.created",
+                "response.output_item.added",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        assert!(
+            first.contains(r#"data: {"output_index":0,"item":{"type":"function_call","id":"fc_scripted_0","call_id":"toolu_scripted_1_0","name":"exec_command","arguments":"{\"cmd\":\"gt prime\"}"},"type":"response.output_item.done"}"#),
+            "{first}"
+        );
+
+        // The title request (no tools) is a side request, streamed too.
+        let title = exchange(
+            &model,
+            "POST",
+            "/v1/responses",
+            &json!({"stream": true, "tools": [], "text": {"format": {}}, "input": []}),
+        );
+        assert!(
+            title.contains(r#""delta":"{\"title\":\"scripted\"}""#),
+            "{title}"
+        );
+
+        let second = json!({"stream": true, "tools": [{"name": "exec_command"}], "input": [
+            {"type": "function_call", "call_id": "toolu_scripted_1_0", "name": "exec_command", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "toolu_scripted_1_0", "output": "Your issue: gt-1"}]});
+        let answer = exchange(&model, "POST", "/v1/responses", &second);
+        assert!(
+            answer.contains(r#"{"output_index":0,"item":{"type":"message","id":"msg_scripted_0","role":"assistant","content":[{"type":"output_text","text":"primed"}]},"type":"response.output_item.done"}"#),
+            "{answer}"
+        );
+        assert!(answer.contains(r#""delta":"primed""#), "{answer}");
+        assert_eq!(model.turns().len(), 2);
+        let t1 = model.wait_turn(1, Duration::from_secs(1));
+        assert_eq!(t1.texts(), ["work on gt-1"]);
+        assert_eq!(
+            model.wait_turn(2, Duration::from_secs(1)).texts(),
+            ["Your issue: gt-1"]
         );
     }
 }

@@ -1,0 +1,183 @@
+//! The real Codex CLI (npm `@openai/codex`) started by `gt spawn` with the
+//! `codex` preset in tmux on the town's private socket, against the scripted
+//! model server (the AI model's test double, tests/it/model.rs) speaking the
+//! Responses API on 127.0.0.1. The CLI is looked up in `GT_TEST_AGENT_DIR`
+//! (see [`crate::common::agent_runtime`]); without it the tier skips, except
+//! under `CI=true`, where it fails saying why.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gastown::agent::{Preset, Screen};
+
+use crate::common::{TestEnv, edit_json, git};
+use crate::model::{Model, Request, Turn};
+
+/// The longest the CLI may take to start, and a turn to reach the model.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A polecat `r/Nux` started by `gt spawn` with the `codex` preset.
+struct Codex {
+    session: String,
+    home: PathBuf,
+    /// The user's own Codex home the agent's is seeded from.
+    user: PathBuf,
+}
+
+impl Codex {
+    /// Set `rig` to the `codex` preset, its `agent_env` naming a user Codex
+    /// home whose config points at `model` (as a user's would, with a model
+    /// provider of their own), then `gt spawn` r/Nux on `issue`.
+    fn spawn(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &str) -> Codex {
+        let user = env.path().join("user-codex");
+        std::fs::create_dir_all(&user).unwrap();
+        let config = format!(
+            "# the user's own Codex config\nmodel = \"gpt-test\"\nmodel_provider = \"local\"\n\n[model_providers.local]\nname = \"scripted model\"\nbase_url = \"{}/v1\"\nenv_key = \"GT_TEST_CODEX_KEY\"\nwire_api = \"responses\"\n",
+            model.url()
+        );
+        std::fs::write(user.join("config.toml"), config).unwrap();
+        edit_json(&rig.join("config.json"), |c| {
+            c["agent"] = "codex".into();
+            c["agent_env"] = serde_json::json!({
+                "CODEX_HOME": user.display().to_string(),
+                "GT_TEST_CODEX_KEY": "dummy-key-for-the-scripted-model",
+                "GIT_AUTHOR_NAME": "Nux", "GIT_AUTHOR_EMAIL": "nux@example.invalid",
+                "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
+            });
+        });
+        Codex {
+            session: crate::common::spawn_runtime(env, bin, issue),
+            home: rig.join("polecats/Nux"),
+            user,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        gastown::session::capture(&self.session, None).unwrap_or_default()
+    }
+
+    /// Poll (bounded) until `f` gives something; the failure names `what`
+    /// and shows the screen and the requests so far.
+    fn wait<T>(&self, model: &Model, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(t) = f() {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Codex: {what} not within {WAIT:?}; requests: {}; screen:\n{}",
+                model.seen(),
+                self.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn turn(&self, model: &Model, n: usize) -> Request {
+        self.wait(model, &format!("turn {n} at the model"), || {
+            model.try_wait_turn(n, Duration::from_millis(200))
+        })
+    }
+
+    /// Wait until a line of the screen holds `text`.
+    fn shows(&self, model: &Model, text: &str) {
+        self.wait(model, &format!("{text:?} on the screen"), || {
+            self.lines().iter().any(|l| l.contains(text)).then_some(())
+        });
+    }
+
+    /// Wait for the ready prompt; the screen then.
+    fn ready(&self, model: &Model) -> Vec<String> {
+        self.wait(model, "ready", || {
+            let lines = self.lines();
+            let screen = Preset::Codex.screen(&lines);
+            assert!(
+                !matches!(screen, Screen::Dialog(_)),
+                "Codex shows a dialog: {screen:?}; screen:\n{}",
+                lines.join("\n")
+            );
+            (screen == Screen::Ready { input: None }).then_some(lines)
+        })
+    }
+}
+
+/// Every file under `dir` with its content (a directory's listing).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn spawn_starts_codex_unattended_in_its_clone_and_it_works_through_gt_to_done() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Fix the frobnicator");
+    let model = Model::start(crate::model::to_done());
+    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
+    let before = snapshot(&codex.user);
+
+    // No trust dialog in the clone: the first prompt is the first turn, and
+    // names the issue; the instructions gastown wrote (AGENTS.md) came
+    // along; it worked through gt to done.
+    let first = crate::model::check_to_done(&env, &id, |n| codex.turn(&model, n));
+    first.assert_once("# AGENTS.md instructions for ");
+    codex.shows(&model, "Done: reported to my Witness.");
+    codex.ready(&model);
+
+    // The commit holds the work only: AGENTS.md is excluded, the clone clean.
+    let clone = codex.home.join("rig");
+    assert_eq!(
+        git(&clone, &["show", "--name-only", "--format=%s", "HEAD"]),
+        "frob once\n\nfrob.rs\n"
+    );
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+
+    // The agent's own Codex home trusts exactly its clone, keeps the user's
+    // config, and started no daemon (which would have installed its
+    // packages there); the user's Codex home is as it was.
+    let own = std::fs::read_to_string(codex.home.join("codex/config.toml")).unwrap();
+    assert!(own.starts_with("# the user's own Codex config\n"), "{own}");
+    let trust = format!(
+        "[projects.\"{}\"]\ntrust_level = \"trusted\"\n",
+        clone.canonicalize().unwrap().display()
+    );
+    assert!(own.contains(&trust), "{own}");
+    assert!(!codex.home.join("codex/packages").exists());
+    assert_eq!(snapshot(&codex.user), before);
+}
+
+#[test]
+fn inject_into_idle_codex_reaches_the_model_once() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Talk");
+    let model = Model::start(vec![
+        Turn::text("Waiting for word."),
+        Turn::text("Got your line."),
+    ]);
+    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
+    codex.turn(&model, 1);
+    codex.shows(&model, "Waiting for word.");
+    codex.ready(&model);
+
+    let line = "line typed while idle";
+    assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    let second = codex.turn(&model, 2);
+    second.assert_once(line);
+    assert_eq!(second.texts().last().map(String::as_str), Some(line));
+    codex.shows(&model, "Got your line.");
+    assert_eq!(model.turns().len(), 2);
+}
