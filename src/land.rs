@@ -119,7 +119,38 @@ pub enum Outcome {
         tip: String,
         tests: TestRun,
     },
+    /// Merged and tested, but the review refused it; undone, nothing pushed.
+    Rejected {
+        base: String,
+        tip: String,
+        head: String,
+        by: String,
+        reason: String,
+    },
 }
+
+/// A merge that passed its tests and is not pushed yet, as a review sees it
+/// ([`integrate_reviewed`]): `head` is checked out in `clone`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ready {
+    pub clone: PathBuf,
+    pub base: String,
+    pub tip: String,
+    pub head: String,
+    pub merge: MergeKind,
+    pub tests: Option<TestRun>,
+}
+
+/// Why a review refused a [`Ready`] merge.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Who refused it (a plugin's address).
+    pub by: String,
+    pub reason: String,
+}
+
+/// A review of a merge about to be pushed: `Some` refuses it.
+pub type Review<'a> = dyn FnMut(&Ready) -> Result<Option<Rejection>> + 'a;
 
 impl Outcome {
     /// Why the work did not land, in one line; `None` when it landed.
@@ -135,6 +166,9 @@ impl Outcome {
                 "cannot land {what}: tests failed ({}): {}; merge undone, nothing pushed",
                 tests.status(),
                 tests.command
+            )),
+            Outcome::Rejected { by, reason, .. } => Some(format!(
+                "cannot land {what}: rejected by {by}: {reason}; merge undone, nothing pushed"
             )),
         }
     }
@@ -398,6 +432,19 @@ pub fn integrate(
     run_tests: bool,
     on: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
+    integrate_reviewed(rig, source, message, run_tests, &mut |_| Ok(None), on)
+}
+
+/// [`integrate`], with `review` asked after the tests passed and before the
+/// push (the landing lock held): a rejection undoes the merge.
+pub fn integrate_reviewed(
+    rig: &Rig,
+    source: &Source,
+    message: &str,
+    run_tests: bool,
+    review: &mut Review,
+    on: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
     let lock = lock(rig, on)?;
     let _held = git::hold_in_children(&lock);
     recover(rig, on)?;
@@ -466,6 +513,24 @@ pub fn integrate(
         }
         None => None,
     };
+    let ready = Ready {
+        clone: clone.to_path_buf(),
+        base: base_s.clone(),
+        tip: tip_s.clone(),
+        head: head.to_string(),
+        merge,
+        tests,
+    };
+    if let Some(Rejection { by, reason }) = review(&ready)? {
+        return Ok(Outcome::Rejected {
+            base: base_s,
+            tip: tip_s,
+            head: ready.head,
+            by,
+            reason,
+        });
+    }
+    let tests = ready.tests;
     git::push(
         clone,
         REMOTE,

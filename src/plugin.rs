@@ -1,6 +1,11 @@
 //! Hook points (protocol/plugins.md): an agent mails a plugin a request and
 //! waits, bounded, for its verdict. A plugin is a directory; with none, a
 //! silent one or an unreadable reply, the hook point's default stands.
+//!
+//! One exchange for every hook: [`ask`] mails the request, then the asker
+//! either waits ([`Asked::wait`], the Refinery and the Witness's stuck
+//! worker) or, when it must not block its loop, looks again on each pass
+//! ([`Asked::poll`], the Witness's dispatch of an epic).
 
 use std::time::{Duration, Instant};
 
@@ -22,10 +27,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_HOLD_RETRY: Duration = Duration::from_secs(60);
 
 /// Where an agent consults a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Hook {
     /// The Refinery, before processing a queue entry.
     BeforeMerge,
+    /// The Refinery, when an entry is merged and tested, before it is pushed.
+    OnReady,
+    /// The Witness, before it escalates a stuck worker.
+    OnStuck,
+    /// The Witness, before it dispatches an epic's children.
+    BeforeDispatch,
 }
 
 impl Hook {
@@ -33,23 +45,35 @@ impl Hook {
     pub fn key(self) -> &'static str {
         match self {
             Hook::BeforeMerge => "before_merge",
+            Hook::OnReady => "on_ready",
+            Hook::OnStuck => "on_stuck",
+            Hook::BeforeDispatch => "before_dispatch",
         }
     }
     /// The plugin consulted when the config names none.
     pub fn conventional(self) -> &'static str {
         match self {
             Hook::BeforeMerge => "merge-oracle",
+            Hook::OnReady => "review-oracle",
+            Hook::OnStuck => "debug-oracle",
+            Hook::BeforeDispatch => "plan-oracle",
         }
     }
     /// The verdicts a plugin may give; the first is the default.
     pub fn verdicts(self) -> &'static [&'static str] {
         match self {
             Hook::BeforeMerge => &["proceed", "hold", "escalate"],
+            Hook::OnReady => &["approve", "reject"],
+            Hook::OnStuck => &["escalate"],
+            Hook::BeforeDispatch => &["planned"],
         }
     }
     fn choice(self, config: &PluginsConfig) -> Option<&PluginChoice> {
         match self {
             Hook::BeforeMerge => config.before_merge.as_ref(),
+            Hook::OnReady => config.on_ready.as_ref(),
+            Hook::OnStuck => config.on_stuck.as_ref(),
+            Hook::BeforeDispatch => config.before_dispatch.as_ref(),
         }
     }
 }
@@ -89,32 +113,33 @@ pub struct Request {
     pub fields: Extra,
 }
 
-/// Mail `plugin` `req` from `asker` and wait up to `timeout` for its verdict
-/// in `asker`'s inbox. Silence or an unreadable reply gives the hook's
-/// default verdict.
-pub fn consult(
-    town: &Town,
-    asker: &Home,
-    plugin: &Home,
-    req: Request,
-    timeout: Duration,
-) -> Result<Verdict> {
+/// A request mailed and not yet answered: all a caller that does not wait
+/// keeps between passes (the Witness, in its `state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Asked {
+    pub hook: Hook,
+    /// The request's message id.
+    pub request: String,
+    /// The plugin's address.
+    pub by: String,
+    /// When the request went out (RFC 3339).
+    pub at: String,
+    /// The asker's inbox size then: only replies after it are read.
+    pub offset: u64,
+}
+
+/// Mail `plugin` `req` from `asker`; its verdict will come to `asker`'s inbox.
+pub fn ask(town: &Town, asker: &Home, plugin: &Home, req: Request) -> Result<Asked> {
     let Request {
         hook,
         subject,
         body,
         fields,
     } = req;
-    let inbox = asker.inbox();
     fsio::ensure_dir(&asker.mail_dir())?;
-    // Only replies after the request count: start reading at today's end.
-    let start = match crate::confine::metadata(&inbox) {
-        Ok(m) => Cursor {
-            offset: std::os::unix::fs::MetadataExt::size(&m),
-            line: 0,
-        },
-        Err(_) => Cursor::default(),
-    };
+    let offset = crate::confine::metadata(&asker.inbox())
+        .map(|m| std::os::unix::fs::MetadataExt::size(&m))
+        .unwrap_or(0);
     let mut m = Message::new(&asker.address, &plugin.address.to_string(), &subject, &body);
     m.kind = "consult".to_string();
     m.extra = fields;
@@ -126,46 +151,109 @@ pub fn consult(
             .map(|v| serde_json::Value::from(*v))
             .collect(),
     );
-    let request = m.id.clone();
-    mail::post(town, &mut [m], Durability::from_env())?;
-    let by = plugin.address.to_string();
-    let default = |why: String| Verdict {
-        verdict: hook.verdicts()[0].to_string(),
-        reason: why.clone(),
-        by: by.clone(),
-        request: request.clone(),
-        defaulted: Some(why),
+    let asked = Asked {
+        hook,
+        request: m.id.clone(),
+        by: plugin.address.to_string(),
+        at: m.timestamp.clone(),
+        offset,
     };
-    let deadline = Instant::now() + timeout;
-    let mut cursor = start;
-    let mut answer = None;
-    let mut watch = Watch::new(&[&asker.mail_dir()], timeout)?;
-    watch.run(|_| {
-        let mut records = Records::<Message>::open(&inbox, cursor)?;
-        while let Some(e) = records.next_entry()? {
-            if let Entry::Record { value, .. } = e
-                && value.reply_to.as_deref() == Some(request.as_str())
-                && value.from == by
-            {
-                answer = Some(read_reply(hook, &value).unwrap_or_else(&default));
-                let v = answer.as_mut().expect("just set");
-                v.request = request.clone();
-                return Ok(Flow::Stop);
-            }
+    mail::post(town, &mut [m], Durability::from_env())?;
+    Ok(asked)
+}
+
+/// Mail `plugin` `req` from `asker` and wait up to `timeout` for its verdict
+/// in `asker`'s inbox. Silence or an unreadable reply gives the hook's
+/// default verdict.
+pub fn consult(
+    town: &Town,
+    asker: &Home,
+    plugin: &Home,
+    req: Request,
+    timeout: Duration,
+) -> Result<Verdict> {
+    ask(town, asker, plugin, req)?.wait(asker, timeout)
+}
+
+impl Asked {
+    /// The hook's default verdict, standing because of `why`.
+    pub fn default_verdict(&self, why: String) -> Verdict {
+        Verdict {
+            verdict: self.hook.verdicts()[0].to_string(),
+            reason: why.clone(),
+            by: self.by.clone(),
+            request: self.request.clone(),
+            defaulted: Some(why),
         }
-        cursor = records.cursor();
-        Ok(if Instant::now() >= deadline {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        })
-    })?;
-    Ok(answer.unwrap_or_else(|| {
-        default(format!(
-            "{by} gave no verdict within {}s",
+    }
+
+    fn silent(&self, timeout: Duration) -> Verdict {
+        self.default_verdict(format!(
+            "{} gave no verdict within {}s",
+            self.by,
             timeout.as_secs_f64()
         ))
-    }))
+    }
+
+    /// Wait up to `timeout` for the reply in `asker`'s inbox.
+    pub fn wait(&self, asker: &Home, timeout: Duration) -> Result<Verdict> {
+        let deadline = Instant::now() + timeout;
+        let mut cursor = Cursor {
+            offset: self.offset,
+            line: 0,
+        };
+        let mut answer = None;
+        let mut watch = Watch::new(&[&asker.mail_dir()], timeout)?;
+        watch.run(|_| {
+            answer = self.scan(asker, &mut cursor)?;
+            Ok(if answer.is_some() || Instant::now() >= deadline {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        })?;
+        Ok(answer.unwrap_or_else(|| self.silent(timeout)))
+    }
+
+    /// Look once, without waiting: the verdict if the reply is there, the
+    /// default once `timeout` has passed since the request, else `None`.
+    pub fn poll(&self, asker: &Home, timeout: Duration) -> Result<Option<Verdict>> {
+        let mut cursor = Cursor {
+            offset: self.offset,
+            line: 0,
+        };
+        if let Some(v) = self.scan(asker, &mut cursor)? {
+            return Ok(Some(v));
+        }
+        let since = crate::clock::parse(&self.at)
+            .map(|t| crate::clock::now().duration_since(t))
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or(Duration::MAX);
+        Ok((since >= timeout).then(|| self.silent(timeout)))
+    }
+
+    /// Read `asker`'s inbox from `cursor` for the reply; an inbox archived
+    /// and begun anew meanwhile is read from its start.
+    fn scan(&self, asker: &Home, cursor: &mut Cursor) -> Result<Option<Verdict>> {
+        let inbox = asker.inbox();
+        let mut records = Records::<Message>::open(&inbox, *cursor)?;
+        if records.truncated() {
+            records = Records::open(&inbox, Cursor::default())?;
+        }
+        while let Some(e) = records.next_entry()? {
+            if let Entry::Record { value, .. } = e
+                && value.reply_to.as_deref() == Some(self.request.as_str())
+                && value.from == self.by
+            {
+                let mut v =
+                    read_reply(self.hook, &value).unwrap_or_else(|why| self.default_verdict(why));
+                v.request = self.request.clone();
+                return Ok(Some(v));
+            }
+        }
+        *cursor = records.cursor();
+        Ok(None)
+    }
 }
 
 /// The verdict in reply `m`, or why it is unreadable.

@@ -121,9 +121,24 @@ pub struct PluginsConfig {
     /// `true`: `merge-oracle`, if that directory exists; `false`: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_merge: Option<PluginChoice>,
+    /// The plugin the Refinery consults when an entry is merged and tested,
+    /// before it is pushed (`review-oracle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_ready: Option<PluginChoice>,
+    /// The plugin the Witness consults before escalating a stuck worker
+    /// (`debug-oracle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_stuck: Option<PluginChoice>,
+    /// The plugin the Witness consults before dispatching an epic's children
+    /// (`plan-oracle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_dispatch: Option<PluginChoice>,
     /// Longest wait for a verdict, e.g. "30s" (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Interval>,
+    /// Per hook point (its key), over `timeout`: `{"on_ready": "10m"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timeouts: BTreeMap<String, Interval>,
     /// How long a held entry stays unasked, e.g. "60s" (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_retry: Option<Interval>,
@@ -135,10 +150,11 @@ impl PluginsConfig {
     fn is_empty(&self) -> bool {
         *self == PluginsConfig::default()
     }
-    /// `timeout`, or [`crate::plugin::DEFAULT_TIMEOUT`].
-    pub fn timeout(&self) -> std::time::Duration {
-        self.timeout
-            .as_ref()
+    /// `timeouts[hook]`, else `timeout`, else [`crate::plugin::DEFAULT_TIMEOUT`].
+    pub fn timeout(&self, hook: crate::plugin::Hook) -> std::time::Duration {
+        self.timeouts
+            .get(hook.key())
+            .or(self.timeout.as_ref())
             .map_or(crate::plugin::DEFAULT_TIMEOUT, Interval::get)
     }
     /// `hold_retry`, or [`crate::plugin::DEFAULT_HOLD_RETRY`].

@@ -188,7 +188,13 @@ impl<'a> Refinery<'a> {
                     body,
                     fields,
                 };
-                plugin::consult(self.town, &me, oracle, req, plugins.timeout())
+                plugin::consult(
+                    self.town,
+                    &me,
+                    oracle,
+                    req,
+                    plugins.timeout(Hook::BeforeMerge),
+                )
             })
         });
         let verdict = match asked {
@@ -285,6 +291,7 @@ impl<'a> Refinery<'a> {
         let e = &claimed.entry;
         let id = e.id.clone();
         let what = format!("{} ({})", e.polecat, e.branch);
+        let mut review = None;
         let landing = match self.refusal(&claimed) {
             Some(reason) => {
                 let failed = Outcome::Failed {
@@ -293,7 +300,9 @@ impl<'a> Refinery<'a> {
                 };
                 return Ok(self.finish(&claimed, None, failed));
             }
-            None => self.keepalive(&id, || self.land(&claimed, &mut |p| on(Event::Landing(p)))),
+            None => self.keepalive(&id, || {
+                self.land(&claimed, &mut review, &mut |p| on(Event::Landing(p)))
+            }),
         };
         let landing = match landing {
             Ok(o) => o,
@@ -310,12 +319,21 @@ impl<'a> Refinery<'a> {
                 reason: landing.refusal(&what).unwrap_or_default(),
                 conflicts: files.clone(),
             },
-            land::Outcome::TestsFailed { .. } => Outcome::Failed {
+            land::Outcome::TestsFailed { .. } | land::Outcome::Rejected { .. } => Outcome::Failed {
                 reason: landing.refusal(&what).unwrap_or_default(),
                 conflicts: Vec::new(),
             },
         };
-        Ok(self.finish(&claimed, Some(landing), outcome))
+        let mut processed = self.finish(&claimed, Some(landing), outcome);
+        if let Some(v) = review {
+            match &v.defaulted {
+                Some(why) => processed.notes.push(format!("{why}; approved")),
+                None => processed
+                    .done
+                    .push(format!("{} by {}: {}", v.verdict, v.by, v.reason)),
+            }
+        }
+        Ok(processed)
     }
 
     /// Why the entry must not be landed at all, if it must not. Whatever is
@@ -352,7 +370,14 @@ impl<'a> Refinery<'a> {
         }
     }
 
-    fn land(&self, l: &Located, on: &mut dyn FnMut(land::Progress)) -> Result<land::Outcome> {
+    /// Land `l`, asking the `on_ready` plugin, if any, once the merge passed
+    /// its tests; its verdict goes to `review`.
+    fn land(
+        &self,
+        l: &Located,
+        review: &mut Option<Verdict>,
+        on: &mut dyn FnMut(land::Progress),
+    ) -> Result<land::Outcome> {
         let e = &l.entry;
         let clone = e.clone_dir(self.town)?;
         if let Some(tip) = crate::git::resolve(&clone, &format!("refs/heads/{}", e.branch))? {
@@ -376,7 +401,56 @@ impl<'a> Refinery<'a> {
                 .map(|g| format!(" (generation {g})"))
                 .unwrap_or_default(),
         );
-        land::integrate(self.rig, &source, &message, true, on)
+        let plugins = self.rig.config()?.plugins;
+        let Some(reviewer) = plugin::plugin_for(self.town, self.rig, &plugins, Hook::OnReady)
+        else {
+            return land::integrate(self.rig, &source, &message, true, on);
+        };
+        let me = self.town.home(&self.me)?;
+        let mut ask = |ready: &land::Ready| -> Result<Option<land::Rejection>> {
+            let mut fields = Extra::new();
+            fields.insert("entry".into(), e.id.clone().into());
+            fields.insert(
+                "queue_entry".into(),
+                serde_json::to_value(e).unwrap_or_default(),
+            );
+            fields.insert(
+                "ready".into(),
+                serde_json::to_value(ready).unwrap_or_default(),
+            );
+            let diff = format!(
+                "git -C {} diff {} {}",
+                ready.clone.display(),
+                ready.base,
+                ready.head
+            );
+            let req = Request {
+                hook: Hook::OnReady,
+                subject: format!("ready: {} ({} {})", e.id, e.polecat, e.branch),
+                body: format!(
+                    "{} of {} is merged and tested, not pushed: {diff}. Approve or reject it (protocol/plugins.md).",
+                    e.branch, e.polecat
+                ),
+                fields,
+            };
+            let v = plugin::consult(
+                self.town,
+                &me,
+                &reviewer,
+                req,
+                plugins.timeout(Hook::OnReady),
+            )?;
+            if let Some(why) = &v.defaulted {
+                tracing::warn!("{}: {why}; approving", e.id);
+            }
+            let rejected = (v.verdict == "reject").then(|| land::Rejection {
+                by: v.by.clone(),
+                reason: v.reason.clone(),
+            });
+            *review = Some(v);
+            Ok(rejected)
+        };
+        land::integrate_reviewed(self.rig, &source, &message, true, &mut ask, on)
     }
 
     /// Run `f` while renewing the claim on active entry `id`, so a requeue
@@ -513,7 +587,16 @@ impl<'a> Refinery<'a> {
                 }
                 (
                     "merge_failed",
-                    format!("merge failed: {} ({})", e.polecat, e.branch),
+                    format!(
+                        "merge {}: {} ({})",
+                        if matches!(landing, Some(land::Outcome::Rejected { .. })) {
+                            "rejected"
+                        } else {
+                            "failed"
+                        },
+                        e.polecat,
+                        e.branch
+                    ),
                     body,
                 )
             }

@@ -75,13 +75,13 @@ enum Cmd {
     Send {
         /// Recipient: mayor, overseer, <rig>/witness, <rig>/<polecat>, ..., or self
         to: String,
-        /// Subject line
-        #[arg(short = 's', long)]
-        subject: String,
+        /// Subject line (with --verdict, default "verdict")
+        #[arg(short = 's', long, required_unless_present = "verdict")]
+        subject: Option<String>,
         #[command(flatten)]
         body: Body,
         /// Message type (default: notification)
-        #[arg(long = "type", value_name = "TYPE")]
+        #[arg(long = "type", value_name = "TYPE", conflicts_with = "verdict")]
         kind: Option<String>,
         /// low, normal (default), high or urgent
         #[arg(long, value_parser = ["low", "normal", "high", "urgent"], hide_possible_values = true)]
@@ -95,6 +95,12 @@ enum Cmd {
         /// Spawn generation this (lifecycle) message is about
         #[arg(long)]
         generation: Option<u64>,
+        /// Answer a plugin request (--reply-to its id) with this verdict: type "verdict" (protocol/plugins.md)
+        #[arg(long, value_name = "WORD", requires = "reply_to")]
+        verdict: Option<String>,
+        /// The verdict's reason
+        #[arg(long, value_name = "TEXT", requires = "verdict")]
+        reason: Option<String>,
         #[command(flatten)]
         durable: Durable,
         /// Print the stored record as JSON
@@ -200,10 +206,24 @@ fn dispatch(cli: Cli) -> Result<()> {
             reply_to,
             thread,
             generation,
+            verdict,
+            reason,
             durable,
             json,
         } => {
-            let mut m = Message::new(&me, &to, &subject, &read_body(&body)?);
+            // A verdict needs no body: stdin is not read for one.
+            let text = match (&verdict, &body) {
+                (
+                    Some(_),
+                    Body {
+                        message: None,
+                        file: None,
+                    },
+                ) => String::new(),
+                _ => read_body(&body)?,
+            };
+            let subject = subject.unwrap_or_else(|| "verdict".into());
+            let mut m = Message::new(&me, &to, &subject, &text);
             if let Some(k) = kind {
                 m.kind = k;
             }
@@ -215,6 +235,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                     .home(&me)
                     .ok()
                     .and_then(|h| mail::find(&h, r).ok().flatten());
+                if let Some(word) = &verdict {
+                    check_verdict(original.as_ref(), r, word)?;
+                    m.kind = "verdict".into();
+                    m.extra.insert("verdict".into(), word.clone().into());
+                    m.extra
+                        .insert("reason".into(), reason.unwrap_or_default().into());
+                }
                 m.thread_id = original.and_then(|o| o.thread_id).or(Some(r.clone()));
                 if m.kind == mail::DEFAULT_TYPE {
                     m.kind = "reply".into();
@@ -298,6 +325,25 @@ fn my_home(town: &Town, me: &Address) -> Result<Home> {
 }
 
 /// The body from -m, -f FILE/-, or a piped stdin; UTF-8 and at most the limit.
+/// Refuse a verdict the request `id` (in the sender's inbox, if found) does
+/// not accept: a plugin's typo must not silently become the hook's default.
+fn check_verdict(request: Option<&Message>, id: &str, word: &str) -> Result<()> {
+    let Some(words) = request
+        .and_then(|m| m.extra.get("verdicts"))
+        .and_then(|v| v.as_array())
+    else {
+        return Ok(());
+    };
+    if words.iter().any(|w| w.as_str() == Some(word)) {
+        return Ok(());
+    }
+    let words: Vec<&str> = words.iter().filter_map(|w| w.as_str()).collect();
+    Err(Error::invalid(format!(
+        "--verdict {word:?}: request {id} accepts {}",
+        words.join(", ")
+    )))
+}
+
 fn read_body(b: &Body) -> Result<String> {
     if let Some(m) = &b.message {
         return Ok(m.clone());

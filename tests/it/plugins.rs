@@ -74,33 +74,35 @@ fn a_bare_plugins_mail_dir_is_confined_like_every_home() {
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
 
-mod merge_oracle {
+/// What every hook's tests share: a queued rig, the test as a plugin, and a
+/// stand-in plugin process.
+mod exchange {
     use std::io::Write;
-    use std::path::{Path, PathBuf};
+    use std::os::unix::process::CommandExt;
+    use std::path::PathBuf;
     use std::process::{Child, Stdio};
-    use std::time::{Duration, Instant};
 
     use serde_json::{Value, json};
 
     use crate::common::*;
-    use crate::queue::{files, rig_with_work};
+    use crate::queue::rig_with_work;
 
-    fn jsonl_values(text: &str) -> Vec<Value> {
+    pub fn jsonl_values(text: &str) -> Vec<Value> {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
 
-    /// A rig with Nux's work queued and a bare `merge-oracle` directory.
-    fn setup(env: &TestEnv, plugins: Value) -> PathBuf {
+    /// A rig with Nux's work queued and a bare `plugin` directory.
+    pub fn queued(env: &TestEnv, plugin: &str, plugins: Value) -> PathBuf {
         let rig = rig_with_work(env, &["Nux"]);
-        std::fs::create_dir(rig.join("plugins/merge-oracle")).unwrap();
+        std::fs::create_dir(rig.join("plugins").join(plugin)).unwrap();
         edit_json(&rig.join("config.json"), |c| c["plugins"] = plugins);
         env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
         rig
     }
 
-    fn refinery(env: &TestEnv) -> Child {
+    pub fn refinery(env: &TestEnv) -> Child {
         env.cmd("gt")
             .args(["refinery", "process", "r", "--once"])
             .stdout(Stdio::piped())
@@ -109,7 +111,7 @@ mod merge_oracle {
             .unwrap()
     }
 
-    fn finish(child: Child) -> String {
+    pub fn finish(child: Child) -> String {
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
@@ -119,20 +121,26 @@ mod merge_oracle {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// The stand-in plugin (the test itself): wait for request number `n` in
-    /// the plugin's inbox, then append `reply` (with `reply_to` set to the
-    /// request's id) to the Refinery's inbox, as a plugin's `gt send` would.
-    fn answer(env: &TestEnv, rig: &Path, n: usize, reply: Option<Value>) -> Value {
-        let inbox = rig.join("plugins/merge-oracle/mail/inbox.jsonl");
+    /// The test as the plugin: wait for request number `n` in `plugin`'s
+    /// inbox, then append `reply` (with `reply_to` set to the request's id)
+    /// to `asker`'s inbox, as hand-written JSON would be.
+    pub fn answer(
+        env: &TestEnv,
+        plugin: &str,
+        asker: &str,
+        n: usize,
+        reply: Option<Value>,
+    ) -> Value {
+        let inbox = env.inbox_path(plugin);
         assert!(
             wait_until(20, || inbox.exists() && jsonl(&inbox).len() >= n),
-            "no request reached the plugin"
+            "no request reached {plugin}"
         );
         let request = jsonl(&inbox)[n - 1].clone();
         if let Some(mut reply) = reply {
             let base = json!({
-                "id": format!("msg-reply{n}"), "from": "r/plugins/merge-oracle",
-                "to": "r/refinery", "subject": "verdict", "body": "",
+                "id": format!("msg-reply{n}"), "from": plugin,
+                "to": asker, "subject": "verdict", "body": "",
                 "timestamp": NOW, "type": "verdict", "reply_to": request["id"],
             });
             for (k, v) in base.as_object().unwrap() {
@@ -144,11 +152,90 @@ mod merge_oracle {
             }
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
-                .open(env.inbox_path("r/refinery"))
+                .open(env.inbox_path(asker))
                 .unwrap();
             f.write_all(format!("{reply}\n").as_bytes()).unwrap();
         }
         request
+    }
+
+    /// A stand-in plugin process (the test double for the AI agent a
+    /// plugin runs): it watches its inbox with `gt mail watch`, runs
+    /// `$BEFORE` for each request, then answers with `gt send --verdict`.
+    /// Killed (its process group) when dropped.
+    pub struct StandIn(Child);
+
+    const SCRIPT: &str = r#"gt mail watch | while IFS= read -r req; do
+  id=${req#'{"id":"'}; id=${id%%'"'*}
+  from=${req#*'"from":"'}; from=${from%%'"'*}
+  if [ -n "$BEFORE" ]; then sh -c "$BEFORE" || exit 1; fi
+  gt send "$from" --verdict "$VERDICT" --reply-to "$id" --reason "$REASON" >/dev/null || exit 1
+done"#;
+
+    impl StandIn {
+        pub fn start(
+            env: &TestEnv,
+            plugin: &str,
+            verdict: &str,
+            reason: &str,
+            before: &str,
+        ) -> StandIn {
+            let bins = bin("gt").parent().unwrap().to_path_buf();
+            let path = std::env::join_paths(std::iter::once(bins).chain(std::env::split_paths(
+                &std::env::var_os("PATH").unwrap_or_default(),
+            )))
+            .unwrap();
+            let child = std::process::Command::new("sh")
+                .env_clear()
+                .env("HOME", env.path())
+                .env("TMPDIR", env.path().join("tmp"))
+                .env("GT_TOWN", &env.town)
+                .env("GT_NOW", NOW)
+                .env("LC_ALL", "C")
+                .current_dir(&env.town)
+                .stdin(Stdio::null())
+                .arg("-c")
+                .arg(SCRIPT)
+                .env("PATH", path)
+                .env("GT_ADDRESS", plugin)
+                .env("VERDICT", verdict)
+                .env("REASON", reason)
+                .env("BEFORE", before)
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            StandIn(child)
+        }
+    }
+
+    impl Drop for StandIn {
+        fn drop(&mut self) {
+            let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+mod merge_oracle {
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use crate::common::*;
+    use crate::queue::files;
+
+    use super::exchange::{self, finish, jsonl_values, refinery};
+
+    /// A rig with Nux's work queued and a bare `merge-oracle` directory.
+    fn setup(env: &TestEnv, plugins: Value) -> PathBuf {
+        exchange::queued(env, "merge-oracle", plugins)
+    }
+
+    fn answer(env: &TestEnv, n: usize, reply: Option<Value>) -> Value {
+        exchange::answer(env, "r/plugins/merge-oracle", "r/refinery", n, reply)
     }
 
     #[test]
@@ -162,7 +249,6 @@ mod merge_oracle {
         let child = refinery(&env);
         let request = answer(
             &env,
-            &rig,
             1,
             Some(json!({"verdict": "hold", "reason": "release freeze until Friday"})),
         );
@@ -211,7 +297,6 @@ mod merge_oracle {
         let child = refinery(&env);
         let again = answer(
             &env,
-            &rig,
             2,
             Some(json!({"verdict": "proceed", "reason": "freeze over"})),
         );
@@ -236,7 +321,6 @@ mod merge_oracle {
             let child = refinery(&env);
             answer(
                 &env,
-                &rig,
                 n,
                 Some(json!({"verdict": "escalate", "reason": "touches the schema"})),
             );
@@ -291,7 +375,7 @@ mod merge_oracle {
             .unwrap()
             .write_all(b"this is not json\n")
             .unwrap();
-        answer(&env, &rig, 1, Some(json!({"verdict": "maybe later"})));
+        answer(&env, 1, Some(json!({"verdict": "maybe later"})));
         let out = finish(child);
         assert!(out.starts_with(&format!("merged {id} ")), "{out}");
         assert!(start.elapsed() < Duration::from_secs(30));
@@ -305,4 +389,290 @@ mod merge_oracle {
         assert!(out.starts_with("merged "), "{out}");
         assert!(!rig.join("plugins/merge-oracle/mail").exists());
     }
+}
+
+mod review_oracle {
+    use std::io::Write;
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+
+    use super::exchange::{StandIn, finish, queued, refinery};
+    use crate::common::*;
+    use crate::queue::files;
+
+    fn origin_main(rig: &Path) -> String {
+        let url = read_json(&rig.join("config.json"))["git_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        git(rig, &["ls-remote", &url, "refs/heads/main"])
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    fn entry_id(rig: &Path) -> String {
+        files(rig, "pending")[0]
+            .trim_end_matches(".json")
+            .to_string()
+    }
+
+    #[test]
+    fn reject_undoes_the_tested_merge_and_sends_the_work_back_with_the_reviewers_text() {
+        let env = TestEnv::new();
+        let rig = queued(&env, "review-oracle", json!({"timeout": "20s"}));
+        edit_json(&rig.join("config.json"), |c| {
+            c["test_command"] = json!("true")
+        });
+        let (id, before) = (entry_id(&rig), origin_main(&rig));
+        let _plugin = StandIn::start(
+            &env,
+            "r/plugins/review-oracle",
+            "reject",
+            "Nux.txt needs a test",
+            "",
+        );
+        let out = finish(refinery(&env));
+        let reason = "cannot land r/Nux (polecat/Nux): rejected by r/plugins/review-oracle: \
+                      Nux.txt needs a test; merge undone, nothing pushed";
+        assert_eq!(
+            out.lines().next().unwrap(),
+            format!("failed {id}: {reason}"),
+            "{out}"
+        );
+        assert_eq!(origin_main(&rig), before, "nothing pushed");
+        let clone = rig.join("refinery/rig");
+        assert_eq!(git(&clone, &["rev-parse", "HEAD"]).trim(), before);
+        assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+        assert_eq!(files(&rig, "failed"), [format!("{id}.json")]);
+        let failed = read_json(&rig.join(format!("refinery/queue/failed/{id}.json")));
+        assert_eq!(failed["reason"], reason);
+
+        // The request: the entry and the merge as it stood, not pushed.
+        let request = &env.inbox("r/plugins/review-oracle")[0];
+        assert_eq!(
+            (
+                &request["type"],
+                &request["hook"],
+                &request["verdicts"],
+                &request["entry"],
+                &request["ready"]["base"],
+                &request["ready"]["tests"]["command"],
+                &request["ready"]["tests"]["exit_code"],
+            ),
+            (
+                &json!("consult"),
+                &json!("on_ready"),
+                &json!(["approve", "reject"]),
+                &json!(id),
+                &json!(before),
+                &json!("true"),
+                &json!(0),
+            )
+        );
+        let head = request["ready"]["head"].as_str().unwrap();
+        assert_eq!(
+            git(&clone, &["cat-file", "-t", head]).trim(),
+            "commit",
+            "the reviewed merge is in the clone"
+        );
+        // The reply gt send --verdict wrote.
+        let reply = env
+            .inbox("r/refinery")
+            .into_iter()
+            .find(|m| m["type"] == "verdict")
+            .unwrap();
+        assert_eq!(
+            (
+                &reply["from"],
+                &reply["reply_to"],
+                &reply["verdict"],
+                &reply["reason"],
+                &reply["subject"],
+                &reply["body"]
+            ),
+            (
+                &json!("r/plugins/review-oracle"),
+                &request["id"],
+                &json!("reject"),
+                &json!("Nux.txt needs a test"),
+                &json!("verdict"),
+                &json!("")
+            )
+        );
+        // Sent back like a failed merge: the polecat and the witness are told.
+        for to in ["r/polecats/Nux", "r/witness"] {
+            let mail: Vec<Value> = env
+                .inbox(to)
+                .into_iter()
+                .filter(|m| m["type"] == "merge_failed")
+                .collect();
+            assert_eq!(mail.len(), 1, "{to}: {mail:?}");
+            assert_eq!(mail[0]["subject"], "merge rejected: r/Nux (polecat/Nux)");
+            assert!(
+                mail[0]["body"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{reason}\n\n")),
+                "{}",
+                mail[0]["body"]
+            );
+        }
+    }
+
+    #[test]
+    fn approve_lands_the_entry_and_reports_the_review() {
+        let env = TestEnv::new();
+        let rig = queued(
+            &env,
+            "review-oracle",
+            json!({"timeouts": {"on_ready": "20s"}}),
+        );
+        let id = entry_id(&rig);
+        let _plugin = StandIn::start(&env, "r/plugins/review-oracle", "approve", "LGTM", "");
+        let out = finish(refinery(&env));
+        assert!(out.starts_with(&format!("merged {id} ")), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l == "  approve by r/plugins/review-oracle: LGTM"),
+            "{out}"
+        );
+        let merged = read_json(&rig.join(format!("refinery/queue/merged/{id}.json")));
+        assert_eq!(origin_main(&rig), merged["merged_sha"].as_str().unwrap());
+    }
+
+    #[test]
+    fn a_silent_reviewer_times_out_and_the_entry_lands() {
+        let env = TestEnv::new();
+        let rig = queued(
+            &env,
+            "review-oracle",
+            json!({"timeouts": {"on_ready": "300ms"}, "timeout": "60s"}),
+        );
+        let id = entry_id(&rig);
+        let start = std::time::Instant::now();
+        let out = finish(refinery(&env));
+        assert!(out.starts_with(&format!("merged {id} ")), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l
+                    == "  note: r/plugins/review-oracle gave no verdict within 0.3s; approved"),
+            "{out}"
+        );
+        let took = start.elapsed();
+        assert!(took >= std::time::Duration::from_millis(300), "{took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(30),
+            "{took:?}: the 60s timeout was used"
+        );
+        assert_eq!(env.inbox("r/plugins/review-oracle").len(), 1);
+    }
+
+    #[test]
+    fn a_junk_review_is_no_verdict_and_the_entry_lands() {
+        let env = TestEnv::new();
+        let rig = queued(&env, "review-oracle", json!({"timeout": "60s"}));
+        let id = entry_id(&rig);
+        let child = refinery(&env);
+        let request =
+            super::exchange::answer(&env, "r/plugins/review-oracle", "r/refinery", 1, None);
+        // Another type, then a word the hook does not know: the first counts.
+        let junk = json!({"id": "msg-junk", "from": "r/plugins/review-oracle", "to": "r/refinery",
+            "subject": "verdict", "body": "", "timestamp": NOW, "type": "reply",
+            "reply_to": request["id"], "verdict": "reject", "reason": "not a verdict"});
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(env.inbox_path("r/refinery"))
+            .unwrap()
+            .write_all(format!("{junk}\n").as_bytes())
+            .unwrap();
+        let out = finish(child);
+        assert!(out.starts_with(&format!("merged {id} ")), "{out}");
+        assert!(
+            out.lines().any(|l| l
+                == "  note: msg-junk: unreadable verdict from r/plugins/review-oracle \
+                (type is \"reply\", not \"verdict\"); approved"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn gt_send_verdict_writes_the_reply_line_and_refuses_a_word_the_request_does_not_accept() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    std::fs::create_dir(rig.join("plugins/merge-oracle")).unwrap();
+    let request = serde_json::json!({"id": "msg-req", "from": "r/refinery",
+        "to": "r/plugins/merge-oracle", "subject": "before merge", "body": "",
+        "timestamp": NOW, "type": "consult", "hook": "before_merge",
+        "verdicts": ["proceed", "hold", "escalate"]});
+    let mut deliver = env
+        .cmd("gt")
+        .args(["mail", "deliver"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(deliver.stdin.take().unwrap(), "{request}").unwrap();
+    assert!(deliver.wait().unwrap().success());
+    let as_plugin = ["--as", "r/plugins/merge-oracle"];
+    let (code, err) = env.fails(
+        "gt",
+        &[
+            &[
+                "send",
+                "r/refinery",
+                "--verdict",
+                "wait",
+                "--reply-to",
+                "msg-req",
+            ][..],
+            &as_plugin,
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "gt-mail: --verdict \"wait\": request msg-req accepts proceed, hold, escalate\n"
+        )
+    );
+    assert!(!env.inbox_path("r/refinery").exists() || env.inbox("r/refinery").is_empty());
+    env.ok(
+        "gt",
+        &[
+            &[
+                "send",
+                "r/refinery",
+                "--verdict",
+                "hold",
+                "--reply-to",
+                "msg-req",
+                "--reason",
+                "freeze",
+            ][..],
+            &as_plugin,
+        ]
+        .concat(),
+    );
+    let reply = &env.inbox("r/refinery")[0];
+    let mut reply = reply.as_object().unwrap().clone();
+    assert!(
+        reply
+            .remove("id")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("msg-")
+    );
+    assert_eq!(
+        serde_json::Value::Object(reply),
+        serde_json::json!({"from": "r/plugins/merge-oracle", "to": "r/refinery",
+            "subject": "verdict", "body": "", "timestamp": NOW, "priority": "normal",
+            "type": "verdict", "thread_id": "msg-req", "reply_to": "msg-req",
+            "verdict": "hold", "reason": "freeze"})
+    );
 }

@@ -107,7 +107,11 @@ fn rig_config_fields_are_the_schema_properties() {
         agent_env: [("K".to_string(), "V".to_string())].into(),
         plugins: PluginsConfig {
             before_merge: Some(PluginChoice::Name("merge-oracle".into())),
+            on_ready: Some(PluginChoice::On(true)),
+            on_stuck: Some(PluginChoice::On(false)),
+            before_dispatch: Some(PluginChoice::Name("planner".into())),
             timeout: Some("30s".parse().unwrap()),
+            timeouts: [("on_ready".to_string(), "10m".parse().unwrap())].into(),
             hold_retry: Some("60s".parse().unwrap()),
             extra: Extra::new(),
         },
