@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::address::{self, Address};
 use crate::agent::Preset;
@@ -56,7 +56,14 @@ pub fn work(home: &Home, state: &AgentState) -> Result<Work> {
 
 /// The first name from [`NAMES`] (then `polecat-N`) not in use in `rig`.
 pub fn free_name(rig: &Rig) -> String {
-    let taken = |n: &str| fs::symlink_metadata(rig.path.join("polecats").join(n)).is_ok();
+    free_name_except(rig, |_| false)
+}
+
+/// [`free_name`], skipping the names `elsewhere` holds too (workers on
+/// other machines).
+pub fn free_name_except(rig: &Rig, elsewhere: impl Fn(&str) -> bool) -> String {
+    let taken =
+        |n: &str| fs::symlink_metadata(rig.path.join("polecats").join(n)).is_ok() || elsewhere(n);
     NAMES
         .iter()
         .map(|n| n.to_string())
@@ -109,10 +116,13 @@ pub struct SpawnOptions {
     pub name: Option<String>,
     /// Agent command line; the rig's `agent_command` when unset.
     pub agent: Option<String>,
+    /// Another machine's issue (a remote spawn, protocol/federation.md):
+    /// not claimed here, recorded in the polecat's `works-for.json`.
+    pub works_for: Option<crate::federation::worker::WorksFor>,
 }
 
 /// A started polecat.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spawned {
     pub address: String,
     pub home: PathBuf,
@@ -228,7 +238,7 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
     };
     // The issue is claimed before anything is made for it, so a spawn for a
     // taken issue leaves nothing behind; every later failure gives it back.
-    let tracker = match &opts.issue {
+    let tracker = match opts.issue.as_ref().filter(|_| opts.works_for.is_none()) {
         Some(id) => {
             let t = crate::beads::open(rig)?;
             let held = t.show(id)?.assignee.as_deref() == Some(&address.to_string());
@@ -257,6 +267,7 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
         if new_work {
             start_new_work(&home, &guard.current)?;
         }
+        crate::federation::worker::set_works_for(&home, opts.works_for.as_ref())?;
         let command = opts
             .agent
             .clone()

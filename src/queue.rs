@@ -86,6 +86,10 @@ pub struct Entry {
     /// The polecat's clone (absolute); its home's `rig/` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone: Option<PathBuf>,
+    /// The machine a remote worker runs on (protocol/federation.md): its
+    /// branch is merged from origin, where its `gt done` pushed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted_at: Option<String>,
     /// How many times the entry has been claimed.

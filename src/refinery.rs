@@ -340,6 +340,9 @@ impl<'a> Refinery<'a> {
     /// wrong with the polecat's side is the entry's failure, not ours.
     fn refusal(&self, l: &Located) -> Option<String> {
         let e = &l.entry;
+        if e.machine.is_some() {
+            return crate::federation::worker::refusal(self.town, self.rig, e);
+        }
         let addr = match e.address() {
             Ok(a) => a,
             Err(err) => return Some(err.to_string()),
@@ -379,12 +382,20 @@ impl<'a> Refinery<'a> {
         on: &mut dyn FnMut(land::Progress),
     ) -> Result<land::Outcome> {
         let e = &l.entry;
-        let clone = e.clone_dir(self.town)?;
-        if let Some(tip) = crate::git::resolve(&clone, &format!("refs/heads/{}", e.branch))? {
-            self.queue.set_tip(&e.id, &tip.to_string())?;
-        }
+        // A remote worker's branch is on origin, where its gt done pushed it.
+        let from = match e.machine {
+            Some(_) => land::REMOTE.to_string(),
+            None => {
+                let clone = e.clone_dir(self.town)?;
+                if let Some(tip) = crate::git::resolve(&clone, &format!("refs/heads/{}", e.branch))?
+                {
+                    self.queue.set_tip(&e.id, &tip.to_string())?;
+                }
+                clone.to_string_lossy().into_owned()
+            }
+        };
         let source = land::Source {
-            from: clone.to_string_lossy().into_owned(),
+            from,
             branch: e.branch.clone(),
         };
         let message = format!(
@@ -602,8 +613,11 @@ impl<'a> Refinery<'a> {
             }
         };
         let witness = Address::Witness { rig: e.rig.clone() };
-        [e.polecat.clone(), witness.to_string()]
+        // A remote worker's session has ended: only its home Witness hears.
+        let polecat = e.machine.is_none().then(|| e.polecat.clone());
+        polecat
             .into_iter()
+            .chain([witness.to_string()])
             .map(|to| {
                 let mut m = Message::new(&self.me, &to, &subject, &body);
                 if let Outcome::Merged { .. } = outcome {
@@ -614,6 +628,9 @@ impl<'a> Refinery<'a> {
                 m.extra.insert("entry".into(), e.id.clone().into());
                 m.extra.insert("polecat".into(), e.polecat.clone().into());
                 m.extra.insert("branch".into(), e.branch.clone().into());
+                if let Some(machine) = &e.machine {
+                    m.extra.insert("machine".into(), machine.clone().into());
+                }
                 if let Some(i) = &e.issue {
                     m.extra.insert("issue".into(), i.clone().into());
                 }

@@ -172,6 +172,9 @@ pub struct StatusReport {
     pub escalations: Vec<Escalation>,
     pub rigs: Vec<RigRow>,
     pub agents: Vec<AgentRow>,
+    /// This town's polecats running on other machines (federation/workers/).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_workers: Vec<crate::federation::worker::RemoteWorker>,
 }
 
 /// An unread escalation.
@@ -230,6 +233,7 @@ pub fn report(town: &Town) -> Result<StatusReport> {
         escalations: escalations(town),
         rigs: rig_rows(town)?,
         agents: town.homes()?.iter().map(agent_row).collect(),
+        remote_workers: crate::federation::worker::list(town, None)?,
     })
 }
 /// [`report`] now and on every change to the tree it is made from (agents'

@@ -45,8 +45,10 @@ pub struct Stopped {
 pub fn agent(town: &Town, home: &Home) -> Result<Stopped> {
     let before = home.state()?;
     let was_running = session::stop_home(home)?;
+    // The claim of a worker for another machine is that machine's to settle.
+    let own = crate::federation::worker::works_for(home).is_none();
     let claim = match (&home.address, &before.issue) {
-        (Address::Polecat { rig, .. }, Some(issue)) if before.status == Status::Working => {
+        (Address::Polecat { rig, .. }, Some(issue)) if own && before.status == Status::Working => {
             Some(settle(&Rig::at(town, rig), home, issue)?)
         }
         _ => None,
@@ -113,6 +115,8 @@ pub struct Report {
     pub zombies: Vec<String>,
 }
 
+// Workers on other machines are in `agents` too, as `<machine>:<rig>/<name>`.
+
 /// Stop the town (or one rig): loops, then every agent's session, then zombies.
 pub fn all(town: &Town, only: Option<&Rig>) -> Result<Report> {
     let mut report = Report::default();
@@ -154,6 +158,10 @@ pub fn all(town: &Town, only: Option<&Rig>) -> Result<Report> {
             report.agents.push(agent(town, &home)?);
         }
     }
+    report.agents.extend(crate::federation::worker::stop_all(
+        town,
+        only.map(|r| r.name.as_str()),
+    )?);
     // What is left was recorded nowhere (or its record was lost).
     report.zombies = tmux_zombies(town, only);
     report.zombies.extend(process_zombies(town, only));

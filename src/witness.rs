@@ -59,6 +59,10 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
         if state.status != Status::Working || signals.settled.contains(&home.address.to_string()) {
             continue;
         }
+        // Working for another machine: its home Witness sees to it.
+        if crate::federation::worker::works_for(&home).is_some() {
+            continue;
+        }
         let mut alive = session::state_alive(&state);
         let signaled = signals.done.contains(&home.address.to_string());
         let clone = home.clone_dir();
@@ -179,6 +183,11 @@ fn lifecycle_mail(
     let mut handled = Vec::new();
     for p in &scan.messages {
         let m = &p.message;
+        if let Some(a) = crate::federation::worker::lifecycle(town, rig, m) {
+            actions.extend(a);
+            handled.push(m.id.as_str());
+            continue;
+        }
         let is_done = m.kind == "done" || m.subject.starts_with("done");
         // Done signals come from the worker; merge results name it.
         let about = if is_done {
@@ -274,7 +283,7 @@ fn send_back(town: &Town, rig: &Rig, witness: &Home, home: &Home, why: &str) -> 
         &SpawnOptions {
             issue,
             name: Some(name.clone()),
-            agent: None,
+            ..Default::default()
         },
     ) {
         Ok(s) => vec![act(

@@ -42,8 +42,11 @@ pub struct Prime {
 /// Gather what `home`'s agent must know to work.
 pub fn prime(town: &Town, home: &Home) -> Result<Prime> {
     let state = home.state()?;
-    let issue = match (state.issue.as_deref(), home.address.rig()) {
-        (Some(id), Some(rig)) => Some(crate::beads::open(&town.rig(rig)?)?.show(id)?),
+    let remote = crate::federation::worker::works_for(home);
+    let issue = match (state.issue.as_deref(), home.address.rig(), remote) {
+        // Another machine's issue: as it was when the worker was spawned.
+        (Some(_), _, Some(w)) => Some(w.issue),
+        (Some(id), Some(rig), None) => Some(crate::beads::open(&town.rig(rig)?)?.show(id)?),
         _ => None,
     };
     Ok(Prime {
@@ -77,8 +80,10 @@ pub fn how(addr: &Address) -> Vec<String> {
 
 /// Report `home`'s polecat done to its Witness (kind `done`, its generation).
 /// Refused while the clone is dirty or has no commit beyond origin's default
-/// branch: there would be nothing to merge. Returns the message sent.
-pub fn done(town: &Town, home: &Home) -> Result<Message> {
+/// branch: there would be nothing to merge. Returns the message sent and how
+/// it left (`sent to <to>`, or for a worker of another machine, after the
+/// push to origin, `sent to <machine>:<to>` or `queued for <machine>: ...`).
+pub fn done(town: &Town, home: &Home) -> Result<(Message, String)> {
     let Some(rig) = home
         .address
         .rig()
@@ -123,10 +128,14 @@ pub fn done(town: &Town, home: &Home) -> Result<Message> {
     );
     m.kind = "done".into();
     m.generation = Some(state.generation);
+    if let Some(w) = crate::federation::worker::works_for(home) {
+        return crate::federation::worker::done(town, home, &w, m);
+    }
     mail::post(
         town,
         std::slice::from_mut(&mut m),
         crate::fsio::Durability::from_env(),
     )?;
-    Ok(m)
+    let how = format!("sent to {}", m.to);
+    Ok((m, how))
 }

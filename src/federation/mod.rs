@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod probe;
 pub mod remote;
 pub mod ssh;
+pub mod worker;
 
 /// What a machine may be granted (the verbs of protocol/federation.md).
 pub const GRANTS: &[&str] = &["deliver", "status", "spawn", "kill", "capture"];
@@ -173,8 +174,13 @@ impl Federation {
     /// Run one wire command on `machine` and return its stdout; an answer,
     /// even a refusal, counts as the machine seen.
     pub fn call(&self, machine: &str, words: &[&str]) -> Result<Vec<u8>> {
+        self.call_with(machine, words, Vec::new())
+    }
+
+    /// [`Federation::call`] with `input` on the remote command's stdin.
+    pub fn call_with(&self, machine: &str, words: &[&str], input: Vec<u8>) -> Result<Vec<u8>> {
         let m = self.machine(machine)?;
-        let reply = ssh::round_trip(ssh::command(m, words), Vec::new(), ssh::timeout()?)?;
+        let reply = ssh::round_trip(ssh::command(m, words), input, ssh::timeout()?)?;
         if reply.code().is_some_and(|c| c != 255) {
             self.mark_seen(machine)?;
         }

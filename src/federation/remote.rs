@@ -40,6 +40,11 @@ pub enum Call {
     Kill(Address),
     /// `gt capture <address> --json`: show an agent's pane (no typing).
     Capture(Address),
+    /// `gt spawn <rig>/<polecat> <issue>`: start a worker for the caller's
+    /// issue (the request on stdin); its [`crate::polecat::Spawned`] back.
+    Spawn(Address, String),
+    /// `gt worker <rig>/<polecat>`: a polecat's clone state, as JSON.
+    Worker(Address),
 }
 
 impl Call {
@@ -53,6 +58,8 @@ impl Call {
             ["gt", "status", "--json"] => Call::Status,
             ["gt", "kill", a] => Call::Kill(local(a)?),
             ["gt", "capture", a, "--json"] => Call::Capture(local(a)?),
+            ["gt", "spawn", a, issue] => Call::Spawn(local(a)?, issue.to_string()),
+            ["gt", "worker", a] => Call::Worker(local(a)?),
             [] => return Err("no command (an interactive login)".to_string()),
             _ => return Err("not a gastown wire command (protocol/federation.md)".to_string()),
         })
@@ -66,6 +73,8 @@ impl Call {
             Call::Status => Some("status"),
             Call::Kill(_) => Some("kill"),
             Call::Capture(_) => Some("capture"),
+            Call::Spawn(..) => Some("spawn"),
+            Call::Worker(_) => Some("status"),
         }
     }
 }
@@ -158,17 +167,7 @@ pub fn serve(town: &Town, from: &str, command: Option<&str>) -> Result<Served> {
             Ok(Served::Answered)
         }
         Call::Deliver => {
-            let mut input = Vec::new();
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(std::io::stdin().lock(), MAX_DELIVER_BYTES as u64 + 1),
-                &mut input,
-            )
-            .at(std::path::Path::new("<stdin>"))?;
-            if input.len() > MAX_DELIVER_BYTES {
-                return Err(Error::invalid(format!(
-                    "<stdin>: over {MAX_DELIVER_BYTES} bytes; send smaller batches"
-                )));
-            }
+            let input = stdin(MAX_DELIVER_BYTES)?;
             let receipts = deliver(&fed, from, &input)?;
             let mut buf = Vec::new();
             for r in &receipts {
@@ -181,10 +180,36 @@ pub fn serve(town: &Town, from: &str, command: Option<&str>) -> Result<Served> {
                 .at(std::path::Path::new("<stdout>"))?;
             Ok(Served::Answered)
         }
+        Call::Spawn(a, issue) => {
+            let input = stdin(MAX_RECORD_BYTES)?;
+            let spawned = super::worker::serve_spawn(town, from, &a, &issue, &input)?;
+            crate::cli::print_json_line(&spawned)?;
+            Ok(Served::Answered)
+        }
+        Call::Worker(a) => {
+            crate::cli::print_json_line(&super::worker::clone_state(town, &a)?)?;
+            Ok(Served::Answered)
+        }
         Call::Status => Ok(gt(&["status", "--json"])),
         Call::Kill(a) => Ok(gt(&["kill", &a.to_string()])),
         Call::Capture(a) => Ok(gt(&["capture", &a.to_string(), "--json"])),
     }
+}
+
+/// All of stdin, refused over `max` bytes.
+fn stdin(max: usize) -> Result<Vec<u8>> {
+    let mut input = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::io::stdin().lock(), max as u64 + 1),
+        &mut input,
+    )
+    .at(std::path::Path::new("<stdin>"))?;
+    if input.len() > max {
+        return Err(Error::invalid(format!(
+            "<stdin>: over {max} bytes; send smaller batches"
+        )));
+    }
+    Ok(input)
 }
 
 fn gt(args: &[&str]) -> Served {

@@ -567,3 +567,19 @@ pub fn jsonl(path: &Path) -> Vec<Value> {
         Err(e) => panic!("{}: {e}", path.display()),
     }
 }
+
+/// The (action, subject) pairs of a JSON array of actions (`gt witness
+/// patrol --json`, `gt daemon tick --json`).
+pub fn action_pairs(json: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(json).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_string(),
+                a["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{
-    NOW, TestEnv, edit_json, have_tool, jsonl, jsonl_ids, ok_output, read_json, wait_until,
+    NOW, TestEnv, edit_json, git, have_tool, jsonl, jsonl_ids, ok_output, read_json, wait_until,
 };
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -701,4 +701,233 @@ fn the_flushers_back_off_from_an_unreachable_machine() {
     );
     assert!(!file.exists());
     assert_eq!(p.b.inbox("mayor").len(), 1);
+}
+
+/// A pair whose towns both have rig `wyvern` cloned from one origin; b's
+/// agents run `agent` (a stand-in for an AI agent). a may spawn, ask the
+/// status of and kill workers on b; b may deliver mail to a.
+fn worker_pair(agent: &str) -> Option<(Pair, PathBuf)> {
+    let p = pair(&["spawn", "status", "kill"], &["deliver"])?;
+    let origin = p.a.bare_origin("wyvern-origin");
+    for env in [&p.a, &p.b] {
+        env.ok("gt", &["rig", "add", "wyvern", origin.to_str().unwrap()]);
+    }
+    edit_json(&p.b.town.join("wyvern/config.json"), |cfg| {
+        cfg["agent_command"] = agent.into();
+    });
+    Some((p, origin))
+}
+
+fn actions(env: &TestEnv, args: &[&str]) -> Vec<(String, String)> {
+    crate::common::action_pairs(&env.ok("gt", args))
+}
+
+/// The stand-in commits a file and runs `gt done`, which pushes the branch
+/// to origin and mails the home Witness on a.
+const DILIGENT: &str = "echo \"$GT_HOME_MACHINE\" > work.txt && git add work.txt && git -c user.name=b -c user.email=b@b commit -qm 'remote work' && gt done";
+
+#[test]
+fn a_remote_worker_goes_from_spawn_to_a_merged_commit_on_origins_main() {
+    let Some((p, origin)) = worker_pair(DILIGENT) else {
+        return;
+    };
+    let id = p.a.issue("wyvern", "work elsewhere");
+    let out = p.a.ok("gt", &["spawn", "--machine", "b", "--issue", &id]);
+    assert!(
+        out.starts_with(&format!(
+            "spawned b:wyvern/Nux (generation 1) on {id}; session "
+        )) && out.ends_with(" on b\n"),
+        "{out}"
+    );
+    let issue: Value =
+        serde_json::from_str(&p.a.ok("gt", &["issue", "--rig", "wyvern", "show", &id, "--json"]))
+            .unwrap();
+    assert_eq!(issue["assignee"], "b:wyvern/Nux");
+    let record = p.a.town.join("federation/workers/wyvern/Nux.json");
+    let w = read_json(&record);
+    assert_eq!(
+        (&w["machine"], &w["issue"], &w["status"], &w["generation"]),
+        (&json!("b"), &json!(id), &json!("working"), &json!(1))
+    );
+    // b's polecat works for a: its issue is a's, not claimed in b's tracker.
+    let works_for = read_json(&p.b.town.join("wyvern/polecats/Nux/works-for.json"));
+    assert_eq!(works_for["machine"], "a");
+    assert_eq!(works_for["issue"]["title"], "work elsewhere");
+
+    // Its gt done pushed polecat/Nux to origin and mailed a's Witness.
+    assert!(
+        wait_until(60, || p.a.inbox("wyvern/witness").len() == 1),
+        "no done signal reached a; b's session log: {}",
+        std::fs::read_to_string(p.b.town.join("wyvern/polecats/Nux/session.log"))
+            .unwrap_or_default()
+    );
+    let done = &p.a.inbox("wyvern/witness")[0];
+    assert_eq!(
+        (&done["from"], &done["type"], &done["generation"]),
+        (&json!("b:wyvern/Nux"), &json!("done"), &json!(1))
+    );
+    let pushed = git(&origin, &["rev-parse", "refs/heads/polecat/Nux"]);
+    // The session's environment named its home.
+    assert_eq!(git(&origin, &["show", "polecat/Nux:work.txt"]), "a\n");
+    // b's own Witness leaves a's worker alone.
+    assert_eq!(
+        actions(&p.b, &["witness", "patrol", "wyvern", "--json"]),
+        Vec::<(String, String)>::new()
+    );
+
+    // a's Witness asks b for the clone's state, checks origin, and queues.
+    let acts = actions(&p.a, &["witness", "patrol", "wyvern", "--json"]);
+    assert_eq!(
+        acts.last().unwrap(),
+        &("submitted".to_string(), "b:wyvern/Nux".to_string()),
+        "{acts:?}"
+    );
+    assert_eq!(read_json(&record)["status"], "queued");
+    let pending: Vec<PathBuf> = std::fs::read_dir(p.a.town.join("wyvern/refinery/queue/pending"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(pending.len(), 1);
+    let entry = read_json(&pending[0]);
+    assert_eq!(
+        (&entry["polecat"], &entry["machine"], &entry["branch"]),
+        (&json!("wyvern/Nux"), &json!("b"), &json!("polecat/Nux"))
+    );
+
+    // The Refinery merges it from origin.
+    p.a.ok("gt", &["refinery", "process", "wyvern", "--once"]);
+    let main_log = git(&origin, &["log", "--format=%s", "main"]);
+    assert!(main_log.contains("remote work"), "{main_log}");
+    let merged = git(&origin, &["rev-parse", "main"]);
+    let merged_has_it = Command::new("git")
+        .current_dir(&origin)
+        .args(["merge-base", "--is-ancestor", pushed.trim(), merged.trim()])
+        .status()
+        .unwrap();
+    assert!(merged_has_it.success());
+    let issue: Value =
+        serde_json::from_str(&p.a.ok("gt", &["issue", "--rig", "wyvern", "show", &id, "--json"]))
+            .unwrap();
+    assert_eq!(issue["status"], "closed");
+    // The merge result frees the record.
+    assert_eq!(
+        actions(&p.a, &["witness", "patrol", "wyvern", "--json"]),
+        [("freed".to_string(), "b:wyvern/Nux".to_string())]
+    );
+    assert!(!record.exists());
+    for env in [&p.a, &p.b] {
+        let problems = crate::schema::check_town(&env.town);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+#[test]
+fn a_remote_spawn_is_refused_when_the_rig_differs_and_the_claim_released() {
+    let Some(p) = pair(&["spawn", "status", "kill"], &["deliver"]) else {
+        return;
+    };
+    p.a.add_rig("wyvern");
+    let id = p.a.issue("wyvern", "work elsewhere");
+    let (code, err) =
+        p.a.fails("gt", &["spawn", "--machine", "b", "--issue", &id]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no rig wyvern here for a worker of machine a"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{id} is released (open again)")),
+        "{err}"
+    );
+    // A rig of that name, cloned from elsewhere.
+    p.b.add_rig("wyvern");
+    let (code, err) =
+        p.a.fails("gt", &["spawn", "--machine", "b", "--issue", &id]);
+    assert_eq!(code, 2);
+    let a_url = read_json(&p.a.town.join("wyvern/config.json"))["git_url"].clone();
+    let b_url = read_json(&p.b.town.join("wyvern/config.json"))["git_url"].clone();
+    assert!(
+        err.contains(&format!(
+            "rig wyvern here clones {}, machine a's clones {}: a remote worker needs a rig of the same name and git_url",
+            b_url.as_str().unwrap(),
+            a_url.as_str().unwrap()
+        )),
+        "{err}"
+    );
+    let issue: Value =
+        serde_json::from_str(&p.a.ok("gt", &["issue", "--rig", "wyvern", "show", &id, "--json"]))
+            .unwrap();
+    assert_eq!(issue["status"], "open");
+    assert!(issue["assignee"].is_null(), "{issue}");
+    assert_eq!(
+        std::fs::read_dir(p.a.town.join("federation/workers/wyvern"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(!p.b.town.join("wyvern/polecats/Nux").exists());
+}
+
+#[test]
+fn stop_all_reaches_a_remote_worker_and_releases_its_issue() {
+    let Some((p, _)) = worker_pair("exec sleep 1000") else {
+        return;
+    };
+    let id = p.a.issue("wyvern", "sleep elsewhere");
+    p.a.ok("gt", &["spawn", "--machine", "b", "--issue", &id]);
+    let nux = p.b.town.join("wyvern/polecats/Nux");
+    let session = p.b.state(&nux)["session"].as_str().unwrap().to_string();
+    assert_eq!(
+        read_json(&p.a.town.join("federation/workers/wyvern/Nux.json"))["session"],
+        session
+    );
+    // gt prime there shows the home's issue.
+    let prime: Value = serde_json::from_str(&ok_output(
+        p.b.cmd("gt")
+            .args(["prime", "--json"])
+            .env("GT_ADDRESS", "wyvern/Nux"),
+    ))
+    .unwrap();
+    assert_eq!(prime["issue"]["title"], "sleep elsewhere");
+    let status = p.a.ok("gt", &["status"]);
+    let rows: Vec<Vec<&str>> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("REMOTE WORKER"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec![
+                "REMOTE",
+                "WORKER",
+                "ISSUE",
+                "STATUS",
+                "GENERATION",
+                "SPAWNED"
+            ],
+            vec!["b:wyvern/Nux", &id, "working", "1", NOW]
+        ],
+        "{status}"
+    );
+    let v: Value = serde_json::from_str(&p.a.ok("gt", &["status", "--json"])).unwrap();
+    assert_eq!(v["remote_workers"][0]["machine"], "b");
+    let out = p.a.ok("gt", &["stop", "--all"]);
+    assert!(
+        out.contains(&format!(
+            "stopped b:wyvern/Nux\n  released {id} (open again)\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        !gastown::session::is_alive(&session),
+        "{session} still runs"
+    );
+    assert!(p.b.state(&nux)["session"].is_null());
+    assert_eq!(p.b.state(&nux)["status"], "idle");
+    let issue: Value =
+        serde_json::from_str(&p.a.ok("gt", &["issue", "--rig", "wyvern", "show", &id, "--json"]))
+            .unwrap();
+    assert!(issue["assignee"].is_null(), "{issue}");
+    assert!(!p.a.town.join("federation/workers/wyvern/Nux.json").exists());
 }

@@ -23,6 +23,8 @@ const TABLE: &[(&str, &str)] = &[
     ("federation/outbox/*.jsonl", "mail-message"),
     ("federation/refusals.jsonl", "federation-refusal"),
     ("federation/backoff/*.json", "federation-backoff"),
+    ("federation/workers/*/*.json", "federation-worker"),
+    ("*/polecats/*/works-for.json", "federation-works-for"),
     ("*/config.json", "rig-config"),
     ("*/refinery/queue/*/*", "queue-entry"),
     ("*/.beads/issues.jsonl", "beads-issue"),

@@ -20,17 +20,7 @@ fn rig_with_agent(env: &TestEnv, agent: &str, max: u64) -> std::path::PathBuf {
 fn patrol(env: &TestEnv, args: &[&str]) -> Vec<(String, String)> {
     let mut argv = vec!["witness", "patrol", "r", "--json"];
     argv.extend_from_slice(args);
-    let v: Value = serde_json::from_str(&env.ok("gt", &argv)).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["action"].as_str().unwrap().to_string(),
-                a["subject"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    crate::common::action_pairs(&env.ok("gt", &argv))
 }
 
 /// The stand-in commits a file and signals done, as the seed's polecat does.

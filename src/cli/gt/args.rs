@@ -90,6 +90,9 @@ pub(super) enum Cmd {
         /// Polecat name (default: the first free one of Nux, Toast, Capable, ...)
         #[arg(long)]
         name: Option<String>,
+        /// Start it on this machine of config/federation.json, in its rig of the same name and git_url
+        #[arg(long)]
+        machine: Option<String>,
         /// Agent command line, run with sh -c in the polecat's clone (default: the rig's agent_command)
         #[arg(long)]
         agent: Option<String>,

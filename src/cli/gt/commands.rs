@@ -281,6 +281,27 @@ fn print_status(report: &status::StatusReport) {
     }
     println!();
     print_agents(&report.agents);
+    if !report.remote_workers.is_empty() {
+        let rows: Vec<Vec<String>> = report
+            .remote_workers
+            .iter()
+            .map(|w| {
+                let status = serde_json::to_value(w.status).unwrap_or_default();
+                vec![
+                    w.address(),
+                    w.issue.clone(),
+                    status.as_str().unwrap_or("-").to_string(),
+                    w.generation.map_or("-".into(), |g| g.to_string()),
+                    w.spawned_at.clone(),
+                ]
+            })
+            .collect();
+        println!();
+        crate::cli::print_table(
+            &["REMOTE WORKER", "ISSUE", "STATUS", "GENERATION", "SPAWNED"],
+            &rows,
+        );
+    }
 }
 
 pub(super) fn polecats(rig: &str, json: bool) -> Result<()> {
@@ -372,11 +393,11 @@ pub(super) fn prime(json: bool) -> Result<()> {
 pub(super) fn done(json: bool) -> Result<()> {
     let town = Town::discover()?;
     let home = crate::worker::caller(&town)?;
-    let m = crate::worker::done(&town, &home)?;
+    let (m, how) = crate::worker::done(&town, &home)?;
     if json {
         print_json(&m)?;
     } else {
-        println!("{}: done sent to {} ({})", home.address, m.to, m.id);
+        println!("{}: done {how} ({})", home.address, m.id);
     }
     Ok(())
 }
@@ -400,7 +421,12 @@ pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result
     Ok(())
 }
 
-pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool) -> Result<()> {
+pub(super) fn spawn(
+    rig: Option<String>,
+    machine: Option<String>,
+    opts: polecat::SpawnOptions,
+    json: bool,
+) -> Result<()> {
     let town = Town::discover()?;
     let rig = match (rig, opts.issue.as_deref()) {
         (None, Some(issue)) => match town.rig_of_issue(issue)? {
@@ -409,6 +435,21 @@ pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool
         },
         (rig, _) => town.current_rig(rig.as_deref())?,
     };
+    let fed = Federation::load(&town)?;
+    if let Some(m) = machine.filter(|m| fed.registry.machine.as_ref() != Some(m)) {
+        let w = crate::federation::worker::spawn(&town, &rig, &m, &opts)?;
+        if json {
+            return print_json(&w);
+        }
+        println!(
+            "spawned {} (generation {}) on {}; session {} on {m}",
+            w.address(),
+            w.generation.unwrap_or(0),
+            w.issue,
+            w.session.as_deref().unwrap_or("-"),
+        );
+        return Ok(());
+    }
     let spawned = polecat::spawn(&town, &rig, &opts)?;
     if json {
         print_json(&spawned)?;
@@ -429,8 +470,8 @@ pub(super) fn spawn(rig: Option<String>, opts: polecat::SpawnOptions, json: bool
 pub(super) fn kill(spec: &str, rig: Option<&str>) -> Result<()> {
     let town = Town::discover()?;
     if let Some((machine, address)) = Federation::remote(&town, spec)? {
-        let out = Federation::load(&town)?.call(machine, &["gt", "kill", &address.to_string()])?;
-        print!("{machine}:{}", String::from_utf8_lossy(&out));
+        let stopped = crate::federation::worker::kill(&town, machine, &address)?;
+        print_stopped(&stopped, true);
         return Ok(());
     }
     let home = town.agent(spec, Role::Polecat, rig)?;

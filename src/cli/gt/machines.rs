@@ -157,6 +157,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 /// Status, kill and capture run our own `gt` in this process, which reports
 /// its own errors and exit code.
 pub(super) fn remote(args: RemoteArgs) -> ExitCode {
+    // What this call starts (a spawned worker's session) knows its home.
+    // SAFETY: nothing else runs yet; no thread reads the environment.
+    unsafe { std::env::set_var("GT_HOME_MACHINE", &args.from) };
     let mut then = None;
     let code = crate::cli::run("gt remote", || {
         let town = Town::open(&args.town).map_err(|e| e.context("--town"))?;

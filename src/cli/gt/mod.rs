@@ -66,14 +66,17 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
             issue,
             rig,
             name,
+            machine,
             agent,
             json,
         } => commands::spawn(
             rig,
+            machine,
             polecat::SpawnOptions {
                 issue: Some(issue),
                 name,
                 agent,
+                ..Default::default()
             },
             json.json,
         ),
