@@ -11,7 +11,7 @@ pub struct Action {
     pub subject: String,
     /// The Witness's `submitted`, `released`, `nudged`, `escalated`,
     /// `stopped`, `spawned`, `freed`, `sent-back`, `stale-signal`,
-    /// `epic-complete`, `unreadable`; the daemon's `cycled`, `restarted`,
+    /// `epic-complete`, `plan-asked`, `planned`, `unreadable`; the daemon's `cycled`, `restarted`,
     /// `backoff`, `gave-up`, `heartbeat-stale`; `error` from either.
     pub action: String,
     pub detail: String,

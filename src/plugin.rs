@@ -286,3 +286,136 @@ fn read_reply(hook: Hook, m: &Message) -> std::result::Result<Verdict, String> {
         defaulted: None,
     })
 }
+
+/// The Witness's `on_stuck` hook: ask the rig's debug-oracle about `worker`,
+/// stuck for `evidence`, and wait (bounded). Returns the text added to the
+/// escalation: empty with no plugin, else its reason or why it gave none.
+/// Never fails: the escalation goes out whatever the plugin does.
+pub fn on_stuck(town: &Town, witness: &Home, worker: &Home, evidence: &str) -> String {
+    let asked = (|| -> Result<Option<Verdict>> {
+        let Some(rig) = worker.address.rig() else {
+            return Ok(None);
+        };
+        let rig = town.rig(rig)?;
+        let plugins = rig.config()?.plugins;
+        let Some(oracle) = plugin_for(town, &rig, &plugins, Hook::OnStuck) else {
+            return Ok(None);
+        };
+        let state = worker.state()?;
+        let mut fields = Extra::new();
+        fields.insert("worker".into(), worker.address.to_string().into());
+        fields.insert("evidence".into(), evidence.into());
+        fields.insert(
+            "clone".into(),
+            worker.clone_dir().to_string_lossy().into_owned().into(),
+        );
+        fields.insert(
+            "worker_state".into(),
+            serde_json::to_value(&state).unwrap_or_default(),
+        );
+        let req = Request {
+            hook: Hook::OnStuck,
+            subject: format!("stuck: {}", worker.address),
+            body: format!(
+                "{} is stuck ({}); {} escalates it to the Mayor with your diagnosis (protocol/plugins.md).",
+                worker.address,
+                evidence.lines().next().unwrap_or_default(),
+                witness.address
+            ),
+            fields,
+        };
+        consult(town, witness, &oracle, req, plugins.timeout(Hook::OnStuck)).map(Some)
+    })();
+    match asked {
+        Ok(None) => String::new(),
+        Ok(Some(v)) => match &v.defaulted {
+            Some(why) => format!("\n\nNo diagnosis: {why}"),
+            None => format!("\n\n{} says: {}", v.by, v.reason),
+        },
+        Err(e) => format!("\n\nThe debug oracle was not asked: {e}"),
+    }
+}
+
+/// The `plans` record of the Witness's `state.json`: an epic's
+/// `before_dispatch` request, and its verdict once there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    #[serde(flatten)]
+    pub asked: Asked,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// The Witness's `before_dispatch` hook, one look per patrol (the patrol
+/// never waits): whether `epic`'s children may be dispatched now, and what
+/// was done. The first patrol asks the plan-oracle and records the request;
+/// later ones read its reply, or the default once the timeout has passed.
+pub fn before_dispatch(
+    town: &Town,
+    rig: &Rig,
+    witness: &Home,
+    epic: &str,
+) -> Result<(bool, Option<crate::event::Action>)> {
+    use crate::event::act;
+    let plugins = rig.config()?.plugins;
+    let Some(oracle) = plugin_for(town, rig, &plugins, Hook::BeforeDispatch) else {
+        return Ok((true, None));
+    };
+    let timeout = plugins.timeout(Hook::BeforeDispatch);
+    let Some(plan) = witness.state()?.plans.get(epic).cloned() else {
+        let issues = crate::beads::open(rig)?.all()?;
+        let children: Vec<serde_json::Value> = issues
+            .iter()
+            .filter(|i| i.parent() == Some(epic))
+            .map(|i| serde_json::json!({"id": i.id, "title": i.title, "status": i.status}))
+            .collect();
+        let mut fields = Extra::new();
+        fields.insert("epic".into(), epic.into());
+        fields.insert("children".into(), children.into());
+        let req = Request {
+            hook: Hook::BeforeDispatch,
+            subject: format!("before dispatch: {epic}"),
+            body: format!(
+                "{} dispatches the ready children of {epic} once you reply planned. File children with `gt issue --rig {r} create <title> --parent {epic}` and dependencies with `gt issue --rig {r} dep add <id> <on>` first (protocol/plugins.md).",
+                witness.address,
+                r = rig.name
+            ),
+            fields,
+        };
+        let asked = ask(town, witness, &oracle, req)?;
+        let detail = format!(
+            "asked {} ({}); dispatch waits for its planned reply, at most {}s",
+            asked.by,
+            asked.request,
+            timeout.as_secs_f64()
+        );
+        witness.update_state(|s| {
+            s.plans.insert(
+                epic.to_string(),
+                Plan {
+                    asked,
+                    verdict: None,
+                },
+            );
+            Ok(())
+        })?;
+        return Ok((false, Some(act(epic, "plan-asked", detail))));
+    };
+    if plan.verdict.is_some() {
+        return Ok((true, None));
+    }
+    let Some(v) = plan.asked.poll(witness, timeout)? else {
+        return Ok((false, None));
+    };
+    let detail = match &v.defaulted {
+        Some(why) => format!("{why}; dispatching"),
+        None => format!("{} by {}: {}", v.verdict, v.by, v.reason),
+    };
+    witness.update_state(|s| {
+        if let Some(p) = s.plans.get_mut(epic) {
+            p.verdict = Some(v);
+        }
+        Ok(())
+    })?;
+    Ok((true, Some(act(epic, "planned", detail))))
+}

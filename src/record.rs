@@ -261,6 +261,9 @@ pub struct AgentState {
     /// Witness: epics whose completion it has reported to the Mayor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reported_epics: Vec<String>,
+    /// Witness: its `before_dispatch` requests by epic (protocol/plugins.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, crate::plugin::Plan>,
     /// Daemon: quick crash restarts in a row.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restarts: u64,
@@ -337,6 +340,7 @@ impl AgentState {
             branch: None,
             nudges: 0,
             reported_epics: Vec::new(),
+            plans: BTreeMap::new(),
             restarts: 0,
             crashed_at: None,
             next_restart_at: None,

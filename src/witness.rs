@@ -123,8 +123,13 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
         actions.extend(finished(town, rig, &witness, &home)?);
     }
     if let Some(epic) = &opts.epic {
-        actions.extend(dispatch(town, rig, epic)?);
-        actions.extend(report_epic(town, rig, &witness, epic)?);
+        // The plan-oracle may still be filing children: dispatch waits for it.
+        let (planned, said) = crate::plugin::before_dispatch(town, rig, &witness, epic)?;
+        actions.extend(said);
+        if planned {
+            actions.extend(dispatch(town, rig, epic)?);
+            actions.extend(report_epic(town, rig, &witness, epic)?);
+        }
     }
     Ok(actions)
 }
@@ -380,7 +385,10 @@ fn nudge(town: &Town, witness: &Home, home: &Home, reason: &str) -> Vec<Action> 
                 witness,
                 "mayor",
                 &format!("stuck: {}", home.address),
-                &format!("{reason}\n\nNudged {MAX_NUDGES} times without progress; marked stuck."),
+                &format!(
+                    "{reason}\n\nNudged {MAX_NUDGES} times without progress; marked stuck.{}",
+                    crate::plugin::on_stuck(town, witness, home, reason)
+                ),
                 "escalation",
                 Some(generation),
             )?;

@@ -22,7 +22,9 @@ use crate::witness::{self, Options};
         gets an escalation and the polecat is marked stuck. A live polecat silent for longer \
         than the rig's `stuck_after` (default 30m) is nudged too. With --epic, ready children \
         of the epic are dispatched to new polecats within max_workers, and the Mayor is told \
-        once when all of them are closed.",
+        once when all of them are closed. Plugins (protocol/plugins.md): a debug-oracle's \
+        diagnosis is added to an escalation; with a plan-oracle, an epic's children wait \
+        for its `planned` reply (asked once, looked for on each patrol, bounded by the timeout).",
     after_help = "Exit codes: 0 ok, 2 error."
 )]
 pub struct Cli {

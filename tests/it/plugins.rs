@@ -676,3 +676,385 @@ fn gt_send_verdict_writes_the_reply_line_and_refuses_a_word_the_request_does_not
             "verdict": "hold", "reason": "freeze"})
     );
 }
+
+/// The Witness's hooks: a patrol's actions, in full.
+fn patrol(env: &TestEnv, now: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = env
+        .cmd("gt")
+        .args([&["witness", "patrol", "r", "--json"][..], args].concat())
+        .env("GT_NOW", now)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+mod debug_oracle {
+    use serde_json::{Value, json};
+
+    use super::exchange::{StandIn, answer};
+    use crate::common::*;
+
+    /// A worker whose session left a dirty clone and was nudged three times:
+    /// the next patrol escalates it. Returns its issue.
+    fn stuck(env: &TestEnv, plugins: Value) -> String {
+        let rig = env.add_rig("r");
+        edit_json(&rig.join("config.json"), |c| {
+            c["agent_command"] = "echo scratch > untracked.txt".into();
+            c["plugins"] = plugins;
+        });
+        std::fs::create_dir(rig.join("plugins/debug-oracle")).unwrap();
+        let id = env.issue("r", "messy");
+        env.ok("gt", &["spawn", "--issue", &id]);
+        let home = rig.join("polecats/Nux");
+        env.wait_session(&home);
+        env.edit_state(&home, |s| s["nudges"] = 3.into());
+        id
+    }
+
+    fn escalate(env: &TestEnv) -> String {
+        let actions = super::patrol(env, NOW, &[]);
+        assert_eq!(
+            (&actions[0]["action"], &actions[0]["subject"], actions.len()),
+            (&json!("escalated"), &json!("r/Nux"), 1),
+            "{actions:?}"
+        );
+        let mayor = env.inbox("mayor");
+        assert_eq!(mayor.len(), 1, "{mayor:?}");
+        assert_eq!(
+            (&mayor[0]["subject"], &mayor[0]["type"]),
+            (&json!("stuck: r/Nux"), &json!("escalation"))
+        );
+        mayor[0]["body"].as_str().unwrap().to_string()
+    }
+
+    const TODAY: &str = "Nudged 3 times without progress; marked stuck.";
+
+    #[test]
+    fn the_oracles_diagnosis_is_added_to_the_escalation() {
+        let env = TestEnv::new();
+        let issue = stuck(&env, json!({"timeout": "20s"}));
+        let _plugin = StandIn::start(
+            &env,
+            "r/plugins/debug-oracle",
+            "escalate",
+            "it writes scratch files and never commits; give it a .gitignore",
+            "",
+        );
+        let body = escalate(&env);
+        assert!(
+            body.starts_with("your session ended with a dirty clone:\n?? untracked.txt\n"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with(&format!(
+                "{TODAY}\n\nr/plugins/debug-oracle says: it writes scratch files and never commits; give it a .gitignore"
+            )),
+            "{body}"
+        );
+        let request = &env.inbox("r/plugins/debug-oracle")[0];
+        assert_eq!(
+            (
+                &request["type"],
+                &request["hook"],
+                &request["verdicts"],
+                &request["from"],
+                &request["worker"],
+                &request["worker_state"]["issue"],
+                &request["worker_state"]["status"],
+            ),
+            (
+                &json!("consult"),
+                &json!("on_stuck"),
+                &json!(["escalate"]),
+                &json!("r/witness"),
+                &json!("r/Nux"),
+                &json!(issue),
+                &json!("stuck"),
+            )
+        );
+        assert!(
+            request["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("?? untracked.txt"),
+            "{request}"
+        );
+        assert!(
+            request["clone"]
+                .as_str()
+                .unwrap()
+                .ends_with("/r/polecats/Nux/rig")
+        );
+    }
+
+    #[test]
+    fn a_silent_oracle_leaves_the_escalation_as_it_was_saying_so() {
+        let env = TestEnv::new();
+        stuck(&env, json!({"timeouts": {"on_stuck": "300ms"}}));
+        let body = escalate(&env);
+        assert!(
+            body.ends_with(&format!(
+                "{TODAY}\n\nNo diagnosis: r/plugins/debug-oracle gave no verdict within 0.3s"
+            )),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_junk_reply_is_no_diagnosis() {
+        let env = TestEnv::new();
+        stuck(&env, json!({"timeout": "60s"}));
+        let started = std::time::Instant::now();
+        let plugin = std::thread::scope(|s| {
+            let t = s.spawn(|| escalate(&env));
+            answer(
+                &env,
+                "r/plugins/debug-oracle",
+                "r/witness",
+                1,
+                Some(json!({"verdict": "restart", "reason": "try again"})),
+            );
+            t.join().unwrap()
+        });
+        assert!(
+            plugin.ends_with(&format!(
+                "{TODAY}\n\nNo diagnosis: msg-reply1: unreadable verdict from r/plugins/debug-oracle \
+                 (\"restart\" is not one of escalate)"
+            )),
+            "{plugin}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn configured_off_it_is_not_asked() {
+        let env = TestEnv::new();
+        stuck(&env, json!({"on_stuck": false}));
+        assert!(escalate(&env).ends_with(TODAY));
+        assert!(!env.town.join("r/plugins/debug-oracle/mail").exists());
+    }
+}
+
+mod plan_oracle {
+    use serde_json::{Value, json};
+
+    use super::exchange::{StandIn, answer};
+    use crate::common::*;
+
+    /// A rig with an epic and a bare `plan-oracle`; its workers exit at once.
+    fn epic(env: &TestEnv, plugins: Value) -> String {
+        let rig = env.add_rig("r");
+        edit_json(&rig.join("config.json"), |c| {
+            c["agent_command"] = "true".into();
+            c["worker_spawn_delay"] = "0s".into();
+            c["plugins"] = plugins;
+        });
+        std::fs::create_dir(rig.join("plugins/plan-oracle")).unwrap();
+        create(env, &["Epic", "--type", "epic"])
+    }
+
+    fn create(env: &TestEnv, args: &[&str]) -> String {
+        let out = env.ok(
+            "gt",
+            &[&["issue", "--rig", "r", "create"][..], args, &["--json"]].concat(),
+        );
+        serde_json::from_str::<Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn summary(actions: &[Value]) -> Vec<(String, String)> {
+        actions
+            .iter()
+            .map(|a| {
+                (
+                    a["action"].as_str().unwrap().to_string(),
+                    a["subject"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn pair(action: &str, subject: &str) -> (String, String) {
+        (action.to_string(), subject.to_string())
+    }
+
+    fn plan(env: &TestEnv, epic: &str) -> Value {
+        env.state("r/witness")["plans"][epic].clone()
+    }
+
+    #[test]
+    fn dispatch_waits_for_planned_and_then_dispatches_the_children_the_plugin_filed() {
+        let env = TestEnv::new();
+        let epic = epic(&env, json!({"timeout": "20s"}));
+        // The stand-in files two children, the second blocked by the first.
+        let files = format!(
+            "gt issue --rig r create A --parent {epic} >/dev/null && \
+             gt issue --rig r create B --parent {epic} >/dev/null && \
+             gt issue --rig r dep add {epic}.2 {epic}.1 >/dev/null"
+        );
+        let _plugin = StandIn::start(
+            &env,
+            "r/plugins/plan-oracle",
+            "planned",
+            "two steps",
+            &files,
+        );
+        let first = super::patrol(&env, NOW, &["--epic", &epic]);
+        assert_eq!(summary(&first), [pair("plan-asked", &epic)]);
+        assert!(
+            first[0]["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("asked r/plugins/plan-oracle (msg-"),
+            "{first:?}"
+        );
+        let asked = plan(&env, &epic);
+        assert_eq!(
+            (
+                &asked["hook"],
+                &asked["by"],
+                &asked["at"],
+                &asked["verdict"]
+            ),
+            (
+                &json!("before_dispatch"),
+                &json!("r/plugins/plan-oracle"),
+                &json!(NOW),
+                &Value::Null
+            )
+        );
+        let request = &env.inbox("r/plugins/plan-oracle")[0];
+        assert_eq!(
+            (
+                &request["id"],
+                &request["hook"],
+                &request["verdicts"],
+                &request["epic"],
+                &request["children"]
+            ),
+            (
+                &asked["request"],
+                &json!("before_dispatch"),
+                &json!(["planned"]),
+                &json!(epic),
+                &json!([])
+            )
+        );
+        // The patrol did not wait: the reply comes when the plugin is done.
+        assert!(wait_until(20, || {
+            env.inbox("r/witness")
+                .iter()
+                .any(|m| m["type"] == "verdict")
+        }));
+        let second = super::patrol(&env, NOW, &["--epic", &epic]);
+        assert_eq!(
+            summary(&second),
+            [pair("planned", &epic), pair("spawned", "r/Nux")],
+            "only A is ready: B waits for it"
+        );
+        assert_eq!(
+            second[0]["detail"],
+            "planned by r/plugins/plan-oracle: two steps"
+        );
+        let a = format!("{epic}.1");
+        assert!(
+            second[1]["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("on {a} ")),
+            "{second:?}"
+        );
+        assert_eq!(plan(&env, &epic)["verdict"]["verdict"], "planned");
+        assert_eq!(plan(&env, &epic)["verdict"]["reason"], "two steps");
+        // Planned once: never asked again.
+        let third = super::patrol(&env, NOW, &["--epic", &epic]);
+        assert!(
+            summary(&third).iter().all(|(a, _)| !a.starts_with("plan")),
+            "{third:?}"
+        );
+        assert_eq!(env.inbox("r/plugins/plan-oracle").len(), 1);
+    }
+
+    #[test]
+    fn a_silent_plan_oracle_holds_dispatch_until_its_timeout_has_passed_on_a_later_patrol() {
+        let env = TestEnv::new();
+        let epic = epic(&env, json!({"timeouts": {"before_dispatch": "30s"}}));
+        create(&env, &["A", "--parent", &epic]);
+        assert_eq!(
+            summary(&super::patrol(&env, NOW, &["--epic", &epic])),
+            [pair("plan-asked", &epic)]
+        );
+        // Within the timeout: nothing, and a ready child is not dispatched.
+        assert_eq!(
+            super::patrol(&env, "2026-11-25T09:00:29Z", &["--epic", &epic]),
+            Vec::<Value>::new()
+        );
+        assert!(!env.town.join("r/polecats/Nux").exists());
+        let later = super::patrol(&env, "2026-11-25T09:00:30Z", &["--epic", &epic]);
+        assert_eq!(
+            summary(&later),
+            [pair("planned", &epic), pair("spawned", "r/Nux")]
+        );
+        assert_eq!(
+            later[0]["detail"],
+            "r/plugins/plan-oracle gave no verdict within 30s; dispatching"
+        );
+        assert_eq!(
+            plan(&env, &epic)["verdict"]["defaulted"],
+            "r/plugins/plan-oracle gave no verdict within 30s"
+        );
+        let request = &env.inbox("r/plugins/plan-oracle")[0];
+        assert_eq!(
+            request["children"],
+            json!([{"id": format!("{epic}.1"), "title": "A", "status": "open"}])
+        );
+    }
+
+    #[test]
+    fn a_junk_reply_is_no_plan_and_dispatch_goes_on() {
+        let env = TestEnv::new();
+        let epic = epic(&env, json!({}));
+        create(&env, &["A", "--parent", &epic]);
+        super::patrol(&env, NOW, &["--epic", &epic]);
+        answer(
+            &env,
+            "r/plugins/plan-oracle",
+            "r/witness",
+            1,
+            Some(json!({"verdict": "hold", "reason": "not yet"})),
+        );
+        let next = super::patrol(&env, NOW, &["--epic", &epic]);
+        assert_eq!(
+            summary(&next),
+            [pair("planned", &epic), pair("spawned", "r/Nux")]
+        );
+        assert_eq!(
+            next[0]["detail"],
+            "msg-reply1: unreadable verdict from r/plugins/plan-oracle (\"hold\" is not one of planned); dispatching"
+        );
+    }
+
+    #[test]
+    fn configured_off_dispatch_does_not_wait() {
+        let env = TestEnv::new();
+        let epic = epic(&env, json!({"before_dispatch": false}));
+        create(&env, &["A", "--parent", &epic]);
+        assert_eq!(
+            summary(&super::patrol(&env, NOW, &["--epic", &epic])),
+            [pair("spawned", "r/Nux")]
+        );
+        assert!(!env.town.join("r/plugins/plan-oracle/mail").exists());
+        assert_eq!(env.state("r/witness")["plans"], Value::Null);
+    }
+}

@@ -56,6 +56,14 @@ fn agent_state_fields_are_the_schema_properties() {
         branch: Some("polecat/Nux".into()),
         nudges: 1,
         reported_epics: vec!["wyv-0".into()],
+        plans: [(
+            "wyv-0".to_string(),
+            serde_json::from_value(serde_json::json!({"hook": "before_dispatch",
+                "request": "msg-1", "by": "wyv/plugins/plan-oracle",
+                "at": "2026-11-25T09:00:00Z", "offset": 0}))
+            .unwrap(),
+        )]
+        .into(),
         restarts: 2,
         crashed_at: Some(time("2026-11-25T09:01:00Z")),
         next_restart_at: Some(time("2026-11-25T09:02:00Z")),
