@@ -679,22 +679,12 @@ fn gt_send_verdict_writes_the_reply_line_and_refuses_a_word_the_request_does_not
 
 /// The Witness's hooks: a patrol's actions, in full.
 fn patrol(env: &TestEnv, now: &str, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = env
-        .cmd("gt")
-        .args([&["witness", "patrol", "r", "--json"][..], args].concat())
-        .env("GT_NOW", now)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = ok_output(
+        env.cmd("gt")
+            .args([&["witness", "patrol", "r", "--json"][..], args].concat())
+            .env("GT_NOW", now),
     );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
 }
 
 mod debug_oracle {
