@@ -39,8 +39,46 @@ pub struct TownConfig {
     /// Quick crashes in a row after which the daemon gives an agent up (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restarts: Option<u64>,
+    /// How long an escalation may wait unread in the Mayor's inbox before the
+    /// daemon forwards it to the overseer (default 15m; `"off"`: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_forward_after: Option<Forward>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// `escalation_forward_after` in config/town.json: a duration, or `"off"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forward {
+    Off,
+    After(Interval),
+}
+
+impl std::str::FromStr for Forward {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Forward> {
+        match s {
+            "off" => Ok(Forward::Off),
+            _ => s.parse().map(Forward::After),
+        }
+    }
+}
+
+impl Serialize for Forward {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Forward::Off => s.serialize_str("off"),
+            Forward::After(i) => i.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Forward {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e: crate::error::Error| serde::de::Error::custom(e.message()))
+    }
 }
 
 /// `session_backend` in config/town.json.
@@ -195,6 +233,15 @@ impl TownConfig {
         self.heartbeat_timeout
             .as_ref()
             .map_or(crate::daemon::DEFAULT_HEARTBEAT_TIMEOUT, Interval::get)
+    }
+    /// `escalation_forward_after`, or
+    /// [`crate::daemon::ESCALATION_FORWARD_AFTER`]; `None` when `"off"`.
+    pub fn escalation_forward_after(&self) -> Option<std::time::Duration> {
+        match &self.escalation_forward_after {
+            None => Some(crate::daemon::ESCALATION_FORWARD_AFTER),
+            Some(Forward::Off) => None,
+            Some(Forward::After(i)) => Some(i.get()),
+        }
     }
     /// `max_restarts`, or [`crate::daemon::MAX_RESTARTS`].
     pub fn max_restarts(&self) -> u64 {

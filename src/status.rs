@@ -154,7 +154,7 @@ pub fn agent_row(home: &Home) -> AgentRow {
 }
 
 /// The messages of `home`'s inbox not yet read, without moving its cursor.
-fn unread(home: &Home) -> Vec<crate::mail::Message> {
+pub(crate) fn unread(home: &Home) -> Vec<crate::mail::Message> {
     crate::mail::reader::Reader::owner(home)
         .peek()
         .map(|scan| scan.messages.into_iter().map(|p| p.message).collect())
@@ -297,7 +297,7 @@ pub fn plugins(rig: &Rig) -> Result<Vec<AgentRow>> {
 
 /// Whole seconds from `t` to now ([`crate::clock::now`], so `GT_NOW` holds);
 /// 0 for a time in the future.
-fn age_s(t: jiff::Timestamp) -> u64 {
+pub(crate) fn age_s(t: jiff::Timestamp) -> u64 {
     crate::clock::now()
         .duration_since(t)
         .as_secs()

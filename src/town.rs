@@ -22,19 +22,33 @@ impl Town {
     /// `GT_TOWN` if set, else the nearest directory from the current one up
     /// that holds `config/town.json`.
     pub fn discover() -> Result<Town> {
+        Town::discover_with(Town::open)
+    }
+
+    /// [`Town::discover`] without reading `config/town.json`: for `gt doctor`,
+    /// which reports a town.json that does not parse.
+    pub fn discover_unread() -> Result<Town> {
+        Town::discover_with(Town::open_unread)
+    }
+
+    fn discover_with(open: fn(&Path) -> Result<Town>) -> Result<Town> {
         if let Some(t) = std::env::var_os("GT_TOWN").filter(|v| !v.is_empty()) {
-            return Town::open(Path::new(&t)).map_err(|e| e.context("GT_TOWN"));
+            return open(Path::new(&t)).map_err(|e| e.context("GT_TOWN"));
         }
         let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
-        Town::discover_from(&cwd)
+        Town::find_from(&cwd, open)
     }
 
     /// The nearest town at or above `dir`.
     pub fn discover_from(dir: &Path) -> Result<Town> {
+        Town::find_from(dir, Town::open)
+    }
+
+    fn find_from(dir: &Path, open: fn(&Path) -> Result<Town>) -> Result<Town> {
         let mut cur = Some(dir);
         while let Some(d) = cur {
             if is_town(d) {
-                return Town::open(d);
+                return open(d);
             }
             cur = d.parent();
         }
@@ -46,6 +60,13 @@ impl Town {
 
     /// Open the town at `root`, which must hold a readable `config/town.json`.
     pub fn open(root: &Path) -> Result<Town> {
+        let town = Town::open_unread(root)?;
+        town.config()?;
+        Ok(town)
+    }
+
+    /// [`Town::open`] without reading `config/town.json` (it must exist).
+    fn open_unread(root: &Path) -> Result<Town> {
         let root = fs::canonicalize(root).at(root)?;
         crate::confine::enter(&root);
         let town = Town { root };
@@ -55,7 +76,6 @@ impl Town {
                 town.root.display()
             )));
         }
-        town.config()?;
         Ok(town)
     }
 
@@ -452,6 +472,7 @@ pub fn install(path: &Path, name: Option<&str>) -> Result<Installed> {
                 agent_env: Default::default(),
                 heartbeat_timeout: None,
                 max_restarts: None,
+                escalation_forward_after: None,
                 extra: Default::default(),
             })
         },

@@ -9,7 +9,9 @@
 //!   polecat to its Witness);
 //! * restarts crashed long-running agents (Witness, Refinery) with exponential
 //!   backoff, and after [`MAX_RESTARTS`] quick crashes in a row marks the agent
-//!   `dead` and tells the Mayor. Ended polecats are the Witness's business.
+//!   `dead` and tells the Mayor. Ended polecats are the Witness's business;
+//! * forwards escalations the Mayor leaves unread to the overseer (a person),
+//!   once each (`forward`).
 //!
 //! Everything it knows and decides is in `state.json` (protocol/daemon.md), so
 //! a pass can run any time: by hand (`gt daemon tick`), from cron, or on every
@@ -29,6 +31,7 @@ use crate::record::{AgentState, Status};
 use crate::session;
 use crate::town::Town;
 
+mod forward;
 mod run;
 pub use run::run;
 pub(crate) use run::watched;
@@ -49,20 +52,29 @@ pub const BACKOFF: Duration = Duration::from_secs(10);
 /// fresh count.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10 * 60);
 
+/// How long an escalation may wait unread in the Mayor's inbox before a pass
+/// forwards it to the overseer, unless config/town.json sets
+/// `escalation_forward_after` (a duration, or `"off"`).
+pub const ESCALATION_FORWARD_AFTER: Duration = Duration::from_secs(15 * 60);
+
 /// What a pass uses from config/town.json.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub heartbeat_timeout: Duration,
     pub max_restarts: u64,
+    /// `None`: escalations are never forwarded.
+    pub escalation_forward_after: Option<Duration>,
 }
 
 impl Options {
-    /// `heartbeat_timeout` and `max_restarts` of config/town.json, or the defaults.
+    /// `heartbeat_timeout`, `max_restarts` and `escalation_forward_after` of
+    /// config/town.json, or the defaults.
     pub fn for_town(town: &Town) -> Result<Options> {
         let config = town.config()?;
         Ok(Options {
             heartbeat_timeout: config.heartbeat_timeout(),
             max_restarts: config.max_restarts(),
+            escalation_forward_after: config.escalation_forward_after(),
         })
     }
 }
@@ -79,6 +91,9 @@ pub fn tick(town: &Town, opts: &Options) -> Result<Vec<Action>> {
         if let Err(e) = tick_home(town, &home, opts, &mut actions) {
             actions.push(act(&home.address, "error", e.to_string()));
         }
+    }
+    if let Err(e) = forward::pass(town, opts, &mut actions) {
+        actions.push(act(&Address::Mayor, "error", e.to_string()));
     }
     // Mail waiting for other machines (federation.md) goes out on every pass.
     actions.extend(crate::federation::outbox::pass(town));

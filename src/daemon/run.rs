@@ -56,7 +56,8 @@ pub fn run(town: &Town, every: Duration, on: &mut dyn FnMut(Event) -> Result<()>
         let mut watch = Watch::new(&refs, every)?;
         *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(watch.waker());
         watch.run(|_| {
-            for a in tick(town, &Options::for_town(town)?)? {
+            let opts = Options::for_town(town)?;
+            for a in tick(town, &opts)? {
                 on(Event::Action(a))?;
             }
             if !announced {
@@ -69,19 +70,29 @@ pub fn run(town: &Town, every: Duration, on: &mut dyn FnMut(Event) -> Result<()>
             let mut recorded = HashSet::new();
             let now = crate::clock::now();
             timers.retain(|t| *t > now);
-            for home in town.homes()? {
-                let Ok(state) = home.state() else { continue };
-                // A restart backed off until a time that no file event will mark.
-                if let Some(due) = state
-                    .next_restart_at
-                    .filter(|due| *due > now && timers.insert(*due))
-                {
+            // A pass at a time that no file event will mark: a thread sleeps
+            // until then and wakes the watch, once per time.
+            let mut wake_at = |due: jiff::Timestamp, path: PathBuf| {
+                if due > now && timers.insert(due) {
                     let wait = Duration::try_from(due.duration_since(now)).unwrap_or_default();
-                    let (current, path) = (Arc::clone(&current), home.path.clone());
+                    let current = Arc::clone(&current);
                     std::thread::spawn(move || {
                         std::thread::sleep(wait);
                         wake(&current, path);
                     });
+                }
+            };
+            // An escalation coming due for forwarding.
+            if let Some(wait) = super::forward::next_due(town, &opts)
+                && let Ok(due) = now.checked_add(super::signed(wait))
+            {
+                wake_at(due, town.config_dir());
+            }
+            for home in town.homes()? {
+                let Ok(state) = home.state() else { continue };
+                // A restart backed off.
+                if let Some(due) = state.next_restart_at {
+                    wake_at(due, home.path.clone());
                 }
                 // A session that ends changes no file: wait for it. One found
                 // ended (perhaps after this pass looked) gets one more pass.

@@ -27,7 +27,9 @@ pub(super) fn links(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
 }
 
 /// Duration fields, by file kind: a bad value is named by its field.
-const TOWN_INTERVALS: &[&str] = &["heartbeat_timeout"];
+const TOWN_INTERVALS: &[&str] = &["heartbeat_timeout", "escalation_forward_after"];
+/// Duration fields that may be `"off"` instead.
+const MAY_BE_OFF: &[&str] = &["escalation_forward_after"];
 const RIG_INTERVALS: &[&str] = &["worker_spawn_delay", "test_timeout", "stuck_after"];
 
 pub(super) fn config(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
@@ -101,6 +103,7 @@ fn field_error(path: &Path, fields: &[&str]) -> Option<String> {
     fields.iter().find_map(|field| {
         let text = value.get(*field)?;
         let why = match text.as_str() {
+            Some("off") if MAY_BE_OFF.contains(field) => return None,
             Some(s) => crate::clock::parse_duration(s).err()?.message().to_string(),
             None if text.is_null() => return None,
             None => format!("{text} is not a string"),

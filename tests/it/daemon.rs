@@ -173,7 +173,11 @@ fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
     let done = tick(&env, Some("2026-11-25T10:00:30Z"));
     assert_eq!(actions(&done), [("gave-up", w)]);
     assert_eq!(env.state(w)["status"], "dead");
-    assert_eq!(tick(&env, Some("2026-11-25T11:00:00Z")), []);
+    // An hour on, nothing is restarted; the report, unread, reaches the overseer.
+    assert_eq!(
+        actions(&tick(&env, Some("2026-11-25T11:00:00Z"))),
+        [("forwarded", "mayor")]
+    );
     let to_mayor = env.inbox("mayor");
     assert_eq!(to_mayor.len(), 1, "{to_mayor:?}");
     assert_eq!(to_mayor[0]["subject"], "dead: r/witness");
@@ -226,6 +230,8 @@ fn a_stale_heartbeat_is_reported_once_per_silence() {
     let touch = |at: &str| touch_at("r/refinery", at);
     touch("2026-11-25T10:00:00Z");
     touch_at("r/polecats/Nux", "2026-11-25T10:00:00Z");
+    // The reports are what this test reads; forwarding them has its own.
+    set_town(&env, "escalation_forward_after", "off".into());
     assert_eq!(tick(&env, Some("2026-11-25T10:09:59Z")), []);
     let done = tick(&env, Some("2026-11-25T10:10:00Z"));
     assert_eq!(actions(&done), [("heartbeat-stale", "r/refinery")]);
@@ -435,4 +441,119 @@ fn run_cycles_an_agent_when_its_session_ends() {
     );
     drop(daemon);
     write_fifo(&hold, "done\n");
+}
+
+/// `gt send mayor` of an escalation from r/witness at time `at`: its id.
+fn escalate_at(env: &TestEnv, at: &str, subject: &str) -> String {
+    let mut c = env.cmd("gt");
+    c.env("GT_NOW", at).args([
+        "send",
+        "mayor",
+        "--as",
+        "r/witness",
+        "--type",
+        "escalation",
+        "-s",
+        subject,
+        "-m",
+        "help",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&crate::common::ok_output(&mut c)).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn escalations_unread_too_long_are_forwarded_to_the_overseer_once() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    // NOW is 09:00: one unread for 20 minutes, one for 5, one read long ago.
+    let old = escalate_at(&env, "2026-11-25T08:40:00Z", "stuck: r/Nux");
+    let new = escalate_at(&env, "2026-11-25T08:55:00Z", "stuck: r/Toast");
+    let read = escalate_at(&env, "2026-11-25T08:00:00Z", "stuck: r/Ace");
+    env.ok("gt", &["mail", "ack", &read, "--as", "mayor"]);
+
+    let forwarded = |list: &[(String, String, String)]| -> Vec<String> {
+        list.iter()
+            .filter(|(a, _, _)| a == "forwarded")
+            .map(|(_, s, d)| format!("{s}: {d}"))
+            .collect()
+    };
+    assert_eq!(
+        forwarded(&tick(&env, Some(crate::common::NOW))),
+        [format!(
+            "mayor: escalation {old} from r/witness (\"stuck: r/Nux\"), unread for 1200s, to the overseer"
+        )]
+    );
+    let inbox = env.inbox("overseer");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let fwd = &inbox[0];
+    assert_eq!(fwd["id"], format!("fwd-{old}"));
+    assert_eq!(
+        (
+            &fwd["from"],
+            &fwd["type"],
+            &fwd["subject"],
+            &fwd["forwarded"]
+        ),
+        (
+            &Value::from("mayor"),
+            &Value::from("escalation"),
+            &Value::from("fwd: stuck: r/Nux"),
+            &Value::from(old.as_str())
+        )
+    );
+    assert_eq!(
+        fwd["body"],
+        "Unread in the Mayor's inbox for 1200s (escalation_forward_after 900s); forwarded by the daemon.\nFrom: r/witness\nSent: 2026-11-25T08:40:00Z\nRead it there with: gt inbox --as mayor\n\nhelp"
+    );
+
+    // Once: not again, even after the overseer read it (and archived it).
+    assert_eq!(
+        forwarded(&tick(&env, Some(crate::common::NOW))),
+        Vec::<String>::new()
+    );
+    env.ok("gt", &["mail", "ack", &format!("fwd-{old}")]);
+    env.ok("gt", &["mail", "archive"]);
+    // Ten minutes on, the second comes due; the first is not sent again.
+    assert_eq!(
+        forwarded(&tick(&env, Some("2026-11-25T09:10:00Z"))),
+        [format!(
+            "mayor: escalation {new} from r/witness (\"stuck: r/Toast\"), unread for 900s, to the overseer"
+        )]
+    );
+    let ids: Vec<Value> = env
+        .inbox("overseer")
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(ids, [Value::from(format!("fwd-{new}"))]);
+
+    // "off": never; a bad value names the field.
+    let third = escalate_at(&env, "2026-11-25T08:00:00Z", "stuck: r/Max");
+    set_town(&env, "escalation_forward_after", "off".into());
+    assert_eq!(
+        forwarded(&tick(&env, Some(crate::common::NOW))),
+        Vec::<String>::new()
+    );
+    set_town(&env, "escalation_forward_after", "1h".into());
+    assert_eq!(
+        forwarded(&tick(&env, Some(crate::common::NOW))),
+        [format!(
+            "mayor: escalation {third} from r/witness (\"stuck: r/Max\"), unread for 3600s, to the overseer"
+        )]
+    );
+    set_town(&env, "escalation_forward_after", "soon".into());
+    let (code, err) = env.fails("gt", &["daemon", "tick"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("config/town.json:") && err.contains("invalid duration \"soon\""),
+        "{err}"
+    );
+    let doctor = env.run("gt", &["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.contains("config/town.json: \"escalation_forward_after\": "),
+        "{text}"
+    );
 }

@@ -600,7 +600,8 @@ pub(super) fn demo(dir: Option<PathBuf>) -> Result<()> {
 
 pub(super) fn doctor(fix: bool, json: bool) -> Result<()> {
     use crate::doctor::{Outcome, Severity};
-    let town = Town::discover()?;
+    // A town.json that does not parse is doctor's to report.
+    let town = Town::discover_unread()?;
     let report = crate::doctor::run(&town, fix)?;
     if json {
         print_json(&report)?;
