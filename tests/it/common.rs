@@ -307,6 +307,26 @@ impl TestEnv {
         id
     }
 
+    /// `gt send mayor` of an escalation from r/witness at time `at`: its id.
+    pub fn escalate(&self, at: &str, subject: &str) -> String {
+        let mut c = self.cmd("gt");
+        c.env("GT_NOW", at).args([
+            "send",
+            "mayor",
+            "--as",
+            "r/witness",
+            "--type",
+            "escalation",
+            "-s",
+            subject,
+            "-m",
+            "help",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(&ok_output(&mut c)).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
     /// Polecat `name` of `rig` spawned with the process backend on a new
     /// issue, running `exec sleep 1000`: its session's leader pid.
     pub fn spawn_process(&self, rig: &str, name: &str) -> i32 {

@@ -443,34 +443,14 @@ fn run_cycles_an_agent_when_its_session_ends() {
     write_fifo(&hold, "done\n");
 }
 
-/// `gt send mayor` of an escalation from r/witness at time `at`: its id.
-fn escalate_at(env: &TestEnv, at: &str, subject: &str) -> String {
-    let mut c = env.cmd("gt");
-    c.env("GT_NOW", at).args([
-        "send",
-        "mayor",
-        "--as",
-        "r/witness",
-        "--type",
-        "escalation",
-        "-s",
-        subject,
-        "-m",
-        "help",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&crate::common::ok_output(&mut c)).unwrap();
-    v["id"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn escalations_unread_too_long_are_forwarded_to_the_overseer_once() {
     let env = TestEnv::new();
     env.add_rig("r");
     // NOW is 09:00: one unread for 20 minutes, one for 5, one read long ago.
-    let old = escalate_at(&env, "2026-11-25T08:40:00Z", "stuck: r/Nux");
-    let new = escalate_at(&env, "2026-11-25T08:55:00Z", "stuck: r/Toast");
-    let read = escalate_at(&env, "2026-11-25T08:00:00Z", "stuck: r/Ace");
+    let old = env.escalate("2026-11-25T08:40:00Z", "stuck: r/Nux");
+    let new = env.escalate("2026-11-25T08:55:00Z", "stuck: r/Toast");
+    let read = env.escalate("2026-11-25T08:00:00Z", "stuck: r/Ace");
     env.ok("gt", &["mail", "ack", &read, "--as", "mayor"]);
 
     let forwarded = |list: &[(String, String, String)]| -> Vec<String> {
@@ -530,7 +510,7 @@ fn escalations_unread_too_long_are_forwarded_to_the_overseer_once() {
     assert_eq!(ids, [Value::from(format!("fwd-{new}"))]);
 
     // "off": never; a bad value names the field.
-    let third = escalate_at(&env, "2026-11-25T08:00:00Z", "stuck: r/Max");
+    let third = env.escalate("2026-11-25T08:00:00Z", "stuck: r/Max");
     set_town(&env, "escalation_forward_after", "off".into());
     assert_eq!(
         forwarded(&tick(&env, Some(crate::common::NOW))),

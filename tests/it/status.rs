@@ -12,21 +12,7 @@ fn status(env: &TestEnv) -> Value {
 
 /// The Witness of rig r escalates a stuck r/Nux to the Mayor.
 fn escalate(env: &TestEnv) {
-    env.ok(
-        "gt",
-        &[
-            "send",
-            "mayor",
-            "--as",
-            "r/witness",
-            "--type",
-            "escalation",
-            "-s",
-            "stuck: r/Nux",
-            "-m",
-            "help",
-        ],
-    );
+    env.escalate(crate::common::NOW, "stuck: r/Nux");
 }
 
 fn agent<'a>(report: &'a Value, address: &str) -> &'a Value {
