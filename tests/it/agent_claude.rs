@@ -255,7 +255,7 @@ fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() 
     // The first prompt names the issue and points at gt prime; the
     // instructions gastown wrote into the clone came along; it worked
     // through gt to done.
-    crate::model::check_to_done(&env, &id, |n| spawned.turn(&model, n));
+    crate::common::check_to_done(&env, &id, |n| spawned.turn(&model, n));
 
     // The commit holds the work only: CLAUDE.md is excluded, the clone clean.
     let clone = rig.join("polecats/Nux/rig");

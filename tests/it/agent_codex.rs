@@ -129,7 +129,7 @@ fn spawn_starts_codex_unattended_in_its_clone_and_it_works_through_gt_to_done() 
     // No trust dialog in the clone: the first prompt is the first turn, and
     // names the issue; the instructions gastown wrote (AGENTS.md) came
     // along; it worked through gt to done.
-    let first = crate::model::check_to_done(&env, &id, |n| codex.turn(&model, n));
+    let first = crate::common::check_to_done(&env, &id, |n| codex.turn(&model, n));
     first.assert_once("# AGENTS.md instructions for ");
     codex.shows(&model, "Done: reported to my Witness.");
     codex.ready(&model);

@@ -92,6 +92,36 @@ pub fn spawn_runtime(env: &TestEnv, bin: &Path, issue: &str) -> String {
     v["session"].as_str().unwrap().to_string()
 }
 
+/// Check the conversation of [`crate::model::to_done`] for polecat r/Nux on issue `id`
+/// ("Fix the frobnicator"), with `turn(n)` the `n`th turn request: the first
+/// prompt names the issue, `gt prime` printed it, `gt done` reached the
+/// Witness (one `done` of generation 1). The first turn is returned.
+pub fn check_to_done(
+    env: &TestEnv,
+    id: &str,
+    turn: impl Fn(usize) -> crate::model::Request,
+) -> crate::model::Request {
+    let first = turn(1);
+    first.assert_once(&format!(
+        "You are r/Nux, a gastown worker. Your issue is {id}. Run `gt prime` first"
+    ));
+    first.assert_once("## How to work here");
+    // gt prime ran in the session (GT_ADDRESS and GT_TOWN reached it).
+    turn(2).assert_once(&format!(
+        "Your issue: {id} Fix the frobnicator [in_progress]"
+    ));
+    turn(3).assert_once("r/Nux: done sent to r/witness");
+    let done: Vec<Value> = env
+        .inbox("r/witness")
+        .into_iter()
+        .filter(|m| m["type"] == "done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["from"], "r/Nux");
+    assert_eq!(done[0]["generation"], 1);
+    first
+}
+
 /// Path of one of this package's binaries, built by cargo beside the test binary.
 pub fn bin(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test exe");
