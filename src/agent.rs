@@ -166,7 +166,10 @@ fn claude_screen(lines: &[String]) -> Screen {
 /// Codex's screen: its input line starts with `›` and holds a hint when empty,
 /// so the input cannot be told from the hint without colours.
 fn codex_screen(lines: &[String]) -> Screen {
-    if let Some(d) = dialog(lines, "enter continue · esc back") {
+    // The trust dialog, and the review of new hooks (protocol/agents.md).
+    if let Some(d) = dialog(lines, "enter continue · esc back")
+        .or_else(|| dialog(lines, "enter confirm · esc skip"))
+    {
         return d;
     }
     if lines.iter().any(|l| l.contains("esc to interrupt")) {
@@ -506,6 +509,15 @@ mod tests {
             Preset::Codex.screen(&trust),
             Screen::Dialog(
                 "Trust this folder? Codex can read, edit, and run files here / › 1. Trust and continue / 2. Back".into()
+            )
+        );
+        let hooks = lines(
+            "  Hooks need review\n  5 hooks are new or changed.\n  Hooks can run outside the sandbox after you trust them.\n› 1. Review hooks\n  2. Trust all and continue\n  3. Continue without trusting (hooks won't run)\n  enter confirm · esc skip",
+        );
+        assert_eq!(
+            Preset::Codex.screen(&hooks),
+            Screen::Dialog(
+                "Hooks need review / 5 hooks are new or changed. / Hooks can run outside the sandbox after you trust them.".into()
             )
         );
         assert_eq!(
