@@ -75,6 +75,17 @@ impl Preset {
         }
     }
 
+    /// The tmux key that submits a typed line, busy or not: Codex sends a line
+    /// submitted with Enter while busy into the model call in flight, whose
+    /// answer is dropped, but queues one submitted with Tab for after the turn
+    /// (at its ready prompt Tab submits as Enter does; protocol/agents.md).
+    pub fn submit_key(self) -> &'static str {
+        match self {
+            Preset::Codex => "Tab",
+            Preset::Claude | Preset::Custom => "Enter",
+        }
+    }
+
     /// Whether the runtime reports its own activity through hooks (else the
     /// Witness reads activity from the screen).
     pub fn has_hooks(self) -> bool {
@@ -338,7 +349,7 @@ pub fn inject(
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
-    crate::session::inject(session, text)
+    crate::session::inject_with(session, text, preset.submit_key())
 }
 
 /// The first prompt of `addr`'s agent: it names its issue, if any, and
@@ -541,6 +552,8 @@ mod tests {
         assert_eq!(Preset::Custom.instructions_file(), None);
         assert_eq!(Preset::Claude.process_names(), &["claude"]);
         assert!(Preset::Claude.has_hooks() && !Preset::Codex.has_hooks());
+        assert_eq!(Preset::Codex.submit_key(), "Tab");
+        assert_eq!(Preset::Claude.submit_key(), "Enter");
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod pane;
 mod start;
 
 pub use backend::{Backend, Spec, Started, tmux, tmux_socket};
-pub use pane::{Injected, capture, has_terminal, inject, inject_wait, run};
+pub use pane::{Injected, capture, has_terminal, inject, inject_wait, inject_with, run};
 pub use start::{StartGuard, agent_env, log_path, name_for, stop_home};
 
 use nix::sys::signal::{Signal, killpg};

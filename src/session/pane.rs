@@ -40,6 +40,13 @@ pub struct Injected {
 /// Type `text` into session `id` as one line, press Enter, and check that the
 /// line was submitted (see [`Pane::inject`]). A process session is refused.
 pub fn inject(id: &str, text: &str) -> Result<Injected> {
+    inject_with(id, text, "Enter")
+}
+
+/// [`inject`], submitting with the tmux key `submit` instead of Enter (a
+/// runtime that queues a line typed while busy only on another key: Codex's
+/// Tab, see protocol/agents.md).
+pub fn inject_with(id: &str, text: &str, submit: &str) -> Result<Injected> {
     let pane = Pane::of(id).map_err(|e| match SessionId::parse(id) {
         Some(SessionId::Proc { .. }) => e
             .context("cannot inject")
@@ -47,7 +54,7 @@ pub fn inject(id: &str, text: &str) -> Result<Injected> {
         _ => e.context("cannot inject"),
     })?;
     let _typing = pane.typing_lock()?;
-    pane.inject(text, inject_wait()?)
+    pane.inject(text, inject_wait()?, submit)
 }
 
 /// The lines of session `id`'s pane: the visible screen, or with `last` the
@@ -72,7 +79,7 @@ pub fn run(id: &str, command: &str, wait: std::time::Duration) -> Result<Vec<Str
     // Held until the output is read: no other line is typed in between.
     let _typing = pane.typing_lock()?;
     let start = pane.snapshot()?;
-    let typed = pane.inject(command, inject_wait()?)?;
+    let typed = pane.inject(command, inject_wait()?, "Enter")?;
     let mut last = pane.snapshot()?;
     let mut still_since = std::time::Instant::now();
     poll(wait, || {
@@ -230,7 +237,7 @@ impl Pane {
     ///
     /// A program that never shows its input cannot be checked: that is an
     /// error too, after the keys were sent.
-    fn inject(&self, text: &str, wait: std::time::Duration) -> Result<Injected> {
+    fn inject(&self, text: &str, wait: std::time::Duration, submit: &str) -> Result<Injected> {
         let line = one_line(text);
         let needle = squeeze(&line);
         if needle.is_empty() {
@@ -245,7 +252,7 @@ impl Pane {
         })?;
         let mut now = echo.clone();
         for enters in 1..=2 {
-            self.keys(&["Enter"])?;
+            self.keys(&[submit])?;
             let submitted = poll(wait, || {
                 now = self.snapshot()?;
                 Ok(now.count(&needle) > before && !now.on_prompt(&needle) && now != echo)
@@ -266,8 +273,8 @@ impl Pane {
         Err(Error::new(
             Kind::Io,
             format!(
-                "typed {line:?} into tmux session {} but it is still on the prompt after two Enters: not submitted",
-                self.name
+                "typed {line:?} into tmux session {} but it is still on the prompt after two {}s: not submitted",
+                self.name, submit
             ),
         ))
     }

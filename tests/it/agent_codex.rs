@@ -181,3 +181,32 @@ fn inject_into_idle_codex_reaches_the_model_once() {
     codex.shows(&model, "Got your line.");
     assert_eq!(model.turns().len(), 2);
 }
+
+#[test]
+fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Think");
+    let model = Model::start(vec![
+        Turn::text("Thought it through.").slow(Duration::from_secs(4)),
+        Turn::text("Got your line."),
+    ]);
+    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
+    codex.turn(&model, 1);
+    codex.wait(&model, "busy", || {
+        (Preset::Codex.screen(&codex.lines()) == Screen::Busy).then_some(())
+    });
+    let line = "line typed while busy";
+    assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    // The slow turn's answer still comes (the turn was not cancelled), and
+    // the line reaches the model once, in the next request.
+    codex.shows(&model, "Thought it through.");
+    let second = codex.turn(&model, 2);
+    second.assert_once(line);
+    second.assert_once("Thought it through.");
+    codex.shows(&model, "Got your line.");
+    assert_eq!(model.turns().len(), 2);
+}
