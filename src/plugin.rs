@@ -15,7 +15,7 @@ use crate::address::{Address, Role};
 use crate::error::Result;
 use crate::fsio::{self, Cursor, Durability, Entry, Records};
 use crate::home::Home;
-use crate::mail::{self, Message};
+use crate::mail::{self, Message, reader::Reader};
 use crate::record::{Extra, PluginChoice, PluginsConfig};
 use crate::rig::Rig;
 use crate::town::Town;
@@ -248,6 +248,10 @@ impl Asked {
                 let mut v =
                     read_reply(self.hook, &value).unwrap_or_else(|why| self.default_verdict(why));
                 v.request = self.request.clone();
+                // Consumed: it no longer counts as the asker's unread mail.
+                if let Err(e) = Reader::owner(asker).mark(&[&value.id], "read") {
+                    tracing::warn!("{}: not marked read: {e}", value.id);
+                }
                 return Ok(Some(v));
             }
         }

@@ -502,6 +502,9 @@ mod review_oracle {
                 &json!("")
             )
         );
+        // The Refinery consumed the reply: it is not left as unread mail.
+        let unread = env.ok("gt", &["mail", "inbox", "--as", "r/refinery", "--json"]);
+        assert!(!unread.contains(reply["id"].as_str().unwrap()), "{unread}");
         // Sent back like a failed merge: the polecat and the witness are told.
         for to in ["r/polecats/Nux", "r/witness"] {
             let mail: Vec<Value> = env
