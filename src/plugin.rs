@@ -386,23 +386,35 @@ pub fn before_dispatch(
             ),
             fields,
         };
-        let asked = ask(town, witness, &oracle, req)?;
+        // Asked under the state's lock: a patrol run by hand beside the
+        // Witness's loop does not ask twice.
+        let asked = witness.update_state(|s| {
+            if s.plans.contains_key(epic) {
+                return Ok(None);
+            }
+            let asked = ask(town, witness, &oracle, req)?;
+            let plan = Plan {
+                asked: asked.clone(),
+                verdict: None,
+            };
+            s.plans.insert(epic.to_string(), plan);
+            Ok(Some(asked))
+        });
+        let asked = match asked {
+            Ok(Some(a)) => a,
+            Ok(None) => return Ok((false, None)),
+            // An unreachable plugin must not stop the patrol, nor the epic.
+            Err(e) => {
+                let why = format!("could not ask {}: {e}; dispatching", oracle.address);
+                return Ok((true, Some(act(epic, "error", why))));
+            }
+        };
         let detail = format!(
             "asked {} ({}); dispatch waits for its planned reply, at most {}s",
             asked.by,
             asked.request,
             timeout.as_secs_f64()
         );
-        witness.update_state(|s| {
-            s.plans.insert(
-                epic.to_string(),
-                Plan {
-                    asked,
-                    verdict: None,
-                },
-            );
-            Ok(())
-        })?;
         return Ok((false, Some(act(epic, "plan-asked", detail))));
     };
     if plan.verdict.is_some() {

@@ -1039,6 +1039,30 @@ mod plan_oracle {
     }
 
     #[test]
+    fn a_plugin_that_cannot_be_mailed_does_not_stop_the_patrol_or_the_epic() {
+        let env = TestEnv::new();
+        let epic = epic(&env, json!({}));
+        create(&env, &["A", "--parent", &epic]);
+        let outside = env.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, env.town.join("r/plugins/plan-oracle/mail")).unwrap();
+        let actions = super::patrol(&env, NOW, &["--epic", &epic]);
+        assert_eq!(
+            summary(&actions),
+            [pair("error", &epic), pair("spawned", "r/Nux")]
+        );
+        let detail = env.normalize(actions[0]["detail"].as_str().unwrap());
+        assert!(
+            detail.starts_with("could not ask r/plugins/plan-oracle: ")
+                && detail.contains("is a symlink to $TEST_ENV/outside, out of the town")
+                && detail.ends_with("; dispatching"),
+            "{detail}"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        assert_eq!(env.state("r/witness")["plans"], Value::Null);
+    }
+
+    #[test]
     fn configured_off_dispatch_does_not_wait() {
         let env = TestEnv::new();
         let epic = epic(&env, json!({"before_dispatch": false}));
