@@ -33,6 +33,10 @@ use crate::record::Extra;
 use crate::rig::Rig;
 use crate::town::Town;
 
+/// How long a finished entry stays in `merged/` or `failed/` unless the
+/// rig's `queue_archive_after` says otherwise: a week.
+pub const DEFAULT_ARCHIVE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The four directories of a queue, in the order an entry moves through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +161,9 @@ impl Entry {
 pub struct Located {
     pub state: State,
     pub path: PathBuf,
+    /// The month (`YYYY-MM`) of the archive it is in, for an archived entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
     #[serde(flatten)]
     pub entry: Entry,
 }
@@ -229,21 +236,103 @@ impl Queue {
     pub fn list(&self, states: &[State]) -> Result<Listing> {
         let mut out = Listing::default();
         for &state in states {
-            let dir = self.state_dir(state);
-            for name in file_names(&dir)? {
-                let path = dir.join(&name);
-                match self.load(state, &path) {
-                    Ok(l) => out.entries.push(l),
-                    // Moved away between readdir and read: not junk, just gone.
-                    Err(e) if e.kind == Kind::NotFound => {}
-                    Err(e) => out.junk.push(Junk {
-                        path,
-                        reason: e.message().to_string(),
-                    }),
-                }
+            self.scan(state, &self.state_dir(state), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Add the entries of `dir`, which holds entries in `state`, to `out`.
+    fn scan(&self, state: State, dir: &Path, out: &mut Listing) -> Result<()> {
+        for name in file_names(dir)? {
+            let path = dir.join(&name);
+            match self.load(state, &path) {
+                Ok(l) => out.entries.push(l),
+                // Moved away between readdir and read: not junk, just gone.
+                Err(e) if e.kind == Kind::NotFound => {}
+                Err(e) => out.junk.push(Junk {
+                    path,
+                    reason: e.message().to_string(),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// `<queue>/archive/`: one directory per month, `YYYY-MM/merged/` and
+    /// `YYYY-MM/failed/` under it.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.dir.join("archive")
+    }
+
+    /// The archived entries, month by month (oldest first), merged before
+    /// failed within a month, in name order.
+    pub fn list_archive(&self) -> Result<Listing> {
+        let mut out = Listing::default();
+        let root = self.archive_dir();
+        for month in file_names(&root)? {
+            let dir = root.join(&month);
+            if !confine::metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                out.junk.push(Junk {
+                    path: dir,
+                    reason: "not a month of the archive (archive/YYYY-MM/)".into(),
+                });
+                continue;
+            }
+            let first = out.entries.len();
+            for state in [State::Merged, State::Failed] {
+                self.scan(state, &dir.join(state.as_str()), &mut out)?;
+            }
+            for l in &mut out.entries[first..] {
+                l.archived = Some(month.clone());
             }
         }
         Ok(out)
+    }
+
+    /// Move the `merged/` and `failed/` entries that finished at least
+    /// `older_than` ago (by `finished_at`, else their file's last change) to
+    /// `archive/<YYYY-MM they finished>/<state>/`, each by one rename that
+    /// never replaces: killed at any point, an entry is in one place, whole.
+    /// A name already in the archive is left where it is and reported.
+    pub fn archive(&self, older_than: Duration) -> Result<(Vec<Located>, Vec<Junk>)> {
+        let listing = self.list(&[State::Merged, State::Failed])?;
+        let mut junk = listing.junk;
+        let now = clock::now();
+        let mut moved = Vec::new();
+        for mut l in listing.entries {
+            let Some(finished) = finished_at(&l) else {
+                continue;
+            };
+            let age = now.duration_since(finished);
+            if age.is_negative() || age.unsigned_abs() < older_than {
+                continue;
+            }
+            let month = finished.strftime("%Y-%m").to_string();
+            let dir = self.archive_dir().join(&month).join(l.state.as_str());
+            fsio::ensure_dir(&dir)?;
+            let dest = dir.join(format!("{}.json", l.entry.id));
+            match rename_noreplace(&l.path, &dest) {
+                Ok(()) => {}
+                Err(e) if e.kind == Kind::NotFound => continue, // moved meanwhile
+                Err(e) if e.kind == Kind::Conflict => {
+                    junk.push(Junk {
+                        path: l.path,
+                        reason: format!(
+                            "an entry of this name is already archived ({}); left here",
+                            dest.display()
+                        ),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            fsio::sync_dir(&dir)?;
+            fsio::sync_dir(&self.state_dir(l.state))?;
+            l.path = dest;
+            l.archived = Some(month);
+            moved.push(l);
+        }
+        Ok((moved, junk))
     }
 
     /// Read one entry file; the reasons it may be junk are the error.
@@ -290,6 +379,7 @@ impl Queue {
         Ok(Located {
             state,
             path: path.to_path_buf(),
+            archived: None,
             entry,
         })
     }
@@ -358,6 +448,7 @@ impl Queue {
         Ok(Located {
             state: State::Pending,
             path,
+            archived: None,
             entry,
         })
     }
@@ -577,6 +668,16 @@ impl Queue {
         fsio::sync_dir(&dir)?;
         Ok(located)
     }
+}
+
+/// When a finished entry finished: its `finished_at`, else its file's last
+/// change (a hand-moved entry). `None` when neither can be read.
+fn finished_at(l: &Located) -> Option<jiff::Timestamp> {
+    if let Some(t) = l.entry.finished_at.as_deref().and_then(clock::parse) {
+        return Some(t);
+    }
+    let meta = confine::metadata(&l.path).ok()?;
+    jiff::Timestamp::from_second(meta.mtime().max(meta.ctime())).ok()
 }
 
 /// The names of the files in `dir` (missing dir: none), sorted, without

@@ -131,6 +131,10 @@ pub struct RigConfig {
     /// killed and the landing counts as failed, e.g. "30m" (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_timeout: Option<Interval>,
+    /// How long a finished queue entry stays in `merged/` or `failed/`
+    /// before it moves to the queue's archive (default 168h, a week).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_archive_after: Option<Interval>,
     /// How long a working polecat may be silent before its Witness nudges it
     /// (default 30m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +222,12 @@ impl RigConfig {
         self.test_timeout
             .as_ref()
             .map_or(crate::land::DEFAULT_TEST_TIMEOUT, Interval::get)
+    }
+    /// `queue_archive_after`, or [`crate::queue::DEFAULT_ARCHIVE_AFTER`].
+    pub fn queue_archive_after(&self) -> std::time::Duration {
+        self.queue_archive_after
+            .as_ref()
+            .map_or(crate::queue::DEFAULT_ARCHIVE_AFTER, Interval::get)
     }
     /// `stuck_after`, or [`crate::witness::DEFAULT_STUCK_AFTER`].
     pub fn stuck_after(&self) -> std::time::Duration {

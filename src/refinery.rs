@@ -64,6 +64,8 @@ pub enum Event {
     Junk(Junk),
     /// A stale claim of ours put back in `pending/` at start or on a rescan.
     Requeued(Box<Located>),
+    /// A finished entry moved to the queue's archive (`queue_archive_after`).
+    Archived(Box<Located>),
     /// What a landing says while it runs (waiting for the landing lock, ...).
     Landing(land::Progress),
 }
@@ -79,6 +81,8 @@ pub struct Refinery<'a> {
     reported: HashSet<PathBuf>,
     /// Held entries and when they may be asked again.
     held: HashMap<String, Instant>,
+    /// When `merged/` and `failed/` may next be swept into the archive.
+    archive_due: Instant,
 }
 
 impl<'a> Refinery<'a> {
@@ -93,6 +97,7 @@ impl<'a> Refinery<'a> {
             stale_after,
             reported: HashSet::new(),
             held: HashMap::new(),
+            archive_due: Instant::now(),
         }
     }
 
@@ -106,7 +111,16 @@ impl<'a> Refinery<'a> {
             .into_iter()
             .for_each(|l| on(Event::Requeued(Box::new(l))));
         self.report(junk, on);
-        let plugins = self.rig.config()?.plugins;
+        let config = self.rig.config()?;
+        if Instant::now() >= self.archive_due {
+            let (archived, junk) = self.queue.archive(config.queue_archive_after())?;
+            archived
+                .into_iter()
+                .for_each(|l| on(Event::Archived(Box::new(l))));
+            self.report(junk, on);
+            self.archive_due = Instant::now() + RESCAN;
+        }
+        let plugins = config.plugins;
         let oracle = plugin::plugin_for(self.town, self.rig, &plugins, Hook::BeforeMerge);
         let mut n = 0;
         loop {

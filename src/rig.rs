@@ -275,6 +275,7 @@ fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
         worker_spawn_delay: "5s".parse()?,
         test_command: None,
         test_timeout: None,
+        queue_archive_after: None,
         stuck_after: None,
         agent_command: None,
         agent: None,

@@ -40,7 +40,7 @@ enum Cmd {
     List {
         /// The rig
         rig: String,
-        /// Show every state: pending, active, merged and failed
+        /// Show every state: pending, active, merged and failed, and the archive
         #[arg(long)]
         all: bool,
         /// Print JSON lines, one entry per line, with its "state" and "path"
@@ -97,6 +97,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move merged and failed entries older than the rig's queue_archive_after (default
+    /// 168h) to <queue>/archive/<YYYY-MM>/{merged,failed}/ (the Refinery does so on its passes)
+    Archive {
+        /// The rig
+        rig: String,
+        /// Archive entries that finished at least this long ago instead: 1h, 720h
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Print the archived entries as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
@@ -123,7 +135,12 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::List { rig, all, json } => {
             let q = Queue::of(&town.rig(&rig)?);
             let states: &[State] = if all { &State::ALL } else { &[State::Pending] };
-            let listing = q.list(states)?;
+            let mut listing = q.list(states)?;
+            if all {
+                let archive = q.list_archive()?;
+                listing.entries.extend(archive.entries);
+                listing.junk.extend(archive.junk);
+            }
             report_junk(&listing.junk);
             if json {
                 listing
@@ -193,7 +210,36 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Archive {
+            rig,
+            older_than,
+            json,
+        } => {
+            let rig = town.rig(&rig)?;
+            let older_than = match older_than {
+                Some(d) => crate::clock::parse_duration(&d)?,
+                None => rig.config()?.queue_archive_after(),
+            };
+            let (moved, junk) = Queue::of(&rig).archive(older_than)?;
+            report_junk(&junk);
+            if json {
+                moved.iter().try_for_each(super::print_json_line)?;
+            } else {
+                moved.iter().for_each(print_archived);
+            }
+            Ok(())
+        }
     }
+}
+
+/// One archived entry, as `gt queue archive` and the Refinery say it.
+pub(super) fn print_archived(l: &Located) {
+    println!(
+        "archived {} ({}): {}",
+        l.entry.id,
+        l.state,
+        l.path.display()
+    );
 }
 
 /// Who is claiming: the acting agent's address, else the overseer (a person
@@ -264,7 +310,10 @@ fn print_entries(entries: &[Located], with_state: bool) {
             let e = &l.entry;
             let mut row = vec![e.id.clone()];
             if with_state {
-                row.push(l.state.to_string());
+                row.push(match &l.archived {
+                    Some(month) => format!("{} (archive {month})", l.state),
+                    None => l.state.to_string(),
+                });
             }
             row.extend([
                 e.polecat.clone(),

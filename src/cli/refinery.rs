@@ -101,6 +101,13 @@ fn print(event: &Event, json: bool) {
         (Event::Requeued(l), true) => super::print_json_line(&serde_json::json!({
             "event": "requeued", "id": l.entry.id, "path": l.path
         })),
+        (Event::Archived(l), true) => super::print_json_line(&serde_json::json!({
+            "event": "archived", "id": l.entry.id, "state": l.state, "path": l.path
+        })),
+        (Event::Archived(l), false) => {
+            super::queue::print_archived(l);
+            Ok(())
+        }
         (Event::Processed(p), false) => {
             let e = &p.entry.entry;
             match (&e.merged_sha, &e.reason) {

@@ -400,3 +400,167 @@ fn hand_made_entries_work_and_junk_is_reported_not_fatal() {
         "no temp files left"
     );
 }
+
+/// `gt-queue` (or another tool) run at time `now`.
+fn at(env: &TestEnv, now: &str, tool: &str, args: &[&str]) -> std::process::Output {
+    env.cmd(tool)
+        .env("GT_NOW", now)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Finished entries older than the rig's `queue_archive_after` (a week by
+/// default) move to `archive/<YYYY-MM>/<state>/`, by `gt queue archive` and by
+/// the Refinery's pass, byte for byte; `list --all` still shows them.
+#[test]
+fn old_finished_entries_move_to_a_dated_archive() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux", "Toast", "Slit"]);
+    let q = rig.join("refinery/queue");
+    env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+    env.ok("gt", &["merge-queue", "add", "r", "Toast"]);
+    let (nux, toast) = {
+        let p = files(&rig, "pending");
+        (p[0].clone(), p[1].clone())
+    };
+    env.ok("gt-queue", &["claim", "r"]);
+    env.ok("gt-queue", &["claim", "r"]);
+    env.ok(
+        "gt-queue",
+        &["done", "--rig", "r", id_of(&nux), "--sha", "abc1234"],
+    );
+    env.ok(
+        "gt-queue",
+        &[
+            "fail",
+            "--rig",
+            "r",
+            id_of(&toast),
+            "--reason",
+            "conflict in a.txt",
+        ],
+    );
+    let nux_bytes = std::fs::read(q.join("merged").join(&nux)).unwrap();
+
+    // Finished at NOW (2026-11-25T09:00Z): six days later nothing is old enough.
+    let out = at(&env, "2026-12-01T09:00:00Z", "gt-queue", &["archive", "r"]);
+    assert_eq!(stdout_of(&out), "");
+    assert_eq!(files(&rig, "merged"), [nux.as_str()]);
+
+    // A week later both move, to the month they finished in.
+    let out = at(&env, "2026-12-02T09:00:00Z", "gt-queue", &["archive", "r"]);
+    let (nux_dest, toast_dest) = (
+        q.join("archive/2026-11/merged").join(&nux),
+        q.join("archive/2026-11/failed").join(&toast),
+    );
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "archived {} (merged): {}\narchived {} (failed): {}\n",
+            id_of(&nux),
+            nux_dest.display(),
+            id_of(&toast),
+            toast_dest.display()
+        )
+    );
+    assert!(files(&rig, "merged").is_empty() && files(&rig, "failed").is_empty());
+    assert_eq!(
+        std::fs::read(&nux_dest).unwrap(),
+        nux_bytes,
+        "moved, not rewritten"
+    );
+    assert_eq!(files(&rig, "archive"), ["2026-11"]);
+
+    let listed = env.ok("gt-queue", &["list", "r", "--all"]);
+    assert_eq!(
+        listed,
+        format!(
+            "ID                             STATE                     POLECAT  GEN  BRANCH         ISSUE  RESULT\n\
+             {}    merged (archive 2026-11)  r/Nux    0    polecat/Nux    -      abc1234\n\
+             {}  failed (archive 2026-11)  r/Toast  0    polecat/Toast  -      conflict in a.txt\n",
+            id_of(&nux),
+            id_of(&toast)
+        )
+    );
+    let json = json_lines(&env.ok("gt-queue", &["list", "r", "--all", "--json"]));
+    assert_eq!(json.len(), 2);
+    assert_eq!(json[0]["state"], "merged");
+    assert_eq!(json[0]["archived"], "2026-11");
+    assert_eq!(json[0]["path"], nux_dest.to_str().unwrap());
+    assert_eq!(json[1]["state"], "failed");
+    assert_eq!(json[1]["reason"], "conflict in a.txt");
+    assert_eq!(
+        env.ok("gt-queue", &["list", "r"]),
+        "ID  POLECAT  GEN  BRANCH  ISSUE\n",
+        "pending only: none"
+    );
+
+    // A hand copy of an archived entry is left where it is and reported.
+    std::fs::copy(&nux_dest, q.join("merged").join(&nux)).unwrap();
+    let out = at(&env, "2026-12-02T09:00:00Z", "gt-queue", &["archive", "r"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "gt-queue: {}: an entry of this name is already archived ({}); left here; skipped\n",
+            q.join("merged").join(&nux).display(),
+            nux_dest.display()
+        )
+    );
+    assert_eq!(stdout_of(&out), "");
+    assert!(q.join("merged").join(&nux).exists() && nux_dest.exists());
+    std::fs::remove_file(q.join("merged").join(&nux)).unwrap();
+
+    // The rig's setting; the Refinery archives on its pass.
+    crate::common::edit_json(&rig.join("config.json"), |c| {
+        c["queue_archive_after"] = "1h".into()
+    });
+    env.ok("gt", &["merge-queue", "add", "r", "Slit"]);
+    let slit = files(&rig, "pending")[0].clone();
+    env.ok("gt-refinery", &["process", "r", "--once"]);
+    assert_eq!(files(&rig, "merged"), [slit.as_str()]);
+    let out = at(
+        &env,
+        "2026-11-25T09:59:00Z",
+        "gt-refinery",
+        &["process", "r", "--once"],
+    );
+    assert_eq!(stdout_of(&out), "", "59 minutes is not an hour");
+    let out = at(
+        &env,
+        "2026-11-25T10:00:00Z",
+        "gt-refinery",
+        &["process", "r", "--once", "--json"],
+    );
+    let events = json_lines(&stdout_of(&out));
+    let slit_dest = q.join("archive/2026-11/merged").join(&slit);
+    assert_eq!(
+        events,
+        [serde_json::json!({
+            "event": "archived", "id": id_of(&slit), "state": "merged",
+            "path": slit_dest.to_str().unwrap()
+        })]
+    );
+    assert!(files(&rig, "merged").is_empty());
+
+    // A bad setting is refused, naming the file; nothing moves.
+    crate::common::edit_json(&rig.join("config.json"), |c| {
+        c["queue_archive_after"] = "a week".into()
+    });
+    let (code, err) = env.fails("gt-queue", &["archive", "r"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!("gt-queue: {}", rig.join("config.json").display())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -110,6 +110,7 @@ fn rig_config_fields_are_the_schema_properties() {
         worker_spawn_delay: "5s".parse().unwrap(),
         test_command: Some("make test".into()),
         test_timeout: Some("30m".parse().unwrap()),
+        queue_archive_after: Some("168h".parse().unwrap()),
         stuck_after: Some("30m".parse().unwrap()),
         agent_command: Some("claude".into()),
         agent: Some(gastown::agent::Preset::Claude),
