@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Kind, Result};
 
+pub mod completions;
 pub mod daemon;
 pub mod gt;
 pub mod issue;

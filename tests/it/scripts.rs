@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{bin, have_tool};
+use crate::common::{bin, have_tool, ok_output};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -186,6 +186,18 @@ fn install_puts_binaries_man_pages_and_units_in_place_and_is_idempotent() {
             );
         }
     }
+    // Completion scripts where each shell looks, as gt prints them.
+    for (shell, path) in [
+        ("bash", ".local/share/bash-completion/completions/gt"),
+        ("zsh", ".local/share/zsh/site-functions/_gt"),
+        ("fish", ".config/fish/completions/gt.fish"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(home.join(path)).unwrap(),
+            completion(shell),
+            "{path}"
+        );
+    }
     let leftovers: Vec<String> = first
         .0
         .iter()
@@ -194,6 +206,64 @@ fn install_puts_binaries_man_pages_and_units_in_place_and_is_idempotent() {
         .cloned()
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// `gt completions SHELL`.
+fn completion(shell: &str) -> String {
+    ok_output(Command::new(bin("gt")).args(["completions", shell]))
+}
+
+/// Each completion script names every command `gt --list` knows of (built-in,
+/// tools, seed spellings); bash's completes through `complete -F`, down into
+/// a tool's subcommands and a command's flags. An unknown shell is refused.
+#[test]
+fn completions_name_every_command_and_bash_completes_them() {
+    let list = Command::new(bin("gt")).arg("--list").output().unwrap();
+    let names = String::from_utf8(list.stdout).unwrap();
+    let names: Vec<&str> = names.lines().collect();
+    assert!(
+        names.contains(&"status") && names.contains(&"mail"),
+        "{names:?}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let script = completion(shell);
+        for name in &names {
+            assert!(script.contains(name), "{shell}: no {name}");
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("gt.bash");
+    std::fs::write(&script, completion("bash")).unwrap();
+    // What bash-completion does on TAB: the words so far, then `_gt gt CUR PREV`.
+    let complete = |words: &[&str]| {
+        let cur = words.len() - 1;
+        let line = format!(
+            "source {}; complete -p gt; COMP_WORDS=({}); COMP_CWORD={cur}; _gt gt {} {}; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            words.join(" "),
+            words[cur],
+            words[cur - 1]
+        );
+        ok_output(Command::new("/bin/bash").args(["-c", &line]))
+    };
+    assert_eq!(
+        complete(&["gt", "sta"]),
+        "complete -o bashdefault -o default -o nosort -F _gt gt\nstatus\n"
+    );
+    assert!(complete(&["gt", "mail", "se"]).ends_with(" gt\nsend\n"));
+    assert!(complete(&["gt", "doctor", "--f"]).ends_with(" gt\n--fix\n"));
+
+    let out = Command::new(bin("gt"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: invalid value 'tcsh' for '<SHELL>'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// .ci/run installs every tool a test runs or checks for, so that under

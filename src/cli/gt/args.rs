@@ -215,6 +215,19 @@ pub(super) enum Cmd {
         #[command(flatten)]
         rig: RigFlag,
     },
+    /// Print gt's shell completion script (install.sh installs them)
+    #[command(
+        long_about = "Print gt's completion script for SHELL on stdout: gt's commands, gastown's tools \
+            (gt mail, gt issue, ...) and their arguments. install.sh installs them for bash \
+            (~/.local/share/bash-completion/completions/gt), zsh \
+            (~/.local/share/zsh/site-functions/_gt) and fish (~/.config/fish/completions/gt.fish). \
+            By hand, e.g. for bash: source <(gt completions bash)"
+    )]
+    Completions {
+        /// bash, zsh or fish (elvish and powershell too)
+        #[arg(hide_possible_values = true)]
+        shell: clap_complete::Shell,
+    },
     #[command(external_subcommand)]
     External(Vec<OsString>),
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Kind, Result};
 use super::Cli;
 
 /// Seed spellings that run another program's subcommand.
-const ALIASES: &[(&str, &[&str])] = &[
+pub(crate) const ALIASES: &[(&str, &[&str])] = &[
     ("send", &["mail", "send"]),
     ("inbox", &["mail", "inbox"]),
     ("ready", &["issue", "ready"]),

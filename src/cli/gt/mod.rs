@@ -12,6 +12,7 @@ mod machines;
 
 pub use args::Cli;
 use args::{Cmd, PluginCmd, PolecatCmd, RigCmd};
+pub(crate) use external::ALIASES;
 
 use crate::error::{Error, Kind, Result};
 use crate::polecat;
@@ -120,6 +121,10 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
             json.json,
         ),
         Cmd::Attach { agent, rig } => commands::attach(&agent, rig.rig.as_deref()),
+        Cmd::Completions { shell } => {
+            crate::cli::completions::write(shell, &mut std::io::stdout());
+            Ok(())
+        }
         Cmd::External(_) => unreachable!("main runs external commands"),
     }
 }
