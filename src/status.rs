@@ -108,48 +108,75 @@ pub struct AgentRow {
 
 /// `home`'s row; an unreadable `state.json` makes a row with `error` set.
 pub fn agent_row(home: &Home) -> AgentRow {
-    let (state, error) = match home.state() {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    let heartbeat_age_s = state
-        .as_ref()
-        .and_then(|s| home.last_sign_of_life(s))
-        .map(age_s);
-    let session = state.as_ref().and_then(|s| s.session.clone());
-    let session_alive = session.as_deref().map(crate::session::is_alive);
-    let status = match &state {
-        None => "unknown".to_string(),
-        Some(s) if s.status == Status::Working && session_alive == Some(false) => {
-            "dead".to_string()
+    Facts::read(home).row(&mut crate::session::is_alive)
+}
+
+/// What a row is made from, read from `home`'s files: times, not ages, and
+/// the session, not whether it runs, so `gt status --watch` can keep the
+/// facts of a home that did not change and still show every age and
+/// liveness as of the redraw.
+struct Facts {
+    address: String,
+    role: String,
+    state: Option<crate::record::AgentState>,
+    error: Option<String>,
+    sign_of_life: Option<jiff::Timestamp>,
+    last_mail: Option<jiff::Timestamp>,
+    unread: usize,
+}
+
+impl Facts {
+    fn read(home: &Home) -> Facts {
+        let (state, error) = match home.state() {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Facts {
+            address: home.address.to_string(),
+            role: home.address.role().to_string(),
+            sign_of_life: state.as_ref().and_then(|s| home.last_sign_of_life(s)),
+            last_mail: crate::confine::metadata(&home.inbox())
+                .ok()
+                .filter(|m| m.len() > 0)
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| jiff::Timestamp::try_from(t).ok()),
+            unread: unread(home).len(),
+            state,
+            error,
         }
-        Some(s) => s.status.to_string(),
-    };
-    let last_mail_age_s = crate::confine::metadata(&home.inbox())
-        .ok()
-        .filter(|m| m.len() > 0)
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| jiff::Timestamp::try_from(t).ok())
-        .map(age_s);
-    AgentRow {
-        address: home.address.to_string(),
-        role: home.address.role().to_string(),
-        status,
-        issue: state.as_ref().and_then(|s| s.issue.clone()),
-        session_age_s: state
-            .as_ref()
-            .filter(|s| s.session.is_some())
-            .and_then(|s| s.started_at)
-            .map(age_s),
-        session,
-        session_alive,
-        generation: state.as_ref().map_or(0, |s| s.generation),
-        requesting_cycle: state.as_ref().is_some_and(|s| s.requesting_cycle),
-        heartbeat_age_s,
-        state_age_s: state.as_ref().and_then(|s| s.updated_at).map(age_s),
-        last_mail_age_s,
-        unread: unread(home).len(),
-        error,
+    }
+
+    /// The row as of now, asking `alive` about the recorded session.
+    fn row(&self, alive: &mut dyn FnMut(&str) -> bool) -> AgentRow {
+        let state = self.state.as_ref();
+        let session = state.and_then(|s| s.session.clone());
+        let session_alive = session.as_deref().map(alive);
+        let status = match state {
+            None => "unknown".to_string(),
+            Some(s) if s.status == Status::Working && session_alive == Some(false) => {
+                "dead".to_string()
+            }
+            Some(s) => s.status.to_string(),
+        };
+        AgentRow {
+            address: self.address.clone(),
+            role: self.role.clone(),
+            status,
+            issue: state.and_then(|s| s.issue.clone()),
+            session_age_s: state
+                .filter(|s| s.session.is_some())
+                .and_then(|s| s.started_at)
+                .map(age_s),
+            session,
+            session_alive,
+            generation: state.map_or(0, |s| s.generation),
+            requesting_cycle: state.is_some_and(|s| s.requesting_cycle),
+            heartbeat_age_s: self.sign_of_life.map(age_s),
+            state_age_s: state.and_then(|s| s.updated_at).map(age_s),
+            last_mail_age_s: self.last_mail.map(age_s),
+            unread: self.unread,
+            error: self.error.clone(),
+        }
     }
 }
 
@@ -226,34 +253,84 @@ pub fn unheard_escalations(town: &Town) -> Option<String> {
 
 /// The whole town: its rigs and every agent.
 pub fn report(town: &Town) -> Result<StatusReport> {
+    let facts: Vec<Facts> = town.homes()?.iter().map(Facts::read).collect();
+    report_of(town, &facts)
+}
+
+/// The report with these agents; one liveness check per distinct session
+/// (many agents may record the same one).
+fn report_of(town: &Town, agents: &[Facts]) -> Result<StatusReport> {
+    let mut seen: std::collections::HashMap<String, bool> = Default::default();
+    let mut alive = |id: &str| {
+        *seen
+            .entry(id.to_string())
+            .or_insert_with(|| crate::session::is_alive(id))
+    };
     Ok(StatusReport {
         town: town.config()?.name,
         root: town.root().to_path_buf(),
         daemon_running: crate::runner::holder(&crate::runner::daemon(town)).is_some(),
         escalations: escalations(town),
         rigs: rig_rows(town)?,
-        agents: town.homes()?.iter().map(agent_row).collect(),
+        agents: agents.iter().map(|f| f.row(&mut alive)).collect(),
         remote_workers: crate::federation::worker::list(town, None)?,
     })
 }
+
 /// [`report`] now and on every change to the tree it is made from (agents'
 /// homes and mail, the merge queues, the town's config): inotify, no timer.
 /// `on` gets each report; runs until an error (`on`'s too).
+///
+/// A redraw re-reads only the homes an event names (the others' facts are
+/// kept; their ages and liveness are still as of the redraw, one liveness
+/// check per distinct session), and looks for new homes or rigs only when an
+/// event could mean one (a directory, or a change beside the homes).
 pub fn watch(town: &Town, on: &mut dyn FnMut(&StatusReport) -> Result<()>) -> Result<()> {
     loop {
         let dirs = watched(town)?;
         let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
+        let homes = town.homes()?;
+        let mut facts: Vec<Facts> = homes.iter().map(Facts::read).collect();
+        let mut first = true;
         // Events only: the "rescan" of a watch with nothing to catch up on
         // would redraw the same frame, so it is a day away.
         let mut w = crate::watch::Watch::new(&refs, std::time::Duration::from_secs(86_400))?;
-        w.run(|_| {
-            on(&report(town)?)?;
-            // A new home, rig or queue changes what to watch.
-            Ok(if watched(town)? == dirs {
-                crate::watch::Flow::Continue
-            } else {
-                crate::watch::Flow::Stop
-            })
+        w.run(|wake| {
+            let changed = match wake {
+                crate::watch::Wake::Changed(paths) => Some(paths),
+                _ => None,
+            };
+            // Leaves: files right inside a home, its mail/ or a queue state
+            // directory. Anything else may be a new home, rig or queue.
+            let is_leaf = |p: &PathBuf| {
+                !p.is_dir()
+                    && p.parent().is_some_and(|d| {
+                        homes.iter().any(|h| d == h.path || d == h.mail_dir())
+                            || d.parent().is_some_and(|q| q.ends_with("refinery/queue"))
+                    })
+            };
+            if let Some(paths) = &changed
+                && !paths.iter().all(is_leaf)
+                && watched(town)? != dirs
+            {
+                return Ok(crate::watch::Flow::Stop);
+            }
+            match &changed {
+                Some(paths) if !first => {
+                    for (home, f) in homes.iter().zip(facts.iter_mut()) {
+                        if paths.iter().any(|p| p.starts_with(&home.path)) {
+                            *f = Facts::read(home);
+                        }
+                    }
+                }
+                _ if !first => {
+                    facts = homes.iter().map(Facts::read).collect();
+                }
+                _ => {}
+            }
+            first = false;
+            on(&report_of(town, &facts)?)?;
+            Ok(crate::watch::Flow::Continue)
         })?;
     }
 }

@@ -231,3 +231,60 @@ fn status_watch_appends_a_frame_per_change() {
         child.wait().unwrap();
     }
 }
+
+/// A redraw re-reads only the homes that changed, yet every row's liveness is
+/// as of the redraw: a session that ended without touching any file shows
+/// `dead` on the next frame, whatever changed.
+#[test]
+fn status_watch_shows_liveness_as_of_each_frame() {
+    use std::io::BufRead;
+    let env = TestEnv::new();
+    env.add_rig("r");
+    env.ok("gt", &["polecat", "add", "r", "Nux"]);
+    // A session no file of the town will hear end.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    env.edit_state("r/polecats/Nux", |s| {
+        s["status"] = "working".into();
+        s["session"] = format!("proc:{pid}:{start}").into();
+    });
+    let mut c = env.cmd("gt");
+    c.args(["status", "--watch", "--json"]);
+    let mut child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut frame = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let first = frame();
+    assert_eq!(
+        (
+            agent(&first, "r/Nux")["status"].as_str(),
+            agent(&first, "r/Nux")["session_alive"].as_bool()
+        ),
+        (Some("working"), Some(true))
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    env.ok("gt", &["send", "mayor", "-s", "hi", "-m", "there"]);
+    let next = frame();
+    assert_eq!(agent(&next, "mayor")["unread"], 1, "{next}");
+    assert_eq!(
+        (
+            agent(&next, "r/Nux")["status"].as_str(),
+            agent(&next, "r/Nux")["session_alive"].as_bool()
+        ),
+        (Some("dead"), Some(false))
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
