@@ -2,6 +2,7 @@
 //! so https, ssh, credential helpers and the user's config all work as they do in
 //! a shell; git2 (built without OpenSSL) inspects local repositories.
 
+use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -23,6 +24,16 @@ pub fn run(dir: Option<&Path>, args: &[&str]) -> Result<String> {
 
 /// Run `git` and return its whole output, whatever its exit status.
 fn output(dir: Option<&Path>, args: &[&str]) -> Result<Output> {
+    command(dir, args)?.output().map_err(cannot_run)
+}
+
+fn cannot_run(e: std::io::Error) -> Error {
+    Error::new(Kind::Io, format!("cannot run git: {e}"))
+        .with_hint("install git: apt-get install -y git")
+}
+
+/// `git` with `args` in `dir`, its output piped.
+fn command(dir: Option<&Path>, args: &[&str]) -> Result<Command> {
     let mut cmd = Command::new("git");
     let held = HELD.load(Ordering::SeqCst);
     if held >= 0 {
@@ -48,10 +59,46 @@ fn output(dir: Option<&Path>, args: &[&str]) -> Result<Output> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     tracing::debug!(?dir, ?args, "git");
-    cmd.output().map_err(|e| {
-        Error::new(Kind::Io, format!("cannot run git: {e}"))
-            .with_hint("install git: apt-get install -y git")
-    })
+    Ok(cmd)
+}
+
+/// Run `cmd` (git with `--progress`), showing its progress on one line of
+/// our stderr, redrawn (`label: <git's latest progress>`) and cleared at the
+/// end; its whole stderr is still returned, for the error message.
+fn output_showing(mut cmd: Command, label: &str) -> Result<Output> {
+    use std::io::{Read, Write};
+    let mut child = cmd.spawn().map_err(cannot_run)?;
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let mut term = std::io::stderr().lock();
+    let (mut captured, mut line, mut buf) = (Vec::new(), Vec::new(), [0u8; 4096]);
+    let mut draw = |line: &[u8]| {
+        let text: String = String::from_utf8_lossy(line).chars().take(100).collect();
+        let _ = write!(term, "\r\x1b[K{label}: {}", text.trim());
+        let _ = term.flush();
+    };
+    draw(b"");
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        captured.extend_from_slice(&buf[..n]);
+        for &b in &buf[..n] {
+            if b == b'\r' || b == b'\n' {
+                if !line.is_empty() {
+                    draw(&line);
+                    line.clear();
+                }
+            } else {
+                line.push(b);
+            }
+        }
+    }
+    drop(draw);
+    let _ = write!(std::io::stderr(), "\r\x1b[K");
+    let mut out = child.wait_with_output().map_err(cannot_run)?;
+    out.stderr = captured;
+    Ok(out)
 }
 
 /// git's line naming a lock file in its way: its last line ("remove the file
@@ -106,8 +153,20 @@ pub fn clone(url: &str, dest: &Path) -> Result<()> {
         .to_str()
         .ok_or_else(|| Error::invalid(format!("{}: path is not UTF-8", dest.display())))?;
     crate::confine::check(dest).at(dest)?;
-    run(None, &["clone", "--quiet", "--", url, dest_s])
-        .map_err(|e| Error::new(e.kind, format!("cannot clone {url}: {}", e.message())))?;
+    // Progress only for a person watching: nothing when stderr is not a terminal.
+    let out = if std::io::stderr().is_terminal() {
+        let args = ["clone", "--progress", "--", url, dest_s];
+        output_showing(command(None, &args)?, &format!("cloning {url}"))?
+    } else {
+        output(None, &["clone", "--quiet", "--", url, dest_s])?
+    };
+    if !out.status.success() {
+        let e = failure(&["clone"], &out);
+        return Err(Error::new(
+            e.kind,
+            format!("cannot clone {url}: {}", e.message()),
+        ));
+    }
     Ok(())
 }
 

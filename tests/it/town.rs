@@ -327,3 +327,52 @@ fn status_heartbeat_age_is_the_later_of_heartbeat_and_session_start() {
     assert_eq!(v["agents"][0]["address"], "mayor");
     assert_eq!(v["agents"][0]["heartbeat_age_s"], serde_json::Value::Null);
 }
+
+/// Clone progress goes to a person only: on a terminal (a pty from
+/// util-linux `script`), `gt rig add` and `gt polecat add` redraw one stderr
+/// line naming the clone and clear it; with stderr a pipe, not one byte of it.
+#[test]
+fn clone_progress_only_when_stderr_is_a_terminal() {
+    let env = TestEnv::new();
+    let origin = env.bare_origin("o");
+    let url = format!("file://{}", origin.display());
+    let out = env.run("gt", &["rig", "add", "r", &url]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let out = env.run("gt", &["polecat", "add", "r", "Nux"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    if !crate::common::have_tool("script") {
+        return;
+    }
+    for (args, what) in [
+        (format!("rig add s {url}"), "s"),
+        ("polecat add r Toast".to_string(), "r/Toast"),
+    ] {
+        let gt = crate::common::bin("gt");
+        let line = format!("{} {args}", gt.display());
+        // script runs gt as env.cmd would: the same environment and directory.
+        let like = env.cmd("gt");
+        let mut c = std::process::Command::new("script");
+        for (k, v) in like.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        if let Some(d) = like.get_current_dir() {
+            c.current_dir(d);
+        }
+        c.args(["-qec", &line, "/dev/null"]);
+        let text = crate::common::ok_output(&mut c);
+        let want = format!("\r\x1b[Kcloning {url}: ");
+        assert!(text.contains(&want), "{what}: {text:?}");
+        assert!(text.contains("\r\x1b[K"), "{what}: {text:?}");
+        // The line is cleared before the command's own output.
+        let cleared = text.rfind("\r\x1b[K").unwrap();
+        assert!(
+            text[cleared + 4..].starts_with("added "),
+            "{what}: {text:?}"
+        );
+    }
+}
