@@ -1,9 +1,11 @@
 //! The Refinery: consumes a rig's merge queue (protocol/queue.md, "The
 //! Refinery"). Each claimed entry is checked (the polecat still exists at the
-//! entry's generation), landed with [`land::integrate`] (merge into
-//! `<rig>/refinery/rig`, test, push; the one merge implementation), then
+//! entry's generation), landed with [`land::integrate_reviewed`] (merge into
+//! `<rig>/refinery/rig`, test, review, push; the one merge implementation), then
 //! finished: issue closed and entry moved to `merged/`, or moved to `failed/`
-//! with the reason; the polecat and the witness are told either way.
+//! with the reason; the polecat and the witness are told either way. The
+//! rig's `before_merge` and `on_ready` plugins are consulted on the way
+//! (protocol/plugins.md).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -14,7 +14,9 @@ use crate::town::Town;
     version,
     about = "The Refinery: merge a rig's queued polecat branches into main, test, push, report",
     after_help = "The queue is <rig>/refinery/queue/ (see gt-queue(1)); the canonical main clone is \
-        <rig>/refinery/rig/. Landing is the same as gt land's (protocol/land.md)."
+        <rig>/refinery/rig/. Landing is the same as gt land's (protocol/land.md). Plugins \
+        (protocol/plugins.md): a merge-oracle is asked before each entry (proceed, hold, \
+        escalate), a review-oracle after its tests passed and before the push (approve, reject)."
 )]
 pub struct Cli {
     #[command(subcommand)]
