@@ -13,9 +13,11 @@ cd "$root"
 . "$root/bench/section.sh"
 runs=10
 # --no-build: measure the release binaries already in target/release.
+# The driver is a dev build: it only polls, types and timestamps (a release
+# example would build every dev-dependency in release too).
 if [ "${1:-}" != --no-build ]; then
   cargo build --release --bins --locked -q
-  cargo build --release --example agent_bench --locked -q
+  cargo build --example agent_bench --locked -q
 fi
 bin=$root/target/release
 agents=${GT_TEST_AGENT_DIR:-$HOME/.cache/gastown-agents}/node_modules/.bin
@@ -36,7 +38,7 @@ for preset in claude codex; do
     continue
   fi
   gt rig add "$preset" "$work/origin.git" >/dev/null
-  out=$("$bin/examples/agent_bench" "$preset" "$runs" "$preset" "$work")
+  out=$("$root/target/debug/examples/agent_bench" "$preset" "$runs" "$preset" "$work")
   gt stop --rig "$preset" >/dev/null 2>&1 || true
   rows+=("$(python3 - "$out" "$version" <<'PY'
 import json, statistics, sys
@@ -59,7 +61,7 @@ section=$work/section.md
   echo
   echo "**Machine:** $(nproc) cores, $(uname -r); load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo
-  echo "**Method:** for each preset, $runs polecats, each new (\`gt spawn --name\`, its clone made by the spawn), spawned in turn on a town of one rig, release build; the model is the scripted server of the tests (tests/it/model.rs) on 127.0.0.1, answering every turn at once with a short text. *First request*: from the start of \`gt spawn\` to the runtime's first turn request at the model (the first prompt). *Ready*: from the same start until the preset's screen reader sees the runtime at its prompt with the first prompt taken and the input box empty (polled every 5 ms through tmux). *Nudge*: from the start of \`gt inject\` at the ready prompt to the request carrying the line at the model. Each polecat is killed after its nudge. Median (min-max) over the runs."
+  echo "**Method:** for each preset, $runs polecats, each new (\`gt spawn --name\`, its clone made by the spawn), spawned in turn on a town of one rig, release build; the model is the scripted server of the tests (tests/it/model.rs) on 127.0.0.1, answering every turn at once with a short text, run by the driver (a dev build of examples/agent_bench.rs). *First request*: from the start of \`gt spawn\` to the runtime's first turn request at the model (the first prompt). *Ready*: from the same start until the preset's screen reader sees the runtime at its prompt with the first prompt taken and the input box empty (polled every 5 ms through tmux). *Nudge*: from the start of \`gt inject\` at the ready prompt to the request carrying the line at the model. Each polecat is killed after its nudge. Median (min-max) over the runs."
   echo
   echo "| runtime | spawn -> first request | spawn -> ready | nudge -> request | runs |"
   echo "| --- | --- | --- | --- | --- |"
