@@ -3,8 +3,12 @@
 # Not part of `cargo test`. Loopback only: a private sshd on 127.0.0.1 and a
 # random port stands in for machine b, as in tests/it/federation.rs.
 #
-#   bench/federation.sh           release build, then the measurements below
-#   bench/federation.sh --quick   small counts, results to stdout only
+#   bench/federation.sh             release build, then the measurements below
+#   bench/federation.sh --quick     small counts, results to stdout only
+#   ... --no-build                  measure the release binaries already built
+#
+# Bounded: every gt runs under timeout(1) (GT_REMOTE_TIMEOUT=20s inside), so
+# a hung ssh ends the run with an error instead of waiting forever.
 #
 # Measures (1) `gt send b:mayor` over a kept ssh connection (ControlMaster)
 # against a local `gt send mayor`, and (2) `gt mail flush` of a 10,000-message
@@ -15,17 +19,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 quick=0
-case ${1:-} in
-  --quick) quick=1 ;;
-  "") ;;
-  *) echo "usage: bench/federation.sh [--quick]" >&2; exit 2 ;;
-esac
+build=1
+for arg in "$@"; do
+  case $arg in
+    --quick) quick=1 ;;
+    --no-build) build=0 ;;
+    *) echo "usage: bench/federation.sh [--quick] [--no-build]" >&2; exit 2 ;;
+  esac
+done
 for t in ssh ssh-keygen /usr/sbin/sshd jq; do
   command -v "$t" >/dev/null || { echo "bench/federation.sh: needs $t" >&2; exit 2; }
 done
 
-cargo build --release --bins --quiet
-gt=$root/target/release/gt
+[ $build = 0 ] || cargo build --release --bins --locked --quiet
+bin=$root/target/release/gt
+gt() { timeout 120 "$bin" "$@"; }
 work=$(mktemp -d "$root/target/bench-fed.XXXXXX")
 sshd_pid=
 cleanup() {
@@ -52,13 +60,14 @@ StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
+LogLevel VERBOSE
 EOF
 echo "[127.0.0.1]:$port $(cat "$work/host_key.pub")" > "$work/known_hosts"
 [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
 
 # Two towns: a sends, b receives.
-"$gt" install "$work/a" >/dev/null
-"$gt" install "$work/b" >/dev/null
+gt install "$work/a" >/dev/null
+gt install "$work/b" >/dev/null
 opts=$(jq -cn --arg kh "$work/known_hosts" --arg cm "$work/cm" \
   '["-F","/dev/null","-o","UserKnownHostsFile=\($kh)","-o","StrictHostKeyChecking=yes",
     "-o","IdentitiesOnly=yes","-o","ControlMaster=auto","-o","ControlPath=\($cm)",
@@ -71,12 +80,12 @@ registry() { # me other other_town grants
 }
 registry a b "$work/b" '[]' > "$work/a/config/federation.json"
 registry b a "$work/a" '["deliver"]' > "$work/b/config/federation.json"
-GT_TOWN=$work/b "$gt" machines authorize a "$work/key_a.pub" > "$work/authorized_keys"
+GT_TOWN=$work/b gt machines authorize a "$work/key_a.pub" > "$work/authorized_keys"
 /usr/sbin/sshd -f "$work/sshd_config" -E "$work/sshd.log"
 for _ in $(seq 100); do [ -s "$work/sshd.pid" ] && break; sleep 0.05; done
 sshd_pid=$(cat "$work/sshd.pid")
 
-export GT_TOWN=$work/a GT_ADDRESS=overseer
+export GT_TOWN=$work/a GT_ADDRESS=overseer GT_REMOTE_TIMEOUT=20s
 unset GT_DURABLE
 body=$(printf 'x%.0s' $(seq 200))
 
@@ -91,9 +100,21 @@ median_ms() {
   printf '%s\n' "${out[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
 }
 
-"$gt" send b:mayor -s warm -m up >/dev/null # opens the ControlMaster
-local_ms=$(median_ms "$gt" send mayor -s bench -m "$body")
-remote_ms=$(median_ms "$gt" send b:mayor -s bench -m "$body")
+# sshd's own count: a connection is a key exchange ("Accepted publickey"), a
+# session is one remote command over a connection ("Starting session").
+count() { grep -c "$1" "$work/sshd.log" || true; }
+gt send b:mayor -s warm -m up >/dev/null # opens the ControlMaster
+ssh -F /dev/null -o ControlPath="$work/cm" -O check 127.0.0.1 2>/dev/null ||
+  { echo "bench: no ControlMaster at $work/cm after the first send" >&2; exit 1; }
+local_ms=$(median_ms gt send mayor -s bench -m "$body")
+conn0=$(count 'Accepted publickey')
+remote_ms=$(median_ms gt send b:mayor -s bench -m "$body")
+send_conns=$(( $(count 'Accepted publickey') - conn0 ))
+# The ssh part alone: \`gt ping\` (no grant, no mail) through the same master.
+ping_ms=$(median_ms timeout 60 ssh -o BatchMode=yes -F /dev/null \
+  -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes \
+  -o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPath="$work/cm" \
+  -o ControlPersist=120 -T -p "$port" -i "$work/key_a" -- 127.0.0.1 gt ping)
 got=$(wc -l < "$work/b/mayor/mail/inbox.jsonl")
 [ "$got" = $((runs + 1)) ] || { echo "bench: b holds $got messages, expected $((runs + 1))" >&2; exit 1; }
 
@@ -102,9 +123,11 @@ n=$([ $quick = 1 ] && echo 2000 || echo 10000)
 jq -cn --arg body "$body" --argjson n "$n" \
   'range($n) | {id:"bench-\(.)", from:"a:overseer", to:"mayor", subject:"spooled",
     body:$body, timestamp:"2026-11-25T09:00:00Z"}' > "$work/a/federation/outbox/b.jsonl"
+sess0=$(count 'Starting session')
 t0=$(date +%s%N)
-"$gt" mail flush b --json > "$work/flush.json"
+gt mail flush b --json > "$work/flush.json"
 t1=$(date +%s%N)
+flush_sessions=$(( $(count 'Starting session') - sess0 ))
 flush_ms=$(( (t1 - t0) / 1000000 ))
 trips=$(jq -r .round_trips "$work/flush.json")
 delivered=$(jq -r '.delivered | length' "$work/flush.json")
@@ -117,8 +140,9 @@ table=$(cat <<EOF
 | measurement | result | ratio / note |
 |---|---|---|
 | \`gt send mayor\` (local, whole process, 300-byte message) | median ${local_ms} ms | 1.00 |
-| \`gt send b:mayor\` (ssh to 127.0.0.1, ControlMaster kept open) | median ${remote_ms} ms | ${ratio}x the local send's time |
-| \`gt mail flush b\`, ${n} spooled messages | ${flush_ms} ms, ${trips} ssh round trips | ${per_msg} µs per message; one round trip per 2,000-record batch |
+| \`gt send b:mayor\` (ssh to 127.0.0.1, ControlMaster kept open) | median ${remote_ms} ms | ${ratio}x the local send's time; sshd accepted ${send_conns} new connection(s) for these ${runs} sends |
+| \`ssh b gt ping\` alone, through the same master (no gt on this side) | median ${ping_ms} ms | the ssh and forced-command share of a send |
+| \`gt mail flush b\`, ${n} spooled messages | ${flush_ms} ms, ${trips} ssh round trips (the flush's count), ${flush_sessions} sshd sessions (sshd's count) | ${per_msg} µs per message; one round trip per 2,000-record batch, not per message |
 EOF
 )
 if [ $quick = 1 ]; then
@@ -135,12 +159,23 @@ section=$work/section.md
   echo
   echo "**Machine:** $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, Linux $(uname -r), $(ssh -V 2>&1). Load average before/after: $load_before / $load_after (other builds may share the machine)."
   echo
-  echo "**Method:** two towns on this machine; b is reached through a private sshd on 127.0.0.1 with a forced command (\`gt remote\`), as in tests/it/federation.rs. Sends are medians of $runs whole-process runs timed by the script (date +%s%N around each), after one send that opens the ControlMaster (ControlPersist=120). The flush is one \`gt mail flush b\` of a spool of $n generated records; the round trips are the flush's own count (\`--json\`)."
+  echo "**Method:** two towns on this machine; b is reached through a private sshd on 127.0.0.1 with a forced command (\`gt remote\`), as in tests/it/federation.rs. Sends are medians of $runs whole-process runs timed by the script (date +%s%N around each), after one send that opens the ControlMaster (ControlPersist=120). The flush is one \`gt mail flush b\` of a spool of $n generated records; the round trips are the flush's own count (\`--json\`), checked against sshd's: its VERBOSE log has one \"Accepted publickey\" line per connection and one \"Starting session\" line per remote command."
   echo
   echo "$table"
   echo
   cat <<'NOTES'
 Reading the numbers:
+
+- ControlMaster works through a machine's `ssh_options`: gastown runs
+  `ssh -o BatchMode=yes <ssh_options> -o ConnectTimeout=10 ... -- <host>
+  <wire command>`, and ssh honours `-o ControlMaster=auto -o
+  ControlPath=... -o ControlPersist=...` there like any option (the first
+  value of an option wins, and gastown sets none of these). The script checks
+  the master with `ssh -O check` after the first send, and sshd's log shows
+  how many connections (key exchanges) the timed sends opened. The master
+  forked by the first ssh keeps that ssh's stderr open; the round trip stops
+  waiting for it 2s after ssh exits (src/federation/ssh.rs), so only the
+  first send of a master pays that.
 
 - A federated send is the local send's process start plus: the spool append,
   one ssh through the kept master (a new session on an open connection, no

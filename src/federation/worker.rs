@@ -190,11 +190,19 @@ pub fn spawn(town: &Town, rig: &Rig, machine: &str, opts: &SpawnOptions) -> Resu
         None => polecat::free_name_except(rig, |n| record_path(town, &rig.name, n).exists()),
     };
     crate::address::check_agent_name("polecat", &name)?;
-    if record_path(town, &rig.name, &name).exists() {
+    let path = record_path(town, &rig.name, &name);
+    // A worker whose merge failed may be spawned again, on its issue.
+    let again = if path.exists() {
+        Some(fsio::read_json::<RemoteWorker>(&path)?)
+            .filter(|w| w.status == Phase::Failed && w.machine == machine && w.issue == issue_id)
+    } else {
+        None
+    };
+    if path.exists() && again.is_none() {
         return Err(Error::conflict(format!(
             "{}/{name} already works on another machine ({})",
             rig.name,
-            record_path(town, &rig.name, &name).display()
+            path.display()
         )));
     }
     let tracker = beads::open(rig)?;
@@ -214,12 +222,14 @@ pub fn spawn(town: &Town, rig: &Rig, machine: &str, opts: &SpawnOptions) -> Resu
         updated_at: now,
         extra: Extra::new(),
     };
-    tracker
-        .claim(issue_id, &w.address())
-        .map_err(|e| match e.kind {
-            Kind::Conflict => e.with_kind(Kind::Negative),
-            _ => e,
-        })?;
+    if again.is_none() {
+        tracker
+            .claim(issue_id, &w.address())
+            .map_err(|e| match e.kind {
+                Kind::Conflict => e.with_kind(Kind::Negative),
+                _ => e,
+            })?;
+    }
     let started = (|| {
         save(town, &mut w)?;
         let request = SpawnRequest {
