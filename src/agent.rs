@@ -297,59 +297,156 @@ pub fn screen_of(town: &Town, home: &Home, session: &str) -> Option<Screen> {
     Some(preset.screen(&lines))
 }
 
-/// Longest [`inject`] waits for a starting runtime to show a screen it knows.
-const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Longest [`inject`] and `gt spawn` wait for a starting runtime to show a
+/// screen it knows, unless told otherwise (`gt spawn --wait`).
+pub const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How a runtime's start looks once [`wait_ready`] has seen enough.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// It took its first prompt and is at its prompt or busy on a turn (a
+    /// typed line is queued): ready for input.
+    Ready,
+    /// At its prompt with text left in the input box (a typed line would be
+    /// glued onto it).
+    Input(String),
+    /// A dialog waits for a human: its first lines.
+    Blocked(String),
+    /// Not ready within the wait.
+    TimedOut,
+    /// The session ended.
+    Ended,
+    /// The preset cannot read screens (custom), or the session has no
+    /// terminal (a plain process): not waited for.
+    Unknown,
+}
+
+/// Wait (at most `wait`) until `home`'s runtime in its live session
+/// `session` is ready for input, or shows why it is not: see [`Start`].
+pub fn wait_ready(
+    town: &Town,
+    home: &Home,
+    session: &str,
+    wait: std::time::Duration,
+) -> Result<Start> {
+    let agent = AgentConfig::resolve(town, home.address.rig())?;
+    let preset = agent.preset;
+    // A custom command (or a plain process) is not read: ending at once may
+    // be its whole job.
+    let readable = matches!(
+        crate::session::SessionId::parse(session),
+        Some(crate::session::SessionId::Tmux { .. })
+    );
+    if preset == Preset::Custom || !readable {
+        return Ok(Start::Unknown);
+    }
+    let deadline = std::time::Instant::now() + wait;
+    // The preset's own command line passes a first prompt.
+    let prompted = agent.command.is_none();
+    loop {
+        if !crate::session::is_alive(session) {
+            return Ok(Start::Ended);
+        }
+        let lines = match crate::session::capture(session, None) {
+            Ok(l) => l,
+            // It ended between the check and the capture.
+            Err(_) if !crate::session::is_alive(session) => return Ok(Start::Ended),
+            Err(e) => return Err(e),
+        };
+        let started = !prompted || preset.first_prompt_taken(&lines);
+        match preset.screen(&lines) {
+            Screen::Ready { input: Some(i) } if !i.is_empty() => return Ok(Start::Input(i)),
+            Screen::Dialog(d) => return Ok(Start::Blocked(d)),
+            Screen::Busy | Screen::Ready { .. } if started => return Ok(Start::Ready),
+            Screen::Busy | Screen::Ready { .. } | Screen::Unknown => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Start::TimedOut);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
 
 /// Type `text` into `home`'s live session `session` as [`crate::session::inject`]
 /// does, but only where the preset's runtime takes it: at its ready prompt
 /// with an empty input box, or busy (the runtime queues the line; nothing
-/// cancels the turn). A starting runtime is waited for (bounded); at a dialog,
-/// or with text left in the input box (the line would be glued onto it),
-/// nothing is typed and that is the error. A custom runtime is typed into as is.
+/// cancels the turn). A starting runtime is waited for (at most
+/// [`READY_WAIT`]); at a dialog, or with text left in the input box (the line
+/// would be glued onto it), nothing is typed and that is the error. A custom
+/// runtime is typed into as is.
 pub fn inject(
     town: &Town,
     home: &Home,
     session: &str,
     text: &str,
 ) -> Result<crate::session::Injected> {
-    let agent = AgentConfig::resolve(town, home.address.rig())?;
-    let preset = agent.preset;
-    if preset != Preset::Custom && crate::session::has_terminal(session) {
-        let deadline = std::time::Instant::now() + READY_WAIT;
-        // The preset's own command line passes a first prompt.
-        let prompted = agent.command.is_none();
-        loop {
-            let lines = crate::session::capture(session, None)?;
-            let started = !prompted || preset.first_prompt_taken(&lines);
-            match preset.screen(&lines) {
-                Screen::Ready { input: Some(i) } if !i.is_empty() => {
-                    return Err(Error::conflict(format!(
-                        "{}'s input box already holds {i:?}; nothing typed (the line would be glued onto it)",
-                        home.address
-                    )));
-                }
-                Screen::Dialog(d) => {
-                    return Err(Error::conflict(format!(
-                        "{}'s runtime waits at a dialog ({d}); nothing typed",
-                        home.address
-                    ))
-                    .with_hint(format!("see it with: gt capture {}", home.address)));
-                }
-                Screen::Busy | Screen::Ready { .. } if started => break,
-                Screen::Busy | Screen::Ready { .. } | Screen::Unknown => {}
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(Error::conflict(format!(
-                    "{}'s runtime ({}) is not ready for input within {READY_WAIT:?}; nothing typed",
-                    home.address,
-                    preset.name()
-                ))
-                .with_hint(format!("see it with: gt capture {}", home.address)));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+    let preset = AgentConfig::resolve(town, home.address.rig())?.preset;
+    let not_typed = |what: String| {
+        Error::conflict(format!("{}{what}; nothing typed", home.address))
+            .with_hint(format!("see it with: gt capture {}", home.address))
+    };
+    match wait_ready(town, home, session, READY_WAIT)? {
+        Start::Ready | Start::Unknown | Start::Ended => {}
+        Start::Input(i) => {
+            return Err(Error::conflict(format!(
+                "{}'s input box already holds {i:?}; nothing typed (the line would be glued onto it)",
+                home.address
+            )));
+        }
+        Start::Blocked(d) => return Err(not_typed(format!("'s runtime waits at a dialog ({d})"))),
+        Start::TimedOut => {
+            return Err(not_typed(format!(
+                "'s runtime ({}) is not ready for input within {READY_WAIT:?}",
+                preset.name()
+            )));
         }
     }
     crate::session::inject_with(session, text, preset.submit_key())
+}
+
+/// What to do about an agent whose runtime waits at a dialog.
+pub fn blocked_hint(addr: &impl std::fmt::Display) -> String {
+    format!(
+        "answer it in its terminal (gt attach {addr}), or stop it (gt kill {addr}); a preset that should have skipped it is missing a fact (protocol/agents.md)"
+    )
+}
+
+/// Record in `home`'s state that its runtime waits at `dialog`, and tell
+/// whoever answers for it ([`crate::report::about`], `by` is who saw it),
+/// once: until the dialog is gone ([`unblocked`]) or the next start, whoever
+/// sees it again records and sends nothing. Whether this was the first sight.
+pub fn blocked(town: &Town, home: &Home, dialog: &str, by: &str) -> Result<bool> {
+    let first = home.update_state(|s| {
+        let first = s.blocked.is_none();
+        if first {
+            s.blocked = Some(dialog.to_string());
+        }
+        Ok(first)
+    })?;
+    if first {
+        crate::report::about(
+            town,
+            home,
+            &format!("blocked: {}", home.address),
+            &format!(
+                "Its runtime waits at a dialog no preset answers:\n{dialog}\n\nNothing is typed into it. To do: {}.",
+                blocked_hint(&home.address)
+            ),
+            by,
+        )?;
+    }
+    Ok(first)
+}
+
+/// Clear a recorded dialog: `home`'s screen shows none any more.
+pub fn unblocked(home: &Home) -> Result<()> {
+    if home.state()?.blocked.is_some() {
+        home.update_state(|s| {
+            s.blocked = None;
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// The first prompt of `addr`'s agent: it names its issue, if any, and

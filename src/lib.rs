@@ -27,6 +27,7 @@ pub mod polecat;
 pub mod queue;
 pub mod record;
 pub mod refinery;
+pub mod report;
 pub mod rig;
 pub mod runner;
 pub mod session;

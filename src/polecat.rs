@@ -301,6 +301,66 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
     })
 }
 
+/// How a spawned polecat's runtime came up (`gt spawn`'s wait).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    /// It took its first prompt: at its prompt, or busy on the prompt.
+    Ready,
+    /// Started; not waited for, or its preset cannot read its screen
+    /// (`custom`, or a plain process session).
+    Started,
+    /// Waits at a dialog: recorded in `blocked`, its Witness told.
+    Blocked,
+    /// Not ready within the wait.
+    Timeout,
+    /// Its session ended during the wait.
+    Ended,
+}
+
+/// Wait (at most `wait`) until `spawned`'s runtime is ready for input
+/// ([`crate::agent::wait_ready`]): how it came up and, unless ready, why. A
+/// dialog is recorded and reported to the Witness ([`crate::agent::blocked`]).
+pub fn wait_ready(
+    town: &Town,
+    spawned: &Spawned,
+    wait: std::time::Duration,
+) -> Result<(Ready, Option<String>)> {
+    use crate::agent::Start;
+    if wait.is_zero() {
+        return Ok((Ready::Started, None));
+    }
+    let home = town.home(&spawned.address.parse()?)?;
+    Ok(
+        match crate::agent::wait_ready(town, &home, &spawned.session, wait)? {
+            Start::Ready | Start::Input(_) => (Ready::Ready, None),
+            Start::Unknown => (Ready::Started, None),
+            Start::Blocked(dialog) => {
+                crate::agent::blocked(town, &home, &dialog, "gt spawn")?;
+                let hint = crate::agent::blocked_hint(&home.address);
+                (
+                    Ready::Blocked,
+                    Some(format!("waits at a dialog: {dialog}; {hint}")),
+                )
+            }
+            Start::TimedOut => (
+                Ready::Timeout,
+                Some(format!(
+                    "not ready for input within {wait:?}; see it with: gt capture {}",
+                    home.address
+                )),
+            ),
+            Start::Ended => (
+                Ready::Ended,
+                Some(format!(
+                    "its session ended; see {}",
+                    session::log_path(&home.path).display()
+                )),
+            ),
+        },
+    )
+}
+
 /// `gt wake` / `gt sleep`: the seed's active/inactive flag, in `status`.
 pub fn set_awake(home: &Home, awake: bool) -> Result<Status> {
     home.update_state(|s| {

@@ -336,6 +336,15 @@ pub struct AgentState {
     /// Daemon: the heartbeat time whose silence it reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_reported: Option<Timestamp>,
+    /// The dialog (its first lines) its runtime waits at: set, and reported to
+    /// whoever answers for it, by the first to see it (`gt spawn`, a Witness
+    /// patrol); removed once the screen shows no dialog and at every start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// When `requesting_cycle` was set: a session still running
+    /// `cycle_grace` later is stopped by the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_requested_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -403,6 +412,8 @@ impl AgentState {
             next_restart_at: None,
             start_error: None,
             heartbeat_reported: None,
+            blocked: None,
+            cycle_requested_at: None,
             extra: Extra::new(),
         }
     }

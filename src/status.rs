@@ -83,8 +83,12 @@ pub struct AgentRow {
     pub address: String,
     pub role: String,
     /// The recorded status, except that a `working` agent whose recorded
-    /// session is gone is `dead`: liveness is read, never assumed.
+    /// session is gone is `dead`, and one whose live runtime waits at a
+    /// dialog is `blocked`: liveness is read, never assumed.
     pub status: String,
+    /// The dialog a live session's runtime waits at (`blocked` in its state)
+    /// and what to do about it.
+    pub blocked: Option<Blocked>,
     pub issue: Option<String>,
     pub session: Option<String>,
     /// Whether the recorded session runs; null when none is recorded.
@@ -104,6 +108,13 @@ pub struct AgentRow {
     pub unread: usize,
     /// Why the state could not be read, if it could not.
     pub error: Option<String>,
+}
+
+/// A blocked agent's dialog (its first lines) and what to do.
+#[derive(Serialize, Deserialize)]
+pub struct Blocked {
+    pub dialog: String,
+    pub to_do: String,
 }
 
 /// `home`'s row; an unreadable `state.json` makes a row with `error` set.
@@ -156,12 +167,21 @@ impl Facts {
             Some(s) if s.status == Status::Working && session_alive == Some(false) => {
                 "dead".to_string()
             }
+            Some(s) if s.blocked.is_some() && session_alive == Some(true) => "blocked".to_string(),
             Some(s) => s.status.to_string(),
         };
+        let blocked = state
+            .and_then(|s| s.blocked.clone())
+            .filter(|_| session_alive == Some(true))
+            .map(|dialog| Blocked {
+                dialog,
+                to_do: crate::agent::blocked_hint(&self.address),
+            });
         AgentRow {
             address: self.address.clone(),
             role: self.role.clone(),
             status,
+            blocked,
             issue: state.and_then(|s| s.issue.clone()),
             session_age_s: state
                 .filter(|s| s.session.is_some())

@@ -94,30 +94,7 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
             continue;
         }
         if alive {
-            let quiet = silence(&home, &state)?;
-            if quiet > stuck_after {
-                let silent = format!("no heartbeat for {}s", quiet.as_secs());
-                // A runtime mid-turn is working, not stuck (a long model call
-                // runs no hook); one at a dialog waits for a human, and a
-                // typed nudge's Enter would answer the dialog.
-                let session = state.session.as_deref().unwrap_or_default();
-                match crate::agent::screen_of(town, &home, session) {
-                    Some(Screen::Busy) => actions.push(act(
-                        &home.address,
-                        "busy",
-                        format!("{silent}, but its screen shows a turn in progress; not nudged"),
-                    )),
-                    Some(Screen::Dialog(dialog)) => actions.push(act(
-                        &home.address,
-                        "blocked",
-                        format!(
-                            "its runtime waits at a dialog: {dialog}; answer it with `gt capture {}` and tmux, or stop it with `gt kill {}`",
-                            home.address, home.address
-                        ),
-                    )),
-                    _ => actions.extend(nudge(town, &witness, &home, &silent)),
-                }
-            }
+            actions.extend(live(town, &witness, &home, &state, stuck_after)?);
             continue;
         }
         actions.extend(finished(town, rig, &witness, &home)?);
@@ -132,6 +109,58 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
         }
     }
     Ok(actions)
+}
+
+/// A worker whose session runs: read its screen (a preset's tmux session).
+/// At a dialog it is blocked: recorded and reported once, never nudged (a
+/// typed nudge's Enter would answer the dialog). Silent for `stuck_after`, it
+/// is nudged, unless its screen shows a turn in progress (a long model call
+/// runs no hook).
+fn live(
+    town: &Town,
+    witness: &Home,
+    home: &Home,
+    state: &crate::record::AgentState,
+    stuck_after: Duration,
+) -> Result<Vec<Action>> {
+    let quiet = silence(home, state)?;
+    let stuck = quiet > stuck_after;
+    let session = state.session.as_deref().unwrap_or_default();
+    let silent = format!("no heartbeat for {}s", quiet.as_secs());
+    Ok(match crate::agent::screen_of(town, home, session) {
+        Some(Screen::Dialog(dialog)) => {
+            let first =
+                match crate::agent::blocked(town, home, &dialog, &witness.address.to_string()) {
+                    Ok(first) => first,
+                    Err(e) => return Ok(vec![act(&home.address, "error", e.to_string())]),
+                };
+            if !first && !stuck {
+                return Ok(Vec::new());
+            }
+            vec![act(
+                &home.address,
+                "blocked",
+                format!(
+                    "its runtime waits at a dialog: {dialog}; {}",
+                    crate::agent::blocked_hint(&home.address)
+                ),
+            )]
+        }
+        screen => {
+            if matches!(screen, Some(Screen::Busy | Screen::Ready { .. })) {
+                crate::agent::unblocked(home)?;
+            }
+            match screen {
+                _ if !stuck => Vec::new(),
+                Some(Screen::Busy) => vec![act(
+                    &home.address,
+                    "busy",
+                    format!("{silent}, but its screen shows a turn in progress; not nudged"),
+                )],
+                _ => nudge(town, witness, home, &silent),
+            }
+        }
+    })
 }
 
 /// Patrol `rig` now, whenever the witness's mail or the polecats change

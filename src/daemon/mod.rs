@@ -24,9 +24,7 @@ use jiff::SignedDuration;
 use crate::address::{Address, Role};
 use crate::error::{Error, Kind, Result};
 use crate::event::{Action, act};
-use crate::fsio::Durability;
 use crate::home::Home;
-use crate::mail::{self, Message};
 use crate::record::{AgentState, Status};
 use crate::session;
 use crate::town::Town;
@@ -351,19 +349,7 @@ fn heartbeat(
     Ok(())
 }
 
-/// Mail whoever answers for `home`'s agent: a polecat's Witness (seed: the
-/// Witness owns its workers, the Mayor is never involved), the overseer for the
-/// Mayor, the Mayor for everyone else. The daemon has no home: the mail is from
-/// the agent it is about, with type `escalation` and `"by": "gt-daemon"`.
+/// Mail whoever answers for `home`'s agent, as the daemon.
 fn report(town: &Town, home: &Home, subject: &str, body: &str) -> Result<()> {
-    let to = match &home.address {
-        Address::Mayor => "overseer".to_string(),
-        Address::Polecat { rig, .. } => Address::Witness { rig: rig.clone() }.to_string(),
-        _ => "mayor".to_string(),
-    };
-    let mut m = Message::new(&home.address, &to, subject, body);
-    m.kind = "escalation".into();
-    m.generation = Some(home.state()?.generation);
-    m.extra.insert("by".into(), "gt-daemon".into());
-    mail::post(town, std::slice::from_mut(&mut m), Durability::from_env())
+    crate::report::about(town, home, subject, body, "gt-daemon")
 }

@@ -18,6 +18,8 @@ pub fn stop_home(home: &Home) -> Result<bool> {
     let old = home.update_state(|s| {
         // A stopped agent has no next session: the daemon must not start one.
         s.requesting_cycle = false;
+        s.cycle_requested_at = None;
+        s.blocked = None;
         if s.status == Status::Working {
             s.status = Status::Idle;
         }
@@ -157,6 +159,8 @@ impl<'a> StartGuard<'a> {
         next.status = Status::Working;
         next.session = Some(started.id);
         next.requesting_cycle = false;
+        next.cycle_requested_at = None;
+        next.blocked = None;
         next.updated_at = Some(crate::clock::now());
         next.command = Some(command.to_string());
         next.started_at = next.updated_at;

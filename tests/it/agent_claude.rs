@@ -251,7 +251,8 @@ fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() 
     let rig = env.add_rig("r");
     let id = env.issue("r", "Fix the frobnicator");
     let model = Model::start(crate::model::to_done());
-    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
+    assert_eq!(spawned.ready, "ready", "{:?}", spawned.reason);
     // The first prompt names the issue and points at gt prime; the
     // instructions gastown wrote into the clone came along; it worked
     // through gt to done.
@@ -278,6 +279,9 @@ fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() 
 /// A polecat spawned by `gt spawn` with the `claude` preset.
 struct Spawned {
     session: String,
+    /// How `gt spawn` saw it come up (`ready`, `blocked`, ...), and why not.
+    ready: String,
+    reason: Option<String>,
 }
 
 impl Spawned {
@@ -321,7 +325,14 @@ impl Spawned {
 /// tmux server is started first by someone else, with an environment in which
 /// `claude` cannot be found and the model is elsewhere: the session must get
 /// the spawner's environment and agent_env, not the server's.
-fn spawn_claude(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &str) -> Spawned {
+fn spawn_claude(
+    env: &TestEnv,
+    bin: &Path,
+    model: &Model,
+    rig: &Path,
+    issue: &str,
+    args: &[&str],
+) -> Spawned {
     let config = env.path().join("claude-config");
     // A test may have written its own (see the dialog test).
     if !config.join(".claude.json").exists() {
@@ -354,8 +365,11 @@ fn spawn_claude(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &st
         .status()
         .unwrap();
     assert!(started.success());
+    let v = crate::common::spawn_runtime_with(env, bin, issue, args);
     Spawned {
-        session: crate::common::spawn_runtime(env, bin, issue),
+        session: v["session"].as_str().unwrap().to_string(),
+        ready: v["ready"].as_str().unwrap().to_string(),
+        reason: v["reason"].as_str().map(str::to_string),
     }
 }
 
@@ -396,7 +410,8 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
         Turn::text("Thought it through.").slow(Duration::from_secs(8)),
         Turn::text("Back at it."),
     ]);
-    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
+    assert_eq!(spawned.ready, "ready", "{:?}", spawned.reason);
     spawned.turn(&model, 1);
     spawned.wait_screen(&Screen::Busy);
     // An hour of silence by the clock, but the turn is still running: no nudge.
@@ -446,7 +461,9 @@ fn inject_at_cold_start_while_busy_and_while_idle_reaches_the_model_once_each() 
         Turn::text("Got the first line."),
         Turn::text("Got the second line."),
     ]);
-    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
+    // Not waited for: the inject below is typed at a cold start.
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &["--wait", "0s"]);
+    assert_eq!(spawned.ready, "started");
     // Right after the spawn the TUI is not up: inject waits for a screen it
     // knows. The first prompt makes it busy, so the line is queued.
     let cold = "line typed at cold start";
@@ -497,19 +514,48 @@ fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
     )
     .unwrap();
     let model = Model::start(vec![]);
-    let spawned = spawn_claude(&env, &bin, &model, &rig, &id);
-    let deadline = Instant::now() + WAIT;
-    while !matches!(
-        Preset::Claude.screen(&gastown::session::capture(&spawned.session, None).unwrap()),
-        Screen::Dialog(_)
-    ) {
-        assert!(
-            Instant::now() < deadline,
-            "no dialog; screen:\n{}",
-            spawned.screen()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // gt spawn waited, saw the dialog, said so (exit 1), recorded it and told
+    // the Witness, once.
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
+    assert_eq!(spawned.ready, "blocked");
+    let reason = spawned.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("waits at a dialog: Detected a custom API key in your environment / "),
+        "{reason}"
+    );
+    let told = |env: &TestEnv| -> Vec<serde_json::Value> {
+        env.inbox("r/witness")
+            .into_iter()
+            .filter(|m| m["subject"] == "blocked: r/Nux")
+            .collect()
+    };
+    let mail = told(&env);
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["by"], "gt spawn");
+    assert!(
+        mail[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Detected a custom API key in your environment"),
+        "{}",
+        mail[0]
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok("gt", &["status", "--json"])).unwrap();
+    let nux = &status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == "r/Nux")
+        .unwrap();
+    assert_eq!(nux["status"], "blocked");
+    assert!(
+        nux["blocked"]["dialog"]
+            .as_str()
+            .unwrap()
+            .starts_with("Detected a custom API key in your environment / "),
+        "{nux}"
+    );
     let later = an_hour_later();
     let actions = patrol_at(&env, &later);
     assert_eq!(actions.len(), 1, "{actions:?}");
@@ -524,6 +570,8 @@ fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
             .iter()
             .all(|m| m["type"] != "nudge")
     );
+    // The patrol saw it again: no second mail.
+    assert_eq!(told(&env).len(), 1);
     let (code, err) = env.fails("gt", &["inject", "Nux", "hello"]);
     assert_eq!(code, 2);
     assert!(

@@ -75,21 +75,34 @@ pub fn agent_runtime(program: &str, package: &str) -> Option<PathBuf> {
     None
 }
 
-/// `gt spawn --issue <issue>` with the runtime in `bin` first on `PATH`: the
-/// session's id.
+/// `gt spawn --issue <issue>` with the runtime in `bin` first on `PATH`,
+/// which waits until the runtime is ready: the session's id.
 pub fn spawn_runtime(env: &TestEnv, bin: &Path, issue: &str) -> String {
+    let v = spawn_runtime_with(env, bin, issue, &[]);
+    assert_eq!(v["ready"], "ready", "{v}");
+    v["session"].as_str().unwrap().to_string()
+}
+
+/// [`spawn_runtime`] with more `args`: its `--json` report, whatever it says
+/// of readiness (`ready`, `reason`). The exit code is checked against it: 0
+/// when `ready` or `started`, else 1.
+pub fn spawn_runtime_with(env: &TestEnv, bin: &Path, issue: &str, args: &[&str]) -> Value {
     let path = format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = ok_output(
-        env.cmd("gt")
-            .env("PATH", &path)
-            .args(["spawn", "--issue", issue, "--json"]),
-    );
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["session"].as_str().unwrap().to_string()
+    let out = env
+        .cmd("gt")
+        .env("PATH", &path)
+        .args(["spawn", "--issue", issue, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let ok = matches!(v["ready"].as_str(), Some("ready" | "started"));
+    assert_eq!(out.status.code(), Some(if ok { 0 } else { 1 }), "{v}");
+    v
 }
 
 /// Check the conversation of [`crate::model::to_done`] for polecat r/Nux on issue `id`

@@ -393,3 +393,173 @@ fn a_session_started_by_the_readme_shell_recipe_is_seen_and_stopped_by_gt() {
         std::time::Duration::from_secs(10)
     ));
 }
+
+/// A stand-in for Claude Code (the agent's test double in the fast tier): a
+/// shell script named `claude` in `<tmp>/standin`, which the `claude` preset
+/// runs. It draws the screen named by `STANDIN_SCREEN` (`ready`: the first
+/// prompt above an empty input box; `dialog`: a dialog no preset answers;
+/// `blank`: nothing; `die`: a line of output, then exit 3), then appends each
+/// line typed into it to `<tmp>/typed`. Returns the PATH that finds it.
+pub fn claude_standin(env: &TestEnv, rig: &Path, screen: &str) -> String {
+    let dir = env.path().join("standin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("claude");
+    let rule = "─".repeat(40);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             for a; do prompt=$a; done\n\
+             case \"$STANDIN_SCREEN\" in\n\
+             ready) printf '❯ %s\\n{rule}\\n❯ \\n{rule}\\n  ⏵⏵ bypass permissions on\\n' \"$prompt\" ;;\n\
+             dialog) printf '{rule}\\n Detected a custom API key in your environment\\n ❯ 1. No\\n   2. Yes\\n\\n Enter to confirm · Esc to cancel\\n' ;;\n\
+             die) echo 'stand-in: cannot reach the model'; exit 3 ;;\n\
+             esac\n\
+             while IFS= read -r line; do printf '%s\\n' \"$line\" >> {typed}; done\n",
+            typed = env.path().join("typed").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    edit_json(&rig.join("config.json"), |c| {
+        c["agent"] = "claude".into();
+        c["agent_env"] = serde_json::json!({"STANDIN_SCREEN": screen});
+    });
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `gt spawn --json` with `path`: (exit code, the JSON report).
+fn spawn_json(env: &TestEnv, path: &str, id: &str, wait: &str) -> (i32, serde_json::Value) {
+    let out = env
+        .cmd("gt")
+        .env("PATH", path)
+        .args(["spawn", "--issue", id, "--wait", wait, "--json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), v)
+}
+
+#[test]
+fn spawn_waits_for_the_runtime_and_says_ready() {
+    if !crate::common::have_tool("tmux") {
+        return;
+    }
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let path = claude_standin(&env, &rig, "ready");
+    let id = env.issue("r", "ready");
+    let out = env
+        .cmd("gt")
+        .env("PATH", &path)
+        .args(["spawn", "--issue", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.ends_with("\nr/Nux is ready\n"), "{stdout}");
+    assert!(
+        stdout.starts_with("spawned r/Nux (generation 1) on "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn spawn_reports_a_dialog_a_timeout_and_a_session_that_ended() {
+    if !crate::common::have_tool("tmux") {
+        return;
+    }
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    edit_json(&rig.join("config.json"), |c| c["max_workers"] = 8.into());
+
+    // Blocked: exit 1, the dialog named, recorded, the Witness told once.
+    let path = claude_standin(&env, &rig, "dialog");
+    let id = env.issue("r", "blocked");
+    let (code, v) = spawn_json(&env, &path, &id, "60s");
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["ready"], "blocked");
+    let hint = "answer it in its terminal (gt attach r/Nux), or stop it (gt kill r/Nux); a preset that should have skipped it is missing a fact (protocol/agents.md)";
+    assert_eq!(
+        v["reason"],
+        format!(
+            "waits at a dialog: Detected a custom API key in your environment / ❯ 1. No / 2. Yes; {hint}"
+        )
+    );
+    let home = rig.join("polecats/Nux");
+    assert_eq!(
+        env.state(&home)["blocked"],
+        "Detected a custom API key in your environment / ❯ 1. No / 2. Yes"
+    );
+    let mail = env.inbox("r/witness");
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["subject"], "blocked: r/Nux");
+    assert_eq!(
+        (mail[0]["from"].as_str(), mail[0]["by"].as_str()),
+        (Some("r/Nux"), Some("gt spawn"))
+    );
+    assert_eq!(mail[0]["type"], "escalation");
+
+    // Not ready in time: exit 1, and it says how long it waited.
+    edit_json(&rig.join("config.json"), |c| {
+        c["agent_env"]["STANDIN_SCREEN"] = "blank".into()
+    });
+    let id = env.issue("r", "slow");
+    let (code, v) = spawn_json(&env, &path, &id, "300ms");
+    assert_eq!((code, v["ready"].as_str()), (1, Some("timeout")), "{v}");
+    assert_eq!(
+        v["reason"],
+        "not ready for input within 300ms; see it with: gt capture r/Toast"
+    );
+
+    // Ended during the wait.
+    edit_json(&rig.join("config.json"), |c| {
+        c["agent_env"]["STANDIN_SCREEN"] = "die".into()
+    });
+    let id = env.issue("r", "dies");
+    let (code, v) = spawn_json(&env, &path, &id, "60s");
+    assert_eq!((code, v["ready"].as_str()), (1, Some("ended")), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("its session ended"),
+        "{v}"
+    );
+
+    // gt status shows the blocked one with its dialog and what to do.
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok("gt", &["status", "--json"])).unwrap();
+    let nux = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == "r/Nux")
+        .unwrap()
+        .clone();
+    assert_eq!(nux["status"], "blocked");
+    assert_eq!(
+        nux["blocked"],
+        serde_json::json!({"dialog": "Detected a custom API key in your environment / ❯ 1. No / 2. Yes", "to_do": hint})
+    );
+    let text = env.ok("gt", &["status"]);
+    assert!(
+        text.contains(&format!("r/Nux is blocked at a dialog: Detected a custom API key in your environment / ❯ 1. No / 2. Yes; {hint}\n")),
+        "{text}"
+    );
+    // A patrol sees the same dialog: no second mail, nothing typed into it.
+    let patrol = env.ok("gt", &["witness", "patrol", "r", "--json"]);
+    assert!(!patrol.contains("\"nudged\""), "{patrol}");
+    assert_eq!(env.inbox("r/witness").len(), 1);
+    assert!(!env.path().join("typed").exists());
+}

@@ -69,6 +69,8 @@ fn agent_state_fields_are_the_schema_properties() {
         next_restart_at: Some(time("2026-11-25T09:02:00Z")),
         start_error: Some("no agent command".into()),
         heartbeat_reported: Some(time("2026-11-25T08:00:00Z")),
+        blocked: Some("Detected a custom API key".into()),
+        cycle_requested_at: Some(time("2026-11-25T08:30:00Z")),
         extra: Extra::new(),
     };
     same_fields("agent-state", serde_json::to_value(&state).unwrap());

@@ -96,6 +96,9 @@ pub(super) enum Cmd {
         /// Agent command line, run with sh -c in the polecat's clone (default: the rig's agent_command)
         #[arg(long)]
         agent: Option<String>,
+        /// How long to wait for a preset's runtime to be ready (0s: do not wait); exit 1 when it is blocked at a dialog, not ready in time, or its session ended
+        #[arg(long, default_value = "60s", value_name = "DURATION")]
+        wait: String,
         #[command(flatten)]
         json: JsonFlag,
     },

@@ -100,6 +100,14 @@ fn print_agents(rows: &[AgentRow]) {
             eprintln!("gt: {e}");
         }
     }
+    for r in rows {
+        if let Some(b) = &r.blocked {
+            println!(
+                "{} is blocked at a dialog: {}; {}",
+                r.address, b.dialog, b.to_do
+            );
+        }
+    }
 }
 
 pub(super) fn status(all_machines: bool, watch: bool, json: bool) -> Result<()> {
@@ -163,7 +171,7 @@ fn status_tree(report: &status::StatusReport, colour: bool) -> String {
     let agent = |r: &AgentRow| {
         let state = match r.status.as_str() {
             "working" => paint("32", &r.status),
-            "dead" | "stuck" => paint("31", &r.status),
+            "dead" | "stuck" | "blocked" => paint("31", &r.status),
             _ => r.status.clone(),
         };
         let session = match r.session_alive {
@@ -171,8 +179,13 @@ fn status_tree(report: &status::StatusReport, colour: bool) -> String {
             Some(true) => "live".to_string(),
             Some(false) => paint("31", &format!("dead {}", age(r.heartbeat_age_s))),
         };
+        let blocked = r
+            .blocked
+            .as_ref()
+            .map(|b| format!(" (dialog: {}; {})", b.dialog, b.to_do))
+            .unwrap_or_default();
         format!(
-            "{} {state} session {session} issue {} heartbeat {} unread {}",
+            "{} {state}{blocked} session {session} issue {} heartbeat {} unread {}",
             r.address,
             r.issue.as_deref().unwrap_or("-"),
             age(r.heartbeat_age_s),
@@ -425,6 +438,7 @@ pub(super) fn spawn(
     rig: Option<String>,
     machine: Option<String>,
     opts: polecat::SpawnOptions,
+    wait: std::time::Duration,
     json: bool,
 ) -> Result<()> {
     let town = Town::discover()?;
@@ -451,8 +465,20 @@ pub(super) fn spawn(
         return Ok(());
     }
     let spawned = polecat::spawn(&town, &rig, &opts)?;
+    let (ready, reason) = polecat::wait_ready(&town, &spawned, wait)?;
     if json {
-        print_json(&spawned)?;
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            #[serde(flatten)]
+            spawned: &'a polecat::Spawned,
+            ready: polecat::Ready,
+            reason: Option<&'a str>,
+        }
+        print_json(&Report {
+            spawned: &spawned,
+            ready,
+            reason: reason.as_deref(),
+        })?;
     } else {
         println!(
             "spawned {} (generation {}) on {} in {}; session {}, log {}",
@@ -463,8 +489,21 @@ pub(super) fn spawn(
             spawned.session,
             spawned.log.display()
         );
+        match (ready, &reason) {
+            (polecat::Ready::Started, _) => {}
+            (polecat::Ready::Ready, _) => println!("{} is ready", spawned.address),
+            (_, r) => println!(
+                "{} is not ready: {}",
+                spawned.address,
+                r.as_deref().unwrap_or("-")
+            ),
+        }
     }
-    Ok(())
+    match ready {
+        polecat::Ready::Ready | polecat::Ready::Started => Ok(()),
+        // Started, but not working: a "no", already said on stdout.
+        _ => Err(Error::shown(crate::error::Kind::Negative)),
+    }
 }
 
 pub(super) fn kill(spec: &str, rig: Option<&str>) -> Result<()> {

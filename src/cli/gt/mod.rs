@@ -69,6 +69,7 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
             name,
             machine,
             agent,
+            wait,
             json,
         } => commands::spawn(
             rig,
@@ -79,6 +80,7 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
                 agent,
                 ..Default::default()
             },
+            crate::clock::parse_duration(&wait).map_err(|e| e.context("--wait"))?,
             json.json,
         ),
         Cmd::Kill { polecat, rig } => commands::kill(&polecat, rig.rig.as_deref()),
