@@ -119,6 +119,9 @@ pub struct SpawnOptions {
     /// Another machine's issue (a remote spawn, protocol/federation.md):
     /// not claimed here, recorded in the polecat's `works-for.json`.
     pub works_for: Option<crate::federation::worker::WorksFor>,
+    /// Quick-death restarts in a row this start is (`restarts` in state.json;
+    /// 0 for every start but the Witness's restart of a polecat that died).
+    pub restarts: u64,
 }
 
 /// A started polecat.
@@ -277,6 +280,7 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
             .start(town, &command, |s| {
                 s.issue = opts.issue.clone();
                 s.branch = Some(branch.clone());
+                s.restarts = opts.restarts;
                 // Nudges count a worker's trouble with one issue.
                 if new_work {
                     s.nudges = 0;

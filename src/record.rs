@@ -43,6 +43,10 @@ pub struct TownConfig {
     /// daemon forwards it to the overseer (default 15m; `"off"`: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation_forward_after: Option<Forward>,
+    /// How long the daemon lets a session run after its agent asked for a
+    /// cycle before it stops it (default 30s): a TUI never exits by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_grace: Option<Interval>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -253,6 +257,13 @@ impl TownConfig {
             Some(Forward::After(i)) => Some(i.get()),
         }
     }
+    /// `cycle_grace`, or [`crate::daemon::DEFAULT_CYCLE_GRACE`].
+    pub fn cycle_grace(&self) -> std::time::Duration {
+        self.cycle_grace
+            .as_ref()
+            .map_or(crate::daemon::DEFAULT_CYCLE_GRACE, Interval::get)
+    }
+
     /// `max_restarts`, or [`crate::daemon::MAX_RESTARTS`].
     pub fn max_restarts(&self) -> u64 {
         self.max_restarts.unwrap_or(crate::daemon::MAX_RESTARTS)

@@ -265,7 +265,7 @@ pub(crate) fn town_groups(town: &Town, only: Option<&Rig>) -> Vec<Group> {
         found.push(Group {
             pid,
             start,
-            comm: comm.to_string(),
+            comm: session::program(pid),
         });
     }
     found

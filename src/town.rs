@@ -473,6 +473,7 @@ pub fn install(path: &Path, name: Option<&str>) -> Result<Installed> {
                 heartbeat_timeout: None,
                 max_restarts: None,
                 escalation_forward_after: None,
+                cycle_grace: None,
                 extra: Default::default(),
             })
         },

@@ -53,6 +53,17 @@ impl Waker {
         let ev = notify::Event::new(EventKind::Other).add_path(path);
         self.0.send(Ok(ev)).is_ok()
     }
+
+    /// Wake the watch about `path` at `due` (by the clock, which `GT_NOW`
+    /// fixes: a due time already past wakes it at once), from a thread.
+    pub fn wake_at(&self, due: jiff::Timestamp, path: PathBuf) {
+        let wait = Duration::try_from(due.duration_since(crate::clock::now())).unwrap_or_default();
+        let waker = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(wait);
+            waker.wake(path);
+        });
+    }
 }
 
 impl Watch {

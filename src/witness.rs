@@ -183,9 +183,24 @@ pub fn watch(
     )?;
     let dirs = [witness.mail_dir(), rig.path.join("polecats")];
     let mut watch = Watch::new(&[&dirs[0], &dirs[1]], every)?;
+    let waker = watch.waker();
+    // Backed-off restarts waited for: no file event marks their time.
+    let mut timers = std::collections::HashSet::new();
     watch.run(|wake| {
         for a in patrol(town, rig, opts)? {
             on(Event::Action(a))?;
+        }
+        let now = crate::clock::now();
+        timers.retain(|t| *t > now);
+        for home in rig.polecats()? {
+            if let Some(due) = home
+                .state()
+                .ok()
+                .and_then(|s| s.next_restart_at)
+                .filter(|due| *due > now && timers.insert(*due))
+            {
+                waker.wake_at(due, home.path);
+            }
         }
         if wake == Wake::Start {
             on(Event::Ready {
@@ -337,6 +352,11 @@ fn send_back(town: &Town, rig: &Rig, witness: &Home, home: &Home, why: &str) -> 
 /// release an issue with nothing to show.
 fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<Action>> {
     let clone = home.clone_dir();
+    let state = home.state()?;
+    if state.crashed_at.is_some() {
+        // A death already reported, backing off.
+        return died(town, rig, witness, home, &state);
+    }
     if !git::is_clean(&clone)? {
         return Ok(nudge(
             town,
@@ -348,13 +368,17 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
             ),
         ));
     }
-    let state = home.state()?;
     // Commits on the worker's branch that origin does not have.
     let ahead = git::commits_ahead(&clone)?;
     let name = match &home.address {
         Address::Polecat { name, .. } => name.clone(),
         _ => unreachable!("rig.polecats() gives polecats"),
     };
+    let quick = crate::daemon::ran_until(&state, crate::clock::now()) < crate::daemon::QUICK_DEATH;
+    let failed = session::exit::status(home).is_some_and(|s| s != 0);
+    if ahead == 0 && quick && failed {
+        return died(town, rig, witness, home, &state);
+    }
     if ahead == 0 {
         if let Some(issue) = &state.issue {
             beads::open(rig)?.release(issue, &home.address.to_string())?;
@@ -393,6 +417,137 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
             entry.path.display()
         ),
     )])
+}
+
+/// A polecat that died quickly (its session failed within
+/// [`crate::daemon::QUICK_DEATH`] of its start, with nothing committed): the
+/// daemon's backoff policy ([`crate::daemon::backoff`]) on its issue, which it
+/// keeps. Each death is reported once to the Witness with what the session
+/// left (exit status, last output); the polecat is restarted with the same
+/// command, at once the first time, then after 10 s, 20 s, ...; after
+/// `max_restarts` quick deaths in a row it is marked `dead`, the Mayor is
+/// told, and it is left alone.
+fn died(
+    town: &Town,
+    rig: &Rig,
+    witness: &Home,
+    home: &Home,
+    state: &crate::record::AgentState,
+) -> Result<Vec<Action>> {
+    use crate::daemon::Retry;
+    let max = town.config()?.max_restarts();
+    let crash = crate::daemon::backoff(state, max, crate::clock::now());
+    let first = state.crashed_at.is_none();
+    let n = crash.restarts + 1;
+    let what = crate::daemon::ending(home, state, crash.ran);
+    let next = match &crash.next {
+        Retry::Now => format!("Restarted now (restart {n}/{max})."),
+        Retry::At { due, .. } => format!("Restart {n}/{max} at {due}."),
+        Retry::GiveUp => {
+            format!("{n} quick deaths in a row: not restarted again; marked dead, the Mayor told.")
+        }
+    };
+    if first {
+        // Recorded before anything else, so the death is reported once even
+        // when the restart below fails and is retried by the next patrol.
+        home.update_state(|s| {
+            s.crashed_at = Some(crash.crashed_at);
+            Ok(())
+        })?;
+        crate::report::about(
+            town,
+            home,
+            &format!("died: {}", home.address),
+            &format!("{what}{next}"),
+            &witness.address.to_string(),
+        )?;
+    }
+    let summary = format!(
+        "session failed {}s after its start ({})",
+        crash.ran.as_secs(),
+        match session::exit::status(home) {
+            Some(s) => format!("exit status {s}"),
+            None => "no exit status".to_string(),
+        }
+    );
+    match crash.next {
+        Retry::GiveUp => {
+            home.update_state(|s| {
+                s.status = Status::Dead;
+                s.next_restart_at = None;
+                Ok(())
+            })?;
+            send(
+                town,
+                witness,
+                "mayor",
+                &format!("dead: {}", home.address),
+                &format!(
+                    "{what}{next}\nIts issue stays assigned to it. Try again with: gt spawn --issue {} --name {}",
+                    state.issue.as_deref().unwrap_or("<issue>"),
+                    home.path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                ),
+                "escalation",
+                Some(state.generation),
+            )?;
+            Ok(vec![act(
+                &home.address,
+                "gave-up",
+                format!("{summary}; {n} quick deaths in a row, not restarted again"),
+            )])
+        }
+        Retry::At { due, delay } => {
+            if state.next_restart_at.is_some() {
+                return Ok(Vec::new());
+            }
+            home.update_state(|s| {
+                s.next_restart_at = Some(due);
+                Ok(())
+            })?;
+            Ok(vec![act(
+                &home.address,
+                "backoff",
+                format!(
+                    "{summary}; restart {n}/{max} at {due} (in {}s)",
+                    delay.as_secs()
+                ),
+            )])
+        }
+        Retry::Now => {
+            let Address::Polecat { name, .. } = &home.address else {
+                unreachable!("rig.polecats() gives polecats")
+            };
+            let restarted = polecat::spawn(
+                town,
+                rig,
+                &SpawnOptions {
+                    issue: state.issue.clone(),
+                    name: Some(name.clone()),
+                    agent: state.command.clone(),
+                    restarts: n,
+                    ..Default::default()
+                },
+            );
+            Ok(vec![match restarted {
+                Ok(s) => act(
+                    &home.address,
+                    "restarted",
+                    format!(
+                        "{summary}; restart {n}/{max}: generation {}, session {}",
+                        s.generation, s.session
+                    ),
+                ),
+                Err(e) => act(
+                    &home.address,
+                    "error",
+                    format!("{summary}; could not restart: {e}"),
+                ),
+            }])
+        }
+    }
 }
 
 /// Mail a worker a nudge, or after [`MAX_NUDGES`] escalate to the Mayor and

@@ -744,6 +744,7 @@ fn handoff(
     if cycle {
         home.update_state(|s| {
             s.requesting_cycle = true;
+            s.cycle_requested_at = Some(clock::now());
             Ok(())
         })?;
         if !json {

@@ -46,9 +46,106 @@ pub const MAX_RESTARTS: u64 = 5;
 /// each further one (the first restart is immediate).
 pub const BACKOFF: Duration = Duration::from_secs(10);
 
-/// A session that ran this long was not crash-looping: its crash starts a
-/// fresh count.
-pub const STABLE_AFTER: Duration = Duration::from_secs(10 * 60);
+/// A session that ends sooner than this after its start died quickly: its
+/// end counts towards `max_restarts`. One that ran longer was not
+/// crash-looping: its end starts a fresh count.
+pub const QUICK_DEATH: Duration = Duration::from_secs(10 * 60);
+
+/// What to do about an agent whose session died: the one backoff policy of
+/// the daemon (a Witness or Refinery) and the Witness (a polecat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crash {
+    /// When the death was first seen (`crashed_at`, else now).
+    pub crashed_at: jiff::Timestamp,
+    /// How long the session ran, from `started_at` to `crashed_at`.
+    pub ran: Duration,
+    /// Quick-death restarts in a row before this one (`restarts`, or 0 when
+    /// the session ran for [`QUICK_DEATH`] or more).
+    pub restarts: u64,
+    pub next: Retry,
+}
+
+/// The next step for a [`Crash`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retry {
+    /// Restart now (the first restart is immediate; a backoff is over).
+    Now,
+    /// Restart at `due`, `delay` after the death: 10 s × 2^(n−1) for the
+    /// n-th restart in a row (n ≥ 2).
+    At {
+        due: jiff::Timestamp,
+        delay: Duration,
+    },
+    /// `max_restarts` quick deaths in a row: give up.
+    GiveUp,
+}
+
+/// The backoff for `state`'s dead session at `now`, given `max_restarts`.
+pub fn backoff(state: &AgentState, max_restarts: u64, now: jiff::Timestamp) -> Crash {
+    let crashed_at = state.crashed_at.unwrap_or(now);
+    let ran = ran_until(state, crashed_at);
+    let restarts = if ran >= QUICK_DEATH {
+        0
+    } else {
+        state.restarts
+    };
+    let delay = match restarts {
+        0 => Duration::ZERO,
+        n => BACKOFF.saturating_mul(1 << (n - 1).min(20)),
+    };
+    let due = crashed_at.checked_add(signed(delay)).unwrap_or(crashed_at);
+    let next = if restarts >= max_restarts {
+        Retry::GiveUp
+    } else if now < due {
+        Retry::At { due, delay }
+    } else {
+        Retry::Now
+    };
+    Crash {
+        crashed_at,
+        ran,
+        restarts,
+        next,
+    }
+}
+
+/// How long `state`'s session ran (from `started_at`) until `end`.
+pub fn ran_until(state: &AgentState, end: jiff::Timestamp) -> Duration {
+    state.started_at.map_or(Duration::ZERO, |t| {
+        Duration::try_from(end.duration_since(t)).unwrap_or_default()
+    })
+}
+
+/// What a dead session left (protocol/daemon.md, "Reports"): how long it
+/// ran, its exit status and its last lines of output, for a report's body.
+pub fn ending(home: &Home, state: &AgentState, ran: Duration) -> String {
+    let status = match session::exit::status(home) {
+        Some(n) => format!("exit status {n}"),
+        None => "no exit status (killed by a signal?)".to_string(),
+    };
+    let mut body = format!(
+        "Its session {} ended {}s after its start, {status}.\nLog: {}\n",
+        state.session.as_deref().unwrap_or("-"),
+        ran.as_secs(),
+        session::log_path(&home.path).display()
+    );
+    let last = session::exit::last_lines(home);
+    if last.is_empty() {
+        body.push_str("It wrote no output.\n");
+    } else {
+        body.push_str(&format!("Its last {} line(s) of output:\n", last.len()));
+        for l in last {
+            body.push_str("  ");
+            body.push_str(&l);
+            body.push('\n');
+        }
+    }
+    body
+}
+
+/// How long a session may run after its agent asked for a cycle before the
+/// daemon stops it, unless config/town.json sets `cycle_grace`.
+pub const DEFAULT_CYCLE_GRACE: Duration = Duration::from_secs(30);
 
 /// How long an escalation may wait unread in the Mayor's inbox before a pass
 /// forwards it to the overseer, unless config/town.json sets
@@ -62,6 +159,7 @@ pub struct Options {
     pub max_restarts: u64,
     /// `None`: escalations are never forwarded.
     pub escalation_forward_after: Option<Duration>,
+    pub cycle_grace: Duration,
 }
 
 impl Options {
@@ -73,6 +171,7 @@ impl Options {
             heartbeat_timeout: config.heartbeat_timeout(),
             max_restarts: config.max_restarts(),
             escalation_forward_after: config.escalation_forward_after(),
+            cycle_grace: config.cycle_grace(),
         })
     }
 }
@@ -99,10 +198,14 @@ pub fn tick(town: &Town, opts: &Options) -> Result<Vec<Action>> {
 }
 
 fn tick_home(town: &Town, home: &Home, opts: &Options, out: &mut Vec<Action>) -> Result<()> {
-    let state = home.state()?;
+    let mut state = home.state()?;
     if session::state_alive(&state) {
-        // A cycle request waits for the agent to exit.
-        return heartbeat(town, home, &state, opts, out);
+        heartbeat(town, home, &state, opts, out)?;
+        // A cycle request waits for the agent to exit, at most `cycle_grace`.
+        if !state.requesting_cycle || !cycle_overdue(home, &state, opts, out)? {
+            return Ok(());
+        }
+        state = home.state()?;
     }
     if state.requesting_cycle {
         let Some(new) = restart(town, home, |_| {})? else {
@@ -124,6 +227,51 @@ fn tick_home(town: &Town, home: &Home, opts: &Options, out: &mut Vec<Action>) ->
         crashed(town, home, &state, opts, out)?;
     }
     Ok(())
+}
+
+/// When the live session of an agent that asked for a cycle is stopped: at
+/// its request (`cycle_requested_at`, recorded now when missing) plus
+/// `cycle_grace`.
+pub(crate) fn cycle_due(state: &AgentState, opts: &Options) -> Option<jiff::Timestamp> {
+    let asked = state
+        .cycle_requested_at
+        .filter(|_| state.requesting_cycle)?;
+    asked.checked_add(signed(opts.cycle_grace)).ok()
+}
+
+/// A live session whose agent asked for a cycle: stop it once `cycle_grace`
+/// has passed since the request (a TUI never exits by itself), leaving the
+/// request for the cycle. Whether it was stopped.
+fn cycle_overdue(
+    home: &Home,
+    state: &AgentState,
+    opts: &Options,
+    out: &mut Vec<Action>,
+) -> Result<bool> {
+    let Some(due) = cycle_due(state, opts) else {
+        // Asked by hand (no time recorded): the grace starts now.
+        home.update_state(|s| {
+            s.cycle_requested_at = Some(crate::clock::now());
+            Ok(())
+        })?;
+        return Ok(false);
+    };
+    if crate::clock::now() < due {
+        return Ok(false);
+    }
+    let Some(id) = state.session.as_deref() else {
+        return Ok(false);
+    };
+    session::stop(id, Duration::from_secs(5))?;
+    out.push(act(
+        &home.address,
+        "stopped",
+        format!(
+            "it asked for a cycle {}s ago and its session {id} had not exited; stopped for its next session",
+            opts.cycle_grace.as_secs()
+        ),
+    ));
+    Ok(true)
 }
 
 /// Start a fresh session of `home`'s agent: `command`, else the one recorded in
@@ -221,81 +369,72 @@ fn crashed(
     opts: &Options,
     out: &mut Vec<Action>,
 ) -> Result<()> {
-    let now = crate::clock::now();
-    let crashed_at = state.crashed_at.unwrap_or(now);
-    let ran_stably = state
-        .started_at
-        .is_some_and(|t| crashed_at.duration_since(t) >= signed(STABLE_AFTER));
-    let restarts = if ran_stably { 0 } else { state.restarts };
-    if restarts >= opts.max_restarts {
-        home.update_state(|s| {
-            s.status = Status::Dead;
-            s.next_restart_at = None;
-            s.crashed_at = Some(crashed_at);
-            Ok(())
-        })?;
-        let detail = format!(
-            "its session ended {} times in a row without a cycle request; not restarted again",
-            restarts + 1
-        );
-        report(
-            town,
-            home,
-            &format!("dead: {}", home.address),
-            &format!(
-                "{detail}.\nLast session: {}\nLog: {}\nStart it again with: gt daemon start {}",
-                state.session.as_deref().unwrap_or("-"),
-                session::log_path(&home.path).display(),
-                home.address
-            ),
-        )?;
-        out.push(act(&home.address, "gave-up", detail));
-        return Ok(());
-    }
-    let delay = match restarts {
-        0 => Duration::ZERO,
-        n => BACKOFF.saturating_mul(1 << (n - 1).min(20)),
-    };
-    let due = crashed_at.checked_add(signed(delay)).unwrap_or(crashed_at);
-    if now < due {
-        if state.next_restart_at.is_none() {
+    let crash = backoff(state, opts.max_restarts, crate::clock::now());
+    let crashed_at = crash.crashed_at;
+    let restarts = crash.restarts;
+    match crash.next {
+        Retry::GiveUp => {
             home.update_state(|s| {
+                s.status = Status::Dead;
+                s.next_restart_at = None;
                 s.crashed_at = Some(crashed_at);
-                s.next_restart_at = Some(due);
                 Ok(())
             })?;
+            let detail = format!(
+                "its session ended {} times in a row without a cycle request; not restarted again",
+                restarts + 1
+            );
+            report(
+                town,
+                home,
+                &format!("dead: {}", home.address),
+                &format!(
+                    "{detail}.\n{}Start it again with: gt daemon start {}",
+                    ending(home, state, crash.ran),
+                    home.address
+                ),
+            )?;
+            out.push(act(&home.address, "gave-up", detail));
+        }
+        Retry::At { due, delay } => {
+            if state.next_restart_at.is_none() {
+                home.update_state(|s| {
+                    s.crashed_at = Some(crashed_at);
+                    s.next_restart_at = Some(due);
+                    Ok(())
+                })?;
+                out.push(act(
+                    &home.address,
+                    "backoff",
+                    format!(
+                        "session ended without a cycle request; restart {}/{} at {due} (in {}s)",
+                        restarts + 1,
+                        opts.max_restarts,
+                        delay.as_secs()
+                    ),
+                ));
+            }
+        }
+        Retry::Now => {
+            let Some(new) = restart(town, home, |s| {
+                s.restarts = restarts + 1;
+            })?
+            else {
+                return Ok(());
+            };
             out.push(act(
                 &home.address,
-                "backoff",
+                "restarted",
                 format!(
-                    "session ended without a cycle request; restart {}/{} at {due} (in {}s)",
+                    "session ended without a cycle request; restart {}/{}: generation {}, session {}",
                     restarts + 1,
                     opts.max_restarts,
-                    delay.as_secs()
+                    new.generation,
+                    new.session.unwrap_or_default()
                 ),
             ));
         }
-        return Ok(());
     }
-    let Some(new) = restart(town, home, |s| {
-        s.crashed_at = None;
-        s.next_restart_at = None;
-        s.restarts = restarts + 1;
-    })?
-    else {
-        return Ok(());
-    };
-    out.push(act(
-        &home.address,
-        "restarted",
-        format!(
-            "session ended without a cycle request; restart {}/{}: generation {}, session {}",
-            restarts + 1,
-            opts.max_restarts,
-            new.generation,
-            new.session.unwrap_or_default()
-        ),
-    ));
     Ok(())
 }
 

@@ -90,8 +90,11 @@ pub fn run(town: &Town, every: Duration, on: &mut dyn FnMut(Event) -> Result<()>
             }
             for home in town.homes()? {
                 let Ok(state) = home.state() else { continue };
-                // A restart backed off.
-                if let Some(due) = state.next_restart_at {
+                // A restart backed off, or a session to stop for its cycle.
+                for due in [state.next_restart_at, super::cycle_due(&state, &opts)]
+                    .into_iter()
+                    .flatten()
+                {
                     wake_at(due, home.path.clone());
                 }
                 // A session that ends changes no file: wait for it. One found

@@ -21,7 +21,14 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Where output goes (appended).
     pub log: PathBuf,
+    /// Where the command's exit status is written when it ends (see [`RECORD_EXIT`]).
+    pub exit: PathBuf,
 }
+
+/// The session's leader: a shell that runs the command (`$1`) as its child
+/// and, when it ends, appends its exit status (a number, and a newline) to
+/// `$2`. A leader killed by a signal writes nothing.
+const RECORD_EXIT: &str = r#"/bin/sh -c "$1"; s=$?; echo "$s" >> "$2"; exit "$s""#;
 
 /// Where sessions run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +66,9 @@ impl Backend {
 
     /// Start `spec`.
     pub fn start(&self, spec: &Spec) -> Result<Started> {
-        // tmux's pipe-pane appends to the log by name: checked here, as the cwd.
-        for p in [&spec.cwd, &spec.log] {
+        // tmux's pipe-pane appends to the log by name, the leader writes the
+        // exit status by name: checked here, as the cwd.
+        for p in [&spec.cwd, &spec.log, &spec.exit] {
             crate::confine::check(p).at(p)?;
         }
         match self {
@@ -98,8 +106,9 @@ fn start_process(spec: &Spec) -> Result<Started> {
     let log = crate::fsio::open_log(&spec.log)?;
     let log2 = log.try_clone().at(&spec.log)?;
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
+    cmd.args(["-c", RECORD_EXIT, "gt-session"])
         .arg(&spec.command)
+        .arg(&spec.exit)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -169,7 +178,11 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
         command.push_str(&shell_quote(&format!("{k}={v}")));
     }
     command.push_str(" /bin/sh -c ");
+    command.push_str(&shell_quote(RECORD_EXIT));
+    command.push_str(" gt-session ");
     command.push_str(&shell_quote(&spec.command));
+    command.push(' ');
+    command.push_str(&shell_quote(&spec.exit.display().to_string()));
     let target = format!("={}:", spec.name);
     let pipe = format!(
         "exec cat >> {}",

@@ -14,6 +14,7 @@
 //! so no orphaned children survive.
 
 mod backend;
+pub mod exit;
 mod pane;
 mod start;
 
@@ -76,6 +77,27 @@ pub(crate) fn stat(pid: u32) -> Option<(u64, bool)> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     Some((fields.get(19)?.parse().ok()?, fields.first() == Some(&"Z")))
+}
+
+/// The name of the program a session leader `pid` runs (`/proc/<pid>/comm`);
+/// for gastown's own leader (the shell that records the exit status, argv
+/// `sh -c ... gt-session <command> <exit file>`), its child's: the agent.
+pub(crate) fn program(pid: u32) -> String {
+    let comm = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default()
+    };
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).nth(3) == Some(b"gt-session".as_slice()));
+    let child = ours
+        .then(|| std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok())
+        .flatten()
+        .and_then(|c| c.split_whitespace().next()?.parse().ok());
+    match child {
+        Some(child) => comm(child),
+        None => comm(pid),
+    }
 }
 
 /// Whether `pid` leads its own session (field 6 of /proc/<pid>/stat).

@@ -145,6 +145,12 @@ impl<'a> StartGuard<'a> {
         agent.prepare(home)?;
         let env = session_env(town, home, &next, &agent);
         let clone = home.clone_dir();
+        // The exit record starts over with where this session's output
+        // begins in the log; its leader appends the exit status.
+        let log = log_path(&home.path);
+        let exit = super::exit::exit_path(&home.path);
+        let from = crate::confine::metadata(&log).map_or(0, |m| m.len());
+        crate::fsio::write_atomic(&exit, format!("{from}\n").as_bytes())?;
         let started = Backend::for_town(town)?.start(&Spec {
             name: name_for(&home.address),
             command: command.to_string(),
@@ -154,13 +160,18 @@ impl<'a> StartGuard<'a> {
                 home.path.clone()
             },
             env,
-            log: log_path(&home.path),
+            log,
+            exit,
         })?;
         next.status = Status::Working;
         next.session = Some(started.id);
         next.requesting_cycle = false;
         next.cycle_requested_at = None;
         next.blocked = None;
+        // A started session is not backing off any more; `restarts` is the
+        // starter's to count.
+        next.crashed_at = None;
+        next.next_restart_at = None;
         next.updated_at = Some(crate::clock::now());
         next.command = Some(command.to_string());
         next.started_at = next.updated_at;

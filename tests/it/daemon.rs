@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, Watcher, edit_json, read_fifo, write_fifo};
+use crate::common::{TestEnv, Watcher, edit_json, read_fifo, wait_until, write_fifo};
 
 fn fifo(env: &TestEnv, name: &str) -> PathBuf {
     let p = env.path().join(name);
@@ -185,6 +185,12 @@ fn a_crashing_witness_is_restarted_with_growing_backoff_then_given_up() {
     assert_eq!(to_mayor[0]["type"], "escalation");
     assert_eq!(to_mayor[0]["by"], "gt-daemon");
     assert_eq!(to_mayor[0]["generation"], 4);
+    let body = to_mayor[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("ended 0s after its start, exit status 3.\n")
+            && body.contains("It wrote no output.\n"),
+        "{body}"
+    );
 
     // Started again by hand: a clean slate.
     env.ok("gt", &["daemon", "start", w]);
@@ -402,7 +408,8 @@ fn run_cycles_an_agent_when_its_session_ends() {
         fifo(&env, "out.fifo"),
     );
     // Generation 1 leaves a child holding session.log open, so its own exit
-    // closes no file: no inotify event tells the daemon it ended.
+    // closes no log file; the daemon learns of it from its wait on the
+    // session or from the exit status its leader writes (session.exit).
     let agent = format!(
         "if [ \"$GT_GENERATION\" = 1 ]; then {{ read _ < {}; }} & read _ < {}; else echo \"$GT_GENERATION\" > {}; fi",
         hold.display(),
@@ -536,4 +543,48 @@ fn escalations_unread_too_long_are_forwarded_to_the_overseer_once() {
         text.contains("config/town.json: \"escalation_forward_after\": "),
         "{text}"
     );
+}
+
+#[test]
+fn a_session_that_does_not_exit_after_its_cycle_request_is_stopped_after_the_grace() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    set_town(&env, "cycle_grace", "30s".into());
+    let out = fifo(&env, "out.fifo");
+    // A stand-in for a TUI: generation 1 hands off, then never exits.
+    let agent = format!(
+        "if [ \"$GT_GENERATION\" = 1 ]; then gt mail handoff --cycle -m 'half way'; exec sleep 1000; \
+         else echo \"$GT_GENERATION\" > {}; exec sleep 1000; fi",
+        out.display()
+    );
+    let mut c = env.cmd("gt");
+    c.args(["daemon", "start", "r/refinery", "--agent", &agent]);
+    assert!(c.output().unwrap().status.success());
+    let w = "r/refinery";
+    assert!(
+        wait_until(30, || env.state(w)["requesting_cycle"] == true),
+        "{}",
+        env.state(w)
+    );
+    let first = env.session(w);
+    assert_eq!(env.state(w)["cycle_requested_at"], crate::common::NOW);
+    // Within the grace it is waited for.
+    assert_eq!(tick(&env, Some("2026-11-25T09:00:29Z")), []);
+    assert!(gastown::session::is_alive(&first));
+    let done = tick(&env, Some("2026-11-25T09:00:30Z"));
+    assert_eq!(actions(&done), [("stopped", w), ("cycled", w)], "{done:?}");
+    assert_eq!(
+        done[0].2,
+        format!(
+            "it asked for a cycle 30s ago and its session {first} had not exited; stopped for its next session"
+        )
+    );
+    assert!(!gastown::session::is_alive(&first));
+    assert_eq!(read_fifo(&out), "2\n");
+    let s = env.state(w);
+    assert_eq!(
+        (s["generation"].as_u64(), s["requesting_cycle"].as_bool()),
+        (Some(2), Some(false))
+    );
+    assert!(s.get("cycle_requested_at").is_none(), "{s}");
 }

@@ -560,6 +560,11 @@ fn spawn_reports_a_dialog_a_timeout_and_a_session_that_ended() {
     // A patrol sees the same dialog: no second mail, nothing typed into it.
     let patrol = env.ok("gt", &["witness", "patrol", "r", "--json"]);
     assert!(!patrol.contains("\"nudged\""), "{patrol}");
-    assert_eq!(env.inbox("r/witness").len(), 1);
+    let blocked: Vec<serde_json::Value> = env
+        .inbox("r/witness")
+        .into_iter()
+        .filter(|m| m["subject"] == "blocked: r/Nux")
+        .collect();
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
     assert!(!env.path().join("typed").exists());
 }

@@ -90,6 +90,7 @@ fn town_config_fields_are_the_schema_properties() {
         heartbeat_timeout: Some("10m".parse().unwrap()),
         max_restarts: Some(5),
         escalation_forward_after: Some("15m".parse().unwrap()),
+        cycle_grace: Some("30s".parse().unwrap()),
         extra: Extra::new(),
     };
     same_fields("town", serde_json::to_value(&config).unwrap());

@@ -388,3 +388,127 @@ fn a_live_but_silent_worker_is_nudged_after_stuck_after() {
     );
     env.ok("gt", &["kill", "r/Nux"]);
 }
+
+/// `patrol` as if it were `now` (GT_NOW).
+fn patrol_at(env: &TestEnv, now: &str) -> Vec<(String, String, String)> {
+    let out = crate::common::ok_output(
+        env.cmd("gt")
+            .env("GT_NOW", now)
+            .args(["witness", "patrol", "r", "--json"]),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (f("action"), f("subject"), f("detail"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_worker_that_dies_at_once_is_reported_restarted_with_backoff_then_given_up() {
+    let env = TestEnv::new();
+    // The stand-in agent fails at once, as a runtime that cannot start does.
+    let rig = rig_with_agent(&env, "echo 'stand-in: cannot reach the model'; exit 3", 8);
+    edit_json(&env.town.join("config/town.json"), |c| {
+        c["max_restarts"] = 2.into();
+        c["session_backend"] = "process".into();
+    });
+    let id = env.issue("r", "doomed");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    let home = rig.join("polecats/Nux");
+    let t0 = crate::common::NOW;
+    let died = |env: &TestEnv| -> Vec<Value> {
+        env.inbox("r/witness")
+            .into_iter()
+            .filter(|m| m["subject"] == "died: r/Nux")
+            .collect()
+    };
+
+    // The first death: reported with its exit status and output, restarted at once.
+    env.wait_session(&home);
+    let first = env.session(&home);
+    let done = patrol_at(&env, t0);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(
+        (done[0].0.as_str(), done[0].1.as_str()),
+        ("restarted", "r/Nux")
+    );
+    assert!(
+        done[0].2.starts_with(
+            "session failed 0s after its start (exit status 3); restart 1/2: generation 2"
+        ),
+        "{}",
+        done[0].2
+    );
+    let mail = died(&env);
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(
+        (mail[0]["type"].as_str(), mail[0]["by"].as_str()),
+        (Some("escalation"), Some("r/witness"))
+    );
+    assert_eq!(mail[0]["generation"], 1);
+    let body = mail[0]["body"].as_str().unwrap();
+    let log = home.join("session.log");
+    assert_eq!(
+        body,
+        format!(
+            "Its session {first} ended 0s after its start, exit status 3.\nLog: {}\nIts last 1 line(s) of output:\n  stand-in: cannot reach the model\nRestarted now (restart 1/2).",
+            log.display()
+        )
+    );
+    let s = env.state(&home);
+    assert_eq!(
+        (s["restarts"].as_u64(), s["generation"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // The issue stays with the worker: nothing else takes it meanwhile.
+    let issue: Value =
+        serde_json::from_str(&env.ok("gt", &["issue", "show", &id, "--json"])).unwrap();
+    assert_eq!(issue["assignee"], "r/Nux");
+
+    // The second: reported, backed off 10 s, once.
+    env.wait_session(&home);
+    let done = patrol_at(&env, t0);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(
+        (done[0].0.as_str(), done[0].2.as_str()),
+        (
+            "backoff",
+            "session failed 0s after its start (exit status 3); restart 2/2 at 2026-11-25T09:00:10Z (in 10s)"
+        )
+    );
+    assert_eq!(env.state(&home)["next_restart_at"], "2026-11-25T09:00:10Z");
+    assert_eq!(patrol_at(&env, "2026-11-25T09:00:09Z"), []);
+    assert_eq!(died(&env).len(), 2);
+    let done = patrol_at(&env, "2026-11-25T09:00:10Z");
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].0, "restarted");
+    assert_eq!(died(&env).len(), 2);
+
+    // The third, past max_restarts: given up, the Mayor told, left alone.
+    env.wait_session(&home);
+    let done = patrol_at(&env, "2026-11-25T09:00:10Z");
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].0, "gave-up");
+    let s = env.state(&home);
+    assert_eq!(
+        (s["status"].as_str(), s["generation"].as_u64()),
+        (Some("dead"), Some(3))
+    );
+    assert_eq!(died(&env).len(), 3);
+    let mayor = env.inbox("mayor");
+    assert_eq!(mayor.len(), 1, "{mayor:?}");
+    assert_eq!(mayor[0]["subject"], "dead: r/Nux");
+    assert!(
+        mayor[0]["body"].as_str().unwrap().ends_with(&format!(
+            "3 quick deaths in a row: not restarted again; marked dead, the Mayor told.\nIts issue stays assigned to it. Try again with: gt spawn --issue {id} --name Nux"
+        )),
+        "{}",
+        mayor[0]["body"]
+    );
+    assert_eq!(patrol_at(&env, "2026-11-25T10:00:00Z"), []);
+    assert_eq!(died(&env).len(), 3);
+}
