@@ -245,7 +245,7 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
 }
 
 #[test]
-fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() {
+fn spawn_primes_claude_which_works_through_gt_to_done_and_its_commit_lands_on_origin() {
     let Some(bin) = claude_bin_dir() else { return };
     let env = TestEnv::new();
     let rig = env.add_rig("r");
@@ -273,6 +273,31 @@ fn spawn_primes_claude_which_works_through_gt_to_done_with_env_from_agent_env() 
         wait_until(30, || beat.exists()),
         "no heartbeat from the hooks; screen:\n{}",
         spawned.screen()
+    );
+
+    // The Witness stops the TUI (it never exits by itself) and queues the
+    // clean work; the Refinery lands it on origin's main and closes the issue.
+    let actions: Vec<String> = patrol_at(&env, &jiff::Timestamp::now().to_string())
+        .into_iter()
+        .filter(|(_, subject, _)| subject == "r/Nux")
+        .map(|(action, _, _)| action)
+        .collect();
+    assert_eq!(actions, ["stopped", "submitted"]);
+    env.ok("gt", &["refinery", "process", "r", "--once"]);
+    let origin = env.path().join("r-origin.git");
+    let landed = git(&origin, &["log", "--format=%s", "main"]);
+    assert!(
+        landed.lines().any(|l| l == "frob once"),
+        "origin's main: {landed}"
+    );
+    assert_eq!(
+        git(&origin, &["show", "main:frob.rs"]),
+        "fn frob() {}\n"
+    );
+    let shown = env.ok("gt-issue", &["show", "--rig", "r", &id, "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&shown).unwrap()["status"],
+        "closed"
     );
 }
 
