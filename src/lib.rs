@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod codex;
 pub mod confine;
+pub mod crew;
 pub mod daemon;
 pub mod demo;
 pub mod doctor;

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::home::Home;
 use crate::record::{AgentState, Status};
-use crate::rig::{Rig, Staged};
+use crate::rig::Rig;
 use crate::session;
 use crate::town::Town;
 
@@ -80,30 +80,9 @@ pub fn add(town: &Town, rig: &Rig, name: &str) -> Result<Home> {
         rig: rig.name.clone(),
         name: name.to_string(),
     };
-    let dest = town.root().join(address.rel_path());
-    if fs::symlink_metadata(&dest).is_ok() {
-        return Err(Error::conflict(format!(
-            "polecat {address} already exists at {}",
-            dest.display()
-        )));
-    }
-    let git_url = rig.config()?.git_url;
-    let staged = Staged::build(town, &format!("{}-{name}", rig.name), |dir| {
-        Home {
-            address: address.clone(),
-            path: dir.to_path_buf(),
-        }
-        .create()?;
-        let clone = dir.join("rig");
-        crate::git::clone(&git_url, &clone)?;
-        crate::git::run(Some(&clone), &["checkout", "-q", "-b", &branch(name)])?;
+    crate::rig::add_home_with_clone(town, rig, address, |clone| {
+        crate::git::run(Some(clone), &["checkout", "-q", "-b", &branch(name)])?;
         Ok(())
-    })?;
-    fsio::ensure_dir(&rig.path.join("polecats"))?;
-    staged.commit(&dest)?;
-    Ok(Home {
-        address,
-        path: dest,
     })
 }
 

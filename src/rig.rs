@@ -45,6 +45,14 @@ impl Rig {
         self.path.join("refinery/queue")
     }
 
+    /// The rig's crew: the overseer workspaces under `crew/`, by name.
+    pub fn crew(&self) -> Result<Vec<Home>> {
+        self.named_homes("crew", |name| Address::Crew {
+            rig: self.name.clone(),
+            name,
+        })
+    }
+
     fn named_homes(&self, dir: &str, make: impl Fn(String) -> Address) -> Result<Vec<Home>> {
         let base = self.path.join(dir);
         let entries = match confine::read_dir(&base) {
@@ -101,11 +109,8 @@ impl Rig {
             }
         }
         out.extend(self.polecats()?);
+        out.extend(self.crew()?);
         let rig = &self.name;
-        out.extend(self.named_homes("crew", |name| Address::Crew {
-            rig: rig.clone(),
-            name,
-        })?);
         out.extend(self.named_homes("plugins", |name| Address::Plugin {
             rig: rig.clone(),
             name,
@@ -129,6 +134,49 @@ pub fn default_prefix(name: &str) -> String {
         .take(3)
         .collect();
     p.to_ascii_lowercase()
+}
+
+/// Make the home of `address` (a polecat or crew member of `rig`) with a
+/// clone of the rig's origin at `rig/`, built whole in staging (`setup` runs
+/// on the clone there) and then renamed into place. Refused if it exists.
+pub(crate) fn add_home_with_clone(
+    town: &Town,
+    rig: &Rig,
+    address: Address,
+    setup: impl FnOnce(&Path) -> Result<()>,
+) -> Result<Home> {
+    let dest = town.root().join(address.rel_path());
+    if std::fs::symlink_metadata(&dest).is_ok() {
+        return Err(Error::conflict(format!(
+            "{} {address} already exists at {}",
+            address.role(),
+            dest.display()
+        )));
+    }
+    let git_url = rig.config()?.git_url;
+    let label = dest
+        .strip_prefix(town.root())
+        .unwrap_or(&dest)
+        .to_string_lossy()
+        .replace('/', "-");
+    let staged = Staged::build(town, &label, |dir| {
+        Home {
+            address: address.clone(),
+            path: dir.to_path_buf(),
+        }
+        .create()?;
+        let clone = dir.join("rig");
+        crate::git::clone(&git_url, &clone)?;
+        setup(&clone)
+    })?;
+    if let Some(parent) = dest.parent() {
+        fsio::ensure_dir(parent)?;
+    }
+    staged.commit(&dest)?;
+    Ok(Home {
+        address,
+        path: dest,
+    })
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);

@@ -6,6 +6,7 @@ mod agent_codex;
 mod beads;
 mod common;
 mod confine;
+mod crew;
 mod daemon;
 mod demo;
 mod doctor;

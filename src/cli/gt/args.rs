@@ -79,6 +79,9 @@ pub(super) enum Cmd {
     /// Manage polecats (workers)
     #[command(subcommand)]
     Polecat(PolecatCmd),
+    /// Overseer workspaces: <rig>/crew/<name>/ with a clone at rig/; the Witness never touches them
+    #[command(subcommand)]
+    Crew(CrewCmd),
     /// Start a polecat on an issue: create it if needed, record the issue, start its agent
     Spawn {
         /// The beads issue to work on (claimed for the polecat)
@@ -269,6 +272,26 @@ pub(super) enum PolecatCmd {
         rig: String,
         /// Name (default: the first free one of Nux, Toast, Capable, ...)
         name: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum CrewCmd {
+    /// Create a crew workspace: its home and a clone of the rig on its default branch
+    Add {
+        /// The rig
+        rig: String,
+        /// Name (the same rules as a polecat's)
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List a rig's crew and their state
+    List {
+        /// The rig
+        rig: String,
         #[command(flatten)]
         json: JsonFlag,
     },

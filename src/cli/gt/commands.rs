@@ -421,6 +421,28 @@ pub(super) fn heartbeat() -> Result<()> {
     Ok(())
 }
 
+pub(super) fn crew_add(rig: &str, name: &str, json: bool) -> Result<()> {
+    let town = Town::discover()?;
+    let home = crate::crew::add(&town, &town.rig(rig)?, name)?;
+    if json {
+        print_json(&agent_row(&home))?;
+    } else {
+        println!(
+            "added crew {} at {}; work in {}",
+            home.address,
+            home.path.display(),
+            home.path.join("rig").display()
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn crew_list(rig: &str, json: bool) -> Result<()> {
+    let town = Town::discover()?;
+    let rows: Vec<AgentRow> = town.rig(rig)?.crew()?.iter().map(agent_row).collect();
+    print_rows(&rows, json, &format!("no crew in rig {rig}"))
+}
+
 pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let rig = town.rig(rig)?;

@@ -11,7 +11,7 @@ mod external;
 mod machines;
 
 pub use args::Cli;
-use args::{Cmd, PluginCmd, PolecatCmd, RigCmd};
+use args::{Cmd, CrewCmd, PluginCmd, PolecatCmd, RigCmd};
 pub(crate) use external::ALIASES;
 
 use crate::error::{Error, Kind, Result};
@@ -63,6 +63,8 @@ fn dispatch(list: bool, cmd: Option<Cmd>) -> Result<()> {
         Cmd::Polecat(PolecatCmd::Add { rig, name, json }) => {
             commands::polecat_add(&rig, name, json.json)
         }
+        Cmd::Crew(CrewCmd::Add { rig, name, json }) => commands::crew_add(&rig, &name, json.json),
+        Cmd::Crew(CrewCmd::List { rig, json }) => commands::crew_list(&rig, json.json),
         Cmd::Spawn {
             issue,
             rig,
