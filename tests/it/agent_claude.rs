@@ -290,10 +290,7 @@ fn spawn_primes_claude_which_works_through_gt_to_done_and_its_commit_lands_on_or
         landed.lines().any(|l| l == "frob once"),
         "origin's main: {landed}"
     );
-    assert_eq!(
-        git(&origin, &["show", "main:frob.rs"]),
-        "fn frob() {}\n"
-    );
+    assert_eq!(git(&origin, &["show", "main:frob.rs"]), "fn frob() {}\n");
     let shown = env.ok("gt-issue", &["show", "--rig", "r", &id, "--json"]);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&shown).unwrap()["status"],
@@ -609,4 +606,53 @@ fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
         Screen::Dialog(_)
     ));
     assert_eq!(model.turns().len(), 0);
+}
+
+#[test]
+fn a_claude_that_cannot_start_is_reported_with_its_output_and_backed_off() {
+    let Some(bin) = claude_bin_dir() else { return };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Fix the frobnicator");
+    let model = Model::start(crate::model::to_done());
+    // A command line the real CLI refuses: it exits at once with its error.
+    let spawned = spawn_claude(
+        &env,
+        &bin,
+        &model,
+        &rig,
+        &id,
+        &["--agent", "claude --no-such-flag"],
+    );
+    let home = rig.join("polecats/Nux");
+    let log = home.join("session.log");
+    assert_eq!(spawned.ready, "ended", "{:?}", spawned.reason);
+
+    // The fixed clock of the spawn: the death came 0s after the start.
+    let now = crate::common::NOW;
+    let first = patrol_at(&env, now);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        (first[0].0.as_str(), first[0].1.as_str()),
+        ("restarted", "r/Nux")
+    );
+    assert!(first[0].2.contains("(exit status 1)"), "{}", first[0].2);
+    let died: Vec<serde_json::Value> = env
+        .inbox("r/witness")
+        .into_iter()
+        .filter(|m| m["subject"] == "died: r/Nux")
+        .collect();
+    assert_eq!(died.len(), 1, "{died:?}");
+    let body = died[0]["body"].as_str().unwrap();
+    assert!(body.contains("exit status 1"), "{body}");
+    assert!(body.contains("no-such-flag"), "the CLI's own error: {body}");
+    assert!(body.contains(&log.display().to_string()), "{body}");
+
+    // The restart fails the same way: backed off, not respawned at once.
+    assert_eq!(env.state(&home)["generation"], 2);
+    env.wait_session(&home);
+    let second = patrol_at(&env, now);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0].0, "backoff", "{second:?}");
+    assert_eq!(model.turns().len(), 0, "nothing reached the model");
 }
