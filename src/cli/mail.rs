@@ -487,16 +487,9 @@ fn report_bad(bad: &[crate::fsio::BadLine]) {
     }
 }
 
-/// A record as `inbox --json` prints it: the stored fields plus "read".
-fn with_read(m: &Message, read: bool) -> Message {
-    let mut m = m.clone();
-    m.extra.insert("read".into(), read.into());
-    m
-}
-
 fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Result<()> {
     let reader = Reader::owner(home);
-    let rows: Vec<(Message, Option<String>)> = if all {
+    let mut rows: Vec<(Message, Option<String>)> = if all {
         let marks = reader.all_marks()?;
         let read = crate::fsio::Records::<Message>::open(&home.inbox(), Default::default())?
             .collect_all()?;
@@ -520,9 +513,10 @@ fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Re
     if json {
         // One write for many lines, not one per line (stdout is line-buffered).
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        for (m, state) in &rows {
-            serde_json::to_writer(&mut out, &with_read(m, state.is_some()))
-                .map_err(|e| Error::invalid(e.to_string()))?;
+        for (m, state) in &mut rows {
+            // The stored fields plus "read".
+            m.extra.insert("read".into(), state.is_some().into());
+            serde_json::to_writer(&mut out, m).map_err(|e| Error::invalid(e.to_string()))?;
             writeln!(out).at(Path::new("<stdout>"))?;
         }
         out.flush().at(Path::new("<stdout>"))?;
@@ -537,17 +531,12 @@ fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Re
         if all {
             header.insert(1, "STATE");
         }
-        let table: Vec<Vec<String>> = rows
+        let table: Vec<Vec<&str>> = rows
             .iter()
             .map(|(m, state)| {
-                let mut row = vec![
-                    m.id.clone(),
-                    m.from.clone(),
-                    m.timestamp.clone(),
-                    m.subject.clone(),
-                ];
+                let mut row = vec![m.id.as_str(), &m.from, &m.timestamp, &m.subject];
                 if all {
-                    row.insert(1, state.clone().unwrap_or_else(|| "unread".into()));
+                    row.insert(1, state.as_deref().unwrap_or("unread"));
                 }
                 row
             })
@@ -560,7 +549,11 @@ fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Re
         // On stderr: the listing (and --json) stays the overseer's own mail.
         eprintln!("gt: {note}");
     }
-    if exit_code && rows.is_empty() {
+    let empty = rows.is_empty();
+    // The process ends next: freeing thousands of messages one by one would
+    // cost more than listing them.
+    std::mem::forget(rows);
+    if exit_code && empty {
         return Err(Error::shown(Kind::Negative));
     }
     Ok(())

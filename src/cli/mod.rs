@@ -152,29 +152,31 @@ pub fn print_actions(actions: &[crate::event::Action], json: bool) -> Result<()>
 }
 
 /// Print rows as left-aligned columns with a header, like `ps` does.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub fn print_table<S: AsRef<str>>(header: &[&str], rows: &[Vec<S>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.as_ref().chars().count());
         }
     }
-    let mut out = String::new();
+    let width: usize = widths.iter().map(|w| w + 2).sum();
+    let mut out = String::with_capacity(width * (rows.len() + 1));
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::new();
+        let start = out.len();
         for (i, c) in cells.enumerate() {
-            if i + 1 == widths.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            out.push_str(c);
+            if i + 1 < widths.len() {
+                let pad = widths[i] + 2 - c.chars().count();
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        out.push_str(s.trim_end());
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     };
     line(&mut header.iter().copied());
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        line(&mut row.iter().map(AsRef::as_ref));
     }
     print!("{out}");
 }

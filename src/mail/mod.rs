@@ -39,7 +39,9 @@ pub const DEFAULT_TYPE: &str = "notification";
 
 /// One message: a line of `mail/inbox.jsonl`. Only `id, from, to, subject,
 /// body, timestamp` are required; fields we do not know are kept in `extra`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Deserialize is written out below (serde's `flatten` buffers every field of
+/// every line before it builds the record: twice the work of a read).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
     /// Unique, non-empty; ours are `msg-<time><random>` and sort by time.
     pub id: String,
@@ -50,18 +52,17 @@ pub struct Message {
     /// RFC 3339.
     pub timestamp: String,
     /// `low`, `normal`, `high` or `urgent` (others are kept as written).
-    #[serde(default = "default_priority")]
     pub priority: String,
     /// `notification`, `task`, `reply`, `handoff`, lifecycle types, ...
-    #[serde(rename = "type", default = "default_type")]
+    #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thread_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
     /// For lifecycle mail: the spawn generation of the agent it is about, so a
     /// stale message never acts on a newer worker of the same name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -72,6 +73,112 @@ fn default_priority() -> String {
 }
 fn default_type() -> String {
     DEFAULT_TYPE.to_string()
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Message, D::Error> {
+        d.deserialize_map(MessageVisitor)
+    }
+}
+
+/// The keys [`Message`] names; anything else goes to `extra`.
+const FIELDS: &[&str] = &[
+    "id",
+    "from",
+    "to",
+    "subject",
+    "body",
+    "timestamp",
+    "priority",
+    "type",
+    "thread_id",
+    "reply_to",
+    "generation",
+];
+
+/// A key: its index in [`FIELDS`], or an unknown key as written.
+enum Key {
+    Known(usize),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Key, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, k: &str) -> std::result::Result<Key, E> {
+                Ok(match FIELDS.iter().position(|f| *f == k) {
+                    Some(i) => Key::Known(i),
+                    None => Key::Other(k.to_string()),
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MessageVisitor {
+    type Value = Message;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mail message (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Message, A::Error> {
+        use serde::de::Error as _;
+        // id, from, to, subject, body, timestamp, priority, type.
+        let mut text: [Option<String>; 8] = Default::default();
+        let mut thread_id = None;
+        let mut reply_to = None;
+        let mut generation = None;
+        let mut seen = [false; FIELDS.len()];
+        let mut extra = Extra::new();
+        while let Some(key) = map.next_key::<Key>()? {
+            let i = match key {
+                Key::Known(i) => i,
+                Key::Other(k) => {
+                    let v = map.next_value()?;
+                    extra.insert(k, v);
+                    continue;
+                }
+            };
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(A::Error::duplicate_field(FIELDS[i]));
+            }
+            match i {
+                8 => thread_id = map.next_value()?,
+                9 => reply_to = map.next_value()?,
+                10 => generation = map.next_value()?,
+                _ => text[i] = Some(map.next_value()?),
+            }
+        }
+        let [id, from, to, subject, body, timestamp, priority, kind] = text;
+        let need =
+            |v: Option<String>, i: usize| v.ok_or_else(|| A::Error::missing_field(FIELDS[i]));
+        Ok(Message {
+            id: need(id, 0)?,
+            from: need(from, 1)?,
+            to: need(to, 2)?,
+            subject: need(subject, 3)?,
+            body: need(body, 4)?,
+            timestamp: need(timestamp, 5)?,
+            priority: priority.unwrap_or_else(default_priority),
+            kind: kind.unwrap_or_else(default_type),
+            thread_id,
+            reply_to,
+            generation,
+            extra,
+        })
+    }
 }
 
 impl Message {

@@ -322,7 +322,7 @@ impl Reader {
         // Marks first, then the inbox: a mark is only ever written for a message
         // already in the inbox, so every mark read here names a message that is
         // either pending already or among the lines read next.
-        let mut marked = HashSet::new();
+        let mut marked = Ids::default();
         if let Some(file) = &marks {
             let mut records = Records::<MarkShape>::from_file(
                 file.try_clone().at(&self.marks)?,
@@ -339,8 +339,9 @@ impl Reader {
 
         // The pending messages known so far, read in as few `pread`s as their
         // runs allow. A run whose bytes changed was edited in place: start over.
-        let mut slots: Vec<(Slot, Message)> = Vec::new();
-        let mut known = HashSet::new();
+        let known_count: u64 = cur.pending.iter().map(|r| r.count).sum();
+        let mut slots: Vec<(Slot, Message)> = Vec::with_capacity(known_count as usize);
+        let mut known = Ids::default();
         if !cur.pending.is_empty() {
             let Some(file) = &inbox else {
                 return Ok(None);
@@ -418,6 +419,7 @@ impl Reader {
             // line by line; this is from the page cache).
             let runs = runs_of(fresh.iter());
             let spans: Vec<(u64, u64)> = runs.iter().map(|r| (r.offset, r.len)).collect();
+            slots.reserve(fresh.len());
             let mut fresh = fresh.into_iter();
             for (run, raw) in runs.iter().zip(read_runs(file, &spans).at(&self.inbox)?) {
                 let mut lines = raw.split_inclusive(|&b| b == b'\n');
@@ -557,6 +559,23 @@ fn tail_hash(file: &File, offset: u64) -> io::Result<String> {
 }
 
 const FNV_START: u64 = 0xcbf29ce484222325;
+
+/// A set of message ids, hashed with FNV-1a: a read hashes every pending id
+/// twice, and SipHash's resistance to chosen keys buys nothing for ids in
+/// one's own inbox.
+type Ids = HashSet<String, std::hash::BuildHasherDefault<Fnv>>;
+
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv_on(if self.0 == 0 { FNV_START } else { self.0 }, bytes);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// FNV-1a 64 of `bytes` continued from `h`.
 fn fnv_on(mut h: u64, bytes: &[u8]) -> u64 {
