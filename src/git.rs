@@ -229,6 +229,19 @@ fn in_repo(dir: &Path, e: git2::Error) -> Error {
     Error::new(Kind::Io, format!("{}: {}", dir.display(), e.message()))
 }
 
+/// `git checkout -b <branch>` in a clone whose work tree is at HEAD, without
+/// a `git` process: `branch` made at HEAD's commit (none while HEAD is
+/// unborn) and HEAD pointed at it; the work tree is untouched.
+pub fn start_branch(dir: &Path, branch: &str) -> Result<()> {
+    let repo = open(dir)?;
+    if let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) {
+        repo.branch(branch, &head, false)
+            .map_err(|e| in_repo(dir, e))?;
+    }
+    repo.set_head(&format!("refs/heads/{branch}"))
+        .map_err(|e| in_repo(dir, e))
+}
+
 /// The commit `refname` (e.g. `refs/heads/main`) points at, if it exists.
 pub fn resolve(dir: &Path, refname: &str) -> Result<Option<Oid>> {
     let repo = open(dir)?;

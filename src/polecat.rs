@@ -81,7 +81,7 @@ pub fn add(town: &Town, rig: &Rig, name: &str) -> Result<Home> {
         name: name.to_string(),
     };
     crate::rig::add_home_with_clone(town, rig, address, |clone| {
-        crate::git::run(Some(clone), &["checkout", "-q", "-b", &branch(name)])?;
+        crate::git::start_branch(clone, &branch(name))?;
         Ok(())
     })
 }
@@ -239,14 +239,16 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
     };
     let branch = branch(&name);
     let state = (|| {
-        let home = match town.home(&address) {
-            Ok(h) => h,
-            Err(e) if e.kind == crate::error::Kind::NotFound => add(town, rig, &name)?,
+        let (home, fresh) = match town.home(&address) {
+            Ok(h) => (h, false),
+            Err(e) if e.kind == crate::error::Kind::NotFound => (add(town, rig, &name)?, true),
             Err(e) => return Err(e),
         };
         let guard = session::StartGuard::lock(&home)?;
         let new_work = opts.issue.is_some() && opts.issue != guard.current.issue;
-        if new_work {
+        // A clone made just now is already on its new branch at origin's
+        // default branch: no fetch and no checkout again.
+        if new_work && !fresh {
             start_new_work(&home, &guard.current)?;
         }
         crate::federation::worker::set_works_for(&home, opts.works_for.as_ref())?;

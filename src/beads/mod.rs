@@ -390,7 +390,8 @@ pub fn choose_cli(configured: Option<&str>) -> Option<PathBuf> {
     }
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+/// The executable `name` on PATH, if there is one.
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -86,12 +86,19 @@ pub fn report(bin: &str, e: &Error) {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // Without GT_LOG, warnings only, and no filter to parse (every `gt send`
+    // pays for this set-up).
+    let _ = match std::env::var_os("GT_LOG") {
+        None => fmt.with_max_level(tracing::Level::WARN).try_init(),
+        Some(_) => fmt
+            .with_env_filter(
+                EnvFilter::try_from_env("GT_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            )
+            .try_init(),
+    };
 }
 
 /// Parse arguments, printing clap's own message and exiting 2 (or 0 for

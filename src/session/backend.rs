@@ -59,7 +59,8 @@ impl Backend {
         Ok(match chosen {
             Some(BackendKind::Tmux) => tmux(),
             Some(BackendKind::Process) => Backend::Process,
-            None if tmux_installed() => tmux(),
+            // Looked up on PATH, not run: `tmux -V` cost every spawn a process.
+            None if crate::beads::on_path("tmux").is_some() => tmux(),
             None => Backend::Process,
         })
     }
@@ -76,15 +77,6 @@ impl Backend {
             Backend::Tmux { socket } => start_tmux(socket, spec),
         }
     }
-}
-
-fn tmux_installed() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The town's tmux socket name: `gt-` and a hash of its root path (FNV-1a, so

@@ -21,6 +21,16 @@ pub(crate) const ALIASES: &[(&str, &[&str])] = &[
     ("merge-queue", &["queue"]),
 ];
 
+/// Whether `gt <sub>` runs one of gastown's own tools (a tool's name or a seed
+/// alias; no built-in of gt has these names).
+pub(super) fn is_tool(sub: &str) -> bool {
+    let program = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == sub)
+        .map_or(sub, |(_, target)| target[0]);
+    crate::cli::TOOLS.iter().any(|(name, _)| *name == program)
+}
+
 /// Run gastown's own tool `<sub>` (or an alias's target) in this process
 /// (it reports its own errors, as `gt-<sub>` would), or else `gt-<sub>` in
 /// place of this process.
@@ -114,4 +124,28 @@ pub(super) fn list_commands() -> BTreeSet<String> {
         }
     }
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `gt::main` sends a tool's name straight to the tool: no built-in of
+    /// gt may have one of those names.
+    #[test]
+    fn no_builtin_is_named_like_a_tool() {
+        let gt = super::Cli::command();
+        let names = super::ALIASES
+            .iter()
+            .map(|(alias, _)| *alias)
+            .chain(crate::cli::TOOLS.iter().map(|(name, _)| *name));
+        for name in names {
+            assert!(super::is_tool(name), "{name}");
+            assert!(
+                gt.find_subcommand(name).is_none(),
+                "gt has a built-in {name}"
+            );
+        }
+        assert!(!super::is_tool("status"));
+    }
 }

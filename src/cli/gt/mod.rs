@@ -18,6 +18,15 @@ use crate::error::{Error, Kind, Result};
 use crate::polecat;
 
 pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    // `gt send`, `gt mail ...`: straight to the tool, without building gt's
+    // own command tree first (most of a send's user time).
+    if args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(external::is_tool)
+    {
+        return external::run(args[1..].to_vec());
+    }
     let cli: Cli = crate::cli::parse(args);
     match cli.cmd {
         Some(Cmd::External(args)) => external::run(args),
