@@ -10,7 +10,7 @@
 //! process reading the tree wakes no watcher (issue 13; the `notify` crate
 //! always asks for opens).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,12 +189,14 @@ impl Watch {
     /// a wake already taken with an earlier batch).
     fn batch(&self) -> Result<Option<Wake>> {
         let mut paths: Vec<PathBuf> = Vec::new();
+        // A flood of events (thousands of files) must not cost its square.
+        let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut overflow = false;
         let mut buf = [0u8; 8];
         // SAFETY: reads the eventfd counter into a live 8-byte buffer (EAGAIN when zero).
         unsafe { libc::read(self.waker.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
         let mut add = |p: PathBuf| {
-            if !paths.contains(&p) {
+            if seen.insert(p.clone()) {
                 paths.push(p);
             }
         };
