@@ -4,22 +4,25 @@
 # inbox section of BENCHMARKS.md. Not part of `cargo test`.
 #
 #   bench/inbox.sh            release build, then every measurement below
+#   bench/inbox.sh --no-build measure the release binaries already built
 #   bench/inbox.sh --quick    small counts, results to stdout only (a smoke run)
 #
 # Needs: cargo, hyperfine (apt install hyperfine), jq, python3 -m venv (peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-quick=0
-case ${1-} in
-  '') ;;
-  --quick) quick=1; export GT_BENCH_QUICK=1 ;;
-  *) echo "usage: bench/inbox.sh [--quick]" >&2; exit 2 ;;
-esac
+quick=0 build=1
+for a in "$@"; do
+  case $a in
+    --no-build) build=0 ;;
+    --quick) quick=1; export GT_BENCH_QUICK=1 ;;
+    *) echo "usage: bench/inbox.sh [--no-build] [--quick]" >&2; exit 2 ;;
+  esac
+done
 for t in hyperfine jq python3; do
   command -v "$t" >/dev/null || { echo "bench/inbox.sh: needs $t" >&2; exit 2; }
 done
-cargo build --release --bins --quiet
+[ $build = 1 ] && cargo build --release --bins --quiet
 bin=$root/target/release
 work=$(mktemp -d "$root/target/bench-inbox.XXXXXX")
 trap 'rm -rf "$work"' EXIT
