@@ -45,29 +45,34 @@ gt install "$GT_TOWN" >/dev/null
 for r in $(seq 1 $rigs); do gt rig add "rig$r" "$work/origin.git" >/dev/null; done
 
 # start_loops EVERY: the daemon and each rig's Witness and Refinery, each
-# waited for until its first pass is done (its first output line, or for the
-# Refinery, its watch on pending/ being in place).
+# waited for until its first pass is done (the daemon and the Witness say
+# "watching" on stderr; the Refinery, silent while idle, has its inotify
+# descriptor once its first pass is done).
 start_loops() {
-  local every=$1 r fifo
-  fifo=$work/ready
-  rm -f "$fifo" && mkfifo "$fifo"
-  gt-daemon run --every "$every" --json > "$fifo" 2>>"$work/loops.err" &
+  local every=$1 r n=0 p
+  gt-daemon run --every "$every" >/dev/null 2>"$work/loop$n.err" &
   pids+=($!)
-  head -n1 "$fifo" >/dev/null
   for r in $(seq 1 $rigs); do
-    gt-witness run "rig$r" --every "$every" --json > "$fifo" 2>>"$work/loops.err" &
+    n=$((n + 1))
+    gt-witness run "rig$r" --every "$every" >/dev/null 2>"$work/loop$n.err" &
     pids+=($!)
-    head -n1 "$fifo" >/dev/null
-    gt-refinery process "rig$r" --json >/dev/null 2>>"$work/loops.err" &
+    n=$((n + 1))
+    gt-refinery process "rig$r" >/dev/null 2>"$work/loop$n.err" &
     pids+=($!)
   done
-  # The Refinery prints nothing while idle: wait until each has its inotify watch.
-  local deadline=$((SECONDS + 20)) p
+  local deadline=$((SECONDS + 30))
+  n=0
   for p in "${pids[@]}"; do
-    until ls -l "/proc/$p/fd" 2>/dev/null | grep -q 'anon_inode:inotify'; do
-      [ $SECONDS -lt $deadline ] || { echo "bench/idle.sh: loop $p never started" >&2; cat "$work/loops.err" >&2; exit 1; }
+    until grep -q watching "$work/loop$n.err" ||
+      { [ ! -s "$work/loop$n.err" ] && ls -l "/proc/$p/fd" 2>/dev/null | grep -q 'anon_inode:inotify'; }; do
+      if [ $SECONDS -ge $deadline ] || ! kill -0 "$p" 2>/dev/null; then
+        echo "bench/idle.sh: loop $p never became ready" >&2
+        cat "$work"/loop*.err >&2
+        exit 1
+      fi
       sleep 0.05
     done
+    n=$((n + 1))
   done
 }
 switches() { # total context switches of every thread of the loops
