@@ -91,9 +91,10 @@ jq -s -r '
   def med: sort | if length % 2 == 1 then .[length/2|floor] else (.[length/2-1] + .[length/2]) / 2 end;
   def times($n): [.[] | .results[] | select(.command == $n) | .times[]] | med;
   def ratio($n): [.[] | (.results | map({(.command): .median}) | add) | .[$n] / .c] | med;
-  "\(times("c")*1e3) \(times("gt-mail")*1e3) \(times("gt")*1e3) \(ratio("gt-mail")) \(ratio("gt"))"
+  def cpu($n): [.[] | .results[] | select(.command == $n) | .user + .system] | med;
+  "\(times("c")*1e3) \(times("gt-mail")*1e3) \(times("gt")*1e3) \(ratio("gt-mail")) \(ratio("gt")) \(cpu("c")*1e3) \(cpu("gt-mail")*1e3) \(cpu("gt")*1e3)"
 ' "$work"/round*.json > "$work/summary"
-read -r c_ms mail_ms gt_ms mail_ratio gt_ratio < "$work/summary"
+read -r c_ms mail_ms gt_ms mail_ratio gt_ratio c_cpu mail_cpu gt_cpu < "$work/summary"
 fmt() { awk -v v="$1" 'BEGIN { printf "%.2f", v }'; }
 verdict() { awk -v r="$1" -v l="$2" 'BEGIN { printf "%.2fx: %s", r, (r <= l ? "**met**" : "**MISSED**") }'; }
 
@@ -106,13 +107,13 @@ section=$work/section.md
   echo
   echo "**Machine:** $(nproc) cores, Linux $(uname -r), $(rustc --version | cut -d' ' -f1-2), $(cc --version | head -1), hyperfine $(hyperfine --version | cut -d' ' -f2). Load average before/after: $load_before / $load_after (other builds share the machine)."
   echo
-  echo "**Method:** a C program built by the script with \`cc -O2\` (dynamically linked, as cc links by default) opens and flocks the inbox's lock file, appends the same ${#line}-byte line that \`gt-mail send\` writes with one O_APPEND write, unlocks and exits. $rounds rounds, each of hyperfine -N (no shell) with 10 warm-ups and $runs runs of the C program, \`gt-mail send mayor -s bench -m <200 bytes>\` and \`gt send\` (the same) in turn, all appending to one inbox; times are the medians of all runs, ratios the median over rounds of each round's median ratio. Page faults: \`perf stat -e page-faults\`, one run each."
+  echo "**Method:** a C program built by the script with \`cc -O2\` (dynamically linked, as cc links by default) opens and flocks the inbox's lock file, appends the same ${#line}-byte line that \`gt-mail send\` writes with one O_APPEND write, unlocks and exits. $rounds rounds, each of hyperfine -N (no shell) with 10 warm-ups and $runs runs of the C program, \`gt-mail send mayor -s bench -m <200 bytes>\` and \`gt send\` (the same) in turn, all appending to one inbox; times are the medians of all runs, ratios the median over rounds of each round's median ratio. CPU is hyperfine's mean user + system time (the median over rounds), which a loaded machine inflates less than wall time. Page faults: \`perf stat -e page-faults\`, one run each."
   echo
-  echo "| program | median | page faults | against C (target) |"
-  echo "|---|---|---|---|"
-  echo "| C open + flock + append | $(fmt "$c_ms") ms | $pf_c | 1.00 |"
-  echo "| \`gt-mail send\` | $(fmt "$mail_ms") ms | $pf_mail | $(verdict "$mail_ratio" 1.3) (≤ 1.3x) |"
-  echo "| \`gt send\` | $(fmt "$gt_ms") ms | $pf_gt | $(verdict "$gt_ratio" 1.5) (≤ 1.5x) |"
+  echo "| program | median | CPU (user + sys, mean) | page faults | against C (target) |"
+  echo "|---|---|---|---|---|"
+  echo "| C open + flock + append | $(fmt "$c_ms") ms | $(fmt "$c_cpu") ms | $pf_c | 1.00 |"
+  echo "| \`gt-mail send\` | $(fmt "$mail_ms") ms | $(fmt "$mail_cpu") ms | $pf_mail | $(verdict "$mail_ratio" 1.3) (≤ 1.3x) |"
+  echo "| \`gt send\` | $(fmt "$gt_ms") ms | $(fmt "$gt_cpu") ms | $pf_gt | $(verdict "$gt_ratio" 1.5) (≤ 1.5x) |"
   echo "<!-- send:end -->"
 } > "$section"
 if [ $quick = 1 ]; then
