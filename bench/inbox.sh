@@ -73,10 +73,10 @@ bench/peers.sh "$work" "$bin" > "$work/peers.md"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 rows() { # json label
-  jq -r --arg label "$2" '
+  jq -r --arg what "$2" '
     (.results[] | select(.command == "cat inbox.jsonl") | .median) as $cat
     | .results[]
-    | "| \($label): `\(.command)` | median \(.median*1e3*100|round/100) ms, p95 \(.times|sort|.[(length*0.95|floor)]*1e3*100|round/100) ms | \(if .command == "cat inbox.jsonl" then "1.00" else "\(.median/$cat*100|round/100)x cat" end) |"' "$1"
+    | "| \($what): `\(.command)` | median \(.median*1e3*100|round/100) ms, p95 \(.times|sort|.[(length*0.95|floor)]*1e3*100|round/100) ms | \(if .command == "cat inbox.jsonl" then "1.00" else "\(.median/$cat*100|round/100)x cat" end) |"' "$1"
 }
 median() { jq -r --arg c "$2" '.results[] | select(.command == $c) | .median*1e3' "$1"; }
 verdict() { # value limit
