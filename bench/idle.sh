@@ -15,18 +15,19 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-quick=0 build=1
-for a in "$@"; do
-  case $a in
-    --no-build) build=0 ;;
-    --quick) quick=1 ;;
-    *) echo "usage: bench/idle.sh [--no-build] [--quick]" >&2; exit 2 ;;
-  esac
-done
-[ $build = 1 ] && cargo build --release --bins --locked -q
-bin=$root/target/release
+# shellcheck source=bench/section.sh
+. bench/section.sh
+bench_start idle.sh "$@"
 work=$(mktemp -d "$root/target/bench-idle.XXXXXX")
 pids=()
+# Whether process $1 holds an inotify descriptor (its watches are set up).
+watches() {
+  local fd
+  for fd in "/proc/$1/fd/"*; do
+    [ "$(readlink "$fd" 2>/dev/null)" = anon_inode:inotify ] && return 0
+  done
+  return 1
+}
 stop_loops() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -65,7 +66,7 @@ start_loops() {
   n=0
   for p in "${pids[@]}"; do
     until grep -q watching "$work/loop$n.err" ||
-      { [ ! -s "$work/loop$n.err" ] && ls -l "/proc/$p/fd" 2>/dev/null | grep -q 'anon_inode:inotify'; }; do
+      { [ ! -s "$work/loop$n.err" ] && watches "$p"; }; do
       if [ $SECONDS -ge $deadline ] || ! kill -0 "$p" 2>/dev/null; then
         echo "bench/idle.sh: loop $p never became ready" >&2
         cat "$work"/loop*.err >&2
@@ -155,7 +156,5 @@ if [ $quick = 1 ]; then
   cat "$section"
   exit 0
 fi
-# shellcheck source=bench/section.sh
-. bench/section.sh
 replace_section idle "$section"
 echo "bench/idle.sh: wrote the idle section of BENCHMARKS.md"

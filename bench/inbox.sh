@@ -11,19 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-quick=0 build=1
-for a in "$@"; do
-  case $a in
-    --no-build) build=0 ;;
-    --quick) quick=1; export GT_BENCH_QUICK=1 ;;
-    *) echo "usage: bench/inbox.sh [--no-build] [--quick]" >&2; exit 2 ;;
-  esac
-done
-for t in hyperfine jq python3; do
-  command -v "$t" >/dev/null || { echo "bench/inbox.sh: needs $t" >&2; exit 2; }
-done
-[ $build = 1 ] && cargo build --release --bins --quiet
-bin=$root/target/release
+# shellcheck source=bench/section.sh
+. bench/section.sh
+bench_start inbox.sh "$@"
+[ $quick = 1 ] && export GT_BENCH_QUICK=1
+bench_needs inbox.sh hyperfine jq python3
 work=$(mktemp -d "$root/target/bench-inbox.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -122,7 +114,5 @@ if [ $quick = 1 ]; then
   cat "$section"
   exit 0
 fi
-# shellcheck source=bench/section.sh
-. bench/section.sh
 replace_section inbox "$section"
 echo "bench/inbox.sh: wrote the inbox section of BENCHMARKS.md"

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # quick and bin are for the sourcing script
 # Sourced by the bench scripts: replace_section NAME FILE puts FILE (which
 # begins with <!-- NAME:begin ... --> and ends with <!-- NAME:end -->) in
 # place of that section of BENCHMARKS.md, or appends it; the rest is kept.
@@ -13,4 +14,31 @@ replace_section() {
   else
     { echo; cat "$section"; } >> "$bm"
   fi
+}
+
+# bench_start SCRIPT ARGS...: the flags every bench takes. Sets quick (1 with
+# --quick) and bin (target/release), and builds the release binaries unless
+# --no-build.
+bench_start() {
+  local script=$1 a build=1
+  shift
+  quick=0
+  for a in "$@"; do
+    case $a in
+      --no-build) build=0 ;;
+      --quick) quick=1 ;;
+      *) echo "usage: bench/$script [--no-build] [--quick]" >&2; exit 2 ;;
+    esac
+  done
+  bin="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release"
+  if [ "$build" = 1 ]; then cargo build --release --bins --locked -q; fi
+}
+
+# bench_needs SCRIPT TOOL...: exit 2 naming the first TOOL not on PATH.
+bench_needs() {
+  local script=$1 t
+  shift
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "bench/$script: needs $t" >&2; exit 2; }
+  done
 }

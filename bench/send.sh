@@ -11,19 +11,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-quick=0 build=1
-for a in "$@"; do
-  case $a in
-    --no-build) build=0 ;;
-    --quick) quick=1 ;;
-    *) echo "usage: bench/send.sh [--no-build] [--quick]" >&2; exit 2 ;;
-  esac
-done
-for t in cc hyperfine jq; do
-  command -v "$t" >/dev/null || { echo "bench/send.sh: needs $t" >&2; exit 2; }
-done
-[ $build = 1 ] && cargo build --release --bins --locked -q
-bin=$root/target/release
+# shellcheck source=bench/section.sh
+. bench/section.sh
+bench_start send.sh "$@"
+bench_needs send.sh cc hyperfine jq
 work=$(mktemp -d "$root/target/bench-send.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 rounds=$([ $quick = 1 ] && echo 3 || echo 10)
@@ -120,7 +111,5 @@ if [ $quick = 1 ]; then
   cat "$section"
   exit 0
 fi
-# shellcheck source=bench/section.sh
-. bench/section.sh
 replace_section send "$section"
 echo "bench/send.sh: wrote the send section of BENCHMARKS.md"

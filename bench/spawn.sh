@@ -9,17 +9,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-quick=0 build=1
-for a in "$@"; do
-  case $a in
-    --no-build) build=0 ;;
-    --quick) quick=1 ;;
-    *) echo "usage: bench/spawn.sh [--no-build] [--quick]" >&2; exit 2 ;;
-  esac
-done
-command -v python3 >/dev/null || { echo "bench/spawn.sh: needs python3" >&2; exit 2; }
-[ $build = 1 ] && cargo build --release --bins --locked -q
-bin=$root/target/release
+# shellcheck source=bench/section.sh
+. bench/section.sh
+bench_start spawn.sh "$@"
+bench_needs spawn.sh python3
 work=$(mktemp -d "$root/target/bench-spawn.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # The process backend: the session is a plain child, no tmux server in the numbers.
@@ -95,7 +88,5 @@ if [ $quick = 1 ]; then
   cat "$section"
   exit 0
 fi
-# shellcheck source=bench/section.sh
-. bench/section.sh
 replace_section spawn "$section"
 echo "bench/spawn.sh: wrote the spawn section of BENCHMARKS.md"
