@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gastown::agent::{Preset, Screen};
 use gastown::home::Home;
 
-use crate::common::{TestEnv, edit_json, git, ok_output, wait_until};
+use crate::common::{TestEnv, edit_json, git, patrol_at, wait_until};
 use crate::model::{Model, Turn};
 
 /// The longest the CLI may take to start, and a turn to reach the model.
@@ -401,24 +401,6 @@ fn an_hour_later() -> String {
         .checked_add(jiff::SignedDuration::from_hours(1))
         .unwrap()
         .to_string()
-}
-
-/// `gt witness patrol r --json` as if `later` had come: (action, subject, detail).
-fn patrol_at(env: &TestEnv, later: &str) -> Vec<(String, String, String)> {
-    let out = ok_output(
-        env.cmd("gt")
-            .env("GT_NOW", later)
-            .args(["witness", "patrol", "r", "--json"]),
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
-            (f("action"), f("subject"), f("detail"))
-        })
-        .collect()
 }
 
 #[test]

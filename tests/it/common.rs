@@ -374,27 +374,17 @@ impl TestEnv {
     /// issue, running `exec sleep 1000`: its session's leader pid.
     pub fn spawn_process(&self, rig: &str, name: &str) -> i32 {
         let id = self.issue(rig, "Work");
-        let out = self
-            .cmd("gt")
-            .env("GT_SESSION_BACKEND", "process")
-            .args([
-                "spawn",
-                "--issue",
-                &id,
-                "--name",
-                name,
-                "--agent",
-                "exec sleep 1000",
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let out = ok_output(self.cmd("gt").env("GT_SESSION_BACKEND", "process").args([
+            "spawn",
+            "--issue",
+            &id,
+            "--name",
+            name,
+            "--agent",
+            "exec sleep 1000",
+            "--json",
+        ]));
+        let v: Value = serde_json::from_str(&out).unwrap();
         v["session"]
             .as_str()
             .unwrap()
@@ -629,6 +619,25 @@ pub fn jsonl(path: &Path) -> Vec<Value> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => panic!("{}: {e}", path.display()),
     }
+}
+
+/// `gt witness patrol r --json` as if it were `now` (GT_NOW): each action's
+/// (action, subject, detail).
+pub fn patrol_at(env: &TestEnv, now: &str) -> Vec<(String, String, String)> {
+    let out = ok_output(
+        env.cmd("gt")
+            .env("GT_NOW", now)
+            .args(["witness", "patrol", "r", "--json"]),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (f("action"), f("subject"), f("detail"))
+        })
+        .collect()
 }
 
 /// The (action, subject) pairs of a JSON array of actions (`gt witness

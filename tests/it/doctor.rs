@@ -79,18 +79,12 @@ fn issue(env: &TestEnv, id: &str) -> Value {
 /// A polecat spawned on a new issue of rig `r`, running `agent` in tmux.
 fn spawn_tmux(env: &TestEnv, agent: &str) -> (String, String) {
     let id = env.issue("r", "Work");
-    let out = env
-        .cmd("gt")
-        .args(["spawn", "--issue", &id, "--agent", agent, "--json"])
-        .env("GT_SESSION_BACKEND", "tmux")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::common::ok_output(
+        env.cmd("gt")
+            .args(["spawn", "--issue", &id, "--agent", agent, "--json"])
+            .env("GT_SESSION_BACKEND", "tmux"),
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
     (id, v["session"].as_str().unwrap().to_string())
 }
 

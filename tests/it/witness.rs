@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, edit_json, git};
+use crate::common::{TestEnv, edit_json, git, patrol_at};
 
 /// A rig whose agents run `agent` (a stand-in for an AI agent), at most `max` at once.
 fn rig_with_agent(env: &TestEnv, agent: &str, max: u64) -> std::path::PathBuf {
@@ -387,24 +387,6 @@ fn a_live_but_silent_worker_is_nudged_after_stuck_after() {
         "{stdout}"
     );
     env.ok("gt", &["kill", "r/Nux"]);
-}
-
-/// `patrol` as if it were `now` (GT_NOW).
-fn patrol_at(env: &TestEnv, now: &str) -> Vec<(String, String, String)> {
-    let out = crate::common::ok_output(
-        env.cmd("gt")
-            .env("GT_NOW", now)
-            .args(["witness", "patrol", "r", "--json"]),
-    );
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
-            (f("action"), f("subject"), f("detail"))
-        })
-        .collect()
 }
 
 #[test]
