@@ -97,7 +97,7 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
             actions.extend(live(town, &witness, &home, &state, stuck_after)?);
             continue;
         }
-        actions.extend(finished(town, rig, &witness, &home)?);
+        actions.extend(finished(town, rig, &witness, &home, signaled)?);
     }
     if let Some(epic) = &opts.epic {
         // The plan-oracle may still be filing children: dispatch waits for it.
@@ -349,8 +349,14 @@ fn send_back(town: &Town, rig: &Rig, witness: &Home, home: &Home, why: &str) -> 
 }
 
 /// A polecat whose session ended: submit clean work, nudge a dirty clone,
-/// release an issue with nothing to show.
-fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<Action>> {
+/// release an issue with nothing to show. `signaled`: it sent `done`.
+fn finished(
+    town: &Town,
+    rig: &Rig,
+    witness: &Home,
+    home: &Home,
+    signaled: bool,
+) -> Result<Vec<Action>> {
     let clone = home.clone_dir();
     let state = home.state()?;
     if state.crashed_at.is_some() {
@@ -375,7 +381,15 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
         _ => unreachable!("rig.polecats() gives polecats"),
     };
     let quick = crate::daemon::ran_until(&state, crate::clock::now()) < crate::daemon::QUICK_DEATH;
-    let failed = session::exit::status(home).is_some_and(|s| s != 0);
+    // Exit 0 at once with nothing done and nothing said is a runtime that
+    // cannot work here, not a worker giving up: released, it would be
+    // dispatched again at once, for ever.
+    let failed = match session::exit::status(home) {
+        Some(0) => !signaled,
+        Some(_) => true,
+        // Killed (gt kill, gt stop): someone meant it to end.
+        None => false,
+    };
     if ahead == 0 && quick && failed {
         return died(town, rig, witness, home, &state);
     }
@@ -419,8 +433,9 @@ fn finished(town: &Town, rig: &Rig, witness: &Home, home: &Home) -> Result<Vec<A
     )])
 }
 
-/// A polecat that died quickly (its session failed within
-/// [`crate::daemon::QUICK_DEATH`] of its start, with nothing committed): the
+/// A polecat that died quickly (its session failed, or exited 0 without
+/// `gt done`, within [`crate::daemon::QUICK_DEATH`] of its start, with
+/// nothing committed and no cycle request): the
 /// daemon's backoff policy ([`crate::daemon::backoff`]) on its issue, which it
 /// keeps. Each death is reported once to the Witness with what the session
 /// left (exit status, last output); the polecat is restarted with the same
@@ -439,7 +454,14 @@ fn died(
     let crash = crate::daemon::backoff(state, max, crate::clock::now());
     let first = state.crashed_at.is_none();
     let n = crash.restarts + 1;
-    let what = crate::daemon::ending(home, state, crash.ran);
+    let status = session::exit::status(home);
+    let mut what = crate::daemon::ending(home, state, crash.ran);
+    if status == Some(0) {
+        what.insert_str(
+            0,
+            "It exited 0 without work: no commits beyond origin's main, no gt done, no cycle request.\n",
+        );
+    }
     let next = match &crash.next {
         Retry::Now => format!("Restarted now (restart {n}/{max})."),
         Retry::At { due, .. } => format!("Restart {n}/{max} at {due}."),
@@ -462,14 +484,17 @@ fn died(
             &witness.address.to_string(),
         )?;
     }
-    let summary = format!(
-        "session failed {}s after its start ({})",
-        crash.ran.as_secs(),
-        match session::exit::status(home) {
-            Some(s) => format!("exit status {s}"),
-            None => "no exit status".to_string(),
-        }
-    );
+    let summary = match status {
+        Some(0) => format!(
+            "session exited 0 without work {}s after its start",
+            crash.ran.as_secs()
+        ),
+        other => format!(
+            "session failed {}s after its start ({})",
+            crash.ran.as_secs(),
+            other.map_or("no exit status".to_string(), |s| format!("exit status {s}"))
+        ),
+    };
     match crash.next {
         Retry::GiveUp => {
             home.update_state(|s| {

@@ -624,10 +624,16 @@ pub fn jsonl(path: &Path) -> Vec<Value> {
 /// `gt witness patrol r --json` as if it were `now` (GT_NOW): each action's
 /// (action, subject, detail).
 pub fn patrol_at(env: &TestEnv, now: &str) -> Vec<(String, String, String)> {
+    patrol_args_at(env, now, &[])
+}
+
+/// [`patrol_at`] with more arguments (`--epic <id>`).
+pub fn patrol_args_at(env: &TestEnv, now: &str, args: &[&str]) -> Vec<(String, String, String)> {
     let out = ok_output(
         env.cmd("gt")
             .env("GT_NOW", now)
-            .args(["witness", "patrol", "r", "--json"]),
+            .args(["witness", "patrol", "r", "--json"])
+            .args(args),
     );
     let v: Value = serde_json::from_str(&out).unwrap();
     v.as_array()

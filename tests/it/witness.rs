@@ -96,8 +96,13 @@ fn a_worker_that_ends_without_commits_gives_its_issue_back() {
     let id = env.issue("r", "abandoned");
     env.ok("gt", &["spawn", "--issue", &id]);
     env.wait_session(&rig.join("polecats/Nux"));
+    // Seen an hour after its start: it ran (or was not looked at) longer than
+    // a quick death, so it gave up rather than could not start.
+    let done = patrol_at(&env, "2026-11-25T10:00:00Z");
     assert_eq!(
-        patrol(&env, &[]),
+        done.iter()
+            .map(|(a, s, _)| (a.clone(), s.clone()))
+            .collect::<Vec<_>>(),
         [("released".to_string(), "r/Nux".to_string())]
     );
     let issue: Value =
@@ -389,6 +394,126 @@ fn a_live_but_silent_worker_is_nudged_after_stuck_after() {
     env.ok("gt", &["kill", "r/Nux"]);
 }
 
+/// The Witness's `died: r/Nux` reports.
+fn died_mail(env: &TestEnv) -> Vec<Value> {
+    env.inbox("r/witness")
+        .into_iter()
+        .filter(|m| m["subject"] == "died: r/Nux")
+        .collect()
+}
+
+/// `done` is one action about r/Nux, `action`, its detail starting `detail`.
+fn only_nux(done: &[(String, String, String)], action: &str, detail: &str) {
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!((done[0].0.as_str(), done[0].1.as_str()), (action, "r/Nux"));
+    assert!(done[0].2.starts_with(detail), "{}", done[0].2);
+}
+
+#[test]
+fn a_worker_that_exits_0_at_once_without_work_is_backed_off_not_dispatched_again() {
+    let env = TestEnv::new();
+    // The stand-in exits 0 at once with nothing done, as a runtime that cannot
+    // work here may: released, its issue would be dispatched again for ever.
+    let rig = rig_with_agent(&env, "echo 'stand-in: nothing to do'; exit 0", 8);
+    edit_json(&env.town.join("config/town.json"), |c| {
+        c["max_restarts"] = 2.into();
+    });
+    let epic: Value = serde_json::from_str(&env.ok(
+        "gt",
+        &[
+            "issue", "--rig", "r", "create", "E", "--type", "epic", "--json",
+        ],
+    ))
+    .unwrap();
+    let epic = epic["id"].as_str().unwrap().to_string();
+    let id: Value = serde_json::from_str(&env.ok(
+        "gt",
+        &[
+            "issue", "--rig", "r", "create", "idle", "--parent", &epic, "--json",
+        ],
+    ))
+    .unwrap();
+    let id = id["id"].as_str().unwrap().to_string();
+    let home = rig.join("polecats/Nux");
+    let log = home.join("session.log");
+    let patrol = |now: &str| crate::common::patrol_args_at(&env, now, &["--epic", &epic]);
+    // The session has ended and tmux has copied its `n`-th line to the log.
+    let ended = |n: usize| {
+        env.wait_session(&home);
+        assert!(crate::common::wait_until(10, || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("stand-in: nothing to do")
+                .count()
+                == n
+        }));
+    };
+    let died = || died_mail(&env);
+    let t0 = crate::common::NOW;
+
+    let done = patrol(t0);
+    assert_eq!(
+        (done[0].0.as_str(), done[0].1.as_str(), done.len()),
+        ("spawned", "r/Nux", 1)
+    );
+    ended(1);
+    let first = env.session(&home);
+    // The first exit: reported once, as a quick death, restarted at once.
+    only_nux(
+        &patrol(t0),
+        "restarted",
+        "session exited 0 without work 0s after its start; restart 1/2: generation 2",
+    );
+    let mail = died();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(
+        mail[0]["body"].as_str().unwrap(),
+        format!(
+            "It exited 0 without work: no commits beyond origin's main, no gt done, no cycle request.\nIts session {first} ended 0s after its start, exit status 0.\nLog: {}\nIts last 1 line(s) of output:\n  stand-in: nothing to do\nRestarted now (restart 1/2).",
+            log.display()
+        )
+    );
+    let issue: Value =
+        serde_json::from_str(&env.ok("gt", &["issue", "show", &id, "--json"])).unwrap();
+    assert_eq!(issue["assignee"], "r/Nux");
+
+    // The second: backed off 10 s; the issue stays Nux's, nobody else is spawned.
+    ended(2);
+    assert_eq!(
+        patrol(t0),
+        [(
+            "backoff".to_string(),
+            "r/Nux".to_string(),
+            "session exited 0 without work 0s after its start; restart 2/2 at 2026-11-25T09:00:10Z (in 10s)".to_string()
+        )]
+    );
+    assert_eq!(patrol("2026-11-25T09:00:09Z"), []);
+    assert_eq!(died().len(), 2);
+    let done = patrol("2026-11-25T09:00:10Z");
+    assert_eq!(
+        (done[0].0.as_str(), done.len()),
+        ("restarted", 1),
+        "{done:?}"
+    );
+
+    // The third, past max_restarts: marked dead, the Mayor told, left alone.
+    ended(3);
+    let done = patrol("2026-11-25T09:00:10Z");
+    assert_eq!((done[0].0.as_str(), done.len()), ("gave-up", 1), "{done:?}");
+    assert_eq!(env.state(&home)["status"], "dead");
+    assert_eq!(died().len(), 3);
+    let mayor = env.inbox("mayor");
+    assert_eq!(
+        mayor
+            .iter()
+            .map(|m| m["subject"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["dead: r/Nux"]
+    );
+    assert_eq!(patrol("2026-11-25T10:00:00Z"), []);
+    assert!(!rig.join("polecats/Toast").exists());
+}
+
 #[test]
 fn a_worker_that_dies_at_once_is_reported_restarted_with_backoff_then_given_up() {
     let env = TestEnv::new();
@@ -402,28 +527,15 @@ fn a_worker_that_dies_at_once_is_reported_restarted_with_backoff_then_given_up()
     env.ok("gt", &["spawn", "--issue", &id]);
     let home = rig.join("polecats/Nux");
     let t0 = crate::common::NOW;
-    let died = |env: &TestEnv| -> Vec<Value> {
-        env.inbox("r/witness")
-            .into_iter()
-            .filter(|m| m["subject"] == "died: r/Nux")
-            .collect()
-    };
+    let died = died_mail;
 
     // The first death: reported with its exit status and output, restarted at once.
     env.wait_session(&home);
     let first = env.session(&home);
-    let done = patrol_at(&env, t0);
-    assert_eq!(done.len(), 1, "{done:?}");
-    assert_eq!(
-        (done[0].0.as_str(), done[0].1.as_str()),
-        ("restarted", "r/Nux")
-    );
-    assert!(
-        done[0].2.starts_with(
-            "session failed 0s after its start (exit status 3); restart 1/2: generation 2"
-        ),
-        "{}",
-        done[0].2
+    only_nux(
+        &patrol_at(&env, t0),
+        "restarted",
+        "session failed 0s after its start (exit status 3); restart 1/2: generation 2",
     );
     let mail = died(&env);
     assert_eq!(mail.len(), 1, "{mail:?}");
