@@ -35,13 +35,36 @@ pub struct Prime {
     pub generation: u64,
     /// The issue it works on, as the rig's tracker has it.
     pub issue: Option<crate::beads::Issue>,
+    /// The unread handoff notes its earlier sessions mailed it (`gt mail
+    /// handoff`), oldest first: a cycled session resumes from them.
+    pub handoff: Vec<Message>,
     /// How to work here, one line each.
     pub how: Vec<String>,
+}
+
+impl Prime {
+    /// Mark the handoff notes read once they were shown: the next `gt prime`
+    /// or `gt inbox` does not offer them again.
+    pub fn delivered(&self, home: &Home) -> Result<()> {
+        let ids: Vec<&str> = self.handoff.iter().map(|m| m.id.as_str()).collect();
+        mail::reader::Reader::owner(home).mark(&ids, "read")
+    }
+}
+
+/// The generation of the calling session: `GT_GENERATION`, which its starter
+/// set, else `state`'s. A session that acts at once can run before its
+/// starter has recorded the new generation in state.json.
+pub fn own_generation(state: &crate::record::AgentState) -> u64 {
+    std::env::var("GT_GENERATION")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(state.generation)
 }
 
 /// Gather what `home`'s agent must know to work.
 pub fn prime(town: &Town, home: &Home) -> Result<Prime> {
     let state = home.state()?;
+    let generation = own_generation(&state);
     let remote = crate::federation::worker::works_for(home);
     let issue = match (state.issue.as_deref(), home.address.rig(), remote) {
         // Another machine's issue: as it was when the worker was spawned.
@@ -49,11 +72,23 @@ pub fn prime(town: &Town, home: &Home) -> Result<Prime> {
         (Some(id), Some(rig), None) => Some(crate::beads::open(&town.rig(rig)?)?.show(id)?),
         _ => None,
     };
+    // A look only: bad lines stay for `gt inbox` to report.
+    let me = home.address.to_string();
+    let handoff = mail::reader::Reader::owner(home)
+        .peek()?
+        .messages
+        .into_iter()
+        .map(|p| p.message)
+        .filter(|m| m.kind == "handoff" && m.from == me)
+        // Not this session's own note: that one is for the next.
+        .filter(|m| m.generation.is_none_or(|g| g < generation))
+        .collect();
     Ok(Prime {
-        address: home.address.to_string(),
+        address: me,
         role: home.address.role().to_string(),
-        generation: state.generation,
+        generation,
         issue,
+        handoff,
         how: how(&home.address),
     })
 }

@@ -715,12 +715,7 @@ fn handoff(
     m.kind = "handoff".into();
     m.priority = "high".into();
     if let Some(s) = &state {
-        // The session's own generation: an agent that hands off at once can
-        // run before its starter has recorded the new generation in state.json.
-        let own = std::env::var("GT_GENERATION")
-            .ok()
-            .and_then(|g| g.parse().ok());
-        m.generation = Some(own.unwrap_or(s.generation));
+        m.generation = Some(crate::worker::own_generation(s));
         let mut h = Extra::new();
         h.insert("status".into(), s.status.as_str().into());
         if let Some(i) = &s.issue {

@@ -87,14 +87,23 @@ pub fn spawn_runtime(env: &TestEnv, bin: &Path, issue: &str) -> String {
 /// of readiness (`ready`, `reason`). The exit code is checked against it: 0
 /// when `ready` or `started`, else 1.
 pub fn spawn_runtime_with(env: &TestEnv, bin: &Path, issue: &str, args: &[&str]) -> Value {
-    let path = format!(
+    spawn_runtime_by(env.cmd("gt"), bin, issue, args)
+}
+
+/// `PATH` with the runtime's directory `bin` first.
+pub fn runtime_path(bin: &Path) -> String {
+    format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
-    );
-    let out = env
-        .cmd("gt")
-        .env("PATH", &path)
+    )
+}
+
+/// [`spawn_runtime_with`] run by `gt`, a command the test prepared (say,
+/// without `GT_NOW`).
+pub fn spawn_runtime_by(mut gt: Command, bin: &Path, issue: &str, args: &[&str]) -> Value {
+    let out = gt
+        .env("PATH", runtime_path(bin))
         .args(["spawn", "--issue", issue, "--json"])
         .args(args)
         .output()

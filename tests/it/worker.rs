@@ -74,6 +74,84 @@ fn prime_names_the_agent_its_issue_and_how_to_work() {
 }
 
 #[test]
+fn prime_shows_an_earlier_sessions_handoff_once_and_marks_it_read() {
+    let env = TestEnv::new();
+    let (_, clone) = spawned(&env);
+    let at_gen = |g: &str, args: &[&str]| {
+        ok_output(
+            env.cmd("gt")
+                .env("GT_ADDRESS", "r/Nux")
+                .env("GT_GENERATION", g)
+                .current_dir(&clone)
+                .args(args),
+        )
+    };
+    at_gen(
+        "1",
+        &[
+            "mail",
+            "handoff",
+            "-s",
+            "half way",
+            "-m",
+            "frob.rs is next\n",
+        ],
+    );
+    let other = env.ok(
+        "gt",
+        &[
+            "send",
+            "r/Nux",
+            "-s",
+            "hello",
+            "-m",
+            "not a handoff",
+            "--json",
+        ],
+    );
+    let other: serde_json::Value = serde_json::from_str(&other).unwrap();
+    let note = env
+        .inbox("r/polecats/Nux")
+        .into_iter()
+        .find(|m| m["type"] == "handoff")
+        .unwrap();
+    let id = note["id"].as_str().unwrap();
+    let marks = env.town.join("r/polecats/Nux/mail/read.jsonl");
+
+    // The session that wrote it leaves it for the next one.
+    assert!(!at_gen("1", &["prime"]).contains("Handoff"));
+    assert!(!marks.exists());
+    let next = at_gen("2", &["prime"]);
+    assert!(
+        next.starts_with("You are r/Nux (polecat), generation 2.\n"),
+        "{next}"
+    );
+    assert!(
+        next.contains(&format!(
+            "\n\nHandoff from your session of generation 1 ({id}, {}): HANDOFF: half way\n\
+             frob.rs is next\n(Marked read; again: gt mail read {id}.)\n\nHow to work here:\n",
+            crate::common::NOW
+        )),
+        "{next}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        format!(
+            "{{\"id\":\"{id}\",\"state\":\"read\",\"at\":\"{}\"}}\n",
+            crate::common::NOW
+        )
+    );
+    // Shown once: the next prime has none; the other mail is still unread.
+    let v: serde_json::Value = serde_json::from_str(&at_gen("2", &["prime", "--json"])).unwrap();
+    assert_eq!(v["handoff"], serde_json::json!([]));
+    let unread = at_gen("2", &["inbox", "--json"]);
+    assert_eq!(
+        crate::common::jsonl_ids(&unread),
+        [other["id"].as_str().unwrap()]
+    );
+}
+
+#[test]
 fn done_is_refused_until_the_clone_is_clean_and_has_a_commit_then_tells_the_witness() {
     let env = TestEnv::new();
     let (id, clone) = spawned(&env);

@@ -162,7 +162,7 @@ pub(super) enum Cmd {
     },
     /// Show who you are here: role and address (from GT_ADDRESS or the current directory)
     Whoami(JsonFlag),
-    /// For the calling agent: who it is, its issue, and how to work here (read mail, report done, hand off, ask for help)
+    /// For the calling agent: who it is, its issue, the handoff notes its earlier sessions left (then marked read), and how to work here (read mail, report done, hand off, ask for help)
     Prime(JsonFlag),
     /// For the calling polecat: report its work done to its Witness (refused while the clone is dirty or has no new commit)
     Done(JsonFlag),

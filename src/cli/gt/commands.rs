@@ -381,7 +381,7 @@ pub(super) fn prime(json: bool) -> Result<()> {
     let p = crate::worker::prime(&town, &home)?;
     if json {
         print_json(&p)?;
-        return Ok(());
+        return p.delivered(&home);
     }
     println!(
         "You are {} ({}), generation {}.",
@@ -396,11 +396,25 @@ pub(super) fn prime(json: bool) -> Result<()> {
         }
         None => println!("\nYou have no issue assigned."),
     }
+    for m in &p.handoff {
+        let from = m
+            .generation
+            .map(|g| format!(" of generation {g}"))
+            .unwrap_or_default();
+        println!(
+            "\nHandoff from your session{from} ({}, {}): {}\n{}",
+            m.id,
+            m.timestamp,
+            m.subject,
+            m.body.trim_end()
+        );
+        println!("(Marked read; again: gt mail read {}.)", m.id);
+    }
     println!("\nHow to work here:");
     for line in &p.how {
         println!("- {line}");
     }
-    Ok(())
+    p.delivered(&home)
 }
 
 pub(super) fn done(json: bool) -> Result<()> {
