@@ -716,7 +716,9 @@ fn a_claude_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resum
         )
     );
     let note_id = note["id"].as_str().unwrap();
-    let requested: jiff::Timestamp = env.state("r/polecats/Nux")["cycle_requested_at"]
+    // Written just before `cycle_requested_at`, and kept after the cycle
+    // clears that (a slow test thread may read the state too late).
+    let requested: jiff::Timestamp = note["handoff"]["written_at"]
         .as_str()
         .unwrap()
         .parse()
