@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use git2::Oid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::error::{Error, IoContext, Kind, Result};
@@ -23,6 +23,7 @@ use crate::fsio;
 use crate::git::{self, Merged};
 use crate::home::Home;
 use crate::mail::Message;
+use crate::record::Extra;
 use crate::rig::Rig;
 use crate::town::{Bare, Town};
 
@@ -58,7 +59,7 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MergeKind {
     FastForward,
@@ -134,6 +135,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Ready {
     pub clone: PathBuf,
+    /// Origin's branch it is pushed to (origin's default branch).
+    pub branch: String,
     pub base: String,
     pub tip: String,
     pub head: String,
@@ -445,9 +448,41 @@ pub fn integrate_reviewed(
     review: &mut Review,
     on: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
+    integrate_held(&hold(rig, on)?, source, message, run_tests, review)
+}
+
+/// The rig's landing lock, held: every git started meanwhile inherits it
+/// ([`git::hold_in_children`]). Taking it ([`hold`]) recovers from a landing
+/// that died midway, so its holder finds the clone as a landing left it.
+pub struct Held<'r> {
+    rig: &'r Rig,
+    // Dropped first: no git started after the lock is released holds it.
+    _holding: git::Holding,
+    _lock: fsio::Lock,
+}
+
+/// Take the rig's landing lock (telling `on` when it has to wait) and undo
+/// whatever a landing killed midway left in the clone.
+pub fn hold<'r>(rig: &'r Rig, on: &mut dyn FnMut(Progress)) -> Result<Held<'r>> {
     let lock = lock(rig, on)?;
-    let _held = git::hold_in_children(&lock);
+    let holding = git::hold_in_children(&lock);
     recover(rig, on)?;
+    Ok(Held {
+        rig,
+        _holding: holding,
+        _lock: lock,
+    })
+}
+
+/// [`integrate_reviewed`] under a landing lock already held.
+pub fn integrate_held(
+    held: &Held,
+    source: &Source,
+    message: &str,
+    run_tests: bool,
+    review: &mut Review,
+) -> Result<Outcome> {
+    let rig = held.rig;
     let target = Target::check(rig)?;
     let clone = target.clone.as_path();
     let config = rig.config()?;
@@ -515,6 +550,7 @@ pub fn integrate_reviewed(
     };
     let ready = Ready {
         clone: clone.to_path_buf(),
+        branch: target.branch.clone(),
         base: base_s.clone(),
         tip: tip_s.clone(),
         head: head.to_string(),
@@ -561,11 +597,13 @@ pub fn integrate_reviewed(
 /// `tip`: a landing of `tip` was pushed, though whoever pushed it may have died
 /// before its follow-ups. `None` when it does not (or the commit is unknown).
 pub fn on_origin(rig: &Rig, tip: &str, on: &mut dyn FnMut(Progress)) -> Result<Option<String>> {
+    on_origin_held(&hold(rig, on)?, tip)
+}
+
+/// [`on_origin`] under a landing lock already held.
+pub fn on_origin_held(held: &Held, tip: &str) -> Result<Option<String>> {
     let tip = Oid::from_str(tip).map_err(|e| Error::invalid(format!("tip {tip:?}: {e}")))?;
-    let lock = lock(rig, on)?;
-    let _held = git::hold_in_children(&lock);
-    recover(rig, on)?;
-    let target = Target::check(rig)?;
+    let target = Target::check(held.rig)?;
     git::fetch(&target.clone, REMOTE, &[])?;
     let base = target.base()?;
     let objects = git::Objects::open(&[target.clone.as_path()])?;
@@ -777,6 +815,9 @@ pub struct Report {
     pub done: Vec<String>,
     /// Follow-ups skipped or failed after landing; the landing itself stands.
     pub notes: Vec<String>,
+    /// An earlier direct landing on the rig that died after recording its
+    /// intent, finished (or dropped) before this one.
+    pub interrupted: Option<Interrupted>,
 }
 
 impl Report {
@@ -886,6 +927,7 @@ pub fn direct(
         outcome: None,
         done: Vec::new(),
         notes: Vec::new(),
+        interrupted: None,
     };
     if opts.dry_run {
         report.plan = Some(preview(&rig, &source, !opts.skip_tests)?);
@@ -905,62 +947,202 @@ pub fn direct(
             .unwrap_or_default(),
         state.generation
     );
-    let outcome = integrate(&rig, &source, &message, !opts.skip_tests, on)?;
-    follow_up(town, &rig, &home, &source, &outcome, &mut report);
+    let held = hold(&rig, on)?;
+    report.interrupted = finish_interrupted(town, &held)?;
+    if let Some(i) = &report.interrupted
+        && i.pushed.is_some()
+        && (&i.intent.polecat, &i.intent.branch, i.intent.generation)
+            == (&report.address, &report.branch, report.generation)
+    {
+        return Ok(report); // that landing was this one: done now
+    }
+    let path = intent_path(&rig);
+    let mut intent = None;
+    let mut record = |ready: &Ready| -> Result<Option<Rejection>> {
+        let i = Intent {
+            polecat: report.address.clone(),
+            generation: report.generation,
+            issue: report.issue.clone(),
+            branch: source.branch.clone(),
+            clone: repo.clone(),
+            keep_branch: report.checks.iter().any(|c| !c.ok),
+            main: ready.branch.clone(),
+            merge: ready.merge,
+            base: ready.base.clone(),
+            tip: ready.tip.clone(),
+            head: ready.head.clone(),
+            at: crate::clock::now_string(),
+            extra: Extra::new(),
+        };
+        fsio::write_json(&path, &i)?;
+        intent = Some(i);
+        Ok(None)
+    };
+    let landed = integrate_held(&held, &source, &message, !opts.skip_tests, &mut record);
+    let outcome = match landed {
+        Ok(o) => o,
+        Err(e) => {
+            // The push failed after the intent was recorded: origin says
+            // whether it landed after all. If origin cannot be asked, the
+            // record stays for the next landing.
+            if intent.is_some()
+                && let Err(again) = finish_interrupted(town, &held)
+            {
+                tracing::warn!("{}: kept: {again}", path.display());
+            }
+            return Err(e);
+        }
+    };
+    if let Some(i) = &intent {
+        follow_up(town, &rig, i, false, &mut report.done, &mut report.notes);
+        if let Err(e) = remove_intent(&path) {
+            report.notes.push(e.to_string());
+        }
+    }
     report.outcome = Some(outcome);
     Ok(report)
 }
 
+/// `<rig>/refinery/landing.json`: a direct landing's record of intent,
+/// written under the landing lock just before its push and removed after its
+/// follow-ups (protocol/land.md, "A direct landing killed after its push").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The polecat's address, `<rig>/<name>`.
+    pub polecat: String,
+    pub generation: u64,
+    #[serde(default)]
+    pub issue: Option<String>,
+    /// The polecat's branch, and the clone it is fetched from.
+    pub branch: String,
+    pub clone: PathBuf,
+    /// A safety check failed and `--force` overrode it: keep the branch.
+    #[serde(default)]
+    pub keep_branch: bool,
+    /// Origin's branch pushed to.
+    pub main: String,
+    pub merge: MergeKind,
+    pub base: String,
+    pub tip: String,
+    /// The commit pushed: origin's `main` once the push is done.
+    pub head: String,
+    /// When it was recorded.
+    pub at: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Where a direct landing records its [`Intent`].
+pub fn intent_path(rig: &Rig) -> PathBuf {
+    rig.path.join("refinery/landing.json")
+}
+
+/// Remove a finished landing's record. Left behind, it costs the next
+/// landing a check of origin and a repeat of follow-ups that change nothing.
+fn remove_intent(path: &Path) -> Result<()> {
+    crate::confine::remove_file(path).map_err(|e| {
+        Error::new(
+            Kind::Io,
+            format!(
+                "{}: cannot remove the record of a finished landing ({e})",
+                path.display()
+            ),
+        )
+    })?;
+    fsio::sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// A direct landing that died after recording its [`Intent`], as the next
+/// landing found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interrupted {
+    pub intent: Intent,
+    /// Origin's main when the push had reached it: its follow-ups were done
+    /// now. `None`: it had not, nothing landed; the record was dropped.
+    pub pushed: Option<String>,
+    pub done: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Finish the direct landing whose [`Intent`] is left (its writer is gone:
+/// the caller holds the landing lock): if its head is on origin's main, do
+/// its follow-ups, skipping mail already delivered; then drop the record.
+/// `None` when there is none.
+pub fn finish_interrupted(town: &Town, held: &Held) -> Result<Option<Interrupted>> {
+    let path = intent_path(held.rig);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let intent: Intent = fsio::read_json(&path)?;
+    let pushed = on_origin_held(held, &intent.head)?;
+    let (mut done, mut notes) = (Vec::new(), Vec::new());
+    if pushed.is_some() {
+        follow_up(town, held.rig, &intent, true, &mut done, &mut notes);
+    }
+    remove_intent(&path)?;
+    Ok(Some(Interrupted {
+        intent,
+        pushed,
+        done,
+        notes,
+    }))
+}
+
 /// After a push: close the issue, delete the branch, mail the witness and the
 /// mayor. Failures become notes: the work has landed whatever happens here.
+/// `resumed`: finishing a landing that died after its push, which may have
+/// mailed already (the mail's ids are made from the pushed commit).
 fn follow_up(
     town: &Town,
     rig: &Rig,
-    home: &Home,
-    source: &Source,
-    landed: &Outcome,
-    report: &mut Report,
+    landed: &Intent,
+    resumed: bool,
+    done: &mut Vec<String>,
+    notes: &mut Vec<String>,
 ) {
-    let Outcome::Landed {
+    let Intent {
+        polecat,
+        issue,
+        branch,
         tip,
         head,
+        main,
         merge,
-        branch,
         ..
-    } = landed
-    else {
-        return;
-    };
-    if let Some(issue) = &report.issue {
+    } = landed;
+    if let Some(issue) = issue {
         let reason = format!("landed {head} by gt land --direct");
         match crate::beads::open(rig).and_then(|t| t.close(issue, Some(&reason))) {
-            Ok(_) => report.done.push(format!("closed issue {issue}")),
-            Err(e) => report.notes.push(format!("issue {issue} left open: {e}")),
+            Ok(_) => done.push(format!("closed issue {issue}")),
+            Err(e) => notes.push(format!("issue {issue} left open: {e}")),
         }
     }
-    let busy = report.checks.iter().any(|c| !c.ok);
-    match delete_branch(rig, source, tip, head, busy) {
-        Ok(done) => report.done.extend(done),
-        Err(e) => report
-            .notes
-            .push(format!("branch {} kept: {e}", source.branch)),
+    let source = Source {
+        from: landed.clone.to_string_lossy().into_owned(),
+        branch: branch.clone(),
+    };
+    match delete_branch(rig, &source, tip, head, landed.keep_branch) {
+        Ok(d) => done.extend(d),
+        Err(e) => notes.push(format!("branch {branch} kept: {e}")),
     }
     let from = crate::mail::identity(town, None).unwrap_or(Address::Overseer);
-    let subject = format!("landed {} ({}) on {branch}", home.address, short(head));
+    let subject = format!("landed {polecat} ({}) on {main}", short(head));
     let body = format!(
-        "{} of {} landed directly on {branch} as {} ({}) by gt land --direct{}.",
-        source.branch,
-        home.address,
+        "{branch} of {polecat} landed directly on {main} as {} ({}) by gt land --direct{}{}.",
         short(head),
         match merge {
             MergeKind::FastForward => "fast-forward",
             MergeKind::MergeCommit => "merge commit",
         },
-        report
-            .issue
+        issue
             .as_deref()
             .map(|i| format!("; issue {i}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if resumed {
+            " (pushed by an interrupted run, finished by the next)"
+        } else {
+            ""
+        }
     );
     for to in [
         Address::Witness {
@@ -968,13 +1150,19 @@ fn follow_up(
         },
         Address::Mayor,
     ] {
-        let mut m = Message::new(&from, &to.to_string(), &subject, &body);
+        let to = to.to_string();
+        let mut m = Message::new(&from, &to, &subject, &body);
+        m.id = format!("msg-landed-{head}-{}", to.replace('/', "-"));
+        if resumed && crate::mail::delivered(town, &to, &m.id) {
+            done.push(format!("{to} was mailed by an interrupted run"));
+            continue;
+        }
         m.kind = "landed".into();
-        m.generation = Some(report.generation);
+        m.generation = Some(landed.generation);
         for (k, v) in [
-            ("polecat", home.address.to_string().into()),
-            ("issue", report.issue.clone().into()),
-            ("branch", source.branch.clone().into()),
+            ("polecat", polecat.clone().into()),
+            ("issue", issue.clone().into()),
+            ("branch", branch.clone().into()),
             ("tip", tip.clone().into()),
             ("sha", head.clone().into()),
         ] {
@@ -982,8 +1170,8 @@ fn follow_up(
         }
         // One post per recipient: a missing home must not cost the other its mail.
         match crate::mail::post(town, &mut [m], fsio::Durability::from_env()) {
-            Ok(()) => report.done.push(format!("mailed {to}")),
-            Err(e) => report.notes.push(format!("could not mail {to}: {e}")),
+            Ok(()) => done.push(format!("mailed {to}")),
+            Err(e) => notes.push(format!("could not mail {to}: {e}")),
         }
     }
 }
@@ -1010,19 +1198,24 @@ fn delete_branch(
         )));
     }
     let refname = format!("refs/heads/{}", source.branch);
-    let now = git::resolve(repo, &refname)?.map(|o| o.to_string());
-    if now.as_deref() != Some(tip) {
-        return Err(Error::conflict(format!(
-            "it moved in {} since it was fetched",
-            repo.display()
-        )));
+    match git::resolve(repo, &refname)?.map(|o| o.to_string()) {
+        // Gone already: deleted by the landing that died after its push.
+        None => {}
+        Some(now) if now != tip => {
+            return Err(Error::conflict(format!(
+                "it moved in {} since it was fetched",
+                repo.display()
+            )));
+        }
+        Some(_) => {
+            git::delete_branch(repo, &source.branch)?;
+            done.push(format!(
+                "deleted branch {} in {}",
+                source.branch,
+                repo.display()
+            ));
+        }
     }
-    git::delete_branch(repo, &source.branch)?;
-    done.push(format!(
-        "deleted branch {} in {}",
-        source.branch,
-        repo.display()
-    ));
     let clone = rig.main_clone();
     let tracking = format!("refs/remotes/{REMOTE}/{}", source.branch);
     if let Some(pushed) = git::resolve(&clone, &tracking)? {

@@ -534,7 +534,7 @@ impl<'a> Refinery<'a> {
             record(&mut notes)
         };
         for (to, m) in self.mail(&entry, landing.as_ref(), &outcome) {
-            if e.attempts > 1 && self.delivered(&to, &m.id) {
+            if e.attempts > 1 && mail::delivered(self.town, &to, &m.id) {
                 done.push(format!("{to} was mailed by an interrupted run"));
                 continue;
             }
@@ -553,14 +553,6 @@ impl<'a> Refinery<'a> {
             done,
             notes,
         }
-    }
-
-    /// Whether message `id` is in `to`'s mailbox (inbox or archive).
-    fn delivered(&self, to: &str, id: &str) -> bool {
-        self.town
-            .resolve(to, crate::town::Bare::Address)
-            .and_then(|home| mail::find(&home, id))
-            .is_ok_and(|m| m.is_some())
     }
 
     /// The messages to the polecat and the witness. A merge's have ids made

@@ -62,7 +62,8 @@ pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
         } else {
             print_human(&report);
         }
-        for note in &report.notes {
+        let earlier = report.interrupted.iter().flat_map(|i| &i.notes);
+        for note in earlier.chain(&report.notes) {
             eprintln!("gt-land: note: {note}");
         }
         match report.refusal() {
@@ -73,6 +74,26 @@ pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
 }
 
 fn print_human(r: &Report) {
+    if let Some(i) = &r.interrupted {
+        let what = format!(
+            "{}'s landing ({} at {})",
+            i.intent.polecat,
+            i.intent.branch,
+            short(&i.intent.tip)
+        );
+        match &i.pushed {
+            Some(_) => println!(
+                "finished {what}: pushed as {} by an interrupted run",
+                short(&i.intent.head)
+            ),
+            None => println!(
+                "dropped {what}: an interrupted run that never reached origin; nothing of it landed"
+            ),
+        }
+        for d in &i.done {
+            println!("  {:<8} {d}", "done");
+        }
+    }
     let mut lines: Vec<(&str, String)> = Vec::new();
     for c in &r.checks {
         let mark = match (c.ok, r.forced) {

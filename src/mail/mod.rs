@@ -399,6 +399,14 @@ pub fn find(home: &Home, id: &str) -> Result<Option<Message>> {
     Ok(None)
 }
 
+/// Whether message `id` is in the mailbox (inbox or archive) of address `to`:
+/// a follow-up retried after a kill skips the mail its first run delivered.
+pub fn delivered(town: &Town, to: &str, id: &str) -> bool {
+    town.resolve(to, Bare::Address)
+        .and_then(|home| find(&home, id))
+        .is_ok_and(|m| m.is_some())
+}
+
 /// Problems in `home`'s mail files, each as `path:line: reason`: lines that are
 /// not JSON or not a valid record, over-long lines, and a torn last line (a
 /// killed writer, or a write in progress). For `gt doctor` and `gt mail check`.

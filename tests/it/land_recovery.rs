@@ -15,10 +15,42 @@ use nix::unistd::Pid;
 use crate::common::{TestEnv, fifo, git, read_fifo, write_fifo};
 use crate::queue::{files, rig_with_work};
 
+/// `<test dir>/hook/`, with the FIFOs [`park_hook`] talks through.
+fn hook_dir(env: &TestEnv) -> PathBuf {
+    let dir = env.path().join("hook");
+    std::fs::create_dir(&dir).unwrap();
+    fifo(&dir.join("signal"));
+    fifo(&dir.join("hold"));
+    dir
+}
+
+/// Install git hook `name` in `hooks`: it counts its calls in `<dir>/count`,
+/// logs each as `<label> <$1> <refs>` (the third field of each stdin line:
+/// the refs of a `reference-transaction`, the remote refs of a `pre-push`) to
+/// `<dir>/log` and, at the call `<dir>/arm` names (its number in the count,
+/// or the start of its line), says so on `<dir>/signal` and waits on
+/// `<dir>/hold`: git is parked there, to be killed.
+fn park_hook(hooks: &Path, name: &str, label: &str, dir: &Path) {
+    let hook = hooks.join(name);
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nrefs=$(cat | cut -d' ' -f3 | tr '\\n' ' ')\n\
+             [ \"$1\" = aborted ] && exit 0\n\
+             d={d}\nn=$(( $(cat $d/count 2>/dev/null || echo 0) + 1 ))\necho $n > $d/count\n\
+             line=\"{label} $1 $refs\"\nprintf '%s\\n' \"$line\" >> $d/log\n\
+             if [ -f $d/arm ]; then a=$(cat $d/arm)\n\
+             case \"$n:$line\" in \"$a:\"*|*:\"$a\"*) printf '%s\\n' \"$line\" > $d/signal; cat $d/hold >/dev/null;; esac\nfi\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// A rig with Nux's and Toast's work queued (Toast's needs a merge commit),
-/// and a `reference-transaction` hook in the refinery clone and in origin
-/// that counts ref transactions (prepared and committed) and, at number
-/// `<dir>/arm`, says so on `<dir>/signal` and waits on `<dir>/hold`.
+/// and a [`park_hook`] `reference-transaction` in the refinery clone and in
+/// origin that counts ref transactions (prepared and committed).
 struct Landing {
     env: TestEnv,
     rig: PathBuf,
@@ -48,32 +80,20 @@ impl Landing {
         let env = TestEnv::new();
         let rig = rig_with_work(&env, &["Nux", "Toast"]);
         setup(&env, &rig);
-        let dir = env.path().join("hook");
-        std::fs::create_dir(&dir).unwrap();
-        fifo(&dir.join("signal"));
-        fifo(&dir.join("hold"));
+        let dir = hook_dir(&env);
         let origin = env.path().join("r-origin.git");
-        for (hooks, label) in [
-            (rig.join("refinery/rig/.git/hooks"), "clone"),
-            (origin.join("hooks"), "origin"),
-        ] {
-            let hook = hooks.join("reference-transaction");
-            std::fs::write(
-                &hook,
-                format!(
-                    "#!/bin/sh\nrefs=$(cat | cut -d' ' -f3 | tr '\\n' ' ')\n\
-                     [ \"$1\" = aborted ] && exit 0\n\
-                     d={d}\nn=$(( $(cat $d/count 2>/dev/null || echo 0) + 1 ))\necho $n > $d/count\n\
-                     printf '%s %s %s\\n' {label} \"$1\" \"$refs\" >> $d/log\n\
-                     if [ -f $d/arm ] && [ \"$n\" = \"$(cat $d/arm)\" ]; then\n\
-                     printf '%s %s %s\\n' {label} \"$1\" \"$refs\" > $d/signal\ncat $d/hold >/dev/null\nfi\n",
-                    d = dir.display()
-                ),
-            )
-            .unwrap();
-            std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
-        }
+        park_hook(
+            &rig.join("refinery/rig/.git/hooks"),
+            "reference-transaction",
+            "clone",
+            &dir,
+        );
+        park_hook(
+            &origin.join("hooks"),
+            "reference-transaction",
+            "origin",
+            &dir,
+        );
         env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
         env.ok("gt", &["merge-queue", "add", "r", "Toast"]);
         let ids = files(&rig, "pending");
@@ -386,13 +406,15 @@ fn doctor_reports_a_dead_landings_git_locks() {
     assert!(env.ok("gt", &["doctor"]).ends_with("\ntown is healthy\n"));
 }
 
+/// Issue `id` of rig `r`, as `gt issue show --json` prints it.
+fn issue(env: &TestEnv, id: &str) -> serde_json::Value {
+    let out = env.ok("gt", &["issue", "--rig", "r", "show", id, "--json"]);
+    serde_json::from_str(&out).unwrap()
+}
+
 impl Landing {
     fn issue_status(&self, id: &str) -> String {
-        let out = self
-            .env
-            .ok("gt", &["issue", "--rig", "r", "show", id, "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["status"].as_str().unwrap().to_string()
+        issue(&self.env, id)["status"].as_str().unwrap().to_string()
     }
 
     /// The `merged` messages about r/Nux in `home`'s inbox.
@@ -557,4 +579,305 @@ fn killed_between_its_mails_is_finished_once_by_the_next_run() {
             "  mailed r/witness"
         ]
     );
+}
+
+/// `gt land --direct` of r/Nux (working on an issue), killed with its git by
+/// a [`park_hook`] in the refinery clone (`reference-transaction` as `clone`,
+/// `pre-push` as `pre-push`) and in origin (as `origin`).
+struct Direct {
+    env: TestEnv,
+    rig: PathBuf,
+    origin: PathBuf,
+    dir: PathBuf,
+    issue: String,
+    /// Nux's branch's commit.
+    tip: String,
+    /// Origin's main before any landing.
+    initial: String,
+}
+
+impl Direct {
+    fn new() -> Direct {
+        let env = TestEnv::new();
+        let rig = rig_with_work(&env, &["Nux", "Toast"]);
+        let issue = env.issue("r", "work of Nux");
+        env.edit_state(rig.join("polecats/Nux"), |s| {
+            s["issue"] = issue.clone().into()
+        });
+        let dir = hook_dir(&env);
+        let origin = env.path().join("r-origin.git");
+        let hooks = rig.join("refinery/rig/.git/hooks");
+        park_hook(&hooks, "reference-transaction", "clone", &dir);
+        park_hook(&hooks, "pre-push", "pre-push", &dir);
+        park_hook(
+            &origin.join("hooks"),
+            "reference-transaction",
+            "origin",
+            &dir,
+        );
+        let tip = git(&rig.join("polecats/Nux/rig"), &["rev-parse", "polecat/Nux"]);
+        let initial = git(&origin, &["rev-parse", "main"]);
+        Direct {
+            env,
+            rig,
+            origin,
+            dir,
+            issue,
+            tip: tip.trim().to_string(),
+            initial: initial.trim().to_string(),
+        }
+    }
+
+    fn land(&self, polecat: &str) -> std::process::Command {
+        let mut cmd = self.env.cmd("gt-land");
+        cmd.args(["--direct", polecat]);
+        cmd
+    }
+
+    /// `gt land --direct r/Nux` killed with its git where the hook's line
+    /// starts with `at`; checks the record it leaves.
+    fn kill_at(&self, at: &str) {
+        std::fs::write(self.dir.join("arm"), at).unwrap();
+        let mut child = self
+            .land("r/Nux")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let line = read_fifo(&self.dir.join("signal"));
+        std::fs::remove_file(self.dir.join("arm")).unwrap();
+        killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+        assert!(line.starts_with(at), "{line}");
+        self.assert_intent_left();
+    }
+
+    /// The next `gt land --direct <polecat>`, which must succeed: its stdout
+    /// and stderr.
+    fn next_run(&self, polecat: &str) -> (String, String) {
+        let out = self.land(polecat).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    }
+
+    /// What the next run prints about finishing Nux's landing.
+    fn finished_nux(&self) -> String {
+        let short = &self.tip[..7];
+        format!(
+            "finished r/Nux's landing (polecat/Nux at {short}): pushed as {short} by an interrupted run\n  \
+             done     closed issue {}\n  \
+             done     deleted branch polecat/Nux in {}\n  \
+             done     mailed r/witness\n  \
+             done     mailed mayor\n",
+            self.issue,
+            self.rig.join("polecats/Nux/rig").display(),
+        )
+    }
+
+    fn intent(&self) -> PathBuf {
+        self.rig.join("refinery/landing.json")
+    }
+
+    /// The record a killed landing of r/Nux left, as `jq` shows it.
+    fn assert_intent_left(&self) {
+        let mut intent = crate::common::read_json(&self.intent());
+        let at = intent["at"].take();
+        assert!(
+            at.as_str().unwrap().parse::<jiff::Timestamp>().is_ok(),
+            "{at}"
+        );
+        assert_eq!(
+            intent,
+            serde_json::json!({
+                "polecat": "r/Nux",
+                "generation": 0,
+                "issue": self.issue,
+                "branch": "polecat/Nux",
+                "clone": self.rig.join("polecats/Nux/rig"),
+                "keep_branch": false,
+                "main": "main",
+                "merge": "fast_forward",
+                "base": self.initial,
+                "tip": self.tip,
+                "head": self.tip,
+                "at": null,
+            })
+        );
+        assert_eq!(
+            crate::schema::check_town(&self.env.town),
+            Vec::<String>::new()
+        );
+        assert_eq!(issue(&self.env, &self.issue)["status"], "open");
+        assert_eq!(self.landed_mail("witness"), Vec::<serde_json::Value>::new());
+    }
+
+    /// The `landed` messages about `polecat` in `home`'s inbox.
+    fn landed_mail_of(&self, home: &Path, polecat: &str) -> Vec<serde_json::Value> {
+        let mut mail = self.env.inbox(home);
+        mail.retain(|m| m["type"] == "landed" && m["polecat"] == polecat);
+        mail
+    }
+
+    fn landed_mail(&self, home: &str) -> Vec<serde_json::Value> {
+        self.landed_mail_of(&self.rig.join(home), "r/Nux")
+    }
+
+    /// Nux's work landed once and finished once: its issue closed, the
+    /// witness and the mayor mailed once, its branch deleted, no record left.
+    fn assert_nux_landed_once(&self) {
+        let shown = issue(&self.env, &self.issue);
+        assert_eq!(shown["status"], "closed");
+        assert_eq!(
+            shown["close_reason"],
+            format!("landed {} by gt land --direct", self.tip)
+        );
+        for home in [self.rig.join("witness"), self.env.town.join("mayor")] {
+            let mail = self.landed_mail_of(&home, "r/Nux");
+            assert_eq!(mail.len(), 1, "{}: {mail:?}", home.display());
+            assert_eq!(mail[0]["sha"], self.tip.as_str());
+            assert_eq!(mail[0]["issue"], self.issue.as_str());
+        }
+        let nux = self.rig.join("polecats/Nux/rig");
+        assert_eq!(git(&nux, &["branch", "--list", "polecat/*"]), "");
+        assert_eq!(git(&nux, &["rev-parse", "HEAD"]).trim(), self.tip);
+        assert!(!self.intent().exists(), "the record is left");
+        let clone = self.rig.join("refinery/rig");
+        assert_eq!(git(&clone, &["for-each-ref", "refs/gastown"]), "");
+        assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+        assert_eq!(
+            crate::schema::check_town(&self.env.town),
+            Vec::<String>::new()
+        );
+    }
+
+    fn origin_log(&self) -> String {
+        git(&self.origin, &["log", "--format=%s", "main"])
+    }
+}
+
+/// Killed after origin took the push, before anything else: the next
+/// `gt land --direct r/Nux` finds the record's head on origin's main and only
+/// finishes it (issue, branch, mail), landing nothing again.
+#[test]
+fn a_direct_landing_killed_after_its_push_is_finished_once_by_the_next() {
+    let t = Direct::new();
+    t.kill_at("origin committed refs/heads/main");
+    assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n", "pushed");
+
+    let (stdout, stderr) = t.next_run("r/Nux");
+    let clone = t.rig.join("refinery/rig");
+    assert_eq!(
+        stderr,
+        format!(
+            "{}: an earlier landing was interrupted; putting the clone back at {}\n",
+            clone.display(),
+            &t.initial[..7]
+        )
+    );
+    assert_eq!(
+        stdout,
+        format!(
+            "{}landed r/Nux (generation 0, issue {})\n  \
+             session  ok: no session\n  \
+             clean    ok: clone is clean\n",
+            t.finished_nux(),
+            t.issue,
+        )
+    );
+    assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n", "landed once");
+    t.assert_nux_landed_once();
+    let body = t.landed_mail("witness")[0]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        body.ends_with(" (pushed by an interrupted run, finished by the next)."),
+        "{body}"
+    );
+    // As after any landing: nothing is left to land.
+    let (code, err) = t.env.fails("gt-land", &["--direct", "r/Nux"]);
+    assert_eq!(
+        (code, err),
+        (
+            2,
+            format!(
+                "gt-land: {}: no branch polecat/Nux to land\n",
+                t.rig.join("polecats/Nux/rig").display()
+            )
+        )
+    );
+}
+
+/// The next landing may be another polecat's: it finishes Nux's first, then
+/// lands its own on top.
+#[test]
+fn a_direct_landing_of_another_polecat_finishes_the_killed_one_first() {
+    let t = Direct::new();
+    t.kill_at("origin committed refs/heads/main");
+    let (stdout, _) = t.next_run("r/Toast");
+    let (nux, toast) = stdout.split_at(t.finished_nux().len());
+    assert_eq!(nux, t.finished_nux());
+    assert!(
+        toast.starts_with("landed r/Toast (generation 0)\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        git(&t.origin, &["log", "--first-parent", "--format=%s", "main"]),
+        "Land polecat/Toast from r/Toast\nNux.txt: Nux\ninitial\n"
+    );
+    let mut all: Vec<String> = t.origin_log().lines().map(str::to_string).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "Land polecat/Toast from r/Toast",
+            "Nux.txt: Nux",
+            "Toast.txt: Toast",
+            "initial"
+        ]
+    );
+    t.assert_nux_landed_once();
+    let toast = t.landed_mail_of(&t.rig.join("witness"), "r/Toast");
+    assert_eq!(toast.len(), 1, "{toast:?}");
+}
+
+/// Killed after recording its intent, before anything reached origin (in
+/// the `pre-push` hook): the next run drops the record, and lands Nux's work
+/// from scratch, once.
+#[test]
+fn a_direct_landing_killed_before_its_push_is_redone_once_by_the_next() {
+    let t = Direct::new();
+    t.kill_at("pre-push origin refs/heads/main");
+    assert_eq!(t.origin_log(), "initial\n", "not pushed");
+
+    let (stdout, _) = t.next_run("r/Nux");
+    let short = &t.tip[..7];
+    assert_eq!(
+        stdout,
+        format!(
+            "dropped r/Nux's landing (polecat/Nux at {short}): an interrupted run that never reached origin; nothing of it landed\n\
+             landed r/Nux (generation 0, issue {issue})\n  \
+             session  ok: no session\n  \
+             clean    ok: clone is clean\n  \
+             merged   fast-forward {}..{short} on main\n  \
+             tests    not run\n  \
+             pushed   origin main\n  \
+             done     closed issue {issue}\n  \
+             done     deleted branch polecat/Nux in {}\n  \
+             done     mailed r/witness\n  \
+             done     mailed mayor\n",
+            &t.initial[..7],
+            t.rig.join("polecats/Nux/rig").display(),
+            issue = t.issue,
+        )
+    );
+    assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n");
+    t.assert_nux_landed_once();
+    let body = t.landed_mail("witness")[0]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!body.contains("interrupted"), "{body}");
 }

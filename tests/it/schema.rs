@@ -27,6 +27,7 @@ const TABLE: &[(&str, &str)] = &[
     ("*/polecats/*/works-for.json", "federation-works-for"),
     ("*/config.json", "rig-config"),
     ("*/refinery/queue/*/*", "queue-entry"),
+    ("*/refinery/landing.json", "direct-landing"),
     ("*/.beads/issues.jsonl", "beads-issue"),
 ];
 

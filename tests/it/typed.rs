@@ -180,3 +180,29 @@ fn a_bad_duration_is_refused_when_the_config_is_read() {
         "{err}"
     );
 }
+
+#[test]
+fn direct_landing_fields_are_the_schema_properties() {
+    let sha = |c: char| c.to_string().repeat(40);
+    let intent = gastown::land::Intent {
+        polecat: "wyvern/Nux".into(),
+        generation: 3,
+        issue: Some("wyv-42".into()),
+        branch: "polecat/Nux".into(),
+        clone: "/town/wyvern/polecats/Nux/rig".into(),
+        keep_branch: false,
+        main: "main".into(),
+        merge: gastown::land::MergeKind::MergeCommit,
+        base: sha('a'),
+        tip: sha('b'),
+        head: sha('c'),
+        at: "2026-11-25T09:20:01.5Z".into(),
+        extra: Extra::new(),
+    };
+    same_fields("direct-landing", serde_json::to_value(&intent).unwrap());
+    // Unknown fields are kept.
+    let mut v = serde_json::to_value(&intent).unwrap();
+    v["by_hand"] = "kept".into();
+    let back: gastown::land::Intent = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&back).unwrap(), v);
+}
