@@ -355,19 +355,6 @@ fn spawn_claude(
     issue: &str,
     args: &[&str],
 ) -> Spawned {
-    spawn_claude_by(env, env.cmd("gt"), bin, model, rig, issue, args)
-}
-
-/// [`spawn_claude`] with `gt spawn` run by `gt`, a command the test prepared.
-fn spawn_claude_by(
-    env: &TestEnv,
-    gt: Command,
-    bin: &Path,
-    model: &Model,
-    rig: &Path,
-    issue: &str,
-    args: &[&str],
-) -> Spawned {
     let config = env.path().join("claude-config");
     // A test may have written its own (see the dialog test).
     if !config.join(".claude.json").exists() {
@@ -400,7 +387,7 @@ fn spawn_claude_by(
         .status()
         .unwrap();
     assert!(started.success());
-    let v = crate::common::spawn_runtime_by(gt, bin, issue, args);
+    let v = crate::common::spawn_runtime_with(env, bin, issue, args);
     Spawned {
         session: v["session"].as_str().unwrap().to_string(),
         ready: v["ready"].as_str().unwrap().to_string(),
@@ -655,144 +642,15 @@ fn a_claude_that_cannot_start_is_reported_with_its_output_and_backed_off() {
 #[test]
 fn a_claude_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resumes_from_the_note() {
     let Some(bin) = claude_bin_dir() else { return };
-    let env = TestEnv::new();
+    // The real clock: the daemon's timer waits out the grace on it.
+    let env = TestEnv::new().real_clock();
     let rig = env.add_rig("r");
-    // A short grace, on the real clock: the daemon's timer waits for it.
-    let grace = Duration::from_secs(3);
-    edit_json(&env.town.join("config/town.json"), |c| {
-        c["cycle_grace"] = "3s".into()
-    });
     let id = env.issue("r", "Fix the frobnicator");
-    let model = Model::start(vec![
-        // Generation 1: primes, hands off, and sits at its prompt.
-        Turn::bash("gt prime"),
-        Turn::bash("gt mail handoff --cycle -s 'frob half done' -m 'NOTE-MARKER: frob.rs is next'"),
-        Turn::text("Handed off; my next session takes over."),
-        // Generation 2: primes and finds the note.
-        Turn::bash("gt prime"),
-        Turn::text("Resuming from the handoff."),
-    ]);
-    let real_clock = |name: &str| {
-        let mut c = env.cmd(name);
-        c.env_remove("GT_NOW");
-        c
-    };
-    let spawned = spawn_claude_by(&env, real_clock("gt"), &bin, &model, &rig, &id, &[]);
+    let model = Model::start(crate::model::to_handoff());
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
     assert_eq!(spawned.ready, "ready", "{:?}", spawned.reason);
-    let first_session = spawned.session.clone();
-    let mut daemon = real_clock("gt");
-    daemon
-        .env("PATH", crate::common::runtime_path(&bin))
-        .args(["daemon", "run", "--json", "--every", "1h"]);
-    let mut daemon = crate::common::Watcher::start(daemon, "gt-daemon: watching ");
-
-    let prompt =
-        format!("You are r/Nux, a gastown worker. Your issue is {id}. Run `gt prime` first");
-    spawned.turn(&model, 1).assert_once(&prompt);
-    spawned
-        .turn(&model, 2)
-        .assert_once(&format!("Your issue: {id} Fix the frobnicator"));
-    let asked = "requested a fresh session (requesting_cycle in ";
-    spawned.turn(&model, 3).assert_once(asked);
-    let notes: Vec<serde_json::Value> = env
-        .inbox("r/polecats/Nux")
-        .into_iter()
-        .filter(|m| m["type"] == "handoff")
-        .collect();
-    assert_eq!(notes.len(), 1, "{notes:?}");
-    let note = &notes[0];
-    assert_eq!(
-        (
-            &note["from"],
-            &note["subject"],
-            &note["body"],
-            &note["generation"]
-        ),
-        (
-            &"r/Nux".into(),
-            &"HANDOFF: frob half done".into(),
-            &"NOTE-MARKER: frob.rs is next".into(),
-            &1.into()
-        )
-    );
-    let note_id = note["id"].as_str().unwrap();
-    // Written just before `cycle_requested_at`, and kept after the cycle
-    // clears that (a slow test thread may read the state too late).
-    let requested: jiff::Timestamp = note["handoff"]["written_at"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-
-    // The TUI does not exit by itself: the daemon stops it once the grace is
-    // over, and starts the next session in the same pass.
-    let stopped = daemon.next_json();
-    let at = jiff::Timestamp::now();
-    assert_eq!(
-        (&stopped["action"], &stopped["subject"], &stopped["detail"]),
-        (
-            &"stopped".into(),
-            &"r/Nux".into(),
-            &format!(
-                "it asked for a cycle 3s ago and its session {first_session} had not exited; stopped for its next session"
-            )
-            .into()
-        )
-    );
-    let waited = Duration::try_from(at.duration_since(requested)).unwrap();
-    assert!(
-        waited >= grace && waited < grace + WAIT,
-        "stopped {waited:?} after the request"
-    );
-    assert!(!gastown::session::is_alive(&first_session));
-    let cycled = daemon.next_json();
-    assert_eq!(
-        (&cycled["action"], &cycled["subject"]),
-        (&"cycled".into(), &"r/Nux".into()),
-        "{cycled}"
-    );
-    let state = env.state("r/polecats/Nux");
-    let second_session = state["session"].as_str().unwrap().to_string();
-    assert_eq!(
-        cycled["detail"],
-        format!("generation 2, session {second_session}")
-    );
-    assert_ne!(second_session, first_session);
-    assert_eq!(
-        (
-            &state["generation"],
-            &state["status"],
-            &state["requesting_cycle"]
-        ),
-        (&2.into(), &"working".into(), &false.into())
-    );
-    assert!(state.get("cycle_requested_at").is_none(), "{state}");
-    assert!(gastown::session::is_alive(&second_session));
-
-    // A fresh Claude session: its first request holds the first prompt and
-    // nothing of the old conversation.
-    let fresh = spawned.turn(&model, 4);
-    fresh.assert_once(&prompt);
-    assert_eq!(fresh.mentions(asked), 0, "{:?}", fresh.texts());
-    assert_eq!(fresh.mentions(&format!("Your issue: {id} Fix")), 0);
-    // Its gt prime showed the note to the model, and marked it read.
-    let primed = spawned.turn(&model, 5);
-    primed.assert_once("You are r/Nux (polecat), generation 2.");
-    primed.assert_once(&format!(
-        "Handoff from your session of generation 1 ({note_id}, {}): HANDOFF: frob half done",
-        note["timestamp"].as_str().unwrap()
-    ));
-    primed.assert_once("NOTE-MARKER: frob.rs is next");
-    primed.assert_once(&format!("(Marked read; again: gt mail read {note_id}.)"));
-    let marks = crate::common::jsonl(&rig.join("polecats/Nux/mail/read.jsonl"));
-    assert_eq!(marks.len(), 1, "{marks:?}");
-    let marked_at: jiff::Timestamp = marks[0]["at"].as_str().unwrap().parse().unwrap();
-    assert_eq!(
-        marks[0],
-        serde_json::json!({"id": note_id, "state": "read", "at": marks[0]["at"]})
-    );
-    assert!(marked_at >= requested, "{marks:?}");
-    let unread = env.ok("gt", &["mail", "inbox", "--as", "r/Nux", "--json"]);
-    assert_eq!(unread, "");
+    crate::common::check_handoff_cycle(&env, &bin, &id, &spawned.session, |n| {
+        spawned.turn(&model, n)
+    });
     assert_eq!(model.turns().len(), 5);
 }

@@ -157,6 +157,21 @@ fn spawn_starts_codex_unattended_in_its_clone_and_it_works_through_gt_to_done() 
 }
 
 #[test]
+fn codex_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resumes_from_the_note() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    // The real clock: the daemon's timer waits out the grace on it.
+    let env = TestEnv::new().real_clock();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Fix the frobnicator");
+    let model = Model::start(crate::model::to_handoff());
+    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
+    crate::common::check_handoff_cycle(&env, &bin, &id, &codex.session, |n| codex.turn(&model, n));
+    assert_eq!(model.turns().len(), 5);
+}
+
+#[test]
 fn inject_into_idle_codex_reaches_the_model_once() {
     let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
         return;

@@ -87,22 +87,8 @@ pub fn spawn_runtime(env: &TestEnv, bin: &Path, issue: &str) -> String {
 /// of readiness (`ready`, `reason`). The exit code is checked against it: 0
 /// when `ready` or `started`, else 1.
 pub fn spawn_runtime_with(env: &TestEnv, bin: &Path, issue: &str, args: &[&str]) -> Value {
-    spawn_runtime_by(env.cmd("gt"), bin, issue, args)
-}
-
-/// `PATH` with the runtime's directory `bin` first.
-pub fn runtime_path(bin: &Path) -> String {
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-/// [`spawn_runtime_with`] run by `gt`, a command the test prepared (say,
-/// without `GT_NOW`).
-pub fn spawn_runtime_by(mut gt: Command, bin: &Path, issue: &str, args: &[&str]) -> Value {
-    let out = gt
+    let out = env
+        .cmd("gt")
         .env("PATH", runtime_path(bin))
         .args(["spawn", "--issue", issue, "--json"])
         .args(args)
@@ -112,6 +98,15 @@ pub fn spawn_runtime_by(mut gt: Command, bin: &Path, issue: &str, args: &[&str])
     let ok = matches!(v["ready"].as_str(), Some("ready" | "started"));
     assert_eq!(out.status.code(), Some(if ok { 0 } else { 1 }), "{v}");
     v
+}
+
+/// `PATH` with the runtime's directory `bin` first.
+pub fn runtime_path(bin: &Path) -> String {
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 /// Check the conversation of [`crate::model::to_done`] for polecat r/Nux on issue `id`
@@ -144,6 +139,135 @@ pub fn check_to_done(
     first
 }
 
+/// Check the cycle of [`crate::model::to_handoff`] for polecat r/Nux on
+/// issue `id` ("Fix the frobnicator"), spawned on the real clock
+/// ([`TestEnv::real_clock`]) in session `first` with the runtime in `bin`,
+/// `turn(n)` the `n`th turn request: with `cycle_grace` 3s, `gt daemon run`
+/// stops the runtime, which does not exit by itself, once the grace is over,
+/// and starts generation 2, a fresh conversation whose `gt prime` shows the
+/// note and marks it read.
+pub fn check_handoff_cycle(
+    env: &TestEnv,
+    bin: &Path,
+    id: &str,
+    first: &str,
+    turn: impl Fn(usize) -> crate::model::Request,
+) {
+    let grace = std::time::Duration::from_secs(3);
+    edit_json(&env.town.join("config/town.json"), |c| {
+        c["cycle_grace"] = "3s".into()
+    });
+    let mut daemon = env.cmd("gt");
+    daemon
+        .env("PATH", runtime_path(bin))
+        .args(["daemon", "run", "--json", "--every", "1h"]);
+    let mut daemon = Watcher::start(daemon, "gt-daemon: watching ");
+
+    let prompt =
+        format!("You are r/Nux, a gastown worker. Your issue is {id}. Run `gt prime` first");
+    turn(1).assert_once(&prompt);
+    turn(2).assert_once(&format!("Your issue: {id} Fix the frobnicator"));
+    let asked = "requested a fresh session (requesting_cycle in ";
+    turn(3).assert_once(asked);
+    let notes: Vec<Value> = env
+        .inbox("r/polecats/Nux")
+        .into_iter()
+        .filter(|m| m["type"] == "handoff")
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = &notes[0];
+    assert_eq!(
+        (
+            &note["from"],
+            &note["subject"],
+            &note["body"],
+            &note["generation"]
+        ),
+        (
+            &"r/Nux".into(),
+            &"HANDOFF: frob half done".into(),
+            &"NOTE-MARKER: frob.rs is next".into(),
+            &1.into()
+        )
+    );
+    let note_id = note["id"].as_str().unwrap();
+    // Written just before `cycle_requested_at`, and kept after the cycle
+    // clears that (a slow test thread may read the state too late).
+    let requested: jiff::Timestamp = note["handoff"]["written_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // The runtime does not exit by itself: the daemon stops it once the
+    // grace is over, and starts the next session in the same pass.
+    let stopped = daemon.next_json();
+    let at = jiff::Timestamp::now();
+    assert_eq!(
+        (&stopped["action"], &stopped["subject"], &stopped["detail"]),
+        (
+            &"stopped".into(),
+            &"r/Nux".into(),
+            &format!(
+                "it asked for a cycle 3s ago and its session {first} had not exited; stopped for its next session"
+            )
+            .into()
+        )
+    );
+    let waited = std::time::Duration::try_from(at.duration_since(requested)).unwrap();
+    assert!(
+        waited >= grace && waited < grace + FIFO_WAIT,
+        "stopped {waited:?} after the request"
+    );
+    assert!(!gastown::session::is_alive(first));
+    let cycled = daemon.next_json();
+    assert_eq!(
+        (&cycled["action"], &cycled["subject"]),
+        (&"cycled".into(), &"r/Nux".into()),
+        "{cycled}"
+    );
+    let state = env.state("r/polecats/Nux");
+    let second = state["session"].as_str().unwrap().to_string();
+    assert_eq!(cycled["detail"], format!("generation 2, session {second}"));
+    assert_ne!(second, first);
+    assert_eq!(
+        (
+            &state["generation"],
+            &state["status"],
+            &state["requesting_cycle"]
+        ),
+        (&2.into(), &"working".into(), &false.into())
+    );
+    assert!(state.get("cycle_requested_at").is_none(), "{state}");
+    assert!(gastown::session::is_alive(&second));
+
+    // A fresh conversation: its first request holds the first prompt and
+    // nothing of the old one.
+    let fresh = turn(4);
+    fresh.assert_once(&prompt);
+    assert_eq!(fresh.mentions(asked), 0, "{:?}", fresh.texts());
+    assert_eq!(fresh.mentions(&format!("Your issue: {id} Fix")), 0);
+    // Its gt prime showed the note to the model, and marked it read.
+    let primed = turn(5);
+    primed.assert_once("You are r/Nux (polecat), generation 2.");
+    primed.assert_once(&format!(
+        "Handoff from your session of generation 1 ({note_id}, {}): HANDOFF: frob half done",
+        note["timestamp"].as_str().unwrap()
+    ));
+    primed.assert_once("NOTE-MARKER: frob.rs is next");
+    primed.assert_once(&format!("(Marked read; again: gt mail read {note_id}.)"));
+    let marks = jsonl(&env.home("r/polecats/Nux").join("mail/read.jsonl"));
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    let marked_at: jiff::Timestamp = marks[0]["at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        marks[0],
+        serde_json::json!({"id": note_id, "state": "read", "at": marks[0]["at"]})
+    );
+    assert!(marked_at >= requested, "{marks:?}");
+    let unread = env.ok("gt", &["mail", "inbox", "--as", "r/Nux", "--json"]);
+    assert_eq!(unread, "");
+}
+
 /// Path of one of this package's binaries, built by cargo beside the test binary.
 pub fn bin(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test exe");
@@ -165,6 +289,8 @@ pub struct TestEnv {
     pub tmp: TempDir,
     /// The town root (`<tmp>/town`); created by [`TestEnv::new`].
     pub town: PathBuf,
+    /// `GT_NOW` of every command; `None`: the real clock ([`TestEnv::real_clock`]).
+    now: Option<&'static str>,
 }
 
 impl TestEnv {
@@ -183,7 +309,18 @@ impl TestEnv {
             .expect("tempdir");
         std::fs::create_dir(tmp.path().join("tmp")).expect("TMPDIR");
         let town = tmp.path().join("town");
-        TestEnv { tmp, town }
+        TestEnv {
+            tmp,
+            town,
+            now: Some(NOW),
+        }
+    }
+
+    /// The same environment on the real clock: its commands get no `GT_NOW`,
+    /// nor do the sessions they start (a daemon's timer waits on that clock).
+    pub fn real_clock(mut self) -> Self {
+        self.now = None;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -191,8 +328,8 @@ impl TestEnv {
     }
 
     /// A command for binary `name` with a clean environment: only PATH, HOME,
-    /// a fixed GT_TOWN, GT_NOW ([`NOW`]), TMPDIR (`<tmp>/tmp`), and the
-    /// current directory at the town root.
+    /// a fixed GT_TOWN, GT_NOW ([`NOW`], unless [`TestEnv::real_clock`]),
+    /// TMPDIR (`<tmp>/tmp`), and the current directory at the town root.
     #[must_use]
     pub fn cmd(&self, name: &str) -> Command {
         let mut c = Command::new(bin(name));
@@ -201,7 +338,6 @@ impl TestEnv {
             .env("HOME", self.path())
             .env("TMPDIR", self.path().join("tmp"))
             .env("GT_TOWN", &self.town)
-            .env("GT_NOW", NOW)
             .env("LC_ALL", "C")
             .current_dir(if self.town.exists() {
                 &self.town
@@ -209,6 +345,9 @@ impl TestEnv {
                 self.path()
             })
             .stdin(Stdio::null());
+        if let Some(now) = self.now {
+            c.env("GT_NOW", now);
+        }
         c
     }
 

@@ -158,6 +158,19 @@ pub fn to_done() -> Vec<Turn> {
     ]
 }
 
+/// The script of a polecat that cycles: generation 1 runs `gt prime`, hands
+/// off with `--cycle` and sits at its prompt (a TUI does not exit);
+/// generation 2 runs `gt prime`, then a last word.
+pub fn to_handoff() -> Vec<Turn> {
+    vec![
+        Turn::bash("gt prime"),
+        Turn::bash("gt mail handoff --cycle -s 'frob half done' -m 'NOTE-MARKER: frob.rs is next'"),
+        Turn::text("Handed off; my next session takes over."),
+        Turn::bash("gt prime"),
+        Turn::text("Resuming from the handoff."),
+    ]
+}
+
 #[derive(Default)]
 struct State {
     script: VecDeque<Turn>,
