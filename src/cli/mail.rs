@@ -20,21 +20,46 @@ use crate::record::Extra;
 use crate::town::{Bare, Town};
 use crate::watch::{Flow, Watch};
 
+const ABOUT: &str = "Mail between agents: locked JSONL inboxes at <home>/mail/inbox.jsonl";
+const AFTER_HELP: &str = "Identity (sender, reader): --as, else GT_ADDRESS, else the agent home of the \
+    current directory, else overseer. GT_DURABLE=1 fsyncs every append. \
+    Files and formats: protocol/mail.md.";
+
 #[derive(Parser, Debug)]
-#[command(
-    name = "gt-mail",
-    version,
-    about = "Mail between agents: locked JSONL inboxes at <home>/mail/inbox.jsonl",
-    after_help = "Identity (sender, reader): --as, else GT_ADDRESS, else the agent home of the \
-        current directory, else overseer. GT_DURABLE=1 fsyncs every append. \
-        Files and formats: protocol/mail.md."
-)]
+#[command(name = "gt-mail", version, about = ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// `gt-mail` with only its `send` subcommand: the same definitions as [`Cli`]
+/// for the one command most calls are, without building the rest of the tree
+/// (most of a send's user time).
+#[derive(Parser, Debug)]
+#[command(name = "gt-mail", version, about = ABOUT, after_help = AFTER_HELP)]
+struct SendCli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: SendCmd,
+}
+
+#[derive(Args, Debug)]
+struct Global {
     /// Act as this address (default: GT_ADDRESS, the home of the current directory, or overseer)
     #[arg(long = "as", global = true, value_name = "ADDRESS")]
     as_: Option<String>,
-    #[command(subcommand)]
-    cmd: Cmd,
+}
+
+impl Global {
+    /// The town and who acts in it.
+    fn open(&self) -> Result<(Town, Address)> {
+        let town = Town::discover()?;
+        let me = mail::identity(&town, self.as_.as_deref())?;
+        Ok((town, me))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -70,43 +95,52 @@ impl Durable {
 }
 
 #[derive(Subcommand, Debug)]
-enum Cmd {
+enum SendCmd {
     /// Send a message: gt send <address> -s "Subject" -m "Message"
-    Send {
-        /// Recipient: mayor, overseer, <rig>/witness, <rig>/<polecat>, ..., or self
-        to: String,
-        /// Subject line (with --verdict, default "verdict")
-        #[arg(short = 's', long, required_unless_present = "verdict")]
-        subject: Option<String>,
-        #[command(flatten)]
-        body: Body,
-        /// Message type (default: notification)
-        #[arg(long = "type", value_name = "TYPE", conflicts_with = "verdict")]
-        kind: Option<String>,
-        /// low, normal (default), high or urgent
-        #[arg(long, value_parser = ["low", "normal", "high", "urgent"], hide_possible_values = true)]
-        priority: Option<String>,
-        /// Id of the message this answers; the reply joins its thread
-        #[arg(long, value_name = "ID")]
-        reply_to: Option<String>,
-        /// Thread id (default: the replied-to message's thread, or its id)
-        #[arg(long, value_name = "ID")]
-        thread: Option<String>,
-        /// Spawn generation this (lifecycle) message is about
-        #[arg(long)]
-        generation: Option<u64>,
-        /// Answer a plugin request (--reply-to its id) with this verdict: type "verdict" (protocol/plugins.md)
-        #[arg(long, value_name = "WORD", requires = "reply_to")]
-        verdict: Option<String>,
-        /// The verdict's reason
-        #[arg(long, value_name = "TEXT", requires = "verdict")]
-        reason: Option<String>,
-        #[command(flatten)]
-        durable: Durable,
-        /// Print the stored record as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    Send(SendArgs),
+}
+
+#[derive(Args, Debug)]
+struct SendArgs {
+    /// Recipient: mayor, overseer, <rig>/witness, <rig>/<polecat>, ..., or self
+    to: String,
+    /// Subject line (with --verdict, default "verdict")
+    #[arg(short = 's', long, required_unless_present = "verdict")]
+    subject: Option<String>,
+    #[command(flatten)]
+    body: Body,
+    /// Message type (default: notification)
+    #[arg(long = "type", value_name = "TYPE", conflicts_with = "verdict")]
+    kind: Option<String>,
+    /// low, normal (default), high or urgent
+    #[arg(long, value_parser = ["low", "normal", "high", "urgent"], hide_possible_values = true)]
+    priority: Option<String>,
+    /// Id of the message this answers; the reply joins its thread
+    #[arg(long, value_name = "ID")]
+    reply_to: Option<String>,
+    /// Thread id (default: the replied-to message's thread, or its id)
+    #[arg(long, value_name = "ID")]
+    thread: Option<String>,
+    /// Spawn generation this (lifecycle) message is about
+    #[arg(long)]
+    generation: Option<u64>,
+    /// Answer a plugin request (--reply-to its id) with this verdict: type "verdict" (protocol/plugins.md)
+    #[arg(long, value_name = "WORD", requires = "reply_to")]
+    verdict: Option<String>,
+    /// The verdict's reason
+    #[arg(long, value_name = "TEXT", requires = "verdict")]
+    reason: Option<String>,
+    #[command(flatten)]
+    durable: Durable,
+    /// Print the stored record as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    #[command(flatten)]
+    Send(SendCmd),
     /// List unread mail (or all with --all)
     Inbox {
         /// Read and unread mail still in the inbox
@@ -189,71 +223,26 @@ enum Cmd {
 }
 
 pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    // `gt send` and `gt-mail send` parse with [`SendCli`]; `--as` before
+    // `send` (or anything else) takes the whole tree.
+    if args.get(1).is_some_and(|a| a == "send") {
+        let SendCli {
+            global,
+            cmd: SendCmd::Send(args),
+        } = super::parse(args);
+        return super::run("gt-mail", || {
+            let (town, me) = global.open()?;
+            send(&town, &me, args)
+        });
+    }
     let cli: Cli = super::parse(args);
     super::run("gt-mail", || dispatch(cli))
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    let town = Town::discover()?;
-    let me = mail::identity(&town, cli.as_.as_deref())?;
+    let (town, me) = cli.global.open()?;
     match cli.cmd {
-        Cmd::Send {
-            to,
-            subject,
-            body,
-            kind,
-            priority,
-            reply_to,
-            thread,
-            generation,
-            verdict,
-            reason,
-            durable,
-            json,
-        } => {
-            // A verdict needs no body: stdin is not read for one.
-            let text = match (&verdict, &body) {
-                (
-                    Some(_),
-                    Body {
-                        message: None,
-                        file: None,
-                    },
-                ) => String::new(),
-                _ => read_body(&body)?,
-            };
-            let subject = subject.unwrap_or_else(|| "verdict".into());
-            let mut m = Message::new(&me, &to, &subject, &text);
-            if let Some(k) = kind {
-                m.kind = k;
-            }
-            if let Some(p) = priority {
-                m.priority = p;
-            }
-            if let Some(r) = &reply_to {
-                let original = town
-                    .home(&me)
-                    .ok()
-                    .and_then(|h| mail::find(&h, r).ok().flatten());
-                if let Some(word) = &verdict {
-                    check_verdict(original.as_ref(), r, word)?;
-                    m.kind = "verdict".into();
-                    m.extra.insert("verdict".into(), word.clone().into());
-                    m.extra
-                        .insert("reason".into(), reason.unwrap_or_default().into());
-                }
-                m.thread_id = original.and_then(|o| o.thread_id).or(Some(r.clone()));
-                if m.kind == mail::DEFAULT_TYPE {
-                    m.kind = "reply".into();
-                }
-            }
-            m.reply_to = reply_to;
-            if thread.is_some() {
-                m.thread_id = thread;
-            }
-            m.generation = generation;
-            send_one(&town, m, durable.get(), json)
-        }
+        Cmd::Send(SendCmd::Send(args)) => send(&town, &me, args),
         Cmd::Inbox {
             all,
             json,
@@ -318,6 +307,65 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+fn send(town: &Town, me: &Address, args: SendArgs) -> Result<()> {
+    let SendArgs {
+        to,
+        subject,
+        body,
+        kind,
+        priority,
+        reply_to,
+        thread,
+        generation,
+        verdict,
+        reason,
+        durable,
+        json,
+    } = args;
+    // A verdict needs no body: stdin is not read for one.
+    let text = match (&verdict, &body) {
+        (
+            Some(_),
+            Body {
+                message: None,
+                file: None,
+            },
+        ) => String::new(),
+        _ => read_body(&body)?,
+    };
+    let subject = subject.unwrap_or_else(|| "verdict".into());
+    let mut m = Message::new(me, &to, &subject, &text);
+    if let Some(k) = kind {
+        m.kind = k;
+    }
+    if let Some(p) = priority {
+        m.priority = p;
+    }
+    if let Some(r) = &reply_to {
+        let original = town
+            .home(me)
+            .ok()
+            .and_then(|h| mail::find(&h, r).ok().flatten());
+        if let Some(word) = &verdict {
+            check_verdict(original.as_ref(), r, word)?;
+            m.kind = "verdict".into();
+            m.extra.insert("verdict".into(), word.clone().into());
+            m.extra
+                .insert("reason".into(), reason.unwrap_or_default().into());
+        }
+        m.thread_id = original.and_then(|o| o.thread_id).or(Some(r.clone()));
+        if m.kind == mail::DEFAULT_TYPE {
+            m.kind = "reply".into();
+        }
+    }
+    m.reply_to = reply_to;
+    if thread.is_some() {
+        m.thread_id = thread;
+    }
+    m.generation = generation;
+    send_one(town, m, durable.get(), json)
 }
 
 fn my_home(town: &Town, me: &Address) -> Result<Home> {
@@ -789,4 +837,93 @@ fn deliver(town: &Town, me: &Address, durability: Durability, json: bool) -> Res
         println!("delivered {}", messages.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Cmd, SendCli, SendCmd};
+
+    /// The send fast path is the whole tree's `send`: the same typed
+    /// arguments, help, and errors (each rendered as clap prints it).
+    #[test]
+    fn send_parses_as_the_whole_tree_does() {
+        let cases: &[&[&str]] = &[
+            &["send", "mayor", "-s", "hi", "-m", "body"],
+            &[
+                "send", "--as", "r/Nux", "mayor", "-s", "hi", "-f", "-", "--json",
+            ],
+            &[
+                "send",
+                "r/witness",
+                "--reply-to",
+                "msg-1",
+                "--verdict",
+                "approve",
+                "--reason",
+                "ok",
+            ],
+            &[
+                "send",
+                "mayor",
+                "-s",
+                "x",
+                "--priority",
+                "urgent",
+                "--type",
+                "t",
+                "--thread",
+                "th",
+            ],
+            &["send", "mayor", "-s", "x", "--generation", "3", "--durable"],
+            &["send", "--help"],
+            &["send", "-h"],
+            &["send"],
+            &["send", "mayor"],
+            &["send", "mayor", "-s", "x", "-m", "a", "-f", "b"],
+            &["send", "mayor", "-s", "x", "--priority", "bogus"],
+            &["send", "mayor", "-s", "x", "--generation", "many"],
+            &["send", "mayor", "--verdict", "approve"],
+            &[
+                "send",
+                "mayor",
+                "-s",
+                "x",
+                "--type",
+                "t",
+                "--verdict",
+                "v",
+                "--reply-to",
+                "m",
+            ],
+            &["send", "mayor", "-s", "x", "--jsn"],
+            &["send", "mayor", "extra", "-s", "x"],
+            &["send", "--version"],
+        ];
+        for case in cases {
+            let argv = std::iter::once("gt-mail").chain(case.iter().copied());
+            let whole = Cli::try_parse_from(argv.clone());
+            let fast = SendCli::try_parse_from(argv);
+            match (whole, fast) {
+                (Ok(w), Ok(f)) => {
+                    let Cmd::Send(SendCmd::Send(w_args)) = w.cmd else {
+                        panic!("{case:?}: not a send")
+                    };
+                    let SendCmd::Send(f_args) = f.cmd;
+                    assert_eq!(
+                        format!("{:?} {w_args:?}", w.global),
+                        format!("{:?} {f_args:?}", f.global),
+                        "{case:?}"
+                    );
+                }
+                (Err(w), Err(f)) => {
+                    assert_eq!(w.kind(), f.kind(), "{case:?}");
+                    assert_eq!(w.exit_code(), f.exit_code(), "{case:?}");
+                    assert_eq!(w.render().to_string(), f.render().to_string(), "{case:?}");
+                }
+                (w, f) => panic!("{case:?}: whole tree {w:?}, send alone {f:?}"),
+            }
+        }
+    }
 }
