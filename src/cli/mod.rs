@@ -86,19 +86,90 @@ pub fn report(bin: &str, e: &Error) {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    // Without GT_LOG, warnings only, and no filter to parse (every `gt send`
-    // pays for this set-up).
-    let _ = match std::env::var_os("GT_LOG") {
-        None => fmt.with_max_level(tracing::Level::WARN).try_init(),
-        Some(_) => fmt
-            .with_env_filter(
-                EnvFilter::try_from_env("GT_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-            )
-            .try_init(),
-    };
+    match std::env::var_os("GT_LOG") {
+        None => {
+            let _ = tracing::subscriber::set_global_default(WarnLazily::default());
+        }
+        Some(_) => {
+            let _ = fmt_logger()
+                .with_env_filter(
+                    EnvFilter::try_from_env("GT_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+                )
+                .try_init();
+        }
+    }
+}
+
+/// Log lines as every binary writes them, to stderr.
+fn fmt_logger() -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    tracing::level_filters::LevelFilter,
+    fn() -> std::io::Stderr,
+> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr as fn() -> std::io::Stderr)
+        .with_target(false)
+}
+
+/// Without GT_LOG: warnings and errors only, through the fmt subscriber built
+/// at the first one. Most runs log nothing, and building it (its span
+/// registry) is a good part of a `gt send`'s own time.
+#[derive(Default)]
+struct WarnLazily(std::sync::OnceLock<Box<dyn tracing::Subscriber + Send + Sync>>);
+
+impl WarnLazily {
+    fn get(&self) -> &(dyn tracing::Subscriber + Send + Sync) {
+        self.0
+            .get_or_init(|| Box::new(fmt_logger().with_max_level(tracing::Level::WARN).finish()))
+            .as_ref()
+    }
+}
+
+impl tracing::Subscriber for WarnLazily {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.enabled(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::WARN)
+    }
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        *meta.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.get().new_span(span)
+    }
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        self.get().record(span, values)
+    }
+    fn record_follows_from(&self, span: &tracing::span::Id, follows: &tracing::span::Id) {
+        self.get().record_follows_from(span, follows)
+    }
+    fn event_enabled(&self, event: &tracing::Event<'_>) -> bool {
+        self.get().event_enabled(event)
+    }
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.get().event(event)
+    }
+    fn enter(&self, span: &tracing::span::Id) {
+        self.get().enter(span)
+    }
+    fn exit(&self, span: &tracing::span::Id) {
+        self.get().exit(span)
+    }
+    fn clone_span(&self, id: &tracing::span::Id) -> tracing::span::Id {
+        self.get().clone_span(id)
+    }
+    fn try_close(&self, id: tracing::span::Id) -> bool {
+        self.get().try_close(id)
+    }
 }
 
 /// Parse arguments, printing clap's own message and exiting 2 (or 0 for
@@ -186,4 +257,24 @@ pub fn print_table<S: AsRef<str>>(header: &[&str], rows: &[Vec<S>]) {
         line(&mut row.iter().map(AsRef::as_ref));
     }
     print!("{out}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WarnLazily;
+
+    /// Without GT_LOG, debug and info cost nothing and build nothing; the
+    /// first warning builds the logger that prints it.
+    #[test]
+    fn logging_without_gt_log_is_built_at_the_first_warning() {
+        let d = tracing::Dispatch::new(WarnLazily::default());
+        let built = || d.downcast_ref::<WarnLazily>().unwrap().0.get().is_some();
+        tracing::dispatcher::with_default(&d, || {
+            tracing::debug!("not shown");
+            tracing::info!("not shown");
+            assert!(!built());
+            tracing::warn!("shown (by the test of the lazy logger)");
+            assert!(built());
+        });
+    }
 }
