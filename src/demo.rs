@@ -1,10 +1,14 @@
 //! `gt demo`: a throwaway town, a real git rig, and stand-in agents working an
-//! epic wave by wave: spawn -> mail -> done -> witness check -> land.
+//! epic wave by wave: spawn -> mail -> done -> witness check -> land; then the
+//! seed's other flows, one each: a handoff to a fresh session, a
+//! `gt land --direct`.
 //!
 //! Every step runs the real `gt` commands as child processes and prints them
 //! with their output, so the demo doubles as a transcript of how a person or an
-//! agent drives the town by hand. The agents are a shell script standing in for
-//! an AI coding agent (a test double, named as such).
+//! agent drives the town by hand. The agents are shell scripts standing in for
+//! an AI coding agent (test doubles, named as such). Each flow is then checked
+//! from the files it left (mail, read marks, `state.json`, the queue, origin's
+//! main): a step that did not happen fails the demo, naming the step.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::address::Address;
 use crate::error::{Error, Kind, Result};
 use crate::{fsio, git, session};
 
@@ -31,6 +36,33 @@ printf 'Hello from %s, who did %s\n' "$GT_ADDRESS" "$GT_ISSUE" > "greetings/$GT_
 git add greetings
 git -c user.name="$GT_ADDRESS" -c user.email=agent@gastown.invalid commit -q -m "$GT_ISSUE: add a greeting"
 # Leave the clone clean, then tell the Witness: the seed's "done signal".
+gt send "$GT_RIG/witness" --type done --generation "$GT_GENERATION" -s "done: $GT_ISSUE" \
+    -m "committed $(git rev-parse --short HEAD) on $(git branch --show-current)"
+"#;
+
+/// The stand-in agent whose context "fills up" halfway: its first session
+/// mails its next one a handoff note and asks for a fresh session; the next
+/// finds the note, reads it and finishes.
+const STAND_IN_HANDOFF_AGENT: &str = r#"#!/bin/sh
+# stand-in-handoff-agent.sh: a TEST DOUBLE standing in for an AI coding agent
+# that hands its work over to its next session half way through.
+set -eu
+note=$(gt inbox --json | grep '"type":"handoff"' | head -n 1 || true)
+if [ -z "$note" ]; then
+    # First session: half the work, a note to the next session, and a cycle
+    # request (requesting_cycle in state.json); the daemon starts the next one.
+    mkdir -p greetings
+    printf 'Bonjour from %s,\n' "$GT_ADDRESS" > "greetings/$GT_ISSUE.txt"
+    gt mail handoff --cycle -s "greeting half written" \
+        -m "greetings/$GT_ISSUE.txt has its first line; add the second, commit, report done"
+    exit 0
+fi
+# Next session: read the note (gt mail read marks it read), then finish.
+id=${note#'{"id":"'}; id=${id%%'"'*}
+gt mail read "$id"
+printf 'who did %s in two sessions\n' "$GT_ISSUE" >> "greetings/$GT_ISSUE.txt"
+git add greetings
+git -c user.name="$GT_ADDRESS" -c user.email=agent@gastown.invalid commit -q -m "$GT_ISSUE: add a greeting, over a handoff"
 gt send "$GT_RIG/witness" --type done --generation "$GT_GENERATION" -s "done: $GT_ISSUE" \
     -m "committed $(git rev-parse --short HEAD) on $(git branch --show-current)"
 "#;
@@ -143,8 +175,7 @@ impl Demo {
         let town = self.town.display().to_string();
         self.gt(&["install", &town])?;
         self.gt(&["rig", "add", "demo", &origin.display().to_string()])?;
-        let agent = self.dir.join("stand-in-agent.sh");
-        std::fs::write(&agent, STAND_IN_AGENT).map_err(|e| Error::io(&agent, e))?;
+        let agent = self.script("stand-in-agent.sh", STAND_IN_AGENT)?;
         let config = self.town.join("demo/config.json");
         fsio::update_json(
             &config,
@@ -190,7 +221,6 @@ impl Demo {
         }
         self.say("\n== The Witness sees the epic done and tells the Mayor")?;
         self.gt(&["witness", "patrol", "demo", "--epic", &epic])?;
-        self.say("\n== The epic's work is all on main")?;
         self.gt(&[
             "issue",
             "--rig",
@@ -200,6 +230,11 @@ impl Demo {
             "--reason",
             "all children landed",
         ])?;
+
+        let worker = self.step("handoff", |d| d.handoff())?;
+        self.step("land --direct", |d| d.land_direct(&worker))?;
+
+        self.say("\n== All the work is on main")?;
         self.gt(&["issue", "--rig", "demo", "list", "--all"])?;
         let log = git::run(Some(&origin), &["log", "--oneline", "--graph", "main"])?;
         self.say("$ git -C $DEMO/origin.git log --oneline --graph main")?;
@@ -212,6 +247,164 @@ impl Demo {
             "\nThe town is yours to inspect: cd {}; ls; cat demo/polecats/*/state.json; cat mayor/mail/inbox.jsonl",
             self.town.display()
         ))
+    }
+
+    /// Run the demo's step `name`; its failure says which step it was.
+    fn step<T>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        f(self).map_err(|e| e.context(format!("demo step \"{name}\" did not happen")))
+    }
+
+    /// Print that `what` is so, as the files show, or fail saying what was found.
+    fn check(&mut self, what: &str, ok: bool, found: impl std::fmt::Debug) -> Result<()> {
+        if !ok {
+            return Err(Error::new(
+                Kind::Io,
+                format!("{what}: not so; found {found:?}"),
+            ));
+        }
+        self.say(&format!("    checked: {what}"))
+    }
+
+    /// Write stand-in script `name` into $DEMO.
+    fn script(&mut self, name: &str, body: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, body).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
+    }
+
+    /// The polecat working on `issue`: its address and session.
+    fn worker(&mut self, issue: &str) -> Result<(String, String)> {
+        let polecats = self.gt_json(&["polecats", "demo"])?;
+        polecats
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["issue"] == issue)
+            .and_then(|p| Some((p["address"].as_str()?.into(), p["session"].as_str()?.into())))
+            .ok_or_else(|| Error::not_found(format!("no polecat of rig demo is on {issue}")))
+    }
+
+    /// The home directory of agent `address`.
+    fn home(&self, address: &str) -> Result<PathBuf> {
+        Ok(self.town.join(address.parse::<Address>()?.rel_path()))
+    }
+
+    /// Wait for session `id` of `who` to end (pidfd, no polling).
+    fn wait_session(&mut self, who: &str, id: &str) -> Result<()> {
+        if session::wait(id, Duration::from_secs(120)) {
+            return Ok(());
+        }
+        Err(Error::new(
+            Kind::Io,
+            format!("{who} did not finish in 120 s; see its session.log"),
+        ))
+    }
+
+    /// A polecat's session hands over to the next: it mails itself a note,
+    /// sets `requesting_cycle` and exits; the daemon starts the next session,
+    /// which reads the note. Returns the polecat's address.
+    fn handoff(&mut self) -> Result<String> {
+        self.say("\n== A handoff: a polecat's first session leaves a note to its next one")?;
+        let agent = self.script("stand-in-handoff-agent.sh", STAND_IN_HANDOFF_AGENT)?;
+        let issue = self.create(&["Greet in French"])?;
+        let agent = format!("sh {}", agent.display());
+        self.gt(&["spawn", "--issue", &issue, "--agent", &agent])?;
+        let (worker, first) = self.worker(&issue)?;
+        self.say("\n-- its first session writes half a greeting, runs `gt mail handoff --cycle` and exits")?;
+        self.wait_session(&worker, &first)?;
+        let home = self.home(&worker)?;
+        let state = read_json(&home.join("state.json"))?;
+        self.check(
+            &format!("{worker}'s state.json has requesting_cycle: true"),
+            state["requesting_cycle"] == true,
+            &state["requesting_cycle"],
+        )?;
+        let generation = state["generation"].as_u64().unwrap_or_default();
+        self.say("\n-- the daemon's pass sees the ended session that asked for a cycle and starts the next")?;
+        self.gt(&["daemon", "tick"])?;
+        let (_, next) = self.worker(&issue)?;
+        self.say(
+            "-- the next session finds the note in its inbox, reads it, finishes and commits",
+        )?;
+        self.wait_session(&worker, &next)?;
+        self.gt(&["inbox", "--as", &worker, "--all"])?;
+
+        let inbox = read_jsonl(&home.join("mail/inbox.jsonl"))?;
+        let note = inbox
+            .iter()
+            .find(|m| m["type"] == "handoff" && m["from"] == worker.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let id = note["id"].as_str().unwrap_or_default().to_string();
+        self.check(
+            &format!("{worker}'s inbox.jsonl has its handoff note to itself, from generation {generation}"),
+            note["to"] == worker.as_str()
+                && note["subject"] == "HANDOFF: greeting half written"
+                && note["generation"] == generation,
+            &note,
+        )?;
+        let marks = crate::mail::reader::load_marks(&home.join("mail/read.jsonl"))?;
+        self.check(
+            &format!("{id} is marked read in {worker}'s mail/read.jsonl"),
+            marks.get(&id).map(String::as_str) == Some("read"),
+            marks.get(&id),
+        )?;
+        let state = read_json(&home.join("state.json"))?;
+        self.check(
+            &format!(
+                "{worker}'s state.json: generation {}, requesting_cycle false, the same command",
+                generation + 1
+            ),
+            state["generation"] == generation + 1
+                && state["requesting_cycle"] == false
+                && state["command"] == agent.as_str(),
+            &state,
+        )?;
+        Ok(worker)
+    }
+
+    /// The overseer lands `worker`'s branch on main, bypassing the queue.
+    fn land_direct(&mut self, worker: &str) -> Result<()> {
+        self.say(&format!(
+            "\n== The overseer lands {worker}'s work directly: merge, test, push, close, bypassing the queue"
+        ))?;
+        let issue = read_json(&self.home(worker)?.join("state.json"))?["issue"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.gt(&["land", "--direct", worker])?;
+        self.gt(&["witness", "patrol", "demo"])?;
+        let origin = self.dir.join("origin.git");
+        let subjects = git::run(Some(&origin), &["log", "--format=%s", "main"])?;
+        let subject = format!("{issue}: add a greeting, over a handoff");
+        self.check(
+            &format!("origin's main has the commit \"{subject}\""),
+            subjects.lines().any(|l| l == subject),
+            subjects.lines().take(3).collect::<Vec<_>>(),
+        )?;
+        let file = format!("main:greetings/{issue}.txt");
+        let greeting = git::run(Some(&origin), &["show", &file])?;
+        let want = format!("Bonjour from {worker},\nwho did {issue} in two sessions\n");
+        self.check(
+            &format!("origin's {file} has both sessions' lines"),
+            greeting == want,
+            &greeting,
+        )?;
+        let witness = read_jsonl(&self.town.join("demo/witness/mail/inbox.jsonl"))?;
+        let landed = witness
+            .iter()
+            .any(|m| m["type"] == "landed" && m["polecat"] == worker);
+        self.check(
+            "demo/witness got the landing's `landed` mail",
+            landed,
+            witness.last(),
+        )?;
+        let state = read_json(&self.home(worker)?.join("state.json"))?;
+        self.check(
+            &format!("the Witness freed {worker} (state.json status idle)"),
+            state["status"] == "idle",
+            &state["status"],
+        )
     }
 
     /// Wait for every working polecat's session to end (pidfd, no polling).
@@ -282,6 +475,20 @@ impl Demo {
     }
 }
 
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
 /// Quote a word for display the way a shell would need it.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
@@ -291,5 +498,30 @@ fn shell_word(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_whose_check_fails_is_named_in_the_error() {
+        let mut demo = Demo {
+            dir: PathBuf::from("/nonexistent"),
+            town: PathBuf::from("/nonexistent/town"),
+            gt: PathBuf::from("gt"),
+            out: Box::new(std::io::sink()),
+        };
+        let err = demo
+            .step("handoff", |d| {
+                d.check("the note is read", false, Some("unread"))
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "demo step \"handoff\" did not happen: the note is read: not so; found Some(\"unread\")"
+        );
+        assert_ne!(crate::cli::exit_code(&err), 0);
     }
 }

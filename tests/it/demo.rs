@@ -1,9 +1,12 @@
-//! `gt demo` end to end: the README's main job must work as written.
+//! `gt demo` end to end: the README's main job must work as written, and each
+//! flow it shows is checked here from the files it leaves.
 
-use crate::common::{TestEnv, git};
+use serde_json::Value;
+
+use crate::common::{TestEnv, git, jsonl, read_json};
 
 #[test]
-fn demo_lands_a_whole_epic_through_witness_queue_and_refinery() {
+fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
     let env = TestEnv::empty();
     let dir = env.path().join("demo");
     let out = env
@@ -24,17 +27,18 @@ fn demo_lands_a_whole_epic_through_witness_queue_and_refinery() {
         "$ gt witness patrol demo --epic",
         "$ gt refinery process demo --once",
         "$ gt inbox --as mayor",
+        "$ gt daemon tick\n    cycled demo/",
+        "$ gt land --direct demo/",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
-    // Three greetings, one per child issue, are on origin's main.
-    let files = git(
-        &dir.join("origin.git"),
-        &["ls-tree", "--name-only", "main", "greetings/"],
-    );
-    assert_eq!(files.lines().count(), 3, "{files}");
+    // A greeting per child issue of the epic and one over a handoff are on
+    // origin's main.
+    let origin = dir.join("origin.git");
+    let files = git(&origin, &["ls-tree", "--name-only", "main", "greetings/"]);
+    assert_eq!(files.lines().count(), 4, "{files}");
     let town = dir.join("town");
-    let issues: serde_json::Value = serde_json::from_str(
+    let issues: Value = serde_json::from_str(
         &String::from_utf8(
             env.cmd("gt")
                 .env("GT_TOWN", &town)
@@ -46,13 +50,89 @@ fn demo_lands_a_whole_epic_through_witness_queue_and_refinery() {
         .unwrap(),
     )
     .unwrap();
+    let issues = issues.as_array().unwrap();
     let statuses: Vec<&str> = issues
-        .as_array()
-        .unwrap()
         .iter()
         .map(|i| i["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["closed"; 4]);
+    assert_eq!(statuses, ["closed"; 5]);
+    let by_title = |title: &str| {
+        issues
+            .iter()
+            .find(|i| i["title"] == title)
+            .unwrap_or_else(|| panic!("no issue {title:?}"))
+    };
+
+    // The handoff: the first session mailed itself a note and asked for a
+    // cycle; the daemon started the next, which read it and finished.
+    let french = by_title("Greet in French");
+    let (issue, worker) = (
+        french["id"].as_str().unwrap(),
+        french["assignee"].as_str().unwrap(),
+    );
+    let home = town
+        .join("demo/polecats")
+        .join(worker.strip_prefix("demo/").unwrap());
+    let notes: Vec<Value> = jsonl(&home.join("mail/inbox.jsonl"))
+        .into_iter()
+        .filter(|m| m["type"] == "handoff")
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = &notes[0];
+    let state = read_json(&home.join("state.json"));
+    let first = state["generation"].as_u64().unwrap() - 1;
+    assert_eq!(
+        (
+            &note["from"],
+            &note["to"],
+            &note["subject"],
+            &note["body"],
+            &note["generation"],
+            &note["handoff"]["issue"],
+        ),
+        (
+            &Value::from(worker),
+            &Value::from(worker),
+            &Value::from("HANDOFF: greeting half written"),
+            &Value::from(format!(
+                "greetings/{issue}.txt has its first line; add the second, commit, report done"
+            )),
+            &Value::from(first),
+            &Value::from(issue),
+        )
+    );
+    let marks = jsonl(&home.join("mail/read.jsonl"));
+    assert!(
+        marks
+            .iter()
+            .any(|m| m["id"] == note["id"] && m["state"] == "read"),
+        "{marks:?}"
+    );
+    assert_eq!(state["requesting_cycle"], false);
+    assert_eq!(
+        state["command"],
+        format!("sh {}", dir.join("stand-in-handoff-agent.sh").display())
+    );
+    // ... and `gt land --direct` put its work on main, both sessions' lines.
+    assert_eq!(
+        git(&origin, &["show", &format!("main:greetings/{issue}.txt")]),
+        format!("Bonjour from {worker},\nwho did {issue} in two sessions\n")
+    );
+    let log = git(&origin, &["log", "--format=%s", "main"]);
+    assert!(
+        log.contains(&format!("{issue}: add a greeting, over a handoff\n")),
+        "{log}"
+    );
+    let landed: Vec<Value> = jsonl(&town.join("demo/witness/mail/inbox.jsonl"))
+        .into_iter()
+        .filter(|m| m["type"] == "landed")
+        .collect();
+    assert_eq!(landed.len(), 1, "{landed:?}");
+    assert_eq!(
+        (&landed[0]["polecat"], &landed[0]["issue"]),
+        (&Value::from(worker), &Value::from(issue))
+    );
+    assert_eq!(state["status"], "idle");
     let mayor = std::fs::read_to_string(town.join("mayor/mail/inbox.jsonl")).unwrap();
     assert!(mayor.contains("\"subject\":\"work complete: "), "{mayor}");
     // The demo leaves no session running.
