@@ -465,6 +465,18 @@ pub struct Held<'r> {
 /// whatever a landing killed midway left in the clone.
 pub fn hold<'r>(rig: &'r Rig, on: &mut dyn FnMut(Progress)) -> Result<Held<'r>> {
     let lock = lock(rig, on)?;
+    held(rig, lock, on)
+}
+
+/// [`hold`] without waiting: `None` while another landing holds the lock.
+pub fn try_hold<'r>(rig: &'r Rig, on: &mut dyn FnMut(Progress)) -> Result<Option<Held<'r>>> {
+    match fsio::try_lock_file(&lock_path(rig))? {
+        Some(lock) => held(rig, lock, on).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn held<'r>(rig: &'r Rig, lock: fsio::Lock, on: &mut dyn FnMut(Progress)) -> Result<Held<'r>> {
     let holding = git::hold_in_children(&lock);
     recover(rig, on)?;
     Ok(Held {
@@ -930,6 +942,12 @@ pub fn direct(
         interrupted: None,
     };
     if opts.dry_run {
+        if intent_path(&rig).exists() {
+            report.notes.push(format!(
+                "{}: an interrupted landing's record; this landing finishes or drops it first",
+                intent_path(&rig).display()
+            ));
+        }
         report.plan = Some(preview(&rig, &source, !opts.skip_tests)?);
         return Ok(report);
     }
@@ -1035,6 +1053,18 @@ pub struct Intent {
 /// Where a direct landing records its [`Intent`].
 pub fn intent_path(rig: &Rig) -> PathBuf {
     rig.path.join("refinery/landing.json")
+}
+
+/// The [`Intent`] a direct landing left when it died, while no landing holds
+/// the lock (for `gt doctor`; a live landing's record is its own). Nothing is
+/// created: with no landing lock file, no landing holds it.
+pub fn interrupted(rig: &Rig) -> Result<Option<Intent>> {
+    let path = intent_path(rig);
+    let lock = lock_path(rig);
+    if !path.exists() || lock.exists() && fsio::try_lock_file(&lock)?.is_none() {
+        return Ok(None);
+    }
+    fsio::read_json(&path).map(Some)
 }
 
 /// Remove a finished landing's record. Left behind, it costs the next

@@ -19,6 +19,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
         if present(ctx, out, &main, &url, None, "the refinery's main clone") {
             refinery_state(ctx, out, &main);
             git_locks(&rig, out);
+            interrupted(ctx, &rig, out);
         }
         present(
             ctx,
@@ -153,6 +154,37 @@ fn git_locks(rig: &Rig, out: &mut Vec<Finding>) {
         })),
         Err(e) => out.push(Finding::error("git-lock", &rig.main_clone(), e.to_string())),
     }
+}
+
+/// A `gt land --direct` that died between its push and its follow-ups left
+/// its record: `--fix` does what the next landing would, finish or drop it.
+fn interrupted(ctx: &Ctx, rig: &Rig, out: &mut Vec<Finding>) {
+    let path = crate::land::intent_path(rig);
+    let intent = match crate::land::interrupted(rig) {
+        Ok(Some(i)) => i,
+        Ok(None) => return,
+        Err(e) => return out.push(Finding::error("direct-landing", &path, e.to_string())),
+    };
+    let f = Finding::warning(
+        "direct-landing",
+        &path,
+        format!(
+            "gt land --direct of {} ({} at {}) died before finishing; --fix (or the next gt land --direct on rig {}) finishes it if its push reached origin, else drops it",
+            intent.polecat,
+            intent.branch,
+            crate::land::short(&intent.tip),
+            rig.name
+        ),
+    );
+    out.push(f.repair(ctx.fix, || {
+        let held = crate::land::try_hold(rig, &mut |_| {})?.ok_or_else(|| {
+            crate::Error::conflict("a landing took the lock meanwhile: it finishes the record")
+        })?;
+        match crate::land::finish_interrupted(ctx.town, &held)? {
+            Some(i) if !i.notes.is_empty() => Err(crate::Error::conflict(i.notes.join("; "))),
+            _ => Ok(()),
+        }
+    }));
 }
 
 fn checkout(dir: &Path, branch: &str) -> Result<()> {

@@ -532,6 +532,28 @@ fn killed_after_the_push_is_finished_once_by_the_next_run() {
     );
 }
 
+/// Wait (up to a minute) until `mailed` says so, looking again whenever
+/// `inbox`'s directory changes.
+fn await_mail(inbox: &Path, mut mailed: impl FnMut() -> bool) {
+    let dir = inbox.parent().unwrap();
+    let mut watch = gastown::watch::Watch::new(&[dir], std::time::Duration::from_secs(1)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    watch
+        .run(|_| {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} was never mailed",
+                dir.display()
+            );
+            Ok(if mailed() {
+                gastown::watch::Flow::Stop
+            } else {
+                gastown::watch::Flow::Continue
+            })
+        })
+        .unwrap();
+}
+
 /// Killed after closing the issue and mailing the polecat, while waiting for
 /// the witness's inbox: the next run mails only the witness.
 #[test]
@@ -542,26 +564,7 @@ fn killed_between_its_mails_is_finished_once_by_the_next_run() {
     std::fs::create_dir_all(nux_mail.parent().unwrap()).unwrap();
     let held = gastown::fsio::lock_file(&gastown::fsio::lock_path(&witness)).unwrap();
     let mut child = t.spawn_group();
-    let mut watch = gastown::watch::Watch::new(
-        &[nux_mail.parent().unwrap()],
-        std::time::Duration::from_secs(1),
-    )
-    .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    watch
-        .run(|_| {
-            let mailed = !t.merged_mail("polecats/Nux").is_empty();
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the polecat was never mailed"
-            );
-            Ok(if mailed {
-                gastown::watch::Flow::Stop
-            } else {
-                gastown::watch::Flow::Continue
-            })
-        })
-        .unwrap();
+    await_mail(&nux_mail, || !t.merged_mail("polecats/Nux").is_empty());
     killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     child.wait().unwrap();
     drop(held);
@@ -638,13 +641,7 @@ impl Direct {
     /// starts with `at`; checks the record it leaves.
     fn kill_at(&self, at: &str) {
         std::fs::write(self.dir.join("arm"), at).unwrap();
-        let mut child = self
-            .land("r/Nux")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let mut child = self.spawn_group();
         let line = read_fifo(&self.dir.join("signal"));
         std::fs::remove_file(self.dir.join("arm")).unwrap();
         killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
@@ -674,6 +671,16 @@ impl Direct {
             self.issue,
             self.rig.join("polecats/Nux/rig").display(),
         )
+    }
+
+    /// `gt land --direct r/Nux` in its own process group, output discarded.
+    fn spawn_group(&self) -> std::process::Child {
+        self.land("r/Nux")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
     }
 
     fn intent(&self) -> PathBuf {
@@ -765,6 +772,23 @@ fn a_direct_landing_killed_after_its_push_is_finished_once_by_the_next() {
     let t = Direct::new();
     t.kill_at("origin committed refs/heads/main");
     assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n", "pushed");
+    // A dry run sees the record and leaves it (and, asking origin, finds
+    // nothing left to merge).
+    let record = std::fs::read(t.intent()).unwrap();
+    let out = t.land("r/Nux").arg("--dry-run").output().unwrap();
+    assert_eq!(
+        (out.status.code(), String::from_utf8(out.stderr).unwrap()),
+        (
+            Some(1),
+            format!(
+                "gt-land: note: {}: an interrupted landing's record; this landing finishes or drops it first\n\
+                 gt-land: nothing to land: r/Nux (polecat/Nux) at {} is already on origin's main\n",
+                t.intent().display(),
+                &t.tip[..7]
+            )
+        )
+    );
+    assert_eq!(std::fs::read(t.intent()).unwrap(), record);
 
     let (stdout, stderr) = t.next_run("r/Nux");
     let clone = t.rig.join("refinery/rig");
@@ -880,4 +904,59 @@ fn a_direct_landing_killed_before_its_push_is_redone_once_by_the_next() {
         .unwrap()
         .to_string();
     assert!(!body.contains("interrupted"), "{body}");
+}
+
+/// Killed after the witness was mailed, while waiting for the mayor's inbox
+/// (its lock held): `gt doctor` reports the record, and `gt doctor --fix`
+/// finishes the landing as the next `gt land --direct` would, mailing only
+/// the mayor.
+#[test]
+fn a_direct_landing_killed_between_its_mails_is_finished_once_by_doctor() {
+    let t = Direct::new();
+    let mayor = t.env.inbox_path(t.env.town.join("mayor"));
+    let held = gastown::fsio::lock_file(&gastown::fsio::lock_path(&mayor)).unwrap();
+    let mut child = t.spawn_group();
+    let witness = t.env.inbox_path(t.rig.join("witness"));
+    await_mail(&witness, || !t.landed_mail("witness").is_empty());
+    killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    drop(held);
+    assert!(t.intent().exists());
+    assert_eq!(issue(&t.env, &t.issue)["status"], "closed");
+    assert_eq!(
+        t.landed_mail_of(&t.env.town.join("mayor"), "r/Nux"),
+        Vec::<serde_json::Value>::new()
+    );
+
+    let warning = format!(
+        "warning: {}: gt land --direct of r/Nux (polecat/Nux at {}) died before finishing; --fix (or the next gt land --direct on rig r) finishes it if its push reached origin, else drops it",
+        t.intent().display(),
+        &t.tip[..7]
+    );
+    // doctor's findings, without its per-check lines.
+    let doctor = |args: &[&str]| -> String {
+        let out = t.env.run("gt", args);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("check "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    assert_eq!(
+        doctor(&["doctor"]),
+        format!("{warning} (--fix repairs this)\n1 problem(s): 0 error(s), 1 warning(s)\n")
+    );
+    assert_eq!(
+        doctor(&["doctor", "--fix"]),
+        format!("{warning} (fixed)\ntown is healthy\n")
+    );
+    t.assert_nux_landed_once();
+    assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n");
+    assert!(
+        !String::from_utf8(t.env.run("gt", &["doctor"]).stdout)
+            .unwrap()
+            .contains("direct-landing")
+    );
 }
