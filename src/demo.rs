@@ -1,7 +1,8 @@
 //! `gt demo`: a throwaway town, a real git rig, and stand-in agents working an
 //! epic wave by wave: spawn -> mail -> done -> witness check -> land; then the
-//! seed's other flows, one each: a handoff to a fresh session, a
-//! `gt land --direct`.
+//! seed's other flows, one each: a conflict sent back and reworked by the same
+//! polecat, a merge-oracle plugin's `hold` then `proceed`, a handoff to a fresh
+//! session, a `gt land --direct`.
 //!
 //! Every step runs the real `gt` commands as child processes and prints them
 //! with their output, so the demo doubles as a transcript of how a person or an
@@ -65,6 +66,65 @@ git add greetings
 git -c user.name="$GT_ADDRESS" -c user.email=agent@gastown.invalid commit -q -m "$GT_ISSUE: add a greeting, over a handoff"
 gt send "$GT_RIG/witness" --type done --generation "$GT_GENERATION" -s "done: $GT_ISSUE" \
     -m "committed $(git rev-parse --short HEAD) on $(git branch --show-current)"
+"#;
+
+/// The stand-in agent of two polecats told to write the same line: the
+/// Refinery lands one, and the other's next session, sent back by the
+/// Witness, rebases onto main and keeps both lines.
+const STAND_IN_MOTTO_AGENT: &str = r#"#!/bin/sh
+# stand-in-motto-agent.sh: a TEST DOUBLE standing in for an AI coding agent
+# whose issue is "write the project's motto" (the first line of MOTTO).
+set -eu
+gt inbox
+me="$GT_ADDRESS"; line="Many hands, one main (the motto as $me wrote it for $GT_ISSUE)"
+failed=$(gt inbox --json | grep '"type":"merge_failed"' | head -n 1 || true)
+if [ -z "$failed" ]; then
+    printf '%s\n' "$line" > MOTTO
+    git add MOTTO
+    git -c user.name="$me" -c user.email=agent@gastown.invalid commit -q -m "$GT_ISSUE: write the motto"
+else
+    # Sent back: the Refinery could not merge my branch (the mail says why).
+    # Rework: rebase onto origin's main and resolve by keeping both lines.
+    id=${failed#'{"id":"'}; id=${id%%'"'*}
+    gt mail ack "$id"
+    git fetch -q origin
+    if ! git -c user.name="$me" -c user.email=agent@gastown.invalid rebase -q origin/main >/dev/null 2>&1; then
+        { git show origin/main:MOTTO; printf '%s\n' "$line"; } > MOTTO
+        git add MOTTO
+        GIT_EDITOR=true git -c user.name="$me" -c user.email=agent@gastown.invalid rebase --continue >/dev/null
+    fi
+fi
+gt send "$GT_RIG/witness" --type done --generation "$GT_GENERATION" -s "done: $GT_ISSUE" \
+    -m "committed $(git rev-parse --short HEAD) on $(git branch --show-current)"
+"#;
+
+/// The stand-in merge-oracle: the Refinery mails it a `consult` before it
+/// merges an entry; it holds the first entry it is asked about and lets it
+/// through when asked again.
+const STAND_IN_MERGE_ORACLE: &str = r#"#!/bin/sh
+# stand-in-merge-oracle.sh: a TEST DOUBLE standing in for the AI agent of a
+# merge-oracle plugin (protocol/plugins.md). It answers two requests, then exits.
+set -eu
+mkfifo requests
+gt mail watch > requests &                 # each new message, one JSON line
+n=0
+while [ "$n" -lt 2 ] && IFS= read -r req; do
+    case $req in *'"type":"consult"'*) ;; *) continue ;; esac
+    id=${req#'{"id":"'}; id=${id%%'"'*}
+    from=${req#*'"from":"'}; from=${from%%'"'*}
+    entry=${req#*'"entry":"'}; entry=${entry%%'"'*}
+    n=$((n + 1))
+    if [ "$n" = 1 ]; then
+        verdict=hold reason="the overseer wants a look first"
+    else
+        verdict=proceed reason="looked at; go ahead"
+    fi
+    gt send "$from" --verdict "$verdict" --reply-to "$id" --reason "$reason" > /dev/null
+    gt mail ack "$id" > /dev/null          # the request is dealt with
+    echo "$verdict $entry ($id): $reason"
+done < requests
+kill $!
+rm requests
 "#;
 
 /// The project's test, run by `gt land` before pushing.
@@ -176,18 +236,12 @@ impl Demo {
         self.gt(&["install", &town])?;
         self.gt(&["rig", "add", "demo", &origin.display().to_string()])?;
         let agent = self.script("stand-in-agent.sh", STAND_IN_AGENT)?;
-        let config = self.town.join("demo/config.json");
-        fsio::update_json(
-            &config,
-            || Err(Error::not_found("demo/config.json")),
-            |c: &mut Value| {
-                c["test_command"] = "sh test.sh".into();
-                c["agent_command"] = format!("sh {}", agent.display()).into();
-                c["max_workers"] = 2.into();
-                c["worker_spawn_delay"] = "1s".into();
-                Ok(())
-            },
-        )?;
+        self.configure(|c| {
+            c["test_command"] = "sh test.sh".into();
+            c["agent_command"] = format!("sh {}", agent.display()).into();
+            c["max_workers"] = 2.into();
+            c["worker_spawn_delay"] = "1s".into();
+        })?;
         self.say("    (set test_command, agent_command = $DEMO/stand-in-agent.sh and max_workers = 2, worker_spawn_delay = 1s in demo/config.json)\n")?;
 
         self.say("== 2. The Mayor files an epic: A and B can start now, C needs both")?;
@@ -231,6 +285,9 @@ impl Demo {
             "all children landed",
         ])?;
 
+        self.step("conflict sent back and reworked", |d| d.rework(&agent))?;
+        self.step("plugin verdict", |d| d.plugin_verdict())?;
+        // Last, so the town keeps this polecat's state.json as the cycle left it.
         let worker = self.step("handoff", |d| d.handoff())?;
         self.step("land --direct", |d| d.land_direct(&worker))?;
 
@@ -407,6 +464,211 @@ impl Demo {
         )
     }
 
+    /// Edit the demo rig's config.json.
+    fn configure(&mut self, edit: impl FnOnce(&mut Value)) -> Result<()> {
+        fsio::update_json(
+            &self.town.join("demo/config.json"),
+            || Err(Error::not_found("demo/config.json")),
+            |c: &mut Value| {
+                edit(c);
+                Ok(())
+            },
+        )
+    }
+
+    /// The entries in `demo/refinery/queue/<state>/`, in queue order.
+    fn queue(&self, state: &str) -> Result<Vec<Value>> {
+        let dir = self.town.join("demo/refinery/queue").join(state);
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| read_json(p)).collect()
+    }
+
+    /// Two polecats write the same line; the Refinery merges one and fails
+    /// the other, the Witness sends it back, and its next session rebases,
+    /// keeps both lines, and lands. `agent` is the rig's usual agent command,
+    /// put back at the end.
+    fn rework(&mut self, agent: &Path) -> Result<()> {
+        self.say("\n== A conflict: two polecats write the same line of MOTTO at once")?;
+        let motto = self.script("stand-in-motto-agent.sh", STAND_IN_MOTTO_AGENT)?;
+        self.configure(|c| c["agent_command"] = format!("sh {}", motto.display()).into())?;
+        self.say("    (set agent_command = $DEMO/stand-in-motto-agent.sh in demo/config.json: the Witness restarts a sent-back polecat with it)")?;
+        let issues = [
+            self.create(&["Write the motto"])?,
+            self.create(&["Write the motto, too"])?,
+        ];
+        for issue in &issues {
+            self.gt(&["spawn", "--issue", issue])?;
+        }
+        self.wait_for_workers()?;
+        self.gt(&["witness", "patrol", "demo"])?;
+        self.say("\n-- the Refinery merges the first; the second conflicts, goes to failed/, and its polecat is told")?;
+        self.gt(&["refinery", "process", "demo", "--once"])?;
+        self.say("\n-- the Witness frees the first polecat and sends the second back to work on the same issue")?;
+        self.gt(&["witness", "patrol", "demo"])?;
+        self.say("-- its next session reads why, rebases onto main keeping both lines, and reports done again")?;
+        self.wait_for_workers()?;
+        self.gt(&["witness", "patrol", "demo"])?;
+        self.gt(&["refinery", "process", "demo", "--once"])?;
+        self.gt(&["witness", "patrol", "demo"])?;
+        self.configure(|c| c["agent_command"] = format!("sh {}", agent.display()).into())?;
+        self.say("    (set agent_command back to $DEMO/stand-in-agent.sh)")?;
+
+        let failed = self.queue("failed")?;
+        self.check(
+            "one entry in demo/refinery/queue/failed/, conflicting in MOTTO",
+            failed.len() == 1 && failed[0]["conflicts"] == serde_json::json!(["MOTTO"]),
+            &failed,
+        )?;
+        let (back, generation) = (
+            failed[0]["polecat"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            failed[0]["generation"].as_u64().unwrap_or_default(),
+        );
+        let other = issues.iter().find(|i| failed[0]["issue"] != i.as_str());
+        let merged = self.queue("merged")?;
+        let landed = merged
+            .iter()
+            .find(|m| other.is_some_and(|i| m["issue"] == i.as_str()));
+        let reworked = merged
+            .iter()
+            .find(|m| m["polecat"] == back.as_str() && m["generation"] == generation + 1);
+        self.check(
+            &format!(
+                "{back}'s reworked entry (generation {}) is in merged/, and so is the other polecat's",
+                generation + 1
+            ),
+            landed.is_some() && reworked.is_some_and(|r| r["issue"] == failed[0]["issue"]),
+            &merged,
+        )?;
+        let (landed, reworked) = (
+            landed.cloned().unwrap_or_default(),
+            reworked.cloned().unwrap_or_default(),
+        );
+        let line = |m: &Value| {
+            format!(
+                "Many hands, one main (the motto as {} wrote it for {})\n",
+                m["polecat"].as_str().unwrap_or_default(),
+                m["issue"].as_str().unwrap_or_default()
+            )
+        };
+        let want = format!("{}{}", line(&landed), line(&reworked));
+        let origin = self.dir.join("origin.git");
+        let found = git::run(Some(&origin), &["show", "main:MOTTO"])?;
+        self.check(
+            "origin's main:MOTTO has both lines, the reworked one second",
+            found == want,
+            &found,
+        )
+    }
+
+    /// A merge-oracle plugin holds an entry, which stays in `pending/` with
+    /// its hold shown, then lets it through on the Refinery's next pass.
+    fn plugin_verdict(&mut self) -> Result<()> {
+        self.say(
+            "\n== A plugin: the Refinery consults demo/plugins/merge-oracle before each merge",
+        )?;
+        let script = self.script("stand-in-merge-oracle.sh", STAND_IN_MERGE_ORACLE)?;
+        self.gt(&["plugin", "add", "demo", "merge-oracle"])?;
+        self.configure(|c| c["plugins"] = serde_json::json!({"timeout": "20s"}))?;
+        self.say("    (set plugins.timeout = 20s in demo/config.json: the longest the Refinery waits for a verdict)")?;
+        let oracle = "demo/plugins/merge-oracle";
+        let log = self.dir.join("merge-oracle.log");
+        self.say(&format!(
+            "$ (cd $DEMO/town/{oracle} && GT_ADDRESS={oracle} sh $DEMO/stand-in-merge-oracle.sh > $DEMO/merge-oracle.log) &"
+        ))?;
+        let running = Beside::start(&self.town, oracle, &script, &log)?;
+        let issue = self.create(&["Greet in German"])?;
+        self.gt(&["spawn", "--issue", &issue])?;
+        self.wait_for_workers()?;
+        self.gt(&["witness", "patrol", "demo"])?;
+        self.say(
+            "\n-- the oracle says hold: the entry stays in pending/ with the hold recorded in it",
+        )?;
+        self.gt(&["refinery", "process", "demo", "--once"])?;
+        self.gt(&["merge-queue", "list", "demo"])?;
+        let pending = self.queue("pending")?;
+        let entry = pending.first().cloned().unwrap_or_default();
+        let id = entry["id"].as_str().unwrap_or_default().to_string();
+        let hold = &entry["hold"];
+        self.check(
+            &format!(
+                "pending/{id}.json holds it: {oracle} says \"the overseer wants a look first\""
+            ),
+            pending.len() == 1
+                && entry["issue"] == issue.as_str()
+                && hold["verdict"] == "hold"
+                && hold["by"] == oracle
+                && hold["reason"] == "the overseer wants a look first",
+            &pending,
+        )?;
+        self.say(
+            "\n-- asked again on the Refinery's next pass, it says proceed, and the entry lands",
+        )?;
+        self.gt(&["refinery", "process", "demo", "--once"])?;
+        if !running.wait(Duration::from_secs(30)) {
+            return Err(Error::new(
+                Kind::Io,
+                format!("the stand-in {oracle} did not exit in 30 s; see $DEMO/merge-oracle.log"),
+            ));
+        }
+        self.say("$ cat $DEMO/merge-oracle.log")?;
+        let said = std::fs::read_to_string(&log).map_err(|e| Error::io(&log, e))?;
+        for line in said.lines() {
+            self.say(&format!("    {line}"))?;
+        }
+        self.gt(&["witness", "patrol", "demo"])?;
+        let home = self.home(oracle)?;
+
+        let merged = self.queue("merged")?;
+        let done = merged.iter().find(|m| m["id"] == id.as_str());
+        self.check(
+            &format!("merged/{id}.json is there, its hold cleared"),
+            done.is_some_and(|m| m["merged_sha"].is_string() && m["hold"].is_null()),
+            done,
+        )?;
+        let asked: Vec<Value> = read_jsonl(&home.join("mail/inbox.jsonl"))?
+            .into_iter()
+            .filter(|m| m["type"] == "consult" && m["entry"] == id.as_str())
+            .collect();
+        let refinery = self.home("demo/refinery")?;
+        let replies: Vec<Value> = read_jsonl(&refinery.join("mail/inbox.jsonl"))?
+            .into_iter()
+            .filter(|m| m["type"] == "verdict" && m["from"] == oracle)
+            .collect();
+        let found: Vec<(Value, Value)> = replies
+            .iter()
+            .map(|m| (m["reply_to"].clone(), m["verdict"].clone()))
+            .collect();
+        let want: Vec<(Value, Value)> = asked
+            .iter()
+            .zip(["hold", "proceed"])
+            .map(|(m, v)| (m["id"].clone(), v.into()))
+            .collect();
+        self.check(
+            &format!("{oracle} was asked twice about {id} and replied hold, then proceed"),
+            asked.len() == 2 && found == want,
+            &found,
+        )?;
+        let marks = crate::mail::reader::load_marks(&refinery.join("mail/read.jsonl"))?;
+        let unread: Vec<&Value> = replies
+            .iter()
+            .map(|m| &m["id"])
+            .filter(|id| !id.as_str().is_some_and(|id| marks.contains_key(id)))
+            .collect();
+        self.check(
+            "the Refinery marked both verdicts read in its mail/read.jsonl",
+            unread.is_empty(),
+            &unread,
+        )
+    }
+
     /// Wait for every working polecat's session to end (pidfd, no polling).
     fn wait_for_workers(&mut self) -> Result<()> {
         let polecats = self.gt_json(&["polecats", "demo"])?;
@@ -472,6 +734,45 @@ impl Demo {
         std::fs::remove_dir_all(&seed).map_err(|e| Error::io(&seed, e))?;
         self.say("    (made $DEMO/origin.git: README and test.sh on main)")?;
         Ok(origin)
+    }
+}
+
+/// A stand-in run beside the demo as a plain process (the merge-oracle):
+/// its process group is ended if the demo stops before it does.
+struct Beside(std::process::Child);
+
+impl Beside {
+    /// Run `sh script` as agent `address` in its home, output to `log`.
+    fn start(town: &Path, address: &str, script: &Path, log: &Path) -> Result<Beside> {
+        use std::os::unix::process::CommandExt;
+        let town = crate::town::Town::open(town)?;
+        let home = town.home(&address.parse()?)?;
+        let out = std::fs::File::create(log).map_err(|e| Error::io(log, e))?;
+        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+        Command::new("sh")
+            .arg(script)
+            .envs(session::agent_env(&town, &home))
+            .current_dir(&home.path)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map(Beside)
+            .map_err(|e| Error::io(Path::new("sh"), e))
+    }
+
+    /// Whether it exited within `timeout` (pidfd, no polling).
+    fn wait(&self, timeout: Duration) -> bool {
+        session::wait_exit(self.0.id(), timeout)
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
     }
 }
 

@@ -1,9 +1,19 @@
 //! `gt demo` end to end: the README's main job must work as written, and each
 //! flow it shows is checked here from the files it leaves.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::common::{TestEnv, git, jsonl, read_json};
+
+/// The messages of type `kind` in inbox `path`.
+fn mail(path: &Path, kind: &str) -> Vec<Value> {
+    jsonl(path)
+        .into_iter()
+        .filter(|m| m["type"] == kind)
+        .collect()
+}
 
 #[test]
 fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
@@ -32,11 +42,11 @@ fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
-    // A greeting per child issue of the epic and one over a handoff are on
-    // origin's main.
+    // A greeting per child issue of the epic, one held by the merge-oracle and
+    // one over a handoff are on origin's main.
     let origin = dir.join("origin.git");
     let files = git(&origin, &["ls-tree", "--name-only", "main", "greetings/"]);
-    assert_eq!(files.lines().count(), 4, "{files}");
+    assert_eq!(files.lines().count(), 5, "{files}");
     let town = dir.join("town");
     let issues: Value = serde_json::from_str(
         &String::from_utf8(
@@ -55,7 +65,7 @@ fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
         .iter()
         .map(|i| i["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["closed"; 5]);
+    assert_eq!(statuses, ["closed"; 8]);
     let by_title = |title: &str| {
         issues
             .iter()
@@ -73,10 +83,7 @@ fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
     let home = town
         .join("demo/polecats")
         .join(worker.strip_prefix("demo/").unwrap());
-    let notes: Vec<Value> = jsonl(&home.join("mail/inbox.jsonl"))
-        .into_iter()
-        .filter(|m| m["type"] == "handoff")
-        .collect();
+    let notes = mail(&home.join("mail/inbox.jsonl"), "handoff");
     assert_eq!(notes.len(), 1, "{notes:?}");
     let note = &notes[0];
     let state = read_json(&home.join("state.json"));
@@ -123,16 +130,109 @@ fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
         log.contains(&format!("{issue}: add a greeting, over a handoff\n")),
         "{log}"
     );
-    let landed: Vec<Value> = jsonl(&town.join("demo/witness/mail/inbox.jsonl"))
-        .into_iter()
-        .filter(|m| m["type"] == "landed")
-        .collect();
+    let landed = mail(&town.join("demo/witness/mail/inbox.jsonl"), "landed");
     assert_eq!(landed.len(), 1, "{landed:?}");
     assert_eq!(
         (&landed[0]["polecat"], &landed[0]["issue"]),
         (&Value::from(worker), &Value::from(issue))
     );
     assert_eq!(state["status"], "idle");
+
+    // The conflict: two polecats wrote MOTTO's one line; the second's merge
+    // failed, the Witness sent it back, and its next generation rebased and
+    // landed, keeping both lines.
+    let queue = town.join("demo/refinery/queue");
+    let entries = |state: &str| -> Vec<Value> {
+        let mut paths: Vec<_> = std::fs::read_dir(queue.join(state))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| read_json(p)).collect()
+    };
+    let failed = entries("failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (back, generation) = (&failed[0]["polecat"], &failed[0]["generation"]);
+    let first = by_title("Write the motto")["id"].as_str().unwrap();
+    let second = by_title("Write the motto, too")["id"].as_str().unwrap();
+    assert_eq!(failed[0]["conflicts"], serde_json::json!(["MOTTO"]));
+    let merged = entries("merged");
+    let reworked = merged
+        .iter()
+        .find(|m| m["polecat"] == *back && m["issue"] == failed[0]["issue"])
+        .expect("the reworked entry in merged/");
+    assert_eq!(reworked["generation"], generation.as_u64().unwrap() + 1);
+    let other = if failed[0]["issue"] == first {
+        second
+    } else {
+        first
+    };
+    let landed_first = merged.iter().find(|m| m["issue"] == other).unwrap();
+    assert_ne!(landed_first["polecat"], *back);
+    let line = |m: &Value| {
+        format!(
+            "Many hands, one main (the motto as {} wrote it for {})\n",
+            m["polecat"].as_str().unwrap(),
+            m["issue"].as_str().unwrap()
+        )
+    };
+    assert_eq!(
+        git(&origin, &["show", "main:MOTTO"]),
+        format!("{}{}", line(landed_first), line(reworked))
+    );
+    let back_home = town
+        .join("demo/polecats")
+        .join(back.as_str().unwrap().strip_prefix("demo/").unwrap());
+    let told = mail(&back_home.join("mail/inbox.jsonl"), "merge_failed");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["entry"], failed[0]["id"]);
+
+    // The plugin verdict: the merge-oracle held "Greet in German" once (the
+    // hold shown while pending), then let it through.
+    let german = by_title("Greet in German")["id"].as_str().unwrap();
+    let entry = merged.iter().find(|m| m["issue"] == german).unwrap();
+    assert_eq!(entry["hold"], Value::Null);
+    assert!(
+        stdout.contains("hold by demo/plugins/merge-oracle: the overseer wants a look first"),
+        "{stdout}"
+    );
+    let asked = mail(
+        &town.join("demo/plugins/merge-oracle/mail/inbox.jsonl"),
+        "consult",
+    );
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|m| m["entry"] == entry["id"] && m["hook"] == "before_merge")
+    );
+    let replies: Vec<(Value, Value, Value)> = jsonl(&town.join("demo/refinery/mail/inbox.jsonl"))
+        .into_iter()
+        .filter(|m| m["type"] == "verdict")
+        .map(|m| {
+            (
+                m["reply_to"].clone(),
+                m["verdict"].clone(),
+                m["reason"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            (
+                asked[0]["id"].clone(),
+                "hold".into(),
+                "the overseer wants a look first".into()
+            ),
+            (
+                asked[1]["id"].clone(),
+                "proceed".into(),
+                "looked at; go ahead".into()
+            ),
+        ]
+    );
+
     let mayor = std::fs::read_to_string(town.join("mayor/mail/inbox.jsonl")).unwrap();
     assert!(mayor.contains("\"subject\":\"work complete: "), "{mayor}");
     // The demo leaves no session running.

@@ -154,7 +154,7 @@ pub(super) enum Cmd {
         #[command(flatten)]
         rig: RigFlag,
     },
-    /// Run a throwaway town end to end: a real git rig, stand-in agents, an epic worked in waves and landed
+    /// Run a throwaway town end to end: a real git rig, stand-in agents, an epic worked in waves and landed, then a conflict reworked, a plugin's hold, a handoff and a direct landing, each checked from the files
     Demo {
         /// Directory for the demo (new or empty; default: a new one under $TMPDIR)
         #[arg(long)]
