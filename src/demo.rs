@@ -381,7 +381,7 @@ impl Demo {
         self.gt(&["daemon", "tick"])?;
         let (_, next) = self.worker(&issue)?;
         self.say(
-            "-- the next session finds the note in its inbox, reads it, finishes and commits",
+            "\n-- the next session finds the note in its inbox, reads it, finishes and commits",
         )?;
         self.wait_session(&worker, &next)?;
         self.gt(&["inbox", "--as", &worker, "--all"])?;
@@ -510,7 +510,7 @@ impl Demo {
         self.gt(&["refinery", "process", "demo", "--once"])?;
         self.say("\n-- the Witness frees the first polecat and sends the second back to work on the same issue")?;
         self.gt(&["witness", "patrol", "demo"])?;
-        self.say("-- its next session reads why, rebases onto main keeping both lines, and reports done again")?;
+        self.say("\n-- its next session reads why, rebases onto main keeping both lines, and reports done again")?;
         self.wait_for_workers()?;
         self.gt(&["witness", "patrol", "demo"])?;
         self.gt(&["refinery", "process", "demo", "--once"])?;
