@@ -1094,6 +1094,29 @@ pub struct Interrupted {
     pub notes: Vec<String>,
 }
 
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = &self.intent;
+        let what = format!(
+            "{}'s landing ({} at {})",
+            i.polecat,
+            i.branch,
+            short(&i.tip)
+        );
+        match &self.pushed {
+            Some(_) => write!(
+                f,
+                "finished {what}: pushed as {} by an interrupted run",
+                short(&i.head)
+            ),
+            None => write!(
+                f,
+                "dropped {what}: an interrupted run that never reached origin; nothing of it landed"
+            ),
+        }
+    }
+}
+
 /// Finish the direct landing whose [`Intent`] is left (its writer is gone:
 /// the caller holds the landing lock): if its head is on origin's main, do
 /// its follow-ups, skipping mail already delivered; then drop the record.

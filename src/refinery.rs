@@ -70,6 +70,9 @@ pub enum Event {
     Archived(Box<Located>),
     /// What a landing says while it runs (waiting for the landing lock, ...).
     Landing(land::Progress),
+    /// A `gt land --direct` that died after recording its intent, finished
+    /// (or dropped) as the next direct landing would.
+    Interrupted(Box<land::Interrupted>),
 }
 
 /// One rig's refinery.
@@ -113,6 +116,7 @@ impl<'a> Refinery<'a> {
             .into_iter()
             .for_each(|l| on(Event::Requeued(Box::new(l))));
         self.report(junk, on);
+        self.finish_direct(on)?;
         let config = self.rig.config()?;
         if Instant::now() >= self.archive_due {
             let (archived, junk) = self.queue.archive(config.queue_archive_after())?;
@@ -268,6 +272,19 @@ impl<'a> Refinery<'a> {
                 on(Event::Junk(j));
             }
         }
+    }
+
+    /// Finish a dead `gt land --direct`'s landing, if it left its record (a
+    /// live one holds the landing lock until its record is gone).
+    fn finish_direct(&self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        if !land::intent_path(self.rig).exists() {
+            return Ok(());
+        }
+        let held = land::hold(self.rig, &mut |p| on(Event::Landing(p)))?;
+        if let Some(i) = land::finish_interrupted(self.town, &held)? {
+            on(Event::Interrupted(Box::new(i)));
+        }
+        Ok(())
     }
 
     /// A claimed entry whose recorded tip is on origin's main was pushed by a

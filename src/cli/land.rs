@@ -75,21 +75,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
 
 fn print_human(r: &Report) {
     if let Some(i) = &r.interrupted {
-        let what = format!(
-            "{}'s landing ({} at {})",
-            i.intent.polecat,
-            i.intent.branch,
-            short(&i.intent.tip)
-        );
-        match &i.pushed {
-            Some(_) => println!(
-                "finished {what}: pushed as {} by an interrupted run",
-                short(&i.intent.head)
-            ),
-            None => println!(
-                "dropped {what}: an interrupted run that never reached origin; nothing of it landed"
-            ),
-        }
+        println!("{i}");
         for d in &i.done {
             println!("  {:<8} {d}", "done");
         }

@@ -100,6 +100,19 @@ fn print(event: &Event, json: bool) {
             }
             Ok(())
         }
+        (Event::Interrupted(i), true) => super::print_json_line(&serde_json::json!({
+            "event": "interrupted_direct_landing", "interrupted": i
+        })),
+        (Event::Interrupted(i), false) => {
+            println!("{i}");
+            for d in &i.done {
+                println!("  {d}");
+            }
+            for n in &i.notes {
+                println!("  note: {n}");
+            }
+            Ok(())
+        }
         (Event::Requeued(l), true) => super::print_json_line(&serde_json::json!({
             "event": "requeued", "id": l.entry.id, "path": l.path
         })),

@@ -960,3 +960,32 @@ fn a_direct_landing_killed_between_its_mails_is_finished_once_by_doctor() {
             .contains("direct-landing")
     );
 }
+
+/// The Refinery's next pass finishes a dead direct landing too, so a town the
+/// daemon runs needs nobody to land again by hand.
+#[test]
+fn a_direct_landing_killed_after_its_push_is_finished_once_by_the_refinery() {
+    let t = Direct::new();
+    t.kill_at("origin committed refs/heads/main");
+    let out = t
+        .env
+        .cmd("gt-refinery")
+        .args(["process", "r", "--once"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "{}: an earlier landing was interrupted; putting the clone back at {}\n",
+            t.rig.join("refinery/rig").display(),
+            &t.initial[..7]
+        )
+    );
+    // As gt land prints it, without the column of "done".
+    let expected = t.finished_nux().replace("  done     ", "  ");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    t.assert_nux_landed_once();
+    assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n");
+}
