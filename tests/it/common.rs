@@ -220,6 +220,8 @@ pub fn check_handoff_cycle(
         "stopped {waited:?} after the request"
     );
     assert!(!gastown::session::is_alive(first));
+    // Nothing of it is left running (its tool shells, helpers).
+    assert_eq!(session_processes(env, "r/Nux", 1), Vec::<String>::new());
     let cycled = daemon.next_json();
     assert_eq!(
         (&cycled["action"], &cycled["subject"]),
@@ -240,6 +242,8 @@ pub fn check_handoff_cycle(
     );
     assert!(state.get("cycle_requested_at").is_none(), "{state}");
     assert!(gastown::session::is_alive(&second));
+    // (The scan above finds a session's processes: the new one's.)
+    assert_ne!(session_processes(env, "r/Nux", 2), Vec::<String>::new());
 
     // A fresh conversation: its first request holds the first prompt and
     // nothing of the old one.
@@ -266,6 +270,33 @@ pub fn check_handoff_cycle(
     assert!(marked_at >= requested, "{marks:?}");
     let unread = env.ok("gt", &["mail", "inbox", "--as", "r/Nux", "--json"]);
     assert_eq!(unread, "");
+}
+
+/// Every process of this test's town with `GT_ADDRESS=address` and
+/// `GT_GENERATION=generation` in its environment: `pid comm` each.
+pub fn session_processes(env: &TestEnv, address: &str, generation: u64) -> Vec<String> {
+    let town = env.town.canonicalize().unwrap();
+    let want = [
+        format!("GT_ADDRESS={address}"),
+        format!("GT_GENERATION={generation}"),
+        format!("GT_TOWN={}", town.display()),
+    ];
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Gone meanwhile, or not ours to read: not one of the session's.
+        let Ok(environ) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        if want.iter().all(|w| vars.contains(&w.as_bytes())) {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            found.push(format!("{pid} {}", comm.trim_end()));
+        }
+    }
+    found
 }
 
 /// Path of one of this package's binaries, built by cargo beside the test binary.
