@@ -884,7 +884,13 @@ pub fn direct(
         from: repo.to_string_lossy().into_owned(),
         branch,
     };
-    if git::resolve(&repo, &format!("refs/heads/{}", source.branch))?.is_none() {
+    let has_branch = git::resolve(&repo, &format!("refs/heads/{}", source.branch))?.is_some();
+    // Gone because a landing of it died after deleting it: finished below.
+    let resumed = || {
+        fsio::read_json::<Intent>(&intent_path(&rig))
+            .is_ok_and(|i| (&i.polecat, &i.branch) == (&home.address.to_string(), &source.branch))
+    };
+    if !has_branch && !resumed() {
         return Err(no_branch(&source));
     }
 
@@ -973,6 +979,9 @@ pub fn direct(
             == (&report.address, &report.branch, report.generation)
     {
         return Ok(report); // that landing was this one: done now
+    }
+    if !has_branch {
+        return Err(no_branch(&source));
     }
     let path = intent_path(&rig);
     let mut intent = None;

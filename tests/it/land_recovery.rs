@@ -683,6 +683,27 @@ impl Direct {
             .unwrap()
     }
 
+    /// `gt land --direct r/Nux` killed with its git after mailing the
+    /// witness, while it waits for the mayor's inbox (its lock held here).
+    fn kill_between_mails(&self) {
+        let mayor = self.env.inbox_path(self.env.town.join("mayor"));
+        let held = gastown::fsio::lock_file(&gastown::fsio::lock_path(&mayor)).unwrap();
+        let mut child = self.spawn_group();
+        let witness = self.env.inbox_path(self.rig.join("witness"));
+        await_mail(&witness, || !self.landed_mail("witness").is_empty());
+        killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+        drop(held);
+        assert!(self.intent().exists());
+        assert_eq!(issue(&self.env, &self.issue)["status"], "closed");
+        let nux = self.rig.join("polecats/Nux/rig");
+        assert_eq!(git(&nux, &["branch", "--list", "polecat/*"]), "");
+        assert_eq!(
+            self.landed_mail_of(&self.env.town.join("mayor"), "r/Nux"),
+            Vec::<serde_json::Value>::new()
+        );
+    }
+
     fn intent(&self) -> PathBuf {
         self.rig.join("refinery/landing.json")
     }
@@ -913,20 +934,7 @@ fn a_direct_landing_killed_before_its_push_is_redone_once_by_the_next() {
 #[test]
 fn a_direct_landing_killed_between_its_mails_is_finished_once_by_doctor() {
     let t = Direct::new();
-    let mayor = t.env.inbox_path(t.env.town.join("mayor"));
-    let held = gastown::fsio::lock_file(&gastown::fsio::lock_path(&mayor)).unwrap();
-    let mut child = t.spawn_group();
-    let witness = t.env.inbox_path(t.rig.join("witness"));
-    await_mail(&witness, || !t.landed_mail("witness").is_empty());
-    killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-    child.wait().unwrap();
-    drop(held);
-    assert!(t.intent().exists());
-    assert_eq!(issue(&t.env, &t.issue)["status"], "closed");
-    assert_eq!(
-        t.landed_mail_of(&t.env.town.join("mayor"), "r/Nux"),
-        Vec::<serde_json::Value>::new()
-    );
+    t.kill_between_mails();
 
     let warning = format!(
         "warning: {}: gt land --direct of r/Nux (polecat/Nux at {}) died before finishing; --fix (or the next gt land --direct on rig r) finishes it if its push reached origin, else drops it",
@@ -986,6 +994,31 @@ fn a_direct_landing_killed_after_its_push_is_finished_once_by_the_refinery() {
     // As gt land prints it, without the column of "done".
     let expected = t.finished_nux().replace("  done     ", "  ");
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    t.assert_nux_landed_once();
+    assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n");
+}
+
+/// Killed after it deleted the branch: landing the same polecat again is not
+/// "no branch to land" but finishes it, mailing only the mayor.
+#[test]
+fn a_direct_landing_killed_after_deleting_the_branch_is_finished_by_landing_it_again() {
+    let t = Direct::new();
+    t.kill_between_mails();
+    let (stdout, _) = t.next_run("r/Nux");
+    let short = &t.tip[..7];
+    assert_eq!(
+        stdout,
+        format!(
+            "finished r/Nux's landing (polecat/Nux at {short}): pushed as {short} by an interrupted run\n  \
+             done     closed issue {issue}\n  \
+             done     r/witness was mailed by an interrupted run\n  \
+             done     mailed mayor\n\
+             landed r/Nux (generation 0, issue {issue})\n  \
+             session  ok: no session\n  \
+             clean    ok: clone is clean\n",
+            issue = t.issue
+        )
+    );
     t.assert_nux_landed_once();
     assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n");
 }
