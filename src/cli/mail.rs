@@ -14,7 +14,7 @@ use crate::federation::outbox::{self, Sent};
 use crate::federation::{Federation, Target};
 use crate::fsio::Durability;
 use crate::home::Home;
-use crate::mail::reader::Reader;
+use crate::mail::reader::{Parse, Reader, Summary};
 use crate::mail::{self, MAX_RECORD_BYTES, Message};
 use crate::record::Extra;
 use crate::town::{Bare, Town};
@@ -535,72 +535,111 @@ fn report_bad(bad: &[crate::fsio::BadLine]) {
     }
 }
 
-fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Result<()> {
-    let reader = Reader::owner(home);
-    let mut rows: Vec<(Message, Option<String>)> = if all {
+/// The messages `gt inbox` lists: the unread ones, or with `all` every valid
+/// one with its read state. `T` is what is kept of each ([`Summary`] for the
+/// table: thousands of bodies are never built).
+struct Listing<T> {
+    messages: Vec<T>,
+    /// With `all`, each message's mark (`None`: unread); else empty.
+    states: Vec<Option<String>>,
+}
+
+impl<T: Parse + serde::de::DeserializeOwned> Listing<T> {
+    fn read(home: &Home, all: bool) -> Result<Listing<T>> {
+        let reader = Reader::owner(home);
+        if !all {
+            let scan = reader.pending_as::<T>()?;
+            report_bad(&scan.bad);
+            let messages = scan.messages.into_iter().map(|p| p.message).collect();
+            return Ok(Listing {
+                messages,
+                states: Vec::new(),
+            });
+        }
         let marks = reader.all_marks()?;
-        let read = crate::fsio::Records::<Message>::open(&home.inbox(), Default::default())?
-            .collect_all()?;
+        let read =
+            crate::fsio::Records::<T>::open(&home.inbox(), Default::default())?.collect_all()?;
         report_bad(&read.bad);
-        read.records
+        let messages: Vec<T> = read
+            .records
             .into_iter()
-            .filter(|(_, m)| m.validate().is_ok())
-            .map(|(_, m)| {
-                let state = marks.get(&m.id).cloned();
-                (m, state)
-            })
-            .collect()
-    } else {
-        let scan = reader.pending()?;
-        report_bad(&scan.bad);
-        scan.messages
-            .into_iter()
-            .map(|p| (p.message, None))
-            .collect()
-    };
-    if json {
+            .map(|(_, m)| m)
+            .filter(|m| !m.id().is_empty())
+            .collect();
+        let states = messages
+            .iter()
+            .map(|m| marks.get(m.id()).cloned())
+            .collect();
+        Ok(Listing { messages, states })
+    }
+
+    /// Each message with its state (`None` for unread mail).
+    fn rows(&self) -> impl Iterator<Item = (&T, Option<&str>)> {
+        let states = self.states.iter().map(Option::as_deref);
+        self.messages
+            .iter()
+            .zip(states.chain(std::iter::repeat(None)))
+    }
+
+    /// Whether it is empty, leaking it: the process ends soon, and freeing
+    /// thousands of messages one by one costs more than listing them.
+    fn forget(self) -> bool {
+        let empty = self.messages.is_empty();
+        std::mem::forget(self);
+        empty
+    }
+}
+
+fn inbox(town: &Town, home: &Home, all: bool, json: bool, exit_code: bool) -> Result<()> {
+    let empty = if json {
+        let mut list = Listing::<Message>::read(home, all)?;
         // One write for many lines, not one per line (stdout is line-buffered).
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        for (m, state) in &mut rows {
+        let states = list.states.iter().map(Option::is_some);
+        for (m, read) in list
+            .messages
+            .iter_mut()
+            .zip(states.chain(std::iter::repeat(false)))
+        {
             // The stored fields plus "read".
-            m.extra.insert("read".into(), state.is_some().into());
+            m.extra.insert("read".into(), read.into());
             serde_json::to_writer(&mut out, m).map_err(|e| Error::invalid(e.to_string()))?;
             writeln!(out).at(Path::new("<stdout>"))?;
         }
         out.flush().at(Path::new("<stdout>"))?;
-    } else if rows.is_empty() {
-        println!(
-            "no {}mail for {}",
-            if all { "" } else { "unread " },
-            home.address
-        );
+        list.forget()
     } else {
-        let mut header = vec!["ID", "FROM", "TIME", "SUBJECT"];
-        if all {
-            header.insert(1, "STATE");
+        let list = Listing::<Summary>::read(home, all)?;
+        if list.messages.is_empty() {
+            println!(
+                "no {}mail for {}",
+                if all { "" } else { "unread " },
+                home.address
+            );
+        } else if all {
+            let table: Vec<[&str; 5]> = list
+                .rows()
+                .map(|(m, state)| {
+                    let state = state.unwrap_or("unread");
+                    [&m.id, state, &m.from, &m.timestamp, &m.subject]
+                })
+                .collect();
+            super::print_table(&["ID", "STATE", "FROM", "TIME", "SUBJECT"], &table);
+        } else {
+            let table: Vec<[&str; 4]> = list
+                .rows()
+                .map(|(m, _)| [m.id.as_str(), &m.from, &m.timestamp, &m.subject])
+                .collect();
+            super::print_table(&["ID", "FROM", "TIME", "SUBJECT"], &table);
         }
-        let table: Vec<Vec<&str>> = rows
-            .iter()
-            .map(|(m, state)| {
-                let mut row = vec![m.id.as_str(), &m.from, &m.timestamp, &m.subject];
-                if all {
-                    row.insert(1, state.as_deref().unwrap_or("unread"));
-                }
-                row
-            })
-            .collect();
-        super::print_table(&header, &table);
-    }
+        list.forget()
+    };
     if home.address == crate::address::Address::Overseer
         && let Some(note) = crate::status::unheard_escalations(town)
     {
         // On stderr: the listing (and --json) stays the overseer's own mail.
         eprintln!("gt: {note}");
     }
-    let empty = rows.is_empty();
-    // The process ends next: freeing thousands of messages one by one would
-    // cost more than listing them.
-    std::mem::forget(rows);
     if exit_code && empty {
         return Err(Error::shown(Kind::Negative));
     }

@@ -230,10 +230,10 @@ pub fn print_actions(actions: &[crate::event::Action], json: bool) -> Result<()>
 }
 
 /// Print rows as left-aligned columns with a header, like `ps` does.
-pub fn print_table<S: AsRef<str>>(header: &[&str], rows: &[Vec<S>]) {
+pub fn print_table<R: AsRef<[S]>, S: AsRef<str>>(header: &[&str], rows: &[R]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
             *w = (*w).max(cell.as_ref().chars().count());
         }
     }
@@ -254,7 +254,7 @@ pub fn print_table<S: AsRef<str>>(header: &[&str], rows: &[Vec<S>]) {
     };
     line(&mut header.iter().copied());
     for row in rows {
-        line(&mut row.iter().map(AsRef::as_ref));
+        line(&mut row.as_ref().iter().map(AsRef::as_ref));
     }
     print!("{out}");
 }

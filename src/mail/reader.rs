@@ -8,8 +8,8 @@
 //! always rebuild: how far it has read both files, a fingerprint of each
 //! (device, inode, a hash of the bytes just before the offset) and where the
 //! pending messages are, as runs of adjacent lines with a hash of their bytes.
-//! A read costs one `pread` per run (runs close together share one), however
-//! many messages they hold. If either file was replaced (an editor's rename,
+//! A read costs one `pread` per run (runs close together share one, and a
+//! long one is read 256 KiB at a time), however many messages they hold. If either file was replaced (an editor's rename,
 //! an archive), cut, or edited near the cursor, or a run's bytes changed, the
 //! reader rebuilds from the two files: a read message never turns unread and
 //! an unread one never goes missing.
@@ -83,22 +83,20 @@ fn default_state() -> String {
     "read".to_string()
 }
 
-/// What a reader needs of a message line, accepting exactly the lines
-/// [`Message`] accepts but without building it (no allocation but the id): a
-/// rebuild over a million lines stays fast.
+/// A message line's head: the fields a listing shows, as `K`, the rest checked
+/// and dropped. It accepts exactly the lines [`Message`] accepts without
+/// building one: a rebuild over a million lines allocates only the ids, and
+/// a listing of thousands skips their bodies.
 #[derive(Deserialize)]
-struct MessageShape {
-    id: String,
-    #[serde(rename = "from")]
-    _from: Str,
+pub struct Head<K> {
+    pub id: String,
+    pub from: K,
     #[serde(rename = "to")]
     _to: Str,
-    #[serde(rename = "subject")]
-    _subject: Str,
+    pub subject: K,
     #[serde(rename = "body")]
     _body: Str,
-    #[serde(rename = "timestamp")]
-    _timestamp: Str,
+    pub timestamp: K,
     #[serde(rename = "priority", default)]
     _priority: Str,
     #[serde(rename = "type", default)]
@@ -109,6 +107,37 @@ struct MessageShape {
     _reply_to: Option<Str>,
     #[serde(rename = "generation", default)]
     _generation: Option<u64>,
+}
+
+/// What `gt inbox` lists of a message.
+pub type Summary = Head<String>;
+
+/// A line checked to be a message, only its id kept.
+type MessageShape = Head<Str>;
+
+/// What a reader builds of each pending line.
+pub trait Parse: Sized {
+    /// `None` when `text` is not a message.
+    fn parse(text: &[u8]) -> Option<Self>;
+    fn id(&self) -> &str;
+}
+
+impl Parse for Message {
+    fn parse(text: &[u8]) -> Option<Self> {
+        serde_json::from_slice(text).ok()
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl<K: serde::de::DeserializeOwned> Parse for Head<K> {
+    fn parse(text: &[u8]) -> Option<Self> {
+        serde_json::from_slice(text).ok()
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 /// [`Mark`] the same way.
@@ -151,17 +180,17 @@ pub struct Reader {
 
 /// A pending message and where it is.
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub struct Pending<T = Message> {
     pub line: u64,
     pub offset: u64,
-    pub message: Message,
+    pub message: T,
 }
 
 /// What [`Reader::pending`] found.
-#[derive(Debug, Default)]
-pub struct Scan {
+#[derive(Debug)]
+pub struct Scan<T = Message> {
     /// Pending messages in inbox order.
-    pub messages: Vec<Pending>,
+    pub messages: Vec<Pending<T>>,
     /// Bad lines among the lines read this time (each reported once per reader).
     pub bad: Vec<BadLine>,
 }
@@ -172,6 +201,9 @@ const TAIL: u64 = 256;
 /// Runs less than this far apart are read with one `pread` (the bytes between
 /// cost less than another system call).
 const GAP: u64 = 64 * 1024;
+/// A read's buffer: many pending messages stream through it instead of all
+/// being held at once (fewer pages to fault in).
+const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Pos {
@@ -204,9 +236,9 @@ struct CursorFile {
     pending: Vec<Run>,
 }
 
-/// A pending line while a scan runs.
+/// Where a pending line is, while a scan runs.
+#[derive(Clone, Copy)]
 struct Slot {
-    id: String,
     offset: u64,
     line: u64,
     len: u64,
@@ -236,37 +268,48 @@ impl Reader {
 
     /// Messages not yet marked, reading only what was appended since last time.
     pub fn pending(&self) -> Result<Scan> {
-        self.pending_then(|_| Ok(())).map(|(scan, ())| scan)
+        self.pending_as()
+    }
+
+    /// [`Reader::pending`], building `T` of each message (a [`Summary`] for a
+    /// listing).
+    pub fn pending_as<T: Parse>(&self) -> Result<Scan<T>> {
+        let (scan, save) = self.read()?;
+        self.save(save);
+        Ok(scan)
     }
 
     /// [`Reader::pending`] for a look only (`gt status`): the cursor is not
     /// moved, so bad lines are still reported to the reader that acts.
     pub fn peek(&self) -> Result<Scan> {
-        match self.scan(false)? {
-            Some((scan, _)) => Ok(scan),
-            None => Ok(self
-                .scan(true)?
-                .expect("a rebuild never asks for another")
-                .0),
-        }
+        self.read().map(|(scan, _)| scan)
     }
 
     /// [`Reader::pending`], running `f` on the result before the cursor is
     /// saved (a watcher prints first: the cursor write is off its latency path).
     pub fn pending_then<R>(&self, f: impl FnOnce(&Scan) -> Result<R>) -> Result<(Scan, R)> {
-        let (scan, save) = match self.scan(false)? {
-            Some(s) => s,
-            None => self.scan(true)?.expect("a rebuild never asks for another"),
-        };
+        let (scan, save) = self.read()?;
         let r = f(&scan)?;
-        if let Some(cur) = save
+        self.save(save);
+        Ok((scan, r))
+    }
+
+    /// One read, from the cursor or, when that turns out stale, from the start.
+    fn read<T: Parse>(&self) -> Result<(Scan<T>, Option<CursorFile>)> {
+        match self.scan(false)? {
+            Some(s) => Ok(s),
+            None => Ok(self.scan(true)?.expect("a rebuild never asks for another")),
+        }
+    }
+
+    fn save(&self, cursor: Option<CursorFile>) {
+        if let Some(cur) = cursor
             && let Err(e) = self.save_cursor(&cur)
         {
             // Only a cache: a reader without write access (another user's
             // inbox, a read-only copy) still reads, at full cost each time.
             tracing::debug!("cursor not saved: {e}");
         }
-        Ok((scan, r))
     }
 
     /// Mark `ids` processed with `state`: one locked append.
@@ -301,12 +344,13 @@ impl Reader {
 
     /// One pass, and the cursor to save if it changed; `None` when the cache
     /// turned out stale mid-way (never when `rebuild`).
-    fn scan(&self, rebuild: bool) -> Result<Option<(Scan, Option<CursorFile>)>> {
+    fn scan<T: Parse>(&self, rebuild: bool) -> Result<Option<(Scan<T>, Option<CursorFile>)>> {
         let old = if rebuild { None } else { self.load_cursor() };
         let marks = open_opt(&self.marks)?;
         let inbox = open_opt(&self.inbox)?;
         let old = old.filter(|c| {
             c.version == CURSOR_VERSION
+                && in_order(&c.pending, c.inbox.offset)
                 && still_valid(&c.marks, marks.as_ref())
                 && still_valid(&c.inbox, inbox.as_ref())
         });
@@ -339,51 +383,57 @@ impl Reader {
 
         // The pending messages known so far, read in as few `pread`s as their
         // runs allow. A run whose bytes changed was edited in place: start over.
+        // A run's ids are distinct (it was built from a scan that dropped
+        // repeats, and a changed id breaks its hash): only new marks remove one.
         let known_count: u64 = cur.pending.iter().map(|r| r.count).sum();
-        let mut slots: Vec<(Slot, Message)> = Vec::with_capacity(known_count as usize);
-        let mut known = Ids::default();
+        let mut slots: Vec<(Slot, T)> = Vec::with_capacity(known_count as usize);
         if !cur.pending.is_empty() {
             let Some(file) = &inbox else {
                 return Ok(None);
             };
             let runs: Vec<(u64, u64)> = cur.pending.iter().map(|r| (r.offset, r.len)).collect();
-            let bytes = read_runs(file, &runs).at(&self.inbox)?;
-            for (run, raw) in cur.pending.iter().zip(bytes) {
-                let mut offset = run.offset;
-                let mut ids = FNV_START;
-                let mut lines = 0;
-                for text in raw.split_inclusive(|&b| b == b'\n') {
-                    let Ok(message) = serde_json::from_slice::<Message>(text) else {
-                        return Ok(None);
+            // What each run turned out to hold: bytes, lines, hash of ids.
+            let mut found = vec![(0u64, 0u64, FNV_START); runs.len()];
+            let read = each_line(file, &runs, |i, text| {
+                let (bytes, lines, ids) = &mut found[i];
+                let Some(message) = T::parse(text) else {
+                    return false;
+                };
+                *ids = fnv_on(fnv_on(*ids, message.id().as_bytes()), b"\n");
+                let len = text.len() as u64;
+                if !marked.contains(message.id()) {
+                    let slot = Slot {
+                        offset: runs[i].0 + *bytes,
+                        line: cur.pending[i].line + *lines,
+                        len,
                     };
-                    ids = fnv_on(fnv_on(ids, message.id.as_bytes()), b"\n");
-                    let len = text.len() as u64;
-                    if !marked.contains(&message.id) && known.insert(message.id.clone()) {
-                        let slot = Slot {
-                            id: message.id.clone(),
-                            offset,
-                            line: run.line + lines,
-                            len,
-                        };
-                        slots.push((slot, message));
-                    }
-                    offset += len;
-                    lines += 1;
+                    slots.push((slot, message));
                 }
-                if raw.len() as u64 != run.len || lines != run.count || hex(ids) != run.hash {
-                    return Ok(None);
-                }
+                *bytes += len;
+                *lines += 1;
+                true
+            })
+            .at(&self.inbox)?;
+            let same = |(run, (bytes, lines, ids)): (&Run, &(u64, u64, u64))| {
+                *bytes == run.len && *lines == run.count && hex(*ids) == run.hash
+            };
+            if !read || !cur.pending.iter().zip(&found).all(same) {
+                return Ok(None);
             }
         }
 
         let mut bad = Vec::new();
-        let mut fresh = Vec::new();
         if let Some(file) = &inbox {
             let mut records = Records::<MessageShape>::from_file(
                 file.try_clone().at(&self.inbox)?,
                 &self.inbox,
                 at(&cur.inbox),
             )?;
+            // The ids already pending, gathered at the first new line (most
+            // reads have none), and the new ones.
+            let mut pending: Option<Ids<&str>> = None;
+            let mut seen = Ids::default();
+            let mut fresh: Vec<(Slot, String)> = Vec::new();
             while let Some(e) = records.next_entry()? {
                 match e {
                     Entry::Record {
@@ -401,14 +451,14 @@ impl Reader {
                         offset,
                         value,
                     } => {
-                        if !marked.contains(&value.id) && known.insert(value.id.clone()) {
+                        let pending = pending
+                            .get_or_insert_with(|| slots.iter().map(|(_, m)| m.id()).collect());
+                        if !marked.contains(&value.id)
+                            && !pending.contains(value.id.as_str())
+                            && seen.insert(value.id.clone())
+                        {
                             let len = records.cursor().offset - offset;
-                            fresh.push(Slot {
-                                id: value.id,
-                                offset,
-                                line,
-                                len,
-                            });
+                            fresh.push((Slot { offset, line, len }, value.id));
                         }
                     }
                     Entry::Bad(b) => bad.push(b),
@@ -417,28 +467,42 @@ impl Reader {
             cur.inbox = pos(file, &self.inbox, records.cursor())?;
             // The new pending lines' bytes, run by run (they were just read
             // line by line; this is from the page cache).
-            let runs = runs_of(fresh.iter());
+            let runs = runs_of(fresh.iter().map(|(s, id)| (s, id.as_str())));
             let spans: Vec<(u64, u64)> = runs.iter().map(|r| (r.offset, r.len)).collect();
             slots.reserve(fresh.len());
-            let mut fresh = fresh.into_iter();
-            for (run, raw) in runs.iter().zip(read_runs(file, &spans).at(&self.inbox)?) {
-                let mut lines = raw.split_inclusive(|&b| b == b'\n');
-                for slot in fresh.by_ref().take(run.count as usize) {
-                    let text = lines.next().unwrap_or_default();
-                    match serde_json::from_slice::<Message>(text) {
-                        Ok(message) if message.id == slot.id && text.len() as u64 == slot.len => {
-                            slots.push((slot, message));
-                        }
-                        // Edited between the two reads: start over, or, if
-                        // this is the start-over, it is read again next time.
-                        _ if !rebuild => return Ok(None),
-                        _ => {}
+            // Run i's lines are fresh[first[i]..first[i] + count], in order.
+            let first: Vec<usize> = runs
+                .iter()
+                .scan(0, |n, r| Some(std::mem::replace(n, *n + r.count as usize)))
+                .collect();
+            let mut next = first.clone();
+            let read = each_line(file, &spans, |i, text| {
+                let k = next[i];
+                next[i] += 1;
+                let expected = (k < first[i] + runs[i].count as usize).then(|| &fresh[k]);
+                match (expected, T::parse(text)) {
+                    (Some((slot, id)), Some(message))
+                        if message.id() == id && text.len() as u64 == slot.len =>
+                    {
+                        slots.push((*slot, message));
+                        true
                     }
+                    // Edited between the two reads: start over, or, if this
+                    // is the start-over, it is read again next time.
+                    _ => rebuild,
                 }
+            })
+            .at(&self.inbox)?;
+            let whole = runs
+                .iter()
+                .zip(first.iter().zip(&next))
+                .all(|(r, (f, n))| n - f == r.count as usize);
+            if !rebuild && !(read && whole) {
+                return Ok(None);
             }
         }
 
-        cur.pending = runs_of(slots.iter().map(|(s, _)| s));
+        cur.pending = runs_of(slots.iter().map(|(s, m)| (s, m.id())));
         let messages = slots
             .into_iter()
             .map(|(slot, message)| Pending {
@@ -563,7 +627,7 @@ const FNV_START: u64 = 0xcbf29ce484222325;
 /// A set of message ids, hashed with FNV-1a: a read hashes every pending id
 /// twice, and SipHash's resistance to chosen keys buys nothing for ids in
 /// one's own inbox.
-type Ids = HashSet<String, std::hash::BuildHasherDefault<Fnv>>;
+type Ids<K = String> = HashSet<K, std::hash::BuildHasherDefault<Fnv>>;
 
 #[derive(Default)]
 struct Fnv(u64);
@@ -590,15 +654,16 @@ fn hex(h: u64) -> String {
     format!("{h:016x}")
 }
 
-/// The runs that `slots` (in inbox order) make: adjacent lines join one run.
-fn runs_of<'a>(slots: impl Iterator<Item = &'a Slot>) -> Vec<Run> {
+/// The runs that `slots` (in inbox order, with their ids) make: adjacent lines
+/// join one run.
+fn runs_of<'a>(slots: impl Iterator<Item = (&'a Slot, &'a str)>) -> Vec<Run> {
     let mut runs: Vec<(Run, u64)> = Vec::new();
-    for s in slots {
+    for (s, id) in slots {
         match runs.last_mut() {
             Some((r, h)) if r.offset + r.len == s.offset => {
                 r.len += s.len;
                 r.count += 1;
-                *h = fnv_on(fnv_on(*h, s.id.as_bytes()), b"\n");
+                *h = fnv_on(fnv_on(*h, id.as_bytes()), b"\n");
             }
             _ => runs.push((
                 Run {
@@ -608,7 +673,7 @@ fn runs_of<'a>(slots: impl Iterator<Item = &'a Slot>) -> Vec<Run> {
                     count: 1,
                     hash: String::new(),
                 },
-                fnv_on(fnv_on(FNV_START, s.id.as_bytes()), b"\n"),
+                fnv_on(fnv_on(FNV_START, id.as_bytes()), b"\n"),
             )),
         }
     }
@@ -620,42 +685,84 @@ fn runs_of<'a>(slots: impl Iterator<Item = &'a Slot>) -> Vec<Run> {
         .collect()
 }
 
-/// The bytes of each `(offset, len)` span (in file order), reading spans
-/// less than [`GAP`] apart with one `pread`. A span cut short by the end of
-/// the file comes back short.
-fn read_runs(file: &File, spans: &[(u64, u64)]) -> io::Result<Vec<Vec<u8>>> {
-    let mut out = Vec::with_capacity(spans.len());
-    let mut i = 0;
-    while i < spans.len() {
-        let start = spans[i].0;
-        let mut j = i + 1;
-        while j < spans.len() && spans[j].0 <= spans[j - 1].0 + spans[j - 1].1 + GAP {
-            j += 1;
+/// Whether `runs` are in file order, apart, and before `end`, as a reader
+/// writes them (a hand-made cursor that repeats a run would list it twice).
+fn in_order(runs: &[Run], end: u64) -> bool {
+    let mut from = 0;
+    runs.iter().all(|r| {
+        let ok = r.offset >= from && r.len > 0 && r.offset + r.len <= end;
+        from = r.offset + r.len;
+        ok
+    })
+}
+
+/// Calls `f(i, line)` for each line (with its `\n`) of each `(offset, len)`
+/// span `i` (in file order), reading through one buffer of about [`CHUNK`]
+/// bytes: spans less than [`GAP`] apart share a `pread`, and a long span is
+/// read a chunk at a time instead of all at once. A span cut short by the end
+/// of the file yields what is there. Stops, returning false, when `f` does.
+fn each_line(
+    file: &File,
+    spans: &[(u64, u64)],
+    mut f: impl FnMut(usize, &[u8]) -> bool,
+) -> io::Result<bool> {
+    // Where the spans from each one on, less than GAP apart, end: a read
+    // never goes past it.
+    let mut reach: Vec<u64> = spans.iter().map(|&(o, l)| o + l).collect();
+    for i in (0..spans.len().saturating_sub(1)).rev() {
+        if spans[i + 1].0 <= reach[i] + GAP {
+            reach[i] = reach[i + 1];
         }
-        let end = spans[j - 1].0 + spans[j - 1].1;
-        let mut buf = vec![0u8; (end - start) as usize];
-        let mut got = 0;
-        while got < buf.len() {
-            match file.read_at(&mut buf[got..], start + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(got);
-        if j == i + 1 {
-            // One span: its buffer as it is, not a copy (the common case).
-            out.push(buf);
-            i = j;
-            continue;
-        }
-        for &(offset, len) in &spans[i..j] {
-            let from = ((offset - start) as usize).min(got);
-            let to = ((offset - start + len) as usize).min(got);
-            out.push(buf[from..to].to_vec());
-        }
-        i = j;
     }
-    Ok(out)
+    let mut buf: Vec<u8> = Vec::new();
+    let mut base = 0u64; // the file offset of buf[0]
+    for (i, &(offset, len)) in spans.iter().enumerate() {
+        let (mut at, end) = (offset, offset + len);
+        let mut eof = false;
+        while at < end {
+            let have = base + buf.len() as u64;
+            if at < base || at > have {
+                // Not in the buffer, nor right after it.
+                buf.clear();
+                base = at;
+            }
+            let from = (at - base) as usize;
+            let upto = (end.min(base + buf.len() as u64) - base) as usize;
+            let bytes = &buf[from..upto];
+            if let Some(n) = memchr::memchr(b'\n', bytes) {
+                if !f(i, &bytes[..=n]) {
+                    return Ok(false);
+                }
+                at += n as u64 + 1;
+                continue;
+            }
+            if base + buf.len() as u64 >= end || eof {
+                // The span ends without a `\n`: cut by its length or the file's.
+                if !bytes.is_empty() && !f(i, bytes) {
+                    return Ok(false);
+                }
+                break;
+            }
+            // Keep the partial line, read on.
+            buf.drain(..from);
+            base = at;
+            let want = (reach[i] - base).min(CHUNK.max(2 * buf.len()) as u64) as usize;
+            let got = buf.len();
+            buf.resize(want.max(got + 1), 0);
+            let mut filled = got;
+            while filled < buf.len() {
+                match file.read_at(&mut buf[filled..], base + filled as u64) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            buf.truncate(filled);
+        }
+    }
+    Ok(true)
 }

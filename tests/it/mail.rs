@@ -713,3 +713,71 @@ fn records_and_check_agree_with_the_schema() {
         "{err}"
     );
 }
+
+/// Thousands of unread messages stream through the reader's buffer a chunk at
+/// a time (lines straddle its edges), and scattered runs share reads: every
+/// unread message is listed once, in order, from the files alone, then again
+/// from the cursor; a hand-made cursor that repeats a run is rebuilt, not
+/// believed.
+#[test]
+fn many_unread_messages_are_listed_once_in_order_through_the_cursor() {
+    let env = TestEnv::new();
+    let body = "b".repeat(300);
+    let input: String = (0..3000)
+        .map(|i| format!("{{\"to\":\"mayor\",\"subject\":\"s{i}\",\"body\":\"{body}\"}}\n"))
+        .collect();
+    let out = deliver(&env, "overseer", &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = ids(&env.inbox("mayor"));
+    assert_eq!(all.len(), 3000);
+    // Read: one in seven, and a block in the middle (a gap wider than a read
+    // spans), so the unread mail is many runs, near and far apart.
+    let read: Vec<&str> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 7 == 3 || (1000..1400).contains(i))
+        .map(|(_, id)| id.as_str())
+        .collect();
+    let marks: String = read
+        .iter()
+        .map(|id| format!("{{\"id\":\"{id}\",\"state\":\"read\"}}\n"))
+        .collect();
+    std::fs::write(env.town.join("mayor/mail/read.jsonl"), marks).unwrap();
+    let expected: Vec<String> = all
+        .iter()
+        .filter(|id| !read.contains(&id.as_str()))
+        .cloned()
+        .collect();
+    let table_ids = |env: &TestEnv| -> Vec<String> {
+        let text = ok(env, "mayor", &["inbox"]);
+        let mut rows = text.lines();
+        assert_eq!(
+            rows.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+            ["ID", "FROM", "TIME", "SUBJECT"]
+        );
+        rows.map(|r| r.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    // From the files (no cursor yet), then from the cursor it left.
+    assert_eq!(unread(&env, "mayor"), expected);
+    let cursor = env.town.join("mayor/mail/read.cursor.json");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&cursor).unwrap()).unwrap();
+    let runs = saved["pending"].as_array().unwrap().len();
+    assert!(runs > 300, "{runs} runs");
+    assert_eq!(table_ids(&env), expected);
+    assert_eq!(unread(&env, "mayor"), expected);
+
+    // A cursor whose first run is listed twice.
+    let mut forged = saved.clone();
+    let runs = forged["pending"].as_array_mut().unwrap();
+    let first = runs[0].clone();
+    runs.insert(0, first);
+    std::fs::write(&cursor, forged.to_string()).unwrap();
+    assert_eq!(unread(&env, "mayor"), expected);
+    let rebuilt: Value = serde_json::from_slice(&std::fs::read(&cursor).unwrap()).unwrap();
+    assert_eq!(rebuilt, saved);
+}
