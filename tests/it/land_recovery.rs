@@ -1022,3 +1022,39 @@ fn a_direct_landing_killed_after_deleting_the_branch_is_finished_by_landing_it_a
     t.assert_nux_landed_once();
     assert_eq!(t.origin_log(), "Nux.txt: Nux\ninitial\n");
 }
+
+/// One killed before its push is dropped by the Refinery, which says so in
+/// its JSON lines; the branch is left to land again.
+#[test]
+fn a_direct_landing_killed_before_its_push_is_dropped_by_the_refinery() {
+    let t = Direct::new();
+    t.kill_at("pre-push origin refs/heads/main");
+    let out = t
+        .env
+        .cmd("gt-refinery")
+        .args(["process", "r", "--once", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["event"], "interrupted_direct_landing");
+    let i = &line["interrupted"];
+    assert_eq!(
+        (&i["pushed"], &i["done"], &i["notes"]),
+        (
+            &serde_json::Value::Null,
+            &serde_json::json!([]),
+            &serde_json::json!([])
+        )
+    );
+    assert_eq!(i["intent"]["polecat"], "r/Nux");
+    assert_eq!(i["intent"]["head"], t.tip.as_str());
+    assert!(!t.intent().exists());
+    assert_eq!(t.origin_log(), "initial\n");
+    assert_eq!(issue(&t.env, &t.issue)["status"], "open");
+    let nux = t.rig.join("polecats/Nux/rig");
+    assert_eq!(git(&nux, &["rev-parse", "polecat/Nux"]).trim(), t.tip);
+    let clone = t.rig.join("refinery/rig");
+    assert_eq!(git(&clone, &["rev-parse", "HEAD"]).trim(), t.initial);
+    assert_eq!(git(&clone, &["for-each-ref", "refs/gastown"]), "");
+}
