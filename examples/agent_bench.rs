@@ -105,9 +105,9 @@ fn main() {
         until("first request", || model.turns().len() > turns);
         first.push(ms(t0.elapsed()));
         until("ready", || {
-            let lines = gastown::session::capture(&session, None).unwrap_or_default();
+            let lines = gastown::session::capture_styled(&session).unwrap_or_default();
             preset.first_prompt_taken(&lines)
-                && matches!(preset.screen(&lines), Screen::Ready { input } if input.as_deref().is_none_or(str::is_empty))
+                && matches!(preset.screen(&lines), Screen::Ready { input } if input.is_empty())
         });
         ready.push(ms(t0.elapsed()));
 

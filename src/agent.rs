@@ -27,8 +27,8 @@ pub enum Preset {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Screen {
     /// At its prompt, waiting for input. `input` is what sits in the input box
-    /// (empty when clean), `None` when the preset cannot tell text from a hint.
-    Ready { input: Option<String> },
+    /// (empty when clean; a dim hint is not input).
+    Ready { input: String },
     /// Working on a turn: a typed line would be queued.
     Busy,
     /// A dialog waits for a human: the dialog's first lines.
@@ -125,27 +125,36 @@ impl Preset {
         env
     }
 
-    /// Whether the first prompt given on the command line has been submitted
-    /// (`lines` show it above the input box): until then Claude Code drops
-    /// whatever is typed when it submits that prompt (protocol/agents.md).
+    /// Whether the first prompt given on the command line has been submitted,
+    /// read from the screen's `lines` (as [`Preset::screen`] takes them).
+    /// Until then Claude Code drops whatever is typed when it submits that
+    /// prompt, and Codex shows an input box before it takes it
+    /// (protocol/agents.md). Taken once it shows above the input box; for
+    /// Codex also once its session header has scrolled away.
     pub fn first_prompt_taken(self, lines: &[String]) -> bool {
+        let lines = text(lines);
+        let prompts = |mark: char| {
+            lines
+                .iter()
+                .filter(|l| l.trim_start().starts_with(mark))
+                .count()
+        };
         match self {
-            Preset::Claude => {
-                lines
-                    .iter()
-                    .filter(|l| l.trim_start().starts_with('❯'))
-                    .count()
-                    >= 2
+            Preset::Claude => prompts('❯') >= 2,
+            Preset::Codex => {
+                prompts('›') >= 2 || !lines.iter().any(|l| l.contains(">_ OpenAI Codex"))
             }
-            Preset::Codex | Preset::Custom => true,
+            Preset::Custom => true,
         }
     }
 
-    /// Read the pane's `lines` (the visible screen).
+    /// Read the pane's `lines`: the visible screen, as
+    /// [`crate::session::capture_styled`] gives it (escape sequences kept;
+    /// lines without any read as plain text).
     pub fn screen(self, lines: &[String]) -> Screen {
         match self {
-            Preset::Claude => claude_screen(lines),
-            Preset::Codex => codex_screen(lines),
+            Preset::Claude => claude_screen(&text(lines)),
+            Preset::Codex => codex_screen(&crate::session::sgr::parse(lines)),
             Preset::Custom => Screen::Unknown,
         }
     }
@@ -167,32 +176,51 @@ fn claude_screen(lines: &[String]) -> Screen {
         };
         if rule(&lines[i - 1]) && lines.get(i + 1).is_some_and(rule) {
             return Screen::Ready {
-                input: Some(text.trim().to_string()),
+                input: text.trim().to_string(),
             };
         }
     }
     Screen::Unknown
 }
 
-/// Codex's screen: its input line starts with `›` and holds a hint when empty,
-/// so the input cannot be told from the hint without colours.
-fn codex_screen(lines: &[String]) -> Screen {
+/// Codex's screen (protocol/agents.md, "Codex's screen"): its input box is
+/// the last line starting with a `›` that is not dim (a submitted prompt's
+/// is), and holds a hint drawn dim when empty: the input is its text that is
+/// not dim. Footer `? for shortcuts` shows only while the box is empty.
+fn codex_screen(lines: &[crate::session::sgr::Line]) -> Screen {
+    let plain: Vec<String> = lines.iter().map(|l| l.text.clone()).collect();
     // The trust dialog, and the review of new hooks (protocol/agents.md).
-    if let Some(d) = dialog(lines, "enter continue · esc back")
-        .or_else(|| dialog(lines, "enter confirm · esc skip"))
+    if let Some(d) = dialog(&plain, "enter continue · esc back")
+        .or_else(|| dialog(&plain, "enter confirm · esc skip"))
     {
         return d;
     }
-    if lines.iter().any(|l| l.contains("esc to interrupt")) {
+    if plain.iter().any(|l| l.contains("esc to interrupt")) {
         return Screen::Busy;
     }
-    let prompt = lines.iter().any(|l| l.trim_start().starts_with('›'));
-    let footer = lines.iter().any(|l| l.contains("? for shortcuts"));
-    if prompt && footer {
-        Screen::Ready { input: None }
+    let Some(input) = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.undimmed.trim_start().strip_prefix('›'))
+        .map(|i| i.trim().to_string())
+    else {
+        return Screen::Unknown;
+    };
+    let footer = plain.iter().any(|l| l.contains("? for shortcuts"));
+    // Text in the box replaces the footer; a `›` with neither is not Codex's.
+    if footer || !input.is_empty() {
+        Screen::Ready { input }
     } else {
         Screen::Unknown
     }
+}
+
+/// `lines` (captured with escape sequences) as plain text.
+fn text(lines: &[String]) -> Vec<String> {
+    crate::session::sgr::parse(lines)
+        .into_iter()
+        .map(|l| l.text)
+        .collect()
 }
 
 /// A dialog whose key line is `keys`: its first non-blank lines, for the report.
@@ -293,7 +321,7 @@ pub fn screen_of(town: &Town, home: &Home, session: &str) -> Option<Screen> {
     if preset == Preset::Custom || !crate::session::has_terminal(session) {
         return None;
     }
-    let lines = crate::session::capture(session, None).ok()?;
+    let lines = crate::session::capture_styled(session).ok()?;
     Some(preset.screen(&lines))
 }
 
@@ -347,7 +375,7 @@ pub fn wait_ready(
         if !crate::session::is_alive(session) {
             return Ok(Start::Ended);
         }
-        let lines = match crate::session::capture(session, None) {
+        let lines = match crate::session::capture_styled(session) {
             Ok(l) => l,
             // It ended between the check and the capture.
             Err(_) if !crate::session::is_alive(session) => return Ok(Start::Ended),
@@ -355,7 +383,7 @@ pub fn wait_ready(
         };
         let started = !prompted || preset.first_prompt_taken(&lines);
         match preset.screen(&lines) {
-            Screen::Ready { input: Some(i) } if !i.is_empty() => return Ok(Start::Input(i)),
+            Screen::Ready { input } if !input.is_empty() => return Ok(Start::Input(input)),
             Screen::Dialog(d) => return Ok(Start::Blocked(d)),
             Screen::Busy | Screen::Ready { .. } if started => return Ok(Start::Ready),
             Screen::Busy | Screen::Ready { .. } | Screen::Unknown => {}
@@ -568,7 +596,7 @@ mod tests {
         assert_eq!(
             Preset::Claude.screen(&ready),
             Screen::Ready {
-                input: Some(String::new())
+                input: String::new()
             }
         );
         let left = lines(&format!(
@@ -577,7 +605,7 @@ mod tests {
         assert_eq!(
             Preset::Claude.screen(&left),
             Screen::Ready {
-                input: Some("more text".into())
+                input: "more text".into()
             }
         );
         let busy = lines(&format!(
@@ -606,10 +634,50 @@ mod tests {
 
     #[test]
     fn codex_screens() {
-        let ready = lines(
-            "› Ask Codex to do anything\n\n  gpt-test default · /tmp/x\n  ← for agents · ? for shortcuts",
+        // As `capture-pane -e` printed Codex 0.171.0's screens (blank lines
+        // dropped; protocol/agents.md): its header, the first prompt taken
+        // (its `›` dim), the answer, the input box with its dim hint.
+        let header = "  \x1b[38;5;75m>_ \x1b[1m\x1b[39mOpenAI Codex\x1b[0;2m\x1b[39m\x1b[49m (v0.171.0)\n\x1b[0m\x1b[39m\x1b[49m     \x1b[2m~/town/r/polecats/Nux/rig\n  permissions: \x1b[0;1m\x1b[38;5;5m\x1b[49mYOLO mode\n\x1b[0m\x1b[39m\x1b[49m\n";
+        let taken = "\x1b[38;5;255m\x1b[48;5;238m\n\x1b[1;2m\x1b[39m› \x1b[0m\x1b[38;5;255m\x1b[48;5;238mYou are r/Nux, a gastown worker. Run \x1b[38;2;166;227;161mgt prime\x1b[38;5;255m first.\n\x1b[39m\x1b[49m\n\x1b[2m• \x1b[0m\x1b[39m\x1b[49mWaiting for word.\n\x1b[2m  Worked for 4s • 15:40\n\x1b[0m\x1b[39m\x1b[49m\n";
+        let hint = "\x1b[1m›\x1b[0m\x1b[39m\x1b[49m \x1b[2mAsk Codex to do anything\n\x1b[0m\x1b[39m\x1b[49m\n";
+        let model = "  \x1b[38;5;223mgpt-test default\x1b[39m · \x1b[38;5;151m~/town/r/polecats/Nux/rig\x1b[39m · \x1b[38;5;217mscripted\x1b[39m\n";
+        let footer = "  \x1b[1m←\x1b[0m\x1b[39m\x1b[49m for agents · \x1b[1m?\x1b[0m\x1b[39m\x1b[49m for shortcuts";
+        let ready = lines(&format!("{header}{taken}{hint}{model}{footer}"));
+        assert_eq!(
+            Preset::Codex.screen(&ready),
+            Screen::Ready {
+                input: String::new()
+            }
         );
-        assert_eq!(Preset::Codex.screen(&ready), Screen::Ready { input: None });
+        assert!(Preset::Codex.first_prompt_taken(&ready));
+        // Typed text is not dim, and the footer's shortcuts give way to it.
+        let typed = lines(&format!(
+            "{header}{taken}\x1b[1m›\x1b[0m\x1b[39m\x1b[49m typed text here\n\n{model}"
+        ));
+        assert_eq!(
+            Preset::Codex.screen(&typed),
+            Screen::Ready {
+                input: "typed text here".into()
+            }
+        );
+        // Before the first prompt is taken the input box shows already.
+        let starting = lines(&format!("{header}{hint}{model}{footer}"));
+        assert_eq!(
+            Preset::Codex.screen(&starting),
+            Screen::Ready {
+                input: String::new()
+            }
+        );
+        assert!(!Preset::Codex.first_prompt_taken(&starting));
+        // Without colours the hint reads as text; a `›` with no footer is not Codex's.
+        assert_eq!(
+            Preset::Codex.screen(&lines("› Ask Codex\n  ? for shortcuts")),
+            Screen::Ready {
+                input: "Ask Codex".into()
+            }
+        );
+        assert_eq!(Preset::Codex.screen(&lines("$ echo ›")), Screen::Unknown);
+        assert_eq!(Preset::Codex.screen(&lines("›")), Screen::Unknown);
         let trust = lines(
             "  Trust this folder? Codex can read, edit, and run files here\n› 1. Trust and continue\n  2. Back\n  enter continue · esc back",
         );

@@ -16,10 +16,13 @@
 mod backend;
 pub mod exit;
 mod pane;
+pub mod sgr;
 mod start;
 
 pub use backend::{Backend, Spec, Started, tmux, tmux_socket};
-pub use pane::{Injected, capture, has_terminal, inject, inject_wait, inject_with, run};
+pub use pane::{
+    Injected, capture, capture_styled, has_terminal, inject, inject_wait, inject_with, run,
+};
 pub use start::{StartGuard, agent_env, log_path, name_for, stop_home};
 
 use nix::sys::signal::{Signal, killpg};

@@ -69,6 +69,15 @@ pub fn capture(id: &str, last: Option<usize>) -> Result<Vec<String>> {
     Ok(tail(&snap.lines, from))
 }
 
+/// The visible screen of session `id`'s pane as drawn: its lines with their
+/// escape sequences (`capture-pane -e`, read with [`super::sgr`]), for what
+/// only attributes tell (a dim hint from typed text).
+pub fn capture_styled(id: &str) -> Result<Vec<String>> {
+    let pane = Pane::of(id).map_err(|e| e.context("cannot capture"))?;
+    let snap = pane.snapshot_with(true)?;
+    Ok(snap.lines[snap.history.min(snap.lines.len())..].to_vec())
+}
+
 /// Type `command` into session `id` (as [`inject`] does) and return the pane
 /// lines that follow it, once the pane has been still for a moment (at most
 /// `wait`). A program that keeps drawing is cut off at `wait`.
@@ -160,24 +169,30 @@ impl Pane {
     }
 
     fn snapshot(&self) -> Result<Snapshot> {
+        self.snapshot_with(false)
+    }
+
+    /// A [`Snapshot`]; `styled`: its lines keep their escape sequences.
+    fn snapshot_with(&self, styled: bool) -> Result<Snapshot> {
         // One command list: the cursor and the lines are from the same moment.
-        let out = tmux(
-            &self.socket,
-            &[
-                "display-message",
-                "-p",
-                "-t",
-                &self.target,
-                "#{history_size} #{cursor_x} #{cursor_y}",
-                ";",
-                "capture-pane",
-                "-p",
-                "-t",
-                &self.target,
-                "-S",
-                "-",
-            ],
-        )?;
+        let mut args = vec![
+            "display-message",
+            "-p",
+            "-t",
+            &self.target,
+            "#{history_size} #{cursor_x} #{cursor_y}",
+            ";",
+            "capture-pane",
+            "-p",
+            "-t",
+            &self.target,
+            "-S",
+            "-",
+        ];
+        if styled {
+            args.push("-e");
+        }
+        let out = tmux(&self.socket, &args)?;
         let mut lines = out.lines().map(str::to_string);
         let head = lines.next().unwrap_or_default();
         let nums: Vec<usize> = head.split(' ').filter_map(|n| n.parse().ok()).collect();

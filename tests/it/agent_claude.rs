@@ -214,7 +214,7 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
     // Once the turn is over it is ready, with a clean input box.
     let screen = tmux.wait_screen("ready", |s| {
         *s == Screen::Ready {
-            input: Some(String::new()),
+            input: String::new(),
         }
     });
     assert!(
@@ -228,7 +228,7 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
     tmux.run(&["send-keys", "-t", "=a:", "-l", line]);
     tmux.wait_screen("showing the typed line", |s| {
         *s == Screen::Ready {
-            input: Some(line.to_string()),
+            input: line.to_string(),
         }
     });
     tmux.run(&["send-keys", "-t", "=a:", "Enter"]);
@@ -238,7 +238,7 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
     mentioned_once(&second, line);
     tmux.wait_screen("ready again", |s| {
         *s == Screen::Ready {
-            input: Some(String::new()),
+            input: String::new(),
         }
     });
     assert_eq!(model.turns().len(), 2);
@@ -435,7 +435,7 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
     // Once the turn is over it is silent at its prompt: the nudge is typed
     // and reaches the model once, as the next turn.
     spawned.wait_screen(&Screen::Ready {
-        input: Some(String::new()),
+        input: String::new(),
     });
     let actions = patrol_at(&env, &later);
     assert_eq!(actions.len(), 1, "{actions:?}");
@@ -490,7 +490,7 @@ fn inject_at_cold_start_while_busy_and_while_idle_reaches_the_model_once_each() 
     );
 
     spawned.wait_screen(&Screen::Ready {
-        input: Some(String::new()),
+        input: String::new(),
     });
     let idle = "line typed while idle";
     assert_eq!(env.ok("gt", &["inject", "Nux", idle]), "r/Nux: submitted\n");

@@ -29,6 +29,19 @@ impl Codex {
     /// home whose config points at `model` (as a user's would, with a model
     /// provider of their own), then `gt spawn` r/Nux on `issue`.
     fn spawn(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &str) -> Codex {
+        Codex::spawn_with(env, bin, model, rig, issue, &[], "ready")
+    }
+
+    /// [`Codex::spawn`] with more `gt spawn` arguments, reporting `ready`.
+    fn spawn_with(
+        env: &TestEnv,
+        bin: &Path,
+        model: &Model,
+        rig: &Path,
+        issue: &str,
+        args: &[&str],
+        ready: &str,
+    ) -> Codex {
         let user = env.path().join("user-codex");
         std::fs::create_dir_all(&user).unwrap();
         let config = format!(
@@ -45,15 +58,40 @@ impl Codex {
                 "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
             });
         });
+        let spawned = crate::common::spawn_runtime_with(env, bin, issue, args);
+        assert_eq!(spawned["ready"], ready, "{spawned}");
         Codex {
-            session: crate::common::spawn_runtime(env, bin, issue),
+            session: spawned["session"].as_str().unwrap().to_string(),
             home: rig.join("polecats/Nux"),
             user,
         }
     }
 
+    /// r/Nux spawned on an issue of a new rig `r`, its model answering
+    /// "Waiting for word." then "Got your line.", once it is idle at its
+    /// ready prompt after the first turn.
+    fn idle(env: &TestEnv, bin: &Path) -> (Codex, Model) {
+        let rig = env.add_rig("r");
+        let id = env.issue("r", "Talk");
+        let model = Model::start(vec![
+            Turn::text("Waiting for word."),
+            Turn::text("Got your line."),
+        ]);
+        let codex = Codex::spawn(env, bin, &model, &rig, &id);
+        codex.turn(&model, 1);
+        codex.shows(&model, "Waiting for word.");
+        codex.ready(&model);
+        (codex, model)
+    }
+
     fn lines(&self) -> Vec<String> {
         gastown::session::capture(&self.session, None).unwrap_or_default()
+    }
+
+    /// The screen read from the pane as drawn (Codex's input hint is told
+    /// from typed text by its dim attribute only).
+    fn screen(&self) -> Screen {
+        Preset::Codex.screen(&gastown::session::capture_styled(&self.session).unwrap_or_default())
     }
 
     /// Poll (bounded) until `f` gives something; the failure names `what`
@@ -87,18 +125,21 @@ impl Codex {
         });
     }
 
-    /// Wait for the ready prompt; the screen then.
-    fn ready(&self, model: &Model) -> Vec<String> {
+    /// Wait for the ready prompt with an empty input box.
+    fn ready(&self, model: &Model) {
         self.wait(model, "ready", || {
-            let lines = self.lines();
-            let screen = Preset::Codex.screen(&lines);
+            let screen = self.screen();
             assert!(
                 !matches!(screen, Screen::Dialog(_)),
                 "Codex shows a dialog: {screen:?}; screen:\n{}",
-                lines.join("\n")
+                self.lines().join("\n")
             );
-            (screen == Screen::Ready { input: None }).then_some(lines)
-        })
+            (screen
+                == Screen::Ready {
+                    input: String::new(),
+                })
+            .then_some(())
+        });
     }
 }
 
@@ -177,16 +218,7 @@ fn inject_into_idle_codex_reaches_the_model_once() {
         return;
     };
     let env = TestEnv::new();
-    let rig = env.add_rig("r");
-    let id = env.issue("r", "Talk");
-    let model = Model::start(vec![
-        Turn::text("Waiting for word."),
-        Turn::text("Got your line."),
-    ]);
-    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
-    codex.turn(&model, 1);
-    codex.shows(&model, "Waiting for word.");
-    codex.ready(&model);
+    let (codex, model) = Codex::idle(&env, &bin);
 
     let line = "line typed while idle";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
@@ -212,7 +244,7 @@ fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
     let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
     codex.turn(&model, 1);
     codex.wait(&model, "busy", || {
-        (Preset::Codex.screen(&codex.lines()) == Screen::Busy).then_some(())
+        (codex.screen() == Screen::Busy).then_some(())
     });
     let line = "line typed while busy";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
@@ -222,6 +254,91 @@ fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
     let second = codex.turn(&model, 2);
     second.assert_once(line);
     second.assert_once("Thought it through.");
+    codex.shows(&model, "Got your line.");
+    assert_eq!(model.turns().len(), 2);
+}
+
+#[test]
+fn inject_at_cold_start_is_submitted_once_unglued_after_the_first_prompt() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Talk");
+    let model = Model::start(vec![
+        Turn::text("Working on it.").slow(Duration::from_secs(4)),
+        Turn::text("Got your line."),
+    ]);
+    // Not waited for: the inject below is typed while the TUI comes up (it
+    // shows an input box before it takes its first prompt).
+    let codex = Codex::spawn_with(&env, &bin, &model, &rig, &id, &["--wait", "0s"], "started");
+    let cold = "line typed at cold start";
+    assert_eq!(env.ok("gt", &["inject", "Nux", cold]), "r/Nux: submitted\n");
+    // The first turn is the first prompt alone; the line is the next turn,
+    // once, a message of its own (nothing glued to it); the slow turn was
+    // not cancelled.
+    let first = codex.turn(&model, 1);
+    let prompt = gastown::agent::first_prompt(&"r/Nux".parse().unwrap(), Some(&id));
+    assert_eq!(first.texts().last(), Some(&prompt), "{:?}", first.texts());
+    assert_eq!(first.mentions(cold), 0, "{:?}", first.texts());
+    let second = codex.turn(&model, 2);
+    second.assert_once(cold);
+    second.assert_once("Working on it.");
+    assert_eq!(second.texts().last().map(String::as_str), Some(cold));
+    codex.shows(&model, "Got your line.");
+    codex.ready(&model);
+    assert_eq!(model.turns().len(), 2);
+}
+
+#[test]
+fn inject_onto_text_left_in_codex_input_box_types_nothing() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let (codex, model) = Codex::idle(&env, &bin);
+
+    // A person typed into the box and went away: the text is not dim, as
+    // the hint is, so it is read as input (and the hint never is, above).
+    let Some(gastown::session::SessionId::Tmux { socket, name, .. }) =
+        gastown::session::SessionId::parse(&codex.session)
+    else {
+        panic!("not a tmux session: {}", codex.session)
+    };
+    let keys = |k: &[&str]| {
+        let target = format!("={name}:");
+        let mut args = vec!["send-keys", "-t", &target];
+        args.extend_from_slice(k);
+        gastown::session::tmux(&socket, &args).unwrap();
+    };
+    let left = "half a thought";
+    keys(&["-l", left]);
+    let typed = Screen::Ready {
+        input: left.to_string(),
+    };
+    codex.wait(&model, "the typed text in the box", || {
+        (codex.screen() == typed).then_some(())
+    });
+    let (code, err) = env.fails("gt", &["inject", "Nux", "a nudge"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "gt: r/Nux: r/Nux's input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
+        )
+    );
+    assert_eq!(codex.screen(), typed);
+
+    // Cleared, the box takes the line, which reaches the model alone.
+    keys(&["C-u"]);
+    codex.ready(&model);
+    let line = "line typed after the box was cleared";
+    assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    let second = codex.turn(&model, 2);
+    assert_eq!(second.texts().last().map(String::as_str), Some(line));
+    assert_eq!(second.mentions(left), 0, "{:?}", second.texts());
+    assert_eq!(second.mentions("a nudge"), 0, "{:?}", second.texts());
     codex.shows(&model, "Got your line.");
     assert_eq!(model.turns().len(), 2);
 }
