@@ -17,10 +17,10 @@ replace_section() {
 }
 
 # bench_start SCRIPT ARGS...: the flags every bench takes. Sets quick (1 with
-# --quick) and bin (target/release), and builds the release binaries unless
-# --no-build.
+# --quick) and bin (target/HOST/release), and builds the release binaries
+# there as install.sh does (statically linked where it can) unless --no-build.
 bench_start() {
-  local script=$1 a build=1
+  local script=$1 a build=1 root
   shift
   quick=0
   for a in "$@"; do
@@ -30,8 +30,9 @@ bench_start() {
       *) echo "usage: bench/$script [--no-build] [--quick]" >&2; exit 2 ;;
     esac
   done
-  bin="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release"
-  if [ "$build" = 1 ]; then cargo build --release --bins --locked -q; fi
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  bin="$root/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+  if [ "$build" = 1 ]; then "$root/install.sh" --build-only >/dev/null; fi
 }
 
 # bench_needs SCRIPT TOOL...: exit 2 naming the first TOOL not on PATH.
