@@ -1,3 +1,2 @@
-fn main() -> std::process::ExitCode {
-    gastown::cli::land::main(std::env::args_os().collect())
-}
+#![cfg_attr(not(test), no_main)]
+gastown::main!(gastown::cli::land::main);

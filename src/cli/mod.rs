@@ -189,6 +189,51 @@ pub fn parse<P: clap::Parser>(args: Vec<std::ffi::OsString>) -> P {
 /// A binary's `main`: its arguments (the program name first) to an exit code.
 pub type Main = fn(Vec<std::ffi::OsString>) -> ExitCode;
 
+/// A binary's C `main`, running `$main` through [`start`]. A bin is
+/// `#![cfg_attr(not(test), no_main)]` and `gastown::main!(gastown::cli::x::main);`.
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[cfg(not(test))]
+        #[unsafe(no_mangle)]
+        extern "C" fn main(
+            _argc: ::std::ffi::c_int,
+            _argv: *const *const ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            $crate::cli::start($main)
+        }
+    };
+}
+
+/// A whole run of `main` (with the process's arguments) for a binary's C
+/// `main` ([`main!`]), instead of std's start-up: that reads /proc/self/maps
+/// for the main thread's stack and installs a stack-overflow handler, a tenth
+/// of a `gt send`. What of it matters is kept: descriptors 0-2 are open (else
+/// a file opened later could become stdout), a panic exits 101, and stdout is
+/// flushed at the end.
+pub fn start(main: Main) -> std::ffi::c_int {
+    for fd in 0..=2 {
+        // SAFETY: fcntl and open on plain descriptors, before any threads.
+        unsafe {
+            let closed = libc::fcntl(fd, libc::F_GETFD) == -1
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF);
+            // open returns the lowest free descriptor: this one.
+            if closed && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) != fd {
+                libc::abort();
+            }
+        }
+    }
+    let code = std::panic::catch_unwind(|| main(std::env::args_os().collect()));
+    let _ = std::io::stdout().flush();
+    match code {
+        // ExitCode shows its number only by comparison.
+        Ok(code) => (0..=u8::MAX)
+            .find(|&n| ExitCode::from(n) == code)
+            .map_or(1, std::ffi::c_int::from),
+        Err(_) => 101,
+    }
+}
+
 /// gastown's own tools: `gt <name> ...` runs them inside `gt` instead of
 /// exec'ing `gt-<name>` (one process start instead of two: `gt send` costs what
 /// `gt-mail send` does). Other `gt-*` programs are found beside gt or on PATH.

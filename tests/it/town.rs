@@ -224,6 +224,38 @@ fn a_closed_stdout_pipe_ends_the_command_quietly() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
 }
 
+/// Started with stdout and stderr closed, a command finds them open on
+/// /dev/null (as std's start-up would leave them), so no file it opens later
+/// becomes its stdout: the body read from /dev/fd/1 is empty, and only the
+/// record reaches the inbox.
+#[test]
+fn a_send_started_with_stdout_and_stderr_closed_sees_them_on_dev_null() {
+    use std::os::unix::process::CommandExt;
+    let env = TestEnv::new();
+    let mut cmd = env.cmd("gt");
+    cmd.args(["send", "mayor", "-s", "closed", "-f", "/dev/fd/1"]);
+    // SAFETY: close(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mail = env.town.join("mayor/mail");
+    let inbox = std::fs::read_to_string(mail.join("inbox.jsonl")).unwrap();
+    let lines: Vec<&str> = inbox.lines().collect();
+    assert_eq!(lines.len(), 1, "{inbox}");
+    let record: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        (&record["subject"], &record["body"]),
+        (&"closed".into(), &"".into())
+    );
+    assert_eq!(std::fs::read(mail.join("inbox.lock")).unwrap(), b"");
+}
+
 #[test]
 fn install_refuses_an_empty_town_name() {
     let env = TestEnv::empty();
