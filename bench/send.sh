@@ -76,6 +76,8 @@ else
   pf_c=- pf_mail=- pf_gt=-
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+# How install.sh linked them (statically where glibc's libc.a is installed).
+linked=$(readelf -d "$bin/gt-mail" 2>/dev/null | grep -q NEEDED && echo "dynamically linked" || echo "statically linked")
 
 # Median of all runs of each, and the median over rounds of each round's ratio.
 jq -s -r '
@@ -98,7 +100,7 @@ section=$work/section.md
   echo
   echo "**Machine:** $(nproc) cores, Linux $(uname -r), $(rustc --version | cut -d' ' -f1-2), $(cc --version | head -1), hyperfine $(hyperfine --version | cut -d' ' -f2). Load average before/after: $load_before / $load_after (other builds share the machine)."
   echo
-  echo "**Method:** a C program built by the script with \`cc -O2\` (dynamically linked, as cc links by default) opens and flocks the inbox's lock file, appends the same ${#line}-byte line that \`gt-mail send\` writes with one O_APPEND write, unlocks and exits. $rounds rounds, each of hyperfine -N (no shell) with 10 warm-ups and $runs runs of the C program, \`gt-mail send mayor -s bench -m <200 bytes>\` and \`gt send\` (the same) in turn, all appending to one inbox; times are the medians of all runs, ratios the median over rounds of each round's median ratio. CPU is hyperfine's mean user + system time (the median over rounds), which a loaded machine inflates less than wall time. Page faults: \`perf stat -e page-faults\`, one run each."
+  echo "**Method:** a C program built by the script with \`cc -O2\` (dynamically linked, as cc links by default) opens and flocks the inbox's lock file, appends the same ${#line}-byte line that \`gt-mail send\` writes with one O_APPEND write, unlocks and exits. $rounds rounds, each of hyperfine -N (no shell) with 10 warm-ups and $runs runs of the C program, \`gt-mail send mayor -s bench -m <200 bytes>\` and \`gt send\` (the same; gastown's binaries as \`install.sh\` builds them, here $linked) in turn, all appending to one inbox; times are the medians of all runs, ratios the median over rounds of each round's median ratio. CPU is hyperfine's mean user + system time (the median over rounds), which a loaded machine inflates less than wall time. Page faults: \`perf stat -e page-faults\`, one run each."
   echo
   echo "| program | median | CPU (user + sys, mean) | page faults | against C (target) |"
   echo "|---|---|---|---|---|"
