@@ -105,7 +105,7 @@ pub fn how(addr: &Address) -> Vec<String> {
             "Ask for help: `gt send {rig}/witness -s help -m \"<what blocks you>\"`."
         ));
     }
-    how.push("Before your context fills: `gt mail handoff --cycle -m \"<where you are>\"`; your next session reads it.".into());
+    how.push("Before your context fills: `gt mail handoff --cycle -m \"<where you are>\"`; your next session's `gt prime` shows it.".into());
     how.push(
         "Show you are alive during long work: `gt heartbeat` (hooks do this for Claude Code)."
             .into(),

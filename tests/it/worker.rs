@@ -63,7 +63,7 @@ fn prime_names_the_agent_its_issue_and_how_to_work() {
              - Work in your clone (the current directory): commit on your branch; leave `git status` clean.\n\
              - Report done: `gt done` (refused while the clone is dirty or has no new commit); your Witness then merges it.\n\
              - Ask for help: `gt send r/witness -s help -m \"<what blocks you>\"`.\n\
-             - Before your context fills: `gt mail handoff --cycle -m \"<where you are>\"`; your next session reads it.\n\
+             - Before your context fills: `gt mail handoff --cycle -m \"<where you are>\"`; your next session's `gt prime` shows it.\n\
              - Show you are alive during long work: `gt heartbeat` (hooks do this for Claude Code).\n"
         )
     );
