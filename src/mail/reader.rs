@@ -401,7 +401,8 @@ impl Reader {
                 };
                 *ids = fnv_on(fnv_on(*ids, message.id().as_bytes()), b"\n");
                 let len = text.len() as u64;
-                if !marked.contains(message.id()) {
+                // (An empty set is not hashed into: most reads have no new marks.)
+                if marked.is_empty() || !marked.contains(message.id()) {
                     let slot = Slot {
                         offset: runs[i].0 + *bytes,
                         line: cur.pending[i].line + *lines,
@@ -422,6 +423,8 @@ impl Reader {
             }
         }
 
+        // The known messages still pending; any after these are new.
+        let kept = slots.len();
         let mut bad = Vec::new();
         if let Some(file) = &inbox {
             let mut records = Records::<MessageShape>::from_file(
@@ -502,7 +505,10 @@ impl Reader {
             }
         }
 
-        cur.pending = runs_of(slots.iter().map(|(s, m)| (s, m.id())));
+        // Unchanged runs are kept, not hashed again.
+        if kept as u64 != known_count || slots.len() > kept {
+            cur.pending = runs_of(slots.iter().map(|(s, m)| (s, m.id())));
+        }
         let messages = slots
             .into_iter()
             .map(|(slot, message)| Pending {
