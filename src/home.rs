@@ -78,6 +78,15 @@ impl Home {
         fsio::read_json(&path)
     }
 
+    /// `state.json` for this home's agent asking about itself (`gt prime`,
+    /// `gt mail handoff`): read under its lock, so a session that asks at once
+    /// waits until its starter has recorded it (a start holds the lock from
+    /// before the session starts until its new issue and generation are written).
+    pub fn own_state(&self) -> Result<AgentState> {
+        let _lock = fsio::lock_for(&self.state_path())?;
+        self.state()
+    }
+
     /// Change `state.json` under its lock, keeping unknown fields; stamps `updated_at`.
     pub fn update_state<R>(&self, f: impl FnOnce(&mut AgentState) -> Result<R>) -> Result<R> {
         let role = self.address.role();

@@ -63,7 +63,7 @@ pub fn own_generation(state: &crate::record::AgentState) -> u64 {
 
 /// Gather what `home`'s agent must know to work.
 pub fn prime(town: &Town, home: &Home) -> Result<Prime> {
-    let state = home.state()?;
+    let state = home.own_state()?;
     let generation = own_generation(&state);
     let remote = crate::federation::worker::works_for(home);
     let issue = match (state.issue.as_deref(), home.address.rig(), remote) {

@@ -793,7 +793,7 @@ fn handoff(
 ) -> Result<()> {
     let home = town.home(me)?;
     let note = read_body(body)?;
-    let state = home.state().ok();
+    let state = home.own_state().ok();
     let subject = format!(
         "HANDOFF: {}",
         subject.as_deref().unwrap_or("session handoff")
