@@ -49,6 +49,7 @@ measure() { # name town json
 measure "$work/many" "$work/many.json" \
   -n "cat inbox.jsonl" "cat $work/many/mayor/mail/inbox.jsonl" \
   -n "gt inbox" "$bin/gt inbox" \
+  -n "gt inbox --all" "$bin/gt inbox --all" \
   -n "gt-mail inbox" "$bin/gt-mail inbox" \
   -n "gt-mail inbox --json" "$bin/gt-mail inbox --json" \
   -n "gt-mail inbox --all" "$bin/gt-mail inbox --all"
@@ -79,7 +80,9 @@ peer_ratio() { # the slowest-to-beat peer read, over gt-mail inbox
 }
 many_gt=$(median "$work/many.json" "gt inbox")
 many_cat=$(median "$work/many.json" "cat inbox.jsonl")
-many_all=$(median "$work/many.json" "gt-mail inbox --all")
+many_all=$(median "$work/many.json" "gt inbox --all")
+many_mail=$(median "$work/many.json" "gt-mail inbox")
+many_mail_all=$(median "$work/many.json" "gt-mail inbox --all")
 huge_gt=$(median "$work/huge.json" "gt inbox")
 ratio=$(peer_ratio)
 
@@ -102,7 +105,12 @@ section=$work/section.md
   echo "Targets (issue 13):"
   echo
   echo "- \`gt inbox\` with $many unread under 15 ms: $(verdict "$many_gt" 15)."
-  echo "- never slower than reading the whole file once (\`gt-mail inbox --all\`, which parses every line): $(awk -v g="$many_gt" -v c="$many_cat" -v a="$many_all" 'BEGIN { printf "%s (%.2f ms against %.2f ms; cat of the file takes %.2f ms)", (g <= a ? "**met**" : "**missed**"), g, a, c }')."
+  # Like for like: each binary's unread listing against its own --all.
+  slower() { # unread all
+    awk -v g="$1" -v a="$2" 'BEGIN { printf "%s (%.2f ms against %.2f ms)", (g <= a ? "**met**" : "**missed**"), g, a }'
+  }
+  echo "- never slower than reading the whole file once (\`gt inbox --all\`, which parses every line; cat of the file takes $(awk -v c="$many_cat" 'BEGIN { printf "%.2f", c }') ms): $(slower "$many_gt" "$many_all")."
+  echo "- the same for \`gt-mail inbox\` against \`gt-mail inbox --all\`: $(slower "$many_mail" "$many_mail_all")."
   echo "- 10 unread of $huge under 2 ms (O(new messages)): $(verdict "$huge_gt" 2)."
   echo "- at least 20x faster than each peer: $(awk -v r="$ratio" 'BEGIN { printf "%s (the closest peer is %sx slower)", (r >= 20 ? "**met**" : "**missed**"), r }')."
   echo
