@@ -8,11 +8,11 @@
 //! always rebuild: how far it has read both files, a fingerprint of each
 //! (device, inode, a hash of the bytes just before the offset) and where the
 //! pending messages are, as runs of adjacent lines with a hash of their bytes.
-//! A read costs one `pread` per run (runs close together share one, and a
-//! long one is read 256 KiB at a time), however many messages they hold. If either file was replaced (an editor's rename,
-//! an archive), cut, or edited near the cursor, or a run's bytes changed, the
-//! reader rebuilds from the two files: a read message never turns unread and
-//! an unread one never goes missing.
+//! A read costs one `pread` per run (runs close together share one, and a long
+//! one is read 256 KiB at a time), however many messages they hold. If either
+//! file was replaced (an editor's rename, an archive), cut, or edited near the
+//! cursor, or a run's bytes changed, the reader rebuilds from the two files: a
+//! read message never turns unread and an unread one never goes missing.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -401,8 +401,7 @@ impl Reader {
                 };
                 *ids = fnv_on(fnv_on(*ids, message.id().as_bytes()), b"\n");
                 let len = text.len() as u64;
-                // (An empty set is not hashed into: most reads have no new marks.)
-                if marked.is_empty() || !marked.contains(message.id()) {
+                if !marked.contains(message.id()) {
                     let slot = Slot {
                         offset: runs[i].0 + *bytes,
                         line: cur.pending[i].line + *lines,
@@ -500,7 +499,7 @@ impl Reader {
                 .iter()
                 .zip(first.iter().zip(&next))
                 .all(|(r, (f, n))| n - f == r.count as usize);
-            if !rebuild && !(read && whole) {
+            if !(rebuild || (read && whole)) {
                 return Ok(None);
             }
         }
