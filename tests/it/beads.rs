@@ -598,9 +598,7 @@ fn with_bd_on_path_the_cli_backend_is_called_and_the_native_store_untouched() {
     assert_eq!(before, b"", "a new rig starts with an empty issues.jsonl");
     let bin = rig.env.path().join("fakebin");
     std::fs::create_dir(&bin).unwrap();
-    std::fs::write(bin.join("bd"), FAKE_BD).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.join("bd"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::common::write_executable(&bin.join("bd"), FAKE_BD);
     let log = rig.env.path().join("bd.log");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let run = |prog: &str, args: &[&str]| -> String {

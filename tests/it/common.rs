@@ -299,6 +299,37 @@ pub fn session_processes(env: &TestEnv, address: &str, generation: u64) -> Vec<S
     found
 }
 
+/// Writes an executable file through a child process. A file this process
+/// held open for writing stays open in every child another test thread
+/// forked meanwhile, until that child's exec: running the file then fails
+/// with ETXTBSY ("Text file busy"). A child's own descriptors are not
+/// inherited by this process's other forks.
+pub fn write_executable(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::io::Write;
+    let mut sh = executable_from(path, Stdio::piped());
+    sh.stdin
+        .take()
+        .unwrap()
+        .write_all(contents.as_ref())
+        .unwrap();
+    assert!(sh.wait().unwrap().success(), "writing {}", path.display());
+}
+
+/// [`write_executable`] for a copy of `from` (a binary of ours).
+pub fn copy_executable(from: &Path, to: &Path) {
+    let mut sh = executable_from(to, std::fs::File::open(from).unwrap().into());
+    assert!(sh.wait().unwrap().success(), "copying to {}", to.display());
+}
+
+fn executable_from(path: &Path, input: Stdio) -> std::process::Child {
+    Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(input)
+        .spawn()
+        .unwrap()
+}
+
 /// Path of one of this package's binaries, built by cargo beside the test binary.
 pub fn bin(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test exe");

@@ -685,12 +685,10 @@ fn the_refinery_clone_must_be_clean_on_main_and_pushed() {
 
 #[test]
 fn a_refused_push_undoes_the_merge() {
-    use std::os::unix::fs::PermissionsExt;
     let r = Rig::new();
     commit(&r.clone_of("Toast"), "a.txt", "work\n", "add a");
     let hook = r.origin.join("hooks/pre-receive");
-    std::fs::write(&hook, "#!/bin/sh\necho closed for the night >&2\nexit 1\n").unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::common::write_executable(&hook, "#!/bin/sh\necho closed for the night >&2\nexit 1\n");
     let origin_before = r.origin_log();
     let refinery_before = worktree(&r.refinery());
     let (code, err) = r.env.fails("gt-land", &["--direct", "r/Toast"]);

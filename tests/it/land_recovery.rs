@@ -31,9 +31,8 @@ fn hook_dir(env: &TestEnv) -> PathBuf {
 /// or the start of its line), says so on `<dir>/signal` and waits on
 /// `<dir>/hold`: git is parked there, to be killed.
 fn park_hook(hooks: &Path, name: &str, label: &str, dir: &Path) {
-    let hook = hooks.join(name);
-    std::fs::write(
-        &hook,
+    crate::common::write_executable(
+        &hooks.join(name),
         format!(
             "#!/bin/sh\nrefs=$(cat | cut -d' ' -f3 | tr '\\n' ' ')\n\
              [ \"$1\" = aborted ] && exit 0\n\
@@ -43,9 +42,7 @@ fn park_hook(hooks: &Path, name: &str, label: &str, dir: &Path) {
              case \"$n:$line\" in \"$a:\"*|*:\"$a\"*) printf '%s\\n' \"$line\" > $d/signal; cat $d/hold >/dev/null;; esac\nfi\n",
             d = dir.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
 }
 
 /// A rig with Nux's and Toast's work queued (Toast's needs a merge commit),

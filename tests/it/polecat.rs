@@ -405,7 +405,7 @@ pub fn claude_standin(env: &TestEnv, rig: &Path, screen: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("claude");
     let rule = "─".repeat(40);
-    std::fs::write(
+    crate::common::write_executable(
         &script,
         format!(
             "#!/bin/sh\n\
@@ -418,9 +418,7 @@ pub fn claude_standin(env: &TestEnv, rig: &Path, screen: &str) -> String {
              while IFS= read -r line; do printf '%s\\n' \"$line\" >> {typed}; done\n",
             typed = env.path().join("typed").display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     edit_json(&rig.join("config.json"), |c| {
         c["agent"] = "claude".into();
         c["agent_env"] = serde_json::json!({"STANDIN_SCREEN": screen});

@@ -275,17 +275,15 @@ fn install_refuses_an_empty_town_name() {
 
 #[test]
 fn gastown_tools_run_inside_gt_and_other_subcommands_are_found_on_path() {
-    use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
     // gt alone, with no gt-* beside it and nothing on PATH but a plug-in.
     let lone = env.path().join("lone");
     std::fs::create_dir(&lone).unwrap();
-    std::fs::copy(crate::common::bin("gt"), lone.join("gt")).unwrap();
+    crate::common::copy_executable(&crate::common::bin("gt"), &lone.join("gt"));
     let plugins = env.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     let hello = plugins.join("gt-hello");
-    std::fs::write(&hello, "#!/bin/sh\necho \"hello $*\"\n").unwrap();
-    std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::common::write_executable(&hello, "#!/bin/sh\necho \"hello $*\"\n");
     let gt = |args: &[&str]| {
         std::process::Command::new(lone.join("gt"))
             .args(args)
