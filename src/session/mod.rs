@@ -72,14 +72,21 @@ impl SessionId {
     }
 }
 
+/// The fields of /proc/<pid>/stat after the command name (so the state is
+/// `[0]`, the process group `[2]`, the session `[3]`, the start time `[19]`);
+/// `None` if there is no such process.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// Field 22 of /proc/<pid>/stat (the start time) and whether the process is a
 /// zombie; `None` if there is no such process.
 pub(crate) fn stat(pid: u32) -> Option<(u64, bool)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some((fields.get(19)?.parse().ok()?, fields.first() == Some(&"Z")))
+    let fields = stat_fields(pid)?;
+    Some((fields.get(19)?.parse().ok()?, fields[0] == "Z"))
 }
 
 /// The name of the program a session leader `pid` runs (`/proc/<pid>/comm`);
@@ -105,13 +112,20 @@ pub(crate) fn program(pid: u32) -> String {
 
 /// Whether `pid` leads its own session (field 6 of /proc/<pid>/stat).
 pub(crate) fn is_session_leader(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
+    stat_fields(pid).is_some_and(|f| f.get(3) == Some(&pid.to_string()))
+}
+
+/// The live (not zombie) members of process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return false;
-    };
-    rest.split_whitespace().nth(3) == Some(pid.to_string().as_str())
+    let pgid = pgid.to_string();
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| stat_fields(*pid).is_some_and(|f| f[0] != "Z" && f.get(2) == Some(&pgid)))
+        .collect()
 }
 
 /// The start time of a running (not zombie) process.
@@ -157,7 +171,9 @@ pub fn state_alive(state: &AgentState) -> bool {
 }
 
 /// Stop session `id`: SIGTERM to its leader's process group, SIGKILL after
-/// `grace`; a tmux session is then removed. Stopping a dead session is not an error.
+/// `grace` (to what is left of the group), and return once the group's
+/// processes have exited (at most `grace` more); a tmux session is then
+/// removed. Stopping a dead session is not an error.
 pub fn stop(id: &str, grace: std::time::Duration) -> Result<()> {
     let Some(sid) = SessionId::parse(id) else {
         return Err(Error::invalid(format!(
@@ -173,7 +189,16 @@ pub fn stop(id: &str, grace: std::time::Duration) -> Result<()> {
         // (a child that outlived it) goes too. While the group has members its
         // id cannot be reused, so this reaches no other process.
         let _ = killpg(pgid, Signal::SIGKILL);
-        wait_exit(pid, grace);
+        // SIGKILL is delivered, not yet acted on: wait until every member
+        // has exited, so that the next session never meets the last one's
+        // processes in the clone.
+        let deadline = std::time::Instant::now() + grace;
+        for member in group_members(pid) {
+            wait_exit(
+                member,
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            );
+        }
     }
     if let SessionId::Tmux { socket, name, .. } = &sid {
         // Gone already when its command ended; that is fine.
