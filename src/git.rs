@@ -94,8 +94,7 @@ fn output_showing(mut cmd: Command, label: &str) -> Result<Output> {
             }
         }
     }
-    drop(draw);
-    let _ = write!(std::io::stderr(), "\r\x1b[K");
+    let _ = write!(term, "\r\x1b[K");
     let mut out = child.wait_with_output().map_err(cannot_run)?;
     out.stderr = captured;
     Ok(out)

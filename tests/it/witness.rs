@@ -32,7 +32,7 @@ fn clean_finished_work_goes_to_the_merge_queue_and_the_signal_is_read() {
     let rig = rig_with_agent(&env, DILIGENT, 8);
     let id = env.issue("r", "work");
     env.ok("gt", &["spawn", "--issue", &id]);
-    env.wait_session(&rig.join("polecats/Nux"));
+    env.wait_session(rig.join("polecats/Nux"));
 
     assert_eq!(
         patrol(&env, &[]),
@@ -95,7 +95,7 @@ fn a_worker_that_ends_without_commits_gives_its_issue_back() {
     let rig = rig_with_agent(&env, "true", 8);
     let id = env.issue("r", "abandoned");
     env.ok("gt", &["spawn", "--issue", &id]);
-    env.wait_session(&rig.join("polecats/Nux"));
+    env.wait_session(rig.join("polecats/Nux"));
     // Seen an hour after its start: it ran (or was not looked at) longer than
     // a quick death, so it gave up rather than could not start.
     let done = patrol_at(&env, "2026-11-25T10:00:00Z");
@@ -185,7 +185,7 @@ fn dispatch_fills_max_workers_with_ready_children_and_reports_the_epic_once() {
         [("spawned".to_string(), "r/Nux".to_string())],
         "max_workers is 1"
     );
-    env.wait_session(&rig.join("polecats/Nux"));
+    env.wait_session(rig.join("polecats/Nux"));
     // Nux's work is submitted; the slot frees and B goes to the next polecat.
     assert_eq!(
         patrol(&env, &["--epic", &epic]),
@@ -194,7 +194,7 @@ fn dispatch_fills_max_workers_with_ready_children_and_reports_the_epic_once() {
             ("spawned".to_string(), "r/Toast".to_string())
         ]
     );
-    env.wait_session(&rig.join("polecats/Toast"));
+    env.wait_session(rig.join("polecats/Toast"));
     assert_eq!(
         patrol(&env, &["--epic", &epic]),
         [("submitted".to_string(), "r/Toast".to_string())]
