@@ -29,8 +29,9 @@ pub enum Screen {
     /// At its prompt, waiting for input. `input` is what sits in the input box
     /// (empty when clean; a dim hint is not input).
     Ready { input: String },
-    /// Working on a turn: a typed line would be queued.
-    Busy,
+    /// Working on a turn: a typed line would be queued. `input` as for
+    /// `Ready`: text typed into the box meanwhile (it would be glued on).
+    Busy { input: String },
     /// A dialog waits for a human: the dialog's first lines.
     Dialog(String),
     /// Not (yet) a screen the preset knows: starting, or a custom runtime.
@@ -153,7 +154,7 @@ impl Preset {
     /// lines without any read as plain text).
     pub fn screen(self, lines: &[String]) -> Screen {
         match self {
-            Preset::Claude => claude_screen(&text(lines)),
+            Preset::Claude => claude_screen(&crate::session::sgr::parse(lines)),
             Preset::Codex => codex_screen(&crate::session::sgr::parse(lines)),
             Preset::Custom => Screen::Unknown,
         }
@@ -161,26 +162,72 @@ impl Preset {
 }
 
 /// Claude Code's screen (protocol/agents.md, "Ready screen", "Busy screen").
-fn claude_screen(lines: &[String]) -> Screen {
-    if let Some(d) = dialog(lines, "Enter to confirm · Esc to cancel") {
+fn claude_screen(lines: &[crate::session::sgr::Line]) -> Screen {
+    let plain: Vec<String> = lines.iter().map(|l| l.text.clone()).collect();
+    if let Some(d) = dialog(&plain, "Enter to confirm · Esc to cancel") {
         return d;
     }
-    if lines.iter().any(|l| l.contains("esc to interrupt")) {
-        return Screen::Busy;
-    }
-    // The input box: `❯ <text>` right below a rule, with a rule below it.
-    let rule = |l: &String| l.trim_start().starts_with("──");
-    for (i, l) in lines.iter().enumerate().skip(1) {
-        let Some(text) = l.trim_start().strip_prefix('❯') else {
-            continue;
+    let input = claude_input(lines);
+    // The footer's `esc to interrupt` gives way to text typed while busy;
+    // the spinner line above the box stays.
+    let spinning = input
+        .as_ref()
+        .is_some_and(|(at, _)| claude_spinner(&plain[..at - 1]));
+    if spinning || plain.iter().any(|l| l.contains("esc to interrupt")) {
+        return Screen::Busy {
+            input: input.map(|(_, i)| i).unwrap_or_default(),
         };
-        if rule(&lines[i - 1]) && lines.get(i + 1).is_some_and(rule) {
-            return Screen::Ready {
-                input: text.trim().to_string(),
-            };
-        }
     }
-    Screen::Unknown
+    match input {
+        Some((_, input)) => Screen::Ready { input },
+        None => Screen::Unknown,
+    }
+}
+
+/// Claude Code's input box, `❯ <text>` right below a rule with a rule below
+/// it: its line and its text; `None` without one. A hint in the box (`Press
+/// up to edit queued messages`) is drawn dim but for its first character,
+/// which holds the cursor: it is not input.
+fn claude_input(lines: &[crate::session::sgr::Line]) -> Option<(usize, String)> {
+    let rule = |l: &crate::session::sgr::Line| l.text.trim_start().starts_with("──");
+    let boxed = |t: &str| {
+        t.trim_start()
+            .strip_prefix('❯')
+            .map(|t| t.trim().to_string())
+    };
+    (1..lines.len()).find_map(|i| {
+        let text = boxed(&lines[i].text)?;
+        if !(rule(&lines[i - 1]) && lines.get(i + 1).is_some_and(rule)) {
+            return None;
+        }
+        let undimmed = boxed(&lines[i].undimmed).unwrap_or_default();
+        let hint = undimmed.chars().count() <= 1 && text.chars().count() > 1;
+        Some((i, if hint { String::new() } else { text }))
+    })
+}
+
+/// Whether the last line `above` the input box's rule, past blank lines and
+/// queued messages (`❯ <text>`), is Claude Code's spinner: a glyph and one
+/// word ending in `…`, alone or before a `(…)` of timings (`✶ Harmonizing…`;
+/// after the turn `✻ Worked for 8s`).
+fn claude_spinner(above: &[String]) -> bool {
+    let Some(line) = above
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty() && !l.starts_with('❯'))
+    else {
+        return false;
+    };
+    let mut words = line.splitn(3, ' ');
+    let glyph = words.next().unwrap_or_default();
+    let verb = words.next().unwrap_or_default();
+    let rest = words.next().unwrap_or_default().trim();
+    ["·", "✢", "✳", "✶", "✻", "✽"].contains(&glyph)
+        && verb
+            .strip_suffix('…')
+            .is_some_and(|w| !w.is_empty() && w.chars().all(char::is_alphabetic))
+        && (rest.is_empty() || rest.starts_with('('))
 }
 
 /// Codex's screen (protocol/agents.md, "Codex's screen"): its input box is
@@ -195,15 +242,17 @@ fn codex_screen(lines: &[crate::session::sgr::Line]) -> Screen {
     {
         return d;
     }
-    if plain.iter().any(|l| l.contains("esc to interrupt")) {
-        return Screen::Busy;
-    }
-    let Some(input) = lines
+    let input = lines
         .iter()
         .rev()
         .find_map(|l| l.undimmed.trim_start().strip_prefix('›'))
-        .map(|i| i.trim().to_string())
-    else {
+        .map(|i| i.trim().to_string());
+    if plain.iter().any(|l| l.contains("esc to interrupt")) {
+        return Screen::Busy {
+            input: input.unwrap_or_default(),
+        };
+    }
+    let Some(input) = input else {
         return Screen::Unknown;
     };
     let footer = plain.iter().any(|l| l.contains("? for shortcuts"));
@@ -335,8 +384,8 @@ pub enum Start {
     /// It took its first prompt and is at its prompt or busy on a turn (a
     /// typed line is queued): ready for input.
     Ready,
-    /// At its prompt with text left in the input box (a typed line would be
-    /// glued onto it).
+    /// At its prompt, or busy, with text left in the input box (a typed line
+    /// would be glued onto it).
     Input(String),
     /// A dialog waits for a human: its first lines.
     Blocked(String),
@@ -383,10 +432,12 @@ pub fn wait_ready(
         };
         let started = !prompted || preset.first_prompt_taken(&lines);
         match preset.screen(&lines) {
-            Screen::Ready { input } if !input.is_empty() => return Ok(Start::Input(input)),
+            Screen::Ready { input } | Screen::Busy { input } if !input.is_empty() => {
+                return Ok(Start::Input(input));
+            }
             Screen::Dialog(d) => return Ok(Start::Blocked(d)),
-            Screen::Busy | Screen::Ready { .. } if started => return Ok(Start::Ready),
-            Screen::Busy | Screen::Ready { .. } | Screen::Unknown => {}
+            Screen::Busy { .. } | Screen::Ready { .. } if started => return Ok(Start::Ready),
+            Screen::Busy { .. } | Screen::Ready { .. } | Screen::Unknown => {}
         }
         if std::time::Instant::now() >= deadline {
             return Ok(Start::TimedOut);
@@ -409,22 +460,22 @@ pub fn inject(
     text: &str,
 ) -> Result<crate::session::Injected> {
     let preset = AgentConfig::resolve(town, home.address.rig())?.preset;
+    // The caller names the agent (the error's context, the patrol's subject).
     let not_typed = |what: String| {
-        Error::conflict(format!("{}{what}; nothing typed", home.address))
+        Error::conflict(format!("its {what}; nothing typed"))
             .with_hint(format!("see it with: gt capture {}", home.address))
     };
     match wait_ready(town, home, session, READY_WAIT)? {
         Start::Ready | Start::Unknown | Start::Ended => {}
         Start::Input(i) => {
             return Err(Error::conflict(format!(
-                "{}'s input box already holds {i:?}; nothing typed (the line would be glued onto it)",
-                home.address
+                "its input box already holds {i:?}; nothing typed (the line would be glued onto it)"
             )));
         }
-        Start::Blocked(d) => return Err(not_typed(format!("'s runtime waits at a dialog ({d})"))),
+        Start::Blocked(d) => return Err(not_typed(format!("runtime waits at a dialog ({d})"))),
         Start::TimedOut => {
             return Err(not_typed(format!(
-                "'s runtime ({}) is not ready for input within {READY_WAIT:?}",
+                "runtime ({}) is not ready for input within {READY_WAIT:?}",
                 preset.name()
             )));
         }
@@ -611,7 +662,12 @@ mod tests {
         let busy = lines(&format!(
             "❯ a slow one\n✶ Harmonizing…\n{RULE}\n❯ \n{RULE}\n  ⏵⏵ bypass permissions on (shift+tab to cycle) · esc to interrupt · ← for agents"
         ));
-        assert_eq!(Preset::Claude.screen(&busy), Screen::Busy);
+        assert_eq!(
+            Preset::Claude.screen(&busy),
+            Screen::Busy {
+                input: String::new()
+            }
+        );
         let trust = lines(&format!(
             "{RULE}\n Accessing workspace:\n\n /tmp/h3exp/proj\n\n Quick safety check: Is this a project you created or one you trust?\n ❯ 1. Yes, I trust this folder\n   2. No, exit\n\n Enter to confirm · Esc to cancel"
         ));
@@ -630,6 +686,53 @@ mod tests {
         // The first prompt is taken once it shows above the input box.
         assert!(!Preset::Claude.first_prompt_taken(&ready));
         assert!(Preset::Claude.first_prompt_taken(&busy));
+    }
+
+    #[test]
+    fn claude_busy_screens_show_what_was_typed_meanwhile() {
+        // As `capture-pane -e` printed Claude Code 2.1.197 busy on a turn
+        // (rules shortened): text typed into the box replaces the footer's
+        // `esc to interrupt`, the spinner stays; a queued line shows above
+        // the box, which then holds a hint dim but for its cursor cell.
+        let spinner = "\x1b[38;5;174m\x1b[49m✽\x1b[39m \x1b[38;5;174mChannelling… \x1b[39m\n";
+        let rule = format!("\x1b[38;5;244m{RULE}\n");
+        let footer = "\x1b[39m  \x1b[38;5;211m⏵⏵\x1b[39m \x1b[38;5;211mbypass\x1b[39m \x1b[38;5;211mpermissions\x1b[39m \x1b[38;5;211mon\x1b[38;5;246m (shift+tab\x1b[39m \x1b[38;5;246mto\x1b[39m \x1b[38;5;246mcycle)\x1b[39m";
+        let typed = lines(&format!(
+            "{spinner}{rule}\x1b[38;5;246m❯\u{a0}\x1b[39mtyped not sent\x1b[7m\n\x1b[0m{rule}{footer}"
+        ));
+        assert_eq!(
+            Preset::Claude.screen(&typed),
+            Screen::Busy {
+                input: "typed not sent".into()
+            }
+        );
+        let queued = lines(&format!(
+            "{spinner}  \x1b[38;5;239m\x1b[48;5;237m❯ \x1b[38;5;231mtyped not sent\x1b[39m\n{rule}\x1b[38;5;246m❯\u{a0}\x1b[7m\x1b[39mP\x1b[0;2m\x1b[39m\x1b[49mress up to edit queued messages\x1b[0m\x1b[39m\x1b[49m\n{rule}{footer} · esc to interrupt"
+        ));
+        assert_eq!(
+            Preset::Claude.screen(&queued),
+            Screen::Busy {
+                input: String::new()
+            }
+        );
+        // The hint with the queued line gone and the turn over is no input either.
+        let over = lines(&format!(
+            "\x1b[38;5;174m✻\x1b[39m Worked for 8s\n{rule}\x1b[38;5;246m❯\u{a0}\x1b[7m\x1b[39mP\x1b[0;2mress up to edit queued messages\x1b[0m\n{rule}{footer}"
+        ));
+        assert_eq!(
+            Preset::Claude.screen(&over),
+            Screen::Ready {
+                input: String::new()
+            }
+        );
+        // A word with an ellipsis in the answer is no spinner.
+        let answer = lines(&format!("· Loading… the config\n{rule}❯ \n{rule}{footer}"));
+        assert_eq!(
+            Preset::Claude.screen(&answer),
+            Screen::Ready {
+                input: String::new()
+            }
+        );
     }
 
     #[test]
@@ -678,6 +781,27 @@ mod tests {
         );
         assert_eq!(Preset::Codex.screen(&lines("$ echo ›")), Screen::Unknown);
         assert_eq!(Preset::Codex.screen(&lines("›")), Screen::Unknown);
+        // Busy (Codex 0.171.0): text typed meanwhile is not dim; a line
+        // queued with Tab shows above the box, which holds its hint again.
+        let working = "\x1b[2m◦\x1b[0m\x1b[39m\x1b[49m \x1b[2mWorking\x1b[0m\x1b[39m\x1b[49m \x1b[2m(0s • \x1b[0;1m\x1b[39m\x1b[49mesc\x1b[0;2m\x1b[39m\x1b[49m to interrupt)\n\x1b[0m\x1b[39m\x1b[49m\n";
+        let busy_typed = lines(&format!(
+            "{header}{taken}{working}\x1b[1m›\x1b[0m\x1b[39m\x1b[49m typed not sent\n{model}  \x1b[1mtab\x1b[0m\x1b[39m\x1b[49m to queue message"
+        ));
+        assert_eq!(
+            Preset::Codex.screen(&busy_typed),
+            Screen::Busy {
+                input: "typed not sent".into()
+            }
+        );
+        let busy_queued = lines(&format!(
+            "{header}{taken}{working}\x1b[2m• \x1b[0m\x1b[39m\x1b[49mQueued follow-up inputs\n\x1b[2m  ↳ \x1b[3mtyped not sent\n\x1b[0m\x1b[39m\x1b[49m    \x1b[1mshift+←\x1b[0;2m\x1b[39m\x1b[49m edit last queued message\n{hint}{model}{footer}"
+        ));
+        assert_eq!(
+            Preset::Codex.screen(&busy_queued),
+            Screen::Busy {
+                input: String::new()
+            }
+        );
         let trust = lines(
             "  Trust this folder? Codex can read, edit, and run files here\n› 1. Trust and continue\n  2. Back\n  enter continue · esc back",
         );
@@ -698,7 +822,9 @@ mod tests {
         );
         assert_eq!(
             Preset::Codex.screen(&lines("◦ Working (0s • esc to interrupt)")),
-            Screen::Busy
+            Screen::Busy {
+                input: String::new()
+            }
         );
     }
 

@@ -147,12 +147,12 @@ fn live(
             )]
         }
         screen => {
-            if matches!(screen, Some(Screen::Busy | Screen::Ready { .. })) {
+            if matches!(screen, Some(Screen::Busy { .. } | Screen::Ready { .. })) {
                 crate::agent::unblocked(home)?;
             }
             match screen {
                 _ if !stuck => Vec::new(),
-                Some(Screen::Busy) => vec![act(
+                Some(Screen::Busy { .. }) => vec![act(
                     &home.address,
                     "busy",
                     format!("{silent}, but its screen shows a turn in progress; not nudged"),

@@ -61,18 +61,22 @@ impl Tmux {
     }
 
     fn screen(&self) -> Vec<String> {
-        self.run(&["capture-pane", "-p", "-t", "=a:"])
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.capture(&[])
     }
 
-    /// Poll the screen until `want` holds (bounded); the last screen.
+    fn capture(&self, flags: &[&str]) -> Vec<String> {
+        let mut args = vec!["capture-pane", "-p", "-t", "=a:"];
+        args.extend_from_slice(flags);
+        self.run(&args).lines().map(str::to_string).collect()
+    }
+
+    /// Poll the screen until `want` holds of it as the preset reads it (with
+    /// attributes, as gt does; bounded); the last screen.
     fn wait_screen(&self, what: &str, want: impl Fn(&Screen) -> bool) -> Vec<String> {
         let deadline = Instant::now() + WAIT;
         loop {
             let lines = self.screen();
-            if want(&Preset::Claude.screen(&lines)) {
+            if want(&Preset::Claude.screen(&self.capture(&["-e"]))) {
                 return lines;
             }
             assert!(
@@ -324,12 +328,16 @@ impl Spawned {
         })
     }
 
+    /// The screen as the preset reads it from the pane (with attributes:
+    /// a hint in the box is told from input by being dim).
+    fn read(&self) -> Screen {
+        Preset::Claude.screen(&gastown::session::capture_styled(&self.session).unwrap())
+    }
+
     /// Poll the screen until the preset reads `want` (bounded).
     fn wait_screen(&self, want: &Screen) {
         let deadline = Instant::now() + WAIT;
-        while Preset::Claude.screen(&gastown::session::capture(&self.session, None).unwrap())
-            != *want
-        {
+        while self.read() != *want {
             assert!(
                 Instant::now() < deadline,
                 "not {want:?} within {WAIT:?}; screen:\n{}",
@@ -417,7 +425,9 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
     let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
     assert_eq!(spawned.ready, "ready", "{:?}", spawned.reason);
     spawned.turn(&model, 1);
-    spawned.wait_screen(&Screen::Busy);
+    spawned.wait_screen(&Screen::Busy {
+        input: String::new(),
+    });
     // An hour of silence by the clock, but the turn is still running: no nudge.
     let later = an_hour_later();
     let actions = patrol_at(&env, &later);
@@ -579,7 +589,7 @@ fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
     let (code, err) = env.fails("gt", &["inject", "Nux", "hello"]);
     assert_eq!(code, 2);
     assert!(
-        err.starts_with("gt: r/Nux: r/Nux's runtime waits at a dialog (Detected a custom API key in your environment / "),
+        err.starts_with("gt: r/Nux: its runtime waits at a dialog (Detected a custom API key in your environment / "),
         "{err}"
     );
     // Nothing answered the dialog: it is still there, and no turn reached the model.
@@ -653,4 +663,53 @@ fn a_claude_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resum
         spawned.turn(&model, n)
     });
     assert_eq!(model.turns().len(), 5);
+}
+
+#[test]
+fn inject_onto_text_typed_into_a_busy_claude_types_nothing_and_its_turn_goes_on() {
+    let Some(bin) = claude_bin_dir() else { return };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Think");
+    let model = Model::start(vec![
+        Turn::text("Thought it through.").slow(Duration::from_secs(8)),
+        Turn::text("Got your line."),
+    ]);
+    let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
+    assert_eq!(spawned.ready, "ready", "{:?}", spawned.reason);
+    spawned.turn(&model, 1);
+    let busy = |input: &str| Screen::Busy {
+        input: input.to_string(),
+    };
+    spawned.wait_screen(&busy(""));
+    // Typed while busy and not submitted: the footer's `esc to interrupt`
+    // gives way to it, the spinner stays; a line typed now would be glued on.
+    let left = "half a thought";
+    crate::common::send_keys(&spawned.session, &["-l", left]);
+    spawned.wait_screen(&busy(left));
+    let (code, err) = env.fails("gt", &["inject", "Nux", "a nudge"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "gt: r/Nux: its input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
+        )
+    );
+    assert_eq!(spawned.read(), busy(left));
+
+    // Cleared, a line typed while busy is queued (the box then shows a dim
+    // hint, which is no input); the turn was not cancelled.
+    crate::common::send_keys(&spawned.session, &["C-u"]);
+    spawned.wait_screen(&busy(""));
+    let line = "line typed once the box was cleared";
+    assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    let second = spawned.turn(&model, 2);
+    mentioned_once(&second, line);
+    assert_eq!(second.mentions(left), 0, "{:?}", second.texts());
+    assert!(
+        spawned.screen().contains("Thought it through."),
+        "{}",
+        spawned.screen()
+    );
+    assert_eq!(model.turns().len(), 2);
 }

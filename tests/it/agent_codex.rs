@@ -244,7 +244,11 @@ fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
     let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
     codex.turn(&model, 1);
     codex.wait(&model, "busy", || {
-        (codex.screen() == Screen::Busy).then_some(())
+        (codex.screen()
+            == Screen::Busy {
+                input: String::new(),
+            })
+        .then_some(())
     });
     let line = "line typed while busy";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
@@ -301,17 +305,7 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
 
     // A person typed into the box and went away: the text is not dim, as
     // the hint is, so it is read as input (and the hint never is, above).
-    let Some(gastown::session::SessionId::Tmux { socket, name, .. }) =
-        gastown::session::SessionId::parse(&codex.session)
-    else {
-        panic!("not a tmux session: {}", codex.session)
-    };
-    let keys = |k: &[&str]| {
-        let target = format!("={name}:");
-        let mut args = vec!["send-keys", "-t", &target];
-        args.extend_from_slice(k);
-        gastown::session::tmux(&socket, &args).unwrap();
-    };
+    let keys = |k: &[&str]| crate::common::send_keys(&codex.session, k);
     let left = "half a thought";
     keys(&["-l", left]);
     let typed = Screen::Ready {
@@ -325,7 +319,7 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
         (code, err.as_str()),
         (
             2,
-            "gt: r/Nux: r/Nux's input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
+            "gt: r/Nux: its input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
         )
     );
     assert_eq!(codex.screen(), typed);
@@ -339,6 +333,56 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
     assert_eq!(second.texts().last().map(String::as_str), Some(line));
     assert_eq!(second.mentions(left), 0, "{:?}", second.texts());
     assert_eq!(second.mentions("a nudge"), 0, "{:?}", second.texts());
+    codex.shows(&model, "Got your line.");
+    assert_eq!(model.turns().len(), 2);
+}
+
+#[test]
+fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Think");
+    let model = Model::start(vec![
+        Turn::text("Thought it through.").slow(Duration::from_secs(8)),
+        Turn::text("Got your line."),
+    ]);
+    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
+    codex.turn(&model, 1);
+    let busy = |input: &str| Screen::Busy {
+        input: input.to_string(),
+    };
+    codex.wait(&model, "busy", || (codex.screen() == busy("")).then_some(()));
+    // Typed while busy and not queued: still in the box, so a line typed
+    // now would be glued onto it.
+    let left = "half a thought";
+    crate::common::send_keys(&codex.session, &["-l", left]);
+    codex.wait(&model, "busy with the typed text", || {
+        (codex.screen() == busy(left)).then_some(())
+    });
+    let (code, err) = env.fails("gt", &["inject", "Nux", "a nudge"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "gt: r/Nux: its input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
+        )
+    );
+    assert_eq!(codex.screen(), busy(left));
+
+    // Cleared, a line typed while busy is queued; the turn was not cancelled.
+    crate::common::send_keys(&codex.session, &["C-u"]);
+    codex.wait(&model, "busy with an empty box", || {
+        (codex.screen() == busy("")).then_some(())
+    });
+    let line = "line typed once the box was cleared";
+    assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    codex.shows(&model, "Thought it through.");
+    let second = codex.turn(&model, 2);
+    second.assert_once(line);
+    assert_eq!(second.mentions(left), 0, "{:?}", second.texts());
     codex.shows(&model, "Got your line.");
     assert_eq!(model.turns().len(), 2);
 }

@@ -272,6 +272,20 @@ pub fn check_handoff_cycle(
     assert_eq!(unread, "");
 }
 
+/// `tmux send-keys keys` into the tmux session `session` (a session id), as
+/// a person at its terminal would type them.
+pub fn send_keys(session: &str, keys: &[&str]) {
+    let Some(gastown::session::SessionId::Tmux { socket, name, .. }) =
+        gastown::session::SessionId::parse(session)
+    else {
+        panic!("not a tmux session: {session}")
+    };
+    let target = format!("={name}:");
+    let mut args = vec!["send-keys", "-t", &target];
+    args.extend_from_slice(keys);
+    gastown::session::tmux(&socket, &args).unwrap();
+}
+
 /// Every process of this test's town with `GT_ADDRESS=address` and
 /// `GT_GENERATION=generation` in its environment: `pid comm` each.
 pub fn session_processes(env: &TestEnv, address: &str, generation: u64) -> Vec<String> {
