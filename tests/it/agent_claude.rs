@@ -687,14 +687,7 @@ fn inject_onto_text_typed_into_a_busy_claude_types_nothing_and_its_turn_goes_on(
     let left = "half a thought";
     crate::common::send_keys(&spawned.session, &["-l", left]);
     spawned.wait_screen(&busy(left));
-    let (code, err) = env.fails("gt", &["inject", "Nux", "a nudge"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            2,
-            "gt: r/Nux: its input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
-        )
-    );
+    crate::common::inject_is_refused_onto(&env, left);
     assert_eq!(spawned.read(), busy(left));
 
     // Cleared, a line typed while busy is queued (the box then shows a dim

@@ -84,6 +84,28 @@ impl Codex {
         (codex, model)
     }
 
+    /// r/Nux spawned on an issue of a new rig `r`, its model answering
+    /// "Thought it through." after `slow`, then "Got your line."; once
+    /// its screen shows it busy on that first turn.
+    fn busy(env: &TestEnv, bin: &Path, slow: Duration) -> (Codex, Model) {
+        let rig = env.add_rig("r");
+        let id = env.issue("r", "Think");
+        let model = Model::start(vec![
+            Turn::text("Thought it through.").slow(slow),
+            Turn::text("Got your line."),
+        ]);
+        let codex = Codex::spawn(env, bin, &model, &rig, &id);
+        codex.turn(&model, 1);
+        codex.wait(&model, "busy", || {
+            (codex.screen()
+                == Screen::Busy {
+                    input: String::new(),
+                })
+            .then_some(())
+        });
+        (codex, model)
+    }
+
     fn lines(&self) -> Vec<String> {
         gastown::session::capture(&self.session, None).unwrap_or_default()
     }
@@ -235,21 +257,7 @@ fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
         return;
     };
     let env = TestEnv::new();
-    let rig = env.add_rig("r");
-    let id = env.issue("r", "Think");
-    let model = Model::start(vec![
-        Turn::text("Thought it through.").slow(Duration::from_secs(4)),
-        Turn::text("Got your line."),
-    ]);
-    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
-    codex.turn(&model, 1);
-    codex.wait(&model, "busy", || {
-        (codex.screen()
-            == Screen::Busy {
-                input: String::new(),
-            })
-        .then_some(())
-    });
+    let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(4));
     let line = "line typed while busy";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
     // The slow turn's answer still comes (the turn was not cancelled), and
@@ -314,14 +322,7 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
     codex.wait(&model, "the typed text in the box", || {
         (codex.screen() == typed).then_some(())
     });
-    let (code, err) = env.fails("gt", &["inject", "Nux", "a nudge"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            2,
-            "gt: r/Nux: its input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
-        )
-    );
+    crate::common::inject_is_refused_onto(&env, left);
     assert_eq!(codex.screen(), typed);
 
     // Cleared, the box takes the line, which reaches the model alone.
@@ -343,18 +344,10 @@ fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on()
         return;
     };
     let env = TestEnv::new();
-    let rig = env.add_rig("r");
-    let id = env.issue("r", "Think");
-    let model = Model::start(vec![
-        Turn::text("Thought it through.").slow(Duration::from_secs(8)),
-        Turn::text("Got your line."),
-    ]);
-    let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
-    codex.turn(&model, 1);
+    let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(8));
     let busy = |input: &str| Screen::Busy {
         input: input.to_string(),
     };
-    codex.wait(&model, "busy", || (codex.screen() == busy("")).then_some(()));
     // Typed while busy and not queued: still in the box, so a line typed
     // now would be glued onto it.
     let left = "half a thought";
@@ -362,14 +355,7 @@ fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on()
     codex.wait(&model, "busy with the typed text", || {
         (codex.screen() == busy(left)).then_some(())
     });
-    let (code, err) = env.fails("gt", &["inject", "Nux", "a nudge"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            2,
-            "gt: r/Nux: its input box already holds \"half a thought\"; nothing typed (the line would be glued onto it)\n"
-        )
-    );
+    crate::common::inject_is_refused_onto(&env, left);
     assert_eq!(codex.screen(), busy(left));
 
     // Cleared, a line typed while busy is queued; the turn was not cancelled.

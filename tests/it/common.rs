@@ -286,6 +286,20 @@ pub fn send_keys(session: &str, keys: &[&str]) {
     gastown::session::tmux(&socket, &args).unwrap();
 }
 
+/// `gt inject Nux …` refused, nothing typed: r/Nux's input box holds `left`.
+pub fn inject_is_refused_onto(env: &TestEnv, left: &str) {
+    let (code, err) = env.fails("gt", &["inject", "Nux", "a nudge"]);
+    assert_eq!(
+        (code, err),
+        (
+            2,
+            format!(
+                "gt: r/Nux: its input box already holds {left:?}; nothing typed (the line would be glued onto it)\n"
+            )
+        )
+    );
+}
+
 /// Every process of this test's town with `GT_ADDRESS=address` and
 /// `GT_GENERATION=generation` in its environment: `pid comm` each.
 pub fn session_processes(env: &TestEnv, address: &str, generation: u64) -> Vec<String> {
