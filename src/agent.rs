@@ -426,8 +426,12 @@ pub fn wait_ready(
         }
         let lines = match crate::session::capture_styled(session) {
             Ok(l) => l,
-            // It ended between the check and the capture.
-            Err(_) if !crate::session::is_alive(session) => return Ok(Start::Ended),
+            // It ended between the check and the capture: tmux may drop the
+            // session as soon as its pane's terminal closes, a moment before
+            // the leader is a zombie, so give the leader that moment.
+            Err(_) if crate::session::wait(session, std::time::Duration::from_secs(1)) => {
+                return Ok(Start::Ended);
+            }
             Err(e) => return Err(e),
         };
         let started = !prompted || preset.first_prompt_taken(&lines);
