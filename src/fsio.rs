@@ -627,7 +627,7 @@ impl<T: DeserializeOwned> Records<T> {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Ok(Some(match serde_json::from_slice::<T>(text) {
+            return Ok(Some(match parse_line::<T>(text) {
                 Ok(value) => Entry::Record {
                     line,
                     offset,
@@ -641,6 +641,16 @@ impl<T: DeserializeOwned> Records<T> {
                 }),
             }));
         }
+    }
+}
+
+/// One JSONL line as a `T`. A line of valid UTF-8 (nearly every one) is
+/// checked once, not string by string as `from_slice` does (a tenth of a
+/// listing's time); other bytes get `from_slice`'s own error.
+pub fn parse_line<T: serde::de::DeserializeOwned>(text: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(text) {
+        Ok(s) => serde_json::from_str(s),
+        Err(_) => serde_json::from_slice(text),
     }
 }
 

@@ -124,7 +124,7 @@ pub trait Parse: Sized {
 
 impl Parse for Message {
     fn parse(text: &[u8]) -> Option<Self> {
-        serde_json::from_slice(text).ok()
+        crate::fsio::parse_line(text).ok()
     }
     fn id(&self) -> &str {
         &self.id
@@ -133,7 +133,7 @@ impl Parse for Message {
 
 impl<K: serde::de::DeserializeOwned> Parse for Head<K> {
     fn parse(text: &[u8]) -> Option<Self> {
-        serde_json::from_slice(text).ok()
+        crate::fsio::parse_line(text).ok()
     }
     fn id(&self) -> &str {
         &self.id
