@@ -403,14 +403,6 @@ fn spawn_claude(
     }
 }
 
-/// An hour from now, for GT_NOW: longer than any test's `stuck_after`.
-fn an_hour_later() -> String {
-    jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(1))
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_once() {
     let Some(bin) = claude_bin_dir() else { return };
@@ -429,7 +421,7 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
         input: String::new(),
     });
     // An hour of silence by the clock, but the turn is still running: no nudge.
-    let later = an_hour_later();
+    let later = crate::common::an_hour_later();
     let actions = patrol_at(&env, &later);
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(
@@ -570,7 +562,7 @@ fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
             .starts_with("Detected a custom API key in your environment / "),
         "{nux}"
     );
-    let later = an_hour_later();
+    let later = crate::common::an_hour_later();
     let actions = patrol_at(&env, &later);
     assert_eq!(actions.len(), 1, "{actions:?}");
     let (action, subject, detail) = &actions[0];
@@ -616,36 +608,8 @@ fn a_claude_that_cannot_start_is_reported_with_its_output_and_backed_off() {
         &id,
         &["--agent", "claude --no-such-flag"],
     );
-    let home = rig.join("polecats/Nux");
-    let log = home.join("session.log");
     assert_eq!(spawned.ready, "ended", "{:?}", spawned.reason);
-
-    // The fixed clock of the spawn: the death came 0s after the start.
-    let now = crate::common::NOW;
-    let first = patrol_at(&env, now);
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(
-        (first[0].0.as_str(), first[0].1.as_str()),
-        ("restarted", "r/Nux")
-    );
-    assert!(first[0].2.contains("(exit status 1)"), "{}", first[0].2);
-    let died: Vec<serde_json::Value> = env
-        .inbox("r/witness")
-        .into_iter()
-        .filter(|m| m["subject"] == "died: r/Nux")
-        .collect();
-    assert_eq!(died.len(), 1, "{died:?}");
-    let body = died[0]["body"].as_str().unwrap();
-    assert!(body.contains("exit status 1"), "{body}");
-    assert!(body.contains("no-such-flag"), "the CLI's own error: {body}");
-    assert!(body.contains(&log.display().to_string()), "{body}");
-
-    // The restart fails the same way: backed off, not respawned at once.
-    assert_eq!(env.state(&home)["generation"], 2);
-    env.wait_session(&home);
-    let second = patrol_at(&env, now);
-    assert_eq!(second.len(), 1, "{second:?}");
-    assert_eq!(second[0].0, "backoff", "{second:?}");
+    crate::common::check_quick_death(&env, 1, "no-such-flag");
     assert_eq!(model.turns().len(), 0, "nothing reached the model");
 }
 

@@ -372,3 +372,72 @@ fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on()
     codex.shows(&model, "Got your line.");
     assert_eq!(model.turns().len(), 2);
 }
+
+#[test]
+fn a_slow_codex_turn_is_not_nudged_and_a_nudge_at_its_ready_prompt_reaches_the_model_once() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(8));
+    edit_json(&env.town.join("r/config.json"), |c| {
+        c["stuck_after"] = "1m".into()
+    });
+    // Codex runs no hooks, so its heartbeat is silent for an hour by the
+    // clock; its screen shows the turn in progress: not nudged.
+    let later = crate::common::an_hour_later();
+    let actions = crate::common::patrol_at(&env, &later);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].0.as_str(), actions[0].1.as_str()),
+        ("busy", "r/Nux")
+    );
+    assert!(
+        env.inbox("r/polecats/Nux")
+            .iter()
+            .all(|m| m["type"] != "nudge")
+    );
+
+    // Silent at its prompt once the turn is over: the nudge is typed and
+    // reaches the model once, as the next turn.
+    codex.shows(&model, "Thought it through.");
+    codex.ready(&model);
+    let actions = crate::common::patrol_at(&env, &later);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].0.as_str(), actions[0].1.as_str()),
+        ("nudged", "r/Nux")
+    );
+    let second = codex.turn(&model, 2);
+    let nudge = "[gt] nudge 1/3 from r/witness: no heartbeat for";
+    second.assert_once(nudge);
+    assert!(
+        second.texts().last().is_some_and(|t| t.starts_with(nudge)),
+        "{:?}",
+        second.texts()
+    );
+    assert_eq!(model.turns().len(), 2);
+}
+
+#[test]
+fn a_codex_that_cannot_start_is_reported_with_its_output_and_backed_off() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let id = env.issue("r", "Fix the frobnicator");
+    let model = Model::start(crate::model::to_done());
+    // A command line the real CLI refuses: it exits at once with its error.
+    Codex::spawn_with(
+        &env,
+        &bin,
+        &model,
+        &rig,
+        &id,
+        &["--agent", "codex --no-such-flag"],
+        "ended",
+    );
+    crate::common::check_quick_death(&env, 2, "--no-such-flag");
+    assert_eq!(model.turns().len(), 0, "nothing reached the model");
+}

@@ -300,6 +300,48 @@ pub fn inject_is_refused_onto(env: &TestEnv, left: &str) {
     );
 }
 
+/// An hour from now, for GT_NOW: longer than any test's `stuck_after`.
+pub fn an_hour_later() -> String {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap()
+        .to_string()
+}
+
+/// r/Nux's runtime died at once (exit `status`, its error holding `says`):
+/// the first patrol restarts it and tells the Witness once, with the
+/// runtime's own output and the log's path; the restart dies the same way
+/// and the next patrol backs off instead of respawning it at once.
+pub fn check_quick_death(env: &TestEnv, status: i32, says: &str) {
+    let home = env.town.join("r/polecats/Nux");
+    let log = home.join("session.log");
+    // The fixed clock of the spawn: the death came 0s after the start.
+    let first = patrol_at(env, NOW);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        (first[0].0.as_str(), first[0].1.as_str()),
+        ("restarted", "r/Nux")
+    );
+    let exit = format!("exit status {status}");
+    assert!(first[0].2.contains(&format!("({exit})")), "{}", first[0].2);
+    let died: Vec<Value> = env
+        .inbox("r/witness")
+        .into_iter()
+        .filter(|m| m["subject"] == "died: r/Nux")
+        .collect();
+    assert_eq!(died.len(), 1, "{died:?}");
+    let body = died[0]["body"].as_str().unwrap();
+    assert!(body.contains(&exit), "{body}");
+    assert!(body.contains(says), "the runtime's own error: {body}");
+    assert!(body.contains(&log.display().to_string()), "{body}");
+
+    assert_eq!(env.state(&home)["generation"], 2);
+    env.wait_session(&home);
+    let second = patrol_at(env, NOW);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0].0, "backoff", "{second:?}");
+}
+
 /// Every process of this test's town with `GT_ADDRESS=address` and
 /// `GT_GENERATION=generation` in its environment: `pid comm` each.
 pub fn session_processes(env: &TestEnv, address: &str, generation: u64) -> Vec<String> {
