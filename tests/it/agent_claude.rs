@@ -524,71 +524,13 @@ fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
     // the Witness, once.
     let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
     assert_eq!(spawned.ready, "blocked");
-    let reason = spawned.reason.clone().unwrap();
-    assert!(
-        reason.starts_with("waits at a dialog: Detected a custom API key in your environment / "),
-        "{reason}"
+    crate::common::check_blocked(
+        &env,
+        Preset::Claude,
+        &spawned.session,
+        spawned.reason.as_deref(),
+        "Detected a custom API key in your environment / ANTHROPIC_API_KEY: ",
     );
-    let told = |env: &TestEnv| -> Vec<serde_json::Value> {
-        env.inbox("r/witness")
-            .into_iter()
-            .filter(|m| m["subject"] == "blocked: r/Nux")
-            .collect()
-    };
-    let mail = told(&env);
-    assert_eq!(mail.len(), 1, "{mail:?}");
-    assert_eq!(mail[0]["by"], "gt spawn");
-    assert!(
-        mail[0]["body"]
-            .as_str()
-            .unwrap()
-            .contains("Detected a custom API key in your environment"),
-        "{}",
-        mail[0]
-    );
-    let status: serde_json::Value =
-        serde_json::from_str(&env.ok("gt", &["status", "--json"])).unwrap();
-    let nux = &status["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["address"] == "r/Nux")
-        .unwrap();
-    assert_eq!(nux["status"], "blocked");
-    assert!(
-        nux["blocked"]["dialog"]
-            .as_str()
-            .unwrap()
-            .starts_with("Detected a custom API key in your environment / "),
-        "{nux}"
-    );
-    let later = crate::common::an_hour_later();
-    let actions = patrol_at(&env, &later);
-    assert_eq!(actions.len(), 1, "{actions:?}");
-    let (action, subject, detail) = &actions[0];
-    assert_eq!((action.as_str(), subject.as_str()), ("blocked", "r/Nux"));
-    assert!(
-        detail.starts_with("its runtime waits at a dialog: Detected a custom API key in your environment / ANTHROPIC_API_KEY: "),
-        "{detail}"
-    );
-    assert!(
-        env.inbox("r/polecats/Nux")
-            .iter()
-            .all(|m| m["type"] != "nudge")
-    );
-    // The patrol saw it again: no second mail.
-    assert_eq!(told(&env).len(), 1);
-    let (code, err) = env.fails("gt", &["inject", "Nux", "hello"]);
-    assert_eq!(code, 2);
-    assert!(
-        err.starts_with("gt: r/Nux: its runtime waits at a dialog (Detected a custom API key in your environment / "),
-        "{err}"
-    );
-    // Nothing answered the dialog: it is still there, and no turn reached the model.
-    assert!(matches!(
-        Preset::Claude.screen(&gastown::session::capture(&spawned.session, None).unwrap()),
-        Screen::Dialog(_)
-    ));
     assert_eq!(model.turns().len(), 0);
 }
 

@@ -19,6 +19,8 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A polecat `r/Nux` started by `gt spawn` with the `codex` preset.
 struct Codex {
     session: String,
+    /// Why `gt spawn` did not see it ready, if it did not.
+    reason: Option<String>,
     home: PathBuf,
     /// The user's own Codex home the agent's is seeded from.
     user: PathBuf,
@@ -62,6 +64,7 @@ impl Codex {
         assert_eq!(spawned["ready"], ready, "{spawned}");
         Codex {
             session: spawned["session"].as_str().unwrap().to_string(),
+            reason: spawned["reason"].as_str().map(str::to_string),
             home: rig.join("polecats/Nux"),
             user,
         }
@@ -440,4 +443,43 @@ fn a_codex_that_cannot_start_is_reported_with_its_output_and_backed_off() {
     );
     crate::common::check_quick_death(&env, 2, "--no-such-flag");
     assert_eq!(model.turns().len(), 0, "nothing reached the model");
+}
+
+#[test]
+fn a_codex_start_blocked_by_its_trust_dialog_is_reported_and_nothing_is_typed_into_it() {
+    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    edit_json(&rig.join("config.json"), |c| c["stuck_after"] = "1m".into());
+    let id = env.issue("r", "Blocked");
+    let model = Model::start(vec![]);
+    // A command line of the user's own that runs Codex on their Codex home,
+    // where the clone is not trusted: it asks, a dialog nothing answers.
+    let user = env.path().join("user-codex");
+    let agent = format!(
+        "env CODEX_HOME={} codex --dangerously-bypass-approvals-and-sandbox hello",
+        user.display()
+    );
+    let codex = Codex::spawn_with(
+        &env,
+        &bin,
+        &model,
+        &rig,
+        &id,
+        &["--agent", &agent],
+        "blocked",
+    );
+    crate::common::check_blocked(
+        &env,
+        Preset::Codex,
+        &codex.session,
+        codex.reason.as_deref(),
+        &format!(
+            "Folder access / {} / Trust this folder? Codex can read, edit, and run files here",
+            rig.join("polecats/Nux/rig").display()
+        ),
+    );
+    assert_eq!(model.turns().len(), 0);
 }

@@ -342,6 +342,82 @@ pub fn check_quick_death(env: &TestEnv, status: i32, says: &str) {
     assert_eq!(second[0].0, "backoff", "{second:?}");
 }
 
+/// r/Nux's runtime (`preset`, in `session`) waits at a dialog whose report
+/// starts with `dialog`, as `gt spawn` saw it (its `reason`): recorded, told
+/// the Witness once, shown by `gt status`; a patrol an hour later sees it
+/// again without a second mail or a nudge; `gt inject` refuses; nothing
+/// answered it. `stuck_after` must be under an hour.
+pub fn check_blocked(
+    env: &TestEnv,
+    preset: gastown::agent::Preset,
+    session: &str,
+    reason: Option<&str>,
+    dialog: &str,
+) {
+    let reason = reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("waits at a dialog: {dialog}")),
+        "{reason}"
+    );
+    let told = || -> Vec<Value> {
+        env.inbox("r/witness")
+            .into_iter()
+            .filter(|m| m["subject"] == "blocked: r/Nux")
+            .collect()
+    };
+    let mail = told();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["by"], "gt spawn");
+    assert!(
+        mail[0]["body"].as_str().unwrap().contains(dialog),
+        "{}",
+        mail[0]
+    );
+    let status: Value = serde_json::from_str(&env.ok("gt", &["status", "--json"])).unwrap();
+    let nux = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == "r/Nux")
+        .unwrap();
+    assert_eq!(nux["status"], "blocked");
+    assert!(
+        nux["blocked"]["dialog"]
+            .as_str()
+            .unwrap()
+            .starts_with(dialog),
+        "{nux}"
+    );
+    let actions = patrol_at(env, &an_hour_later());
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let (action, subject, detail) = &actions[0];
+    assert_eq!((action.as_str(), subject.as_str()), ("blocked", "r/Nux"));
+    assert!(
+        detail.starts_with(&format!("its runtime waits at a dialog: {dialog}")),
+        "{detail}"
+    );
+    assert!(
+        env.inbox("r/polecats/Nux")
+            .iter()
+            .all(|m| m["type"] != "nudge")
+    );
+    assert_eq!(told().len(), 1, "the patrol saw it again: no second mail");
+    let (code, err) = env.fails("gt", &["inject", "Nux", "hello"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!(
+            "gt: r/Nux: its runtime waits at a dialog ({dialog}"
+        )),
+        "{err}"
+    );
+    // Nothing answered the dialog: it is still there.
+    let screen = preset.screen(&gastown::session::capture_styled(session).unwrap());
+    assert!(
+        matches!(screen, gastown::agent::Screen::Dialog(_)),
+        "{screen:?}"
+    );
+}
+
 /// Every process of this test's town with `GT_ADDRESS=address` and
 /// `GT_GENERATION=generation` in its environment: `pid comm` each.
 pub fn session_processes(env: &TestEnv, address: &str, generation: u64) -> Vec<String> {
