@@ -279,27 +279,7 @@ fn spawn_primes_claude_which_works_through_gt_to_done_and_its_commit_lands_on_or
         spawned.screen()
     );
 
-    // The Witness stops the TUI (it never exits by itself) and queues the
-    // clean work; the Refinery lands it on origin's main and closes the issue.
-    let actions: Vec<String> = patrol_at(&env, &jiff::Timestamp::now().to_string())
-        .into_iter()
-        .filter(|(_, subject, _)| subject == "r/Nux")
-        .map(|(action, _, _)| action)
-        .collect();
-    assert_eq!(actions, ["stopped", "submitted"]);
-    env.ok("gt", &["refinery", "process", "r", "--once"]);
-    let origin = env.path().join("r-origin.git");
-    let landed = git(&origin, &["log", "--format=%s", "main"]);
-    assert!(
-        landed.lines().any(|l| l == "frob once"),
-        "origin's main: {landed}"
-    );
-    assert_eq!(git(&origin, &["show", "main:frob.rs"]), "fn frob() {}\n");
-    let shown = env.ok("gt-issue", &["show", "--rig", "r", &id, "--json"]);
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&shown).unwrap()["status"],
-        "closed"
-    );
+    crate::common::check_done_lands(&env, &id);
 }
 
 /// A polecat spawned by `gt spawn` with the `claude` preset.
@@ -378,23 +358,10 @@ fn spawn_claude(
             "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
         });
     });
-    let socket = gastown::session::tmux_socket(&env.town.canonicalize().unwrap());
-    let started = Command::new("tmux")
-        .args([
-            "-L",
-            &socket,
-            "new-session",
-            "-d",
-            "-s",
-            "other",
-            "sleep 600",
-        ])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .status()
-        .unwrap();
-    assert!(started.success());
+    crate::common::start_tmux_server_elsewhere(
+        env,
+        &[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")],
+    );
     let v = crate::common::spawn_runtime_with(env, bin, issue, args);
     Spawned {
         session: v["session"].as_str().unwrap().to_string(),

@@ -29,7 +29,8 @@ struct Codex {
 impl Codex {
     /// Set `rig` to the `codex` preset, its `agent_env` naming a user Codex
     /// home whose config points at `model` (as a user's would, with a model
-    /// provider of their own), then `gt spawn` r/Nux on `issue`.
+    /// provider of their own), then `gt spawn` r/Nux on `issue` (the town's
+    /// tmux server started elsewhere first, with a wrong `CODEX_HOME`).
     fn spawn(env: &TestEnv, bin: &Path, model: &Model, rig: &Path, issue: &str) -> Codex {
         Codex::spawn_with(env, bin, model, rig, issue, &[], "ready")
     }
@@ -60,8 +61,20 @@ impl Codex {
                 "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
             });
         });
+        crate::common::start_tmux_server_elsewhere(
+            env,
+            &[
+                ("CODEX_HOME", "/nonexistent"),
+                ("GT_TEST_CODEX_KEY", "wrong"),
+            ],
+        );
         let spawned = crate::common::spawn_runtime_with(env, bin, issue, args);
-        assert_eq!(spawned["ready"], ready, "{spawned}");
+        assert_eq!(
+            spawned["ready"],
+            ready,
+            "{spawned}; its session's log:\n{}",
+            std::fs::read_to_string(rig.join("polecats/Nux/session.log")).unwrap_or_default()
+        );
         Codex {
             session: spawned["session"].as_str().unwrap().to_string(),
             reason: spawned["reason"].as_str().map(str::to_string),
@@ -181,7 +194,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 #[test]
-fn spawn_starts_codex_unattended_in_its_clone_and_it_works_through_gt_to_done() {
+fn spawn_starts_codex_unattended_in_its_clone_and_its_work_through_gt_done_lands_on_origin() {
     let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
         return;
     };
@@ -220,6 +233,7 @@ fn spawn_starts_codex_unattended_in_its_clone_and_it_works_through_gt_to_done() 
     assert!(own.contains(&trust), "{own}");
     assert!(!codex.home.join("codex/packages").exists());
     assert_eq!(snapshot(&codex.user), before);
+    crate::common::check_done_lands(&env, &id);
 }
 
 #[test]

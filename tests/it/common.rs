@@ -75,6 +75,30 @@ pub fn agent_runtime(program: &str, package: &str) -> Option<PathBuf> {
     None
 }
 
+/// Start the town's tmux server from elsewhere, before any spawn: a session
+/// `other` whose environment has only a `PATH` without the runtime, and
+/// `vars` (pointing the runtime somewhere wrong). A session gt starts must
+/// get the spawner's environment and `agent_env`, never the server's.
+pub fn start_tmux_server_elsewhere(env: &TestEnv, vars: &[(&str, &str)]) {
+    let socket = gastown::session::tmux_socket(&env.town.canonicalize().unwrap());
+    let started = Command::new("tmux")
+        .args([
+            "-L",
+            &socket,
+            "new-session",
+            "-d",
+            "-s",
+            "other",
+            "sleep 600",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .envs(vars.iter().copied())
+        .status()
+        .unwrap();
+    assert!(started.success());
+}
+
 /// `gt spawn --issue <issue>` with the runtime in `bin` first on `PATH`,
 /// which waits until the runtime is ready: the session's id.
 pub fn spawn_runtime(env: &TestEnv, bin: &Path, issue: &str) -> String {
@@ -137,6 +161,31 @@ pub fn check_to_done(
     assert_eq!(done[0]["from"], "r/Nux");
     assert_eq!(done[0]["generation"], 1);
     first
+}
+
+/// After [`check_to_done`]: the Witness stops the TUI (it never exits by
+/// itself) and queues the clean work; the Refinery lands it on origin's
+/// main and closes issue `id`.
+pub fn check_done_lands(env: &TestEnv, id: &str) {
+    let actions: Vec<String> = patrol_at(env, &jiff::Timestamp::now().to_string())
+        .into_iter()
+        .filter(|(_, subject, _)| subject == "r/Nux")
+        .map(|(action, _, _)| action)
+        .collect();
+    assert_eq!(actions, ["stopped", "submitted"]);
+    env.ok("gt", &["refinery", "process", "r", "--once"]);
+    let origin = env.path().join("r-origin.git");
+    let landed = git(&origin, &["log", "--format=%s", "main"]);
+    assert!(
+        landed.lines().any(|l| l == "frob once"),
+        "origin's main: {landed}"
+    );
+    assert_eq!(git(&origin, &["show", "main:frob.rs"]), "fn frob() {}\n");
+    let shown = env.ok("gt-issue", &["show", "--rig", "r", id, "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["status"],
+        "closed"
+    );
 }
 
 /// Check the cycle of [`crate::model::to_handoff`] for polecat r/Nux on
