@@ -666,7 +666,11 @@ impl Demo {
             "the Refinery marked both verdicts read in its mail/read.jsonl",
             unread.is_empty(),
             &unread,
-        )
+        )?;
+        // Its stand-in has exited: a merge in the town the demo leaves would
+        // wait out the timeout for a verdict that never comes.
+        self.configure(|c| c["plugins"]["before_merge"] = false.into())?;
+        self.say("    (set plugins.before_merge = false in demo/config.json: the stand-in oracle has exited, so later merges do not wait for it)")
     }
 
     /// Wait for every working polecat's session to end (pidfd, no polling).

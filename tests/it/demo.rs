@@ -190,6 +190,11 @@ fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
     // The plugin verdict: the merge-oracle held "Greet in German" once (the
     // hold shown while pending), then let it through.
     let german = by_title("Greet in German")["id"].as_str().unwrap();
+    // Its stand-in has exited, and the town is left with the hook off.
+    assert_eq!(
+        read_json(&town.join("demo/config.json"))["plugins"],
+        serde_json::json!({"timeout": "20s", "before_merge": false})
+    );
     let entry = merged.iter().find(|m| m["issue"] == german).unwrap();
     assert_eq!(entry["hold"], Value::Null);
     assert!(
