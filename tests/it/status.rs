@@ -66,6 +66,15 @@ fn a_session_killed_behind_gastowns_back_shows_as_dead() {
     // And gt polecats says the same.
     let rows: Value = serde_json::from_str(&env.ok("gt", &["polecats", "r", "--json"])).unwrap();
     assert_eq!(rows[0]["status"], "dead");
+
+    // Once its death is handled and it is idle, the recorded session is
+    // over, not an alarm.
+    env.edit_state(rig.join("polecats/Nux"), |s| s["status"] = "idle".into());
+    let text = env.ok("gt", &["status"]);
+    let row = text.lines().find(|l| l.starts_with("r/Nux")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..4], ["r/Nux", "polecat", "idle", "ended"], "{text}");
+    assert_eq!(agent(&status(&env), "r/Nux")["session_alive"], false);
 }
 
 #[test]

@@ -70,11 +70,7 @@ fn print_agents(rows: &[AgentRow]) {
                 r.error
                     .as_ref()
                     .map_or_else(|| r.status.clone(), |_| "unreadable".to_string()),
-                match r.session_alive {
-                    None => "-".to_string(),
-                    Some(true) => "live".to_string(),
-                    Some(false) => format!("dead {}", age(r.heartbeat_age_s)),
-                },
+                session_cell(r).0,
                 r.issue.clone().unwrap_or_else(|| "-".into()),
                 r.generation.to_string(),
                 age(r.heartbeat_age_s),
@@ -174,10 +170,9 @@ fn status_tree(report: &status::StatusReport, colour: bool) -> String {
             "dead" | "stuck" | "blocked" => paint("31", &r.status),
             _ => r.status.clone(),
         };
-        let session = match r.session_alive {
-            None => "-".to_string(),
-            Some(true) => "live".to_string(),
-            Some(false) => paint("31", &format!("dead {}", age(r.heartbeat_age_s))),
+        let session = match session_cell(r) {
+            (text, true) => paint("31", &text),
+            (text, false) => text,
         };
         let blocked = r
             .blocked
@@ -251,6 +246,18 @@ fn status_tree(report: &status::StatusReport, colour: bool) -> String {
 }
 
 /// An age as people read it: `45s`, `3m`, `2h`, `4d`; `-` for none.
+/// The recorded session as shown: `live`; `dead <since last sign of life>`
+/// for an agent that should be working (true: an alarm); `ended` for one
+/// whose work is over (idle, asleep); `-` for none.
+fn session_cell(r: &AgentRow) -> (String, bool) {
+    match r.session_alive {
+        None => ("-".to_string(), false),
+        Some(true) => ("live".to_string(), false),
+        Some(false) if r.status == "dead" => (format!("dead {}", age(r.heartbeat_age_s)), true),
+        Some(false) => ("ended".to_string(), false),
+    }
+}
+
 fn age(secs: Option<u64>) -> String {
     match secs {
         None => "-".to_string(),
