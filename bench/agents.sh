@@ -12,14 +12,11 @@ cd "$root"
 # shellcheck source=bench/section.sh disable=SC1091
 . "$root/bench/section.sh"
 runs=10
-# --no-build: measure the release binaries already in target/release.
+# --no-build: measure the release binaries already built (as installed).
 # The driver is a dev build: it only polls, types and timestamps (a release
 # example would build every dev-dependency in release too).
-if [ "${1:-}" != --no-build ]; then
-  cargo build --release --bins --locked -q
-  cargo build --example agent_bench --locked -q
-fi
-bin=$root/target/release
+bench_start agents.sh "$@"
+[ "${1:-}" = --no-build ] || cargo build --example agent_bench --locked -q
 agents=${GT_TEST_AGENT_DIR:-$HOME/.cache/gastown-agents}/node_modules/.bin
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -18,22 +18,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-quick=0
-build=1
-for arg in "$@"; do
-  case $arg in
-    --quick) quick=1 ;;
-    --no-build) build=0 ;;
-    *) echo "usage: bench/federation.sh [--quick] [--no-build]" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/section.sh disable=SC1091
+. "$root/bench/section.sh"
+bench_start federation.sh "$@"
 for t in ssh ssh-keygen /usr/sbin/sshd jq; do
   command -v "$t" >/dev/null || { echo "bench/federation.sh: needs $t" >&2; exit 2; }
 done
 
-[ $build = 0 ] || cargo build --release --bins --locked --quiet
-bin=$root/target/release/gt
-gt() { timeout 120 "$bin" "$@"; }
+gt() { timeout 120 "$bin/gt" "$@"; }
 work=$(mktemp -d "$root/target/bench-fed.XXXXXX")
 sshd_pid=
 cleanup() {
@@ -189,7 +181,5 @@ NOTES
   echo "<!-- federation:end -->"
 } > "$section"
 
-# shellcheck source=bench/section.sh disable=SC1091
-. "$root/bench/section.sh"
 replace_section federation "$section"
 echo "bench/federation.sh: wrote the federation section of BENCHMARKS.md"

@@ -5,25 +5,28 @@
 #   bench/mail.sh            release build, then every measurement below
 #   bench/mail.sh --peers    also the PyPI peers (bench/peers.sh, throwaway venv)
 #   bench/mail.sh --quick    small counts, results to stdout only (a smoke run)
+#   bench/mail.sh --no-build measure the release binaries already built
 #
 # Needs: cargo, hyperfine (apt install hyperfine), flock, jq; python3 -m venv for --peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-peers=0 quick=0
+# shellcheck source=bench/section.sh disable=SC1091
+. "$root/bench/section.sh"
+peers=0
+rest=()
 for a in "$@"; do
   case $a in
     --peers) peers=1 ;;
-    --quick) quick=1; export GT_BENCH_QUICK=1 ;;
-    *) echo "usage: bench/mail.sh [--peers] [--quick]" >&2; exit 2 ;;
+    *) rest+=("$a") ;;
   esac
 done
+bench_start mail.sh "${rest[@]}"
+[ $quick = 1 ] && export GT_BENCH_QUICK=1
 for t in hyperfine jq flock; do
   command -v "$t" >/dev/null || { echo "bench/mail.sh: needs $t" >&2; exit 2; }
 done
 
-cargo build --release --bins --quiet
-bin=$root/target/release
 work=$(mktemp -d "$root/target/bench-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -115,7 +118,5 @@ NOTES
 } > "$section"
 
 # Replace the mail section of BENCHMARKS.md, keep everything else.
-# shellcheck source=bench/section.sh disable=SC1091
-. "$root/bench/section.sh"
 replace_section mail "$section"
 echo "bench/mail.sh: wrote the mail section of BENCHMARKS.md"

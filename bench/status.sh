@@ -5,9 +5,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-# --no-build: measure the release binaries already in target/release.
-[ "${1:-}" = --no-build ] || cargo build --release --bins --locked -q
-bin=$root/target/release
+# shellcheck source=bench/section.sh disable=SC1091
+. "$root/bench/section.sh"
+# --no-build: measure the release binaries already built (as installed).
+bench_start status.sh "$@"
 work=$(mktemp -d)
 sleeper=
 cleanup() {
@@ -89,7 +90,5 @@ section=$work/section.md
   echo "<!-- status:end -->"
 } > "$section"
 
-# shellcheck source=bench/section.sh disable=SC1091
-. "$root/bench/section.sh"
 replace_section status "$section"
 echo "bench/status.sh: wrote the status section of BENCHMARKS.md"
