@@ -245,7 +245,6 @@ fn status_tree(report: &status::StatusReport, colour: bool) -> String {
     out
 }
 
-/// An age as people read it: `45s`, `3m`, `2h`, `4d`; `-` for none.
 /// The recorded session as shown: `live`; `dead <since last sign of life>`
 /// for an agent that should be working (true: an alarm); `ended` for one
 /// whose work is over (idle, asleep); `-` for none.
@@ -258,6 +257,7 @@ fn session_cell(r: &AgentRow) -> (String, bool) {
     }
 }
 
+/// An age as people read it: `45s`, `3m`, `2h`, `4d`; `-` for none.
 fn age(secs: Option<u64>) -> String {
     match secs {
         None => "-".to_string(),
