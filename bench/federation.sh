@@ -173,7 +173,10 @@ Reading the numbers:
   one ssh through the kept master (a new session on an open connection, no
   handshake), and on the other side sshd starting `gt remote` through the
   user's shell, its id check of the target inbox and an fsynced append.
-  Without ControlMaster each send pays a full key exchange as well.
+  Without ControlMaster each send pays a full key exchange as well. The
+  user's shell is part of every remote command: on a machine whose
+  `~/.bashrc` runs `pyenv init` (this one's), that is most of the
+  `ssh b gt ping` time.
 - The receiver's duplicate check reads the target inbox (and archive) once
   per round trip, so a send to an inbox with many messages costs more; a
   flush pays it once per 2,000 records.

@@ -50,8 +50,11 @@ for i in range(pairs):
     c, _ = timed(["git", "clone", "--quiet", "--", origin, os.path.join(work, "plain%d" % i)])
     s, out = timed(["gt", "spawn", "--issue", issues[i], "--name", "P%d" % i,
                     "--agent", "exec sleep 1000", "--json"])
+    # The session leader's process group: the shell that records the exit
+    # status and the agent under it (a kill of the leader alone left the
+    # agent running).
     pid = int(json.loads(out)["session"].split(":")[1])
-    os.kill(pid, signal.SIGTERM)
+    os.killpg(pid, signal.SIGTERM)
     print("%.6f %.6f" % (c, s))
 PY
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -124,7 +124,11 @@ fn group_members(pgid: u32) -> Vec<u32> {
     procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| stat_fields(*pid).is_some_and(|f| f[0] != "Z" && f.get(2) == Some(&pgid)))
+        .filter(|pid| {
+            stat_fields(*pid).is_some_and(|f| {
+                f.first().is_some_and(|s| s != "Z") && f.get(2) == Some(&pgid)
+            })
+        })
         .collect()
 }
 

@@ -471,9 +471,10 @@ fn a_codex_start_blocked_by_its_trust_dialog_is_reported_and_nothing_is_typed_in
     let model = Model::start(vec![]);
     // A command line of the user's own that runs Codex on their Codex home,
     // where the clone is not trusted: it asks, a dialog nothing answers.
+    // (Without its app-server daemon, which would outlive the test.)
     let user = env.path().join("user-codex");
     let agent = format!(
-        "env CODEX_HOME={} codex --dangerously-bypass-approvals-and-sandbox hello",
+        "env CODEX_HOME={} codex -c features.daemon_auto_start=false --dangerously-bypass-approvals-and-sandbox hello",
         user.display()
     );
     let codex = Codex::spawn_with(
@@ -496,4 +497,5 @@ fn a_codex_start_blocked_by_its_trust_dialog_is_reported_and_nothing_is_typed_in
         ),
     );
     assert_eq!(model.turns().len(), 0);
+    assert!(!user.join("packages").exists(), "no daemon installed");
 }
