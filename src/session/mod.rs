@@ -125,9 +125,8 @@ fn group_members(pgid: u32) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            stat_fields(*pid).is_some_and(|f| {
-                f.first().is_some_and(|s| s != "Z") && f.get(2) == Some(&pgid)
-            })
+            stat_fields(*pid)
+                .is_some_and(|f| f.first().is_some_and(|s| s != "Z") && f.get(2) == Some(&pgid))
         })
         .collect()
 }

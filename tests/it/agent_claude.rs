@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gastown::agent::{Preset, Screen};
 use gastown::home::Home;
 
-use crate::common::{TestEnv, edit_json, git, patrol_at, wait_until};
+use crate::common::{TestEnv, edit_json, git, wait_until};
 use crate::model::{Model, Turn};
 
 /// The longest the CLI may take to start, and a turn to reach the model.
@@ -177,11 +177,6 @@ fn start_claude(env: &TestEnv, bin: &Path, model: &Model, home: &Home, prompt: &
     tmux
 }
 
-/// `needle` is in exactly one of `req`'s message texts.
-fn mentioned_once(req: &crate::model::Request, needle: &str) {
-    assert_eq!(req.mentions(needle), 1, "{needle:?} in {:?}", req.texts());
-}
-
 /// A home with a git clone in `rig/`, as a polecat has.
 fn home_with_clone(env: &TestEnv) -> Home {
     let path = env.path().join("home");
@@ -209,8 +204,8 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
     // No dialog: the first prompt reaches the model as the first turn, with
     // the instructions file the preset wrote into the clone.
     let first = tmux.turn(&model, 1);
-    mentioned_once(&first, "Your issue is gt-7.");
-    mentioned_once(&first, "INSTRUCTIONS-MARKER");
+    first.assert_once("Your issue is gt-7.");
+    first.assert_once("INSTRUCTIONS-MARKER");
     // The instructions file stays out of git.
     let status = git(&home.clone_dir(), &["status", "--porcelain"]);
     assert_eq!(status, "");
@@ -239,7 +234,7 @@ fn claude_starts_unattended_gets_its_first_prompt_and_a_typed_line_once() {
     let second = tmux.turn(&model, 2);
     let texts = second.texts();
     assert_eq!(texts.iter().filter(|t| *t == line).count(), 1, "{texts:?}");
-    mentioned_once(&second, line);
+    second.assert_once(line);
     tmux.wait_screen("ready again", |s| {
         *s == Screen::Ready {
             input: String::new(),
@@ -389,37 +384,14 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
     });
     // An hour of silence by the clock, but the turn is still running: no nudge.
     let later = crate::common::an_hour_later();
-    let actions = patrol_at(&env, &later);
-    assert_eq!(actions.len(), 1, "{actions:?}");
-    assert_eq!(
-        (actions[0].0.as_str(), actions[0].1.as_str()),
-        ("busy", "r/Nux")
-    );
-    assert!(
-        env.inbox("r/polecats/Nux")
-            .iter()
-            .all(|m| m["type"] != "nudge")
-    );
+    crate::common::patrol_sees_busy(&env, &later);
 
     // Once the turn is over it is silent at its prompt: the nudge is typed
     // and reaches the model once, as the next turn.
     spawned.wait_screen(&Screen::Ready {
         input: String::new(),
     });
-    let actions = patrol_at(&env, &later);
-    assert_eq!(actions.len(), 1, "{actions:?}");
-    assert_eq!(
-        (actions[0].0.as_str(), actions[0].1.as_str()),
-        ("nudged", "r/Nux")
-    );
-    let second = spawned.turn(&model, 2);
-    let nudge = "[gt] nudge 1/3 from r/witness: no heartbeat for";
-    mentioned_once(&second, nudge);
-    let texts = second.texts();
-    assert!(
-        texts.last().is_some_and(|t| t.starts_with(nudge)),
-        "{texts:?}"
-    );
+    crate::common::patrol_nudges(&env, &later, || spawned.turn(&model, 2));
     assert_eq!(model.turns().len(), 2);
 }
 
@@ -446,7 +418,7 @@ fn inject_at_cold_start_while_busy_and_while_idle_reaches_the_model_once_each() 
     // The slow turn was not cancelled: its answer is on the screen, and the
     // queued line is the next turn, once, not glued to anything.
     let second = spawned.turn(&model, 2);
-    mentioned_once(&second, cold);
+    second.assert_once(cold);
     assert!(
         second.texts().iter().any(|t| t == cold),
         "{:?}",
@@ -464,8 +436,8 @@ fn inject_at_cold_start_while_busy_and_while_idle_reaches_the_model_once_each() 
     let idle = "line typed while idle";
     assert_eq!(env.ok("gt", &["inject", "Nux", idle]), "r/Nux: submitted\n");
     let third = spawned.turn(&model, 3);
-    mentioned_once(&third, idle);
-    mentioned_once(&third, cold);
+    third.assert_once(idle);
+    third.assert_once(cold);
     assert_eq!(third.texts().last().map(String::as_str), Some(idle));
     assert_eq!(model.turns().len(), 3);
 }
@@ -570,7 +542,7 @@ fn inject_onto_text_typed_into_a_busy_claude_types_nothing_and_its_turn_goes_on(
     let line = "line typed once the box was cleared";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
     let second = spawned.turn(&model, 2);
-    mentioned_once(&second, line);
+    second.assert_once(line);
     assert_eq!(second.mentions(left), 0, "{:?}", second.texts());
     assert!(
         spawned.screen().contains("Thought it through."),

@@ -16,6 +16,11 @@ use crate::model::{Model, Request, Turn};
 /// The longest the CLI may take to start, and a turn to reach the model.
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The CLI's directory, if it runs (see [`crate::common::agent_runtime`]).
+fn codex_bin_dir() -> Option<PathBuf> {
+    crate::common::agent_runtime("codex", "@openai/codex")
+}
+
 /// A polecat `r/Nux` started by `gt spawn` with the `codex` preset.
 struct Codex {
     session: String,
@@ -195,9 +200,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn spawn_starts_codex_unattended_in_its_clone_and_its_work_through_gt_done_lands_on_origin() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let rig = env.add_rig("r");
     let id = env.issue("r", "Fix the frobnicator");
@@ -238,9 +241,7 @@ fn spawn_starts_codex_unattended_in_its_clone_and_its_work_through_gt_done_lands
 
 #[test]
 fn codex_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resumes_from_the_note() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     // The real clock: the daemon's timer waits out the grace on it.
     let env = TestEnv::new().real_clock();
     let rig = env.add_rig("r");
@@ -253,9 +254,7 @@ fn codex_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resumes_
 
 #[test]
 fn inject_into_idle_codex_reaches_the_model_once() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let (codex, model) = Codex::idle(&env, &bin);
 
@@ -270,9 +269,7 @@ fn inject_into_idle_codex_reaches_the_model_once() {
 
 #[test]
 fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(4));
     let line = "line typed while busy";
@@ -289,9 +286,7 @@ fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
 
 #[test]
 fn inject_at_cold_start_is_submitted_once_unglued_after_the_first_prompt() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let rig = env.add_rig("r");
     let id = env.issue("r", "Talk");
@@ -322,9 +317,7 @@ fn inject_at_cold_start_is_submitted_once_unglued_after_the_first_prompt() {
 
 #[test]
 fn inject_onto_text_left_in_codex_input_box_types_nothing() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let (codex, model) = Codex::idle(&env, &bin);
 
@@ -357,9 +350,7 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
 
 #[test]
 fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(8));
     let busy = |input: &str| Screen::Busy {
@@ -392,9 +383,7 @@ fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on()
 
 #[test]
 fn a_slow_codex_turn_is_not_nudged_and_a_nudge_at_its_ready_prompt_reaches_the_model_once() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(8));
     edit_json(&env.town.join("r/config.json"), |c| {
@@ -403,44 +392,19 @@ fn a_slow_codex_turn_is_not_nudged_and_a_nudge_at_its_ready_prompt_reaches_the_m
     // Codex runs no hooks, so its heartbeat is silent for an hour by the
     // clock; its screen shows the turn in progress: not nudged.
     let later = crate::common::an_hour_later();
-    let actions = crate::common::patrol_at(&env, &later);
-    assert_eq!(actions.len(), 1, "{actions:?}");
-    assert_eq!(
-        (actions[0].0.as_str(), actions[0].1.as_str()),
-        ("busy", "r/Nux")
-    );
-    assert!(
-        env.inbox("r/polecats/Nux")
-            .iter()
-            .all(|m| m["type"] != "nudge")
-    );
+    crate::common::patrol_sees_busy(&env, &later);
 
     // Silent at its prompt once the turn is over: the nudge is typed and
     // reaches the model once, as the next turn.
     codex.shows(&model, "Thought it through.");
     codex.ready(&model);
-    let actions = crate::common::patrol_at(&env, &later);
-    assert_eq!(actions.len(), 1, "{actions:?}");
-    assert_eq!(
-        (actions[0].0.as_str(), actions[0].1.as_str()),
-        ("nudged", "r/Nux")
-    );
-    let second = codex.turn(&model, 2);
-    let nudge = "[gt] nudge 1/3 from r/witness: no heartbeat for";
-    second.assert_once(nudge);
-    assert!(
-        second.texts().last().is_some_and(|t| t.starts_with(nudge)),
-        "{:?}",
-        second.texts()
-    );
+    crate::common::patrol_nudges(&env, &later, || codex.turn(&model, 2));
     assert_eq!(model.turns().len(), 2);
 }
 
 #[test]
 fn a_codex_that_cannot_start_is_reported_with_its_output_and_backed_off() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let rig = env.add_rig("r");
     let id = env.issue("r", "Fix the frobnicator");
@@ -461,9 +425,7 @@ fn a_codex_that_cannot_start_is_reported_with_its_output_and_backed_off() {
 
 #[test]
 fn a_codex_start_blocked_by_its_trust_dialog_is_reported_and_nothing_is_typed_into_it() {
-    let Some(bin) = crate::common::agent_runtime("codex", "@openai/codex") else {
-        return;
-    };
+    let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
     let rig = env.add_rig("r");
     edit_json(&rig.join("config.json"), |c| c["stuck_after"] = "1m".into());

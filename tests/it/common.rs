@@ -357,6 +357,41 @@ pub fn an_hour_later() -> String {
         .to_string()
 }
 
+/// A patrol of rig r at `later` (past `stuck_after`) finds r/Nux silent but
+/// its screen showing a turn in progress: the action `busy`, no nudge.
+pub fn patrol_sees_busy(env: &TestEnv, later: &str) {
+    let actions = patrol_at(env, later);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].0.as_str(), actions[0].1.as_str()),
+        ("busy", "r/Nux")
+    );
+    assert!(
+        env.inbox("r/polecats/Nux")
+            .iter()
+            .all(|m| m["type"] != "nudge")
+    );
+}
+
+/// A patrol at `later` nudges r/Nux, silent at its ready prompt: the request
+/// `next` waits for carries the nudge once, as its last text.
+pub fn patrol_nudges(env: &TestEnv, later: &str, next: impl FnOnce() -> crate::model::Request) {
+    let actions = patrol_at(env, later);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].0.as_str(), actions[0].1.as_str()),
+        ("nudged", "r/Nux")
+    );
+    let request = next();
+    let nudge = "[gt] nudge 1/3 from r/witness: no heartbeat for";
+    request.assert_once(nudge);
+    assert!(
+        request.texts().last().is_some_and(|t| t.starts_with(nudge)),
+        "{:?}",
+        request.texts()
+    );
+}
+
 /// r/Nux's runtime died at once (exit `status`, its error holding `says`):
 /// the first patrol restarts it and tells the Witness once, with the
 /// runtime's own output and the log's path; the restart dies the same way
