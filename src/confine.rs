@@ -87,6 +87,14 @@ fn beneath(
         match nix::fcntl::openat2(rootfd, rel, how) {
             Err(Errno::EAGAIN) => continue,
             Err(Errno::EXDEV) => return Err(escape(root, rel)),
+            // A kernel before 5.6, or a seccomp filter (a container's) that
+            // refuses the call: there is no safe way to resolve the path.
+            Err(Errno::ENOSYS) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the kernel refuses openat2 (Linux 5.6 or later, and no seccomp filter that blocks it, is needed to keep every path inside the town)",
+                ));
+            }
             r => return r.map_err(io::Error::from),
         }
     }

@@ -352,3 +352,69 @@ fn a_planted_heartbeat_link_is_refused_by_gt_heartbeat() {
     );
     assert_eq!(tree_hash(&t.outside), before);
 }
+
+/// A TEST DOUBLE of a kernel without `openat2` (before 5.6, or a container
+/// whose seccomp filter refuses it): a launcher that installs a filter
+/// failing that one call with ENOSYS, then runs its arguments.
+const NO_OPENAT2: &str = r#"#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (argc < 2 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+        return 125;
+    execvp(argv[1], argv + 1);
+    return 126;
+}
+"#;
+
+#[test]
+fn without_openat2_a_tool_says_why_and_changes_nothing() {
+    if !crate::common::have_tool("cc") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.add_rig("r");
+    let src = env.path().join("no-openat2.c");
+    std::fs::write(&src, NO_OPENAT2).unwrap();
+    let launcher = env.path().join("no-openat2");
+    let built = std::process::Command::new("cc")
+        .arg("-o")
+        .arg(&launcher)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let before = tree_hash(&env.town);
+    let out = std::process::Command::new(&launcher)
+        .arg(crate::common::bin("gt"))
+        .args(["send", "mayor", "-s", "hi", "-m", "hello"])
+        .env("GT_TOWN", &env.town)
+        .env("GT_ADDRESS", "overseer")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let town = env.town.join("config/town.json");
+    assert!(
+        err.starts_with(&format!("gt-mail: GT_TOWN: {}: ", town.display())),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(": the kernel refuses openat2 (Linux 5.6 or later, and no seccomp filter that blocks it, is needed to keep every path inside the town)\n"),
+        "{err}"
+    );
+    assert_eq!(tree_hash(&env.town), before, "nothing written");
+}
