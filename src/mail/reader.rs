@@ -719,21 +719,23 @@ fn each_line(
             reach[i] = reach[i + 1];
         }
     }
-    let mut buf: Vec<u8> = Vec::new();
-    let mut base = 0u64; // the file offset of buf[0]
-    for (i, &(offset, len)) in spans.iter().enumerate() {
-        let (mut at, end) = (offset, offset + len);
+    // `mem[..len]` holds the file's bytes from `base`. The memory past `len`
+    // is kept: a later read reuses it without zeroing it again.
+    let (mut mem, mut len): (Vec<u8>, usize) = (Vec::new(), 0);
+    let mut base = 0u64; // the file offset of mem[0]
+    for (i, &(offset, span)) in spans.iter().enumerate() {
+        let (mut at, end) = (offset, offset + span);
         let mut eof = false;
         while at < end {
-            let have = base + buf.len() as u64;
+            let have = base + len as u64;
             if at < base || at > have {
                 // Not in the buffer, nor right after it.
-                buf.clear();
+                len = 0;
                 base = at;
             }
             let from = (at - base) as usize;
-            let upto = (end.min(base + buf.len() as u64) - base) as usize;
-            let bytes = &buf[from..upto];
+            let upto = (end.min(base + len as u64) - base) as usize;
+            let bytes = &mem[from..upto];
             if let Some(n) = memchr::memchr(b'\n', bytes) {
                 if !f(i, &bytes[..=n]) {
                     return Ok(false);
@@ -741,7 +743,7 @@ fn each_line(
                 at += n as u64 + 1;
                 continue;
             }
-            if base + buf.len() as u64 >= end || eof {
+            if base + len as u64 >= end || eof {
                 // The span ends without a `\n`: cut by its length or the file's.
                 if !bytes.is_empty() && !f(i, bytes) {
                     return Ok(false);
@@ -749,14 +751,17 @@ fn each_line(
                 break;
             }
             // Keep the partial line, read on.
-            buf.drain(..from);
+            mem.copy_within(from..len, 0);
+            len -= from;
             base = at;
-            let want = (reach[i] - base).min(CHUNK.max(2 * buf.len()) as u64) as usize;
-            let got = buf.len();
-            buf.resize(want.max(got + 1), 0);
-            let mut filled = got;
-            while filled < buf.len() {
-                match file.read_at(&mut buf[filled..], base + filled as u64) {
+            let want = (reach[i] - base).min(CHUNK.max(2 * len) as u64) as usize;
+            let want = want.max(len + 1);
+            if mem.len() < want {
+                mem.resize(want, 0);
+            }
+            let mut filled = len;
+            while filled < want {
+                match file.read_at(&mut mem[filled..want], base + filled as u64) {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -766,7 +771,7 @@ fn each_line(
                     Err(e) => return Err(e),
                 }
             }
-            buf.truncate(filled);
+            len = filled;
         }
     }
     Ok(true)
