@@ -22,9 +22,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The dummy key the CLI sends to the scripted model.
 const KEY: &str = "sk-ant-test-0000-scripted-model-dummy-key";
 
-/// The CLI's directory, if it runs (see [`crate::common::agent_runtime`]).
+/// The CLI's directory, if it runs (see [`crate::agent_tier::agent_runtime`]).
 fn claude_bin_dir() -> Option<PathBuf> {
-    crate::common::agent_runtime("claude", "@anthropic-ai/claude-code")
+    crate::agent_tier::agent_runtime("claude", "@anthropic-ai/claude-code")
 }
 
 /// A Claude config dir holding only the account-level state a logged-in user
@@ -255,7 +255,7 @@ fn spawn_primes_claude_which_works_through_gt_to_done_and_its_commit_lands_on_or
     // The first prompt names the issue and points at gt prime; the
     // instructions gastown wrote into the clone came along; it worked
     // through gt to done.
-    crate::common::check_to_done(&env, &id, |n| spawned.turn(&model, n));
+    crate::agent_tier::check_to_done(&env, &id, |n| spawned.turn(&model, n));
 
     // The commit holds the work only: CLAUDE.md is excluded, the clone clean.
     let clone = rig.join("polecats/Nux/rig");
@@ -274,7 +274,7 @@ fn spawn_primes_claude_which_works_through_gt_to_done_and_its_commit_lands_on_or
         spawned.screen()
     );
 
-    crate::common::check_done_lands(&env, &id);
+    crate::agent_tier::check_done_lands(&env, &id);
 }
 
 /// A polecat spawned by `gt spawn` with the `claude` preset.
@@ -353,11 +353,11 @@ fn spawn_claude(
             "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
         });
     });
-    crate::common::start_tmux_server_elsewhere(
+    crate::agent_tier::start_tmux_server_elsewhere(
         env,
         &[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")],
     );
-    let v = crate::common::spawn_runtime_with(env, bin, issue, args);
+    let v = crate::agent_tier::spawn_runtime_with(env, bin, issue, args);
     Spawned {
         session: v["session"].as_str().unwrap().to_string(),
         ready: v["ready"].as_str().unwrap().to_string(),
@@ -383,15 +383,15 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
         input: String::new(),
     });
     // An hour of silence by the clock, but the turn is still running: no nudge.
-    let later = crate::common::an_hour_later();
-    crate::common::patrol_sees_busy(&env, &later);
+    let later = crate::agent_tier::an_hour_later();
+    crate::agent_tier::patrol_sees_busy(&env, &later);
 
     // Once the turn is over it is silent at its prompt: the nudge is typed
     // and reaches the model once, as the next turn.
     spawned.wait_screen(&Screen::Ready {
         input: String::new(),
     });
-    crate::common::patrol_nudges(&env, &later, || spawned.turn(&model, 2));
+    crate::agent_tier::patrol_nudges(&env, &later, || spawned.turn(&model, 2));
     assert_eq!(model.turns().len(), 2);
 }
 
@@ -463,7 +463,7 @@ fn a_start_blocked_by_a_dialog_is_reported_and_nothing_is_typed_into_it() {
     // the Witness, once.
     let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
     assert_eq!(spawned.ready, "blocked");
-    crate::common::check_blocked(
+    crate::agent_tier::check_blocked(
         &env,
         Preset::Claude,
         &spawned.session,
@@ -490,7 +490,7 @@ fn a_claude_that_cannot_start_is_reported_with_its_output_and_backed_off() {
         &["--agent", "claude --no-such-flag"],
     );
     assert_eq!(spawned.ready, "ended", "{:?}", spawned.reason);
-    crate::common::check_quick_death(&env, 1, "no-such-flag");
+    crate::agent_tier::check_quick_death(&env, 1, "no-such-flag");
     assert_eq!(model.turns().len(), 0, "nothing reached the model");
 }
 
@@ -504,7 +504,7 @@ fn a_claude_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resum
     let model = Model::start(crate::model::to_handoff());
     let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
     assert_eq!(spawned.ready, "ready", "{:?}", spawned.reason);
-    crate::common::check_handoff_cycle(&env, &bin, &id, &spawned.session, |n| {
+    crate::agent_tier::check_handoff_cycle(&env, &bin, &id, &spawned.session, |n| {
         spawned.turn(&model, n)
     });
     assert_eq!(model.turns().len(), 5);
@@ -530,14 +530,14 @@ fn inject_onto_text_typed_into_a_busy_claude_types_nothing_and_its_turn_goes_on(
     // Typed while busy and not submitted: the footer's `esc to interrupt`
     // gives way to it, the spinner stays; a line typed now would be glued on.
     let left = "half a thought";
-    crate::common::send_keys(&spawned.session, &["-l", left]);
+    crate::agent_tier::send_keys(&spawned.session, &["-l", left]);
     spawned.wait_screen(&busy(left));
-    crate::common::inject_is_refused_onto(&env, left);
+    crate::agent_tier::inject_is_refused_onto(&env, left);
     assert_eq!(spawned.read(), busy(left));
 
     // Cleared, a line typed while busy is queued (the box then shows a dim
     // hint, which is no input); the turn was not cancelled.
-    crate::common::send_keys(&spawned.session, &["C-u"]);
+    crate::agent_tier::send_keys(&spawned.session, &["C-u"]);
     spawned.wait_screen(&busy(""));
     let line = "line typed once the box was cleared";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");

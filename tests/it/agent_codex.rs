@@ -2,7 +2,7 @@
 //! `codex` preset in tmux on the town's private socket, against the scripted
 //! model server (the AI model's test double, tests/it/model.rs) speaking the
 //! Responses API on 127.0.0.1. The CLI is looked up in `GT_TEST_AGENT_DIR`
-//! (see [`crate::common::agent_runtime`]); without it the tier skips, except
+//! (see [`crate::agent_tier::agent_runtime`]); without it the tier skips, except
 //! under `CI=true`, where it fails saying why.
 
 use std::path::{Path, PathBuf};
@@ -16,9 +16,9 @@ use crate::model::{Model, Request, Turn};
 /// The longest the CLI may take to start, and a turn to reach the model.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The CLI's directory, if it runs (see [`crate::common::agent_runtime`]).
+/// The CLI's directory, if it runs (see [`crate::agent_tier::agent_runtime`]).
 fn codex_bin_dir() -> Option<PathBuf> {
-    crate::common::agent_runtime("codex", "@openai/codex")
+    crate::agent_tier::agent_runtime("codex", "@openai/codex")
 }
 
 /// A polecat `r/Nux` started by `gt spawn` with the `codex` preset.
@@ -66,14 +66,14 @@ impl Codex {
                 "GIT_COMMITTER_NAME": "Nux", "GIT_COMMITTER_EMAIL": "nux@example.invalid",
             });
         });
-        crate::common::start_tmux_server_elsewhere(
+        crate::agent_tier::start_tmux_server_elsewhere(
             env,
             &[
                 ("CODEX_HOME", "/nonexistent"),
                 ("GT_TEST_CODEX_KEY", "wrong"),
             ],
         );
-        let spawned = crate::common::spawn_runtime_with(env, bin, issue, args);
+        let spawned = crate::agent_tier::spawn_runtime_with(env, bin, issue, args);
         assert_eq!(
             spawned["ready"],
             ready,
@@ -211,7 +211,7 @@ fn spawn_starts_codex_unattended_in_its_clone_and_its_work_through_gt_done_lands
     // No trust dialog in the clone: the first prompt is the first turn, and
     // names the issue; the instructions gastown wrote (AGENTS.md) came
     // along; it worked through gt to done.
-    let first = crate::common::check_to_done(&env, &id, |n| codex.turn(&model, n));
+    let first = crate::agent_tier::check_to_done(&env, &id, |n| codex.turn(&model, n));
     first.assert_once("# AGENTS.md instructions for ");
     codex.shows(&model, "Done: reported to my Witness.");
     codex.ready(&model);
@@ -236,7 +236,7 @@ fn spawn_starts_codex_unattended_in_its_clone_and_its_work_through_gt_done_lands
     assert!(own.contains(&trust), "{own}");
     assert!(!codex.home.join("codex/packages").exists());
     assert_eq!(snapshot(&codex.user), before);
-    crate::common::check_done_lands(&env, &id);
+    crate::agent_tier::check_done_lands(&env, &id);
 }
 
 #[test]
@@ -248,7 +248,9 @@ fn codex_that_hands_off_is_stopped_after_the_grace_and_its_next_session_resumes_
     let id = env.issue("r", "Fix the frobnicator");
     let model = Model::start(crate::model::to_handoff());
     let codex = Codex::spawn(&env, &bin, &model, &rig, &id);
-    crate::common::check_handoff_cycle(&env, &bin, &id, &codex.session, |n| codex.turn(&model, n));
+    crate::agent_tier::check_handoff_cycle(&env, &bin, &id, &codex.session, |n| {
+        codex.turn(&model, n)
+    });
     assert_eq!(model.turns().len(), 5);
 }
 
@@ -323,7 +325,7 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
 
     // A person typed into the box and went away: the text is not dim, as
     // the hint is, so it is read as input (and the hint never is, above).
-    let keys = |k: &[&str]| crate::common::send_keys(&codex.session, k);
+    let keys = |k: &[&str]| crate::agent_tier::send_keys(&codex.session, k);
     let left = "half a thought";
     keys(&["-l", left]);
     let typed = Screen::Ready {
@@ -332,7 +334,7 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
     codex.wait(&model, "the typed text in the box", || {
         (codex.screen() == typed).then_some(())
     });
-    crate::common::inject_is_refused_onto(&env, left);
+    crate::agent_tier::inject_is_refused_onto(&env, left);
     assert_eq!(codex.screen(), typed);
 
     // Cleared, the box takes the line, which reaches the model alone.
@@ -359,15 +361,15 @@ fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on()
     // Typed while busy and not queued: still in the box, so a line typed
     // now would be glued onto it.
     let left = "half a thought";
-    crate::common::send_keys(&codex.session, &["-l", left]);
+    crate::agent_tier::send_keys(&codex.session, &["-l", left]);
     codex.wait(&model, "busy with the typed text", || {
         (codex.screen() == busy(left)).then_some(())
     });
-    crate::common::inject_is_refused_onto(&env, left);
+    crate::agent_tier::inject_is_refused_onto(&env, left);
     assert_eq!(codex.screen(), busy(left));
 
     // Cleared, a line typed while busy is queued; the turn was not cancelled.
-    crate::common::send_keys(&codex.session, &["C-u"]);
+    crate::agent_tier::send_keys(&codex.session, &["C-u"]);
     codex.wait(&model, "busy with an empty box", || {
         (codex.screen() == busy("")).then_some(())
     });
@@ -391,14 +393,14 @@ fn a_slow_codex_turn_is_not_nudged_and_a_nudge_at_its_ready_prompt_reaches_the_m
     });
     // Codex runs no hooks, so its heartbeat is silent for an hour by the
     // clock; its screen shows the turn in progress: not nudged.
-    let later = crate::common::an_hour_later();
-    crate::common::patrol_sees_busy(&env, &later);
+    let later = crate::agent_tier::an_hour_later();
+    crate::agent_tier::patrol_sees_busy(&env, &later);
 
     // Silent at its prompt once the turn is over: the nudge is typed and
     // reaches the model once, as the next turn.
     codex.shows(&model, "Thought it through.");
     codex.ready(&model);
-    crate::common::patrol_nudges(&env, &later, || codex.turn(&model, 2));
+    crate::agent_tier::patrol_nudges(&env, &later, || codex.turn(&model, 2));
     assert_eq!(model.turns().len(), 2);
 }
 
@@ -419,7 +421,7 @@ fn a_codex_that_cannot_start_is_reported_with_its_output_and_backed_off() {
         &["--agent", "codex --no-such-flag"],
         "ended",
     );
-    crate::common::check_quick_death(&env, 2, "--no-such-flag");
+    crate::agent_tier::check_quick_death(&env, 2, "--no-such-flag");
     assert_eq!(model.turns().len(), 0, "nothing reached the model");
 }
 
@@ -448,7 +450,7 @@ fn a_codex_start_blocked_by_its_trust_dialog_is_reported_and_nothing_is_typed_in
         &["--agent", &agent],
         "blocked",
     );
-    crate::common::check_blocked(
+    crate::agent_tier::check_blocked(
         &env,
         Preset::Codex,
         &codex.session,

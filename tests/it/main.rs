@@ -3,6 +3,7 @@
 
 mod agent_claude;
 mod agent_codex;
+mod agent_tier;
 mod beads;
 mod common;
 mod confine;
