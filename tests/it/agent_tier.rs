@@ -113,11 +113,7 @@ pub fn check_to_done(
         "Your issue: {id} Fix the frobnicator [in_progress]"
     ));
     turn(3).assert_once("r/Nux: done sent to r/witness");
-    let done: Vec<Value> = env
-        .inbox("r/witness")
-        .into_iter()
-        .filter(|m| m["type"] == "done")
-        .collect();
+    let done = env.inbox_of("r/witness", "done");
     assert_eq!(done.len(), 1, "{done:?}");
     assert_eq!(done[0]["from"], "r/Nux");
     assert_eq!(done[0]["generation"], 1);
@@ -179,11 +175,7 @@ pub fn check_handoff_cycle(
     turn(2).assert_once(&format!("Your issue: {id} Fix the frobnicator"));
     let asked = "requested a fresh session (requesting_cycle in ";
     turn(3).assert_once(asked);
-    let notes: Vec<Value> = env
-        .inbox("r/polecats/Nux")
-        .into_iter()
-        .filter(|m| m["type"] == "handoff")
-        .collect();
+    let notes = env.inbox_of("r/polecats/Nux", "handoff");
     assert_eq!(notes.len(), 1, "{notes:?}");
     let note = &notes[0];
     assert_eq!(

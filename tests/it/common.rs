@@ -280,6 +280,11 @@ impl TestEnv {
         jsonl(&self.inbox_path(home))
     }
 
+    /// The messages of type `kind` in an agent's inbox.
+    pub fn inbox_of(&self, home: impl AsRef<Path>, kind: &str) -> Vec<Value> {
+        mail(&self.inbox_path(home), kind)
+    }
+
     /// Create an issue in `rig`'s tracker; returns its id.
     pub fn issue(&self, rig: &str, title: &str) -> String {
         let out = self.ok("gt", &["issue", "--rig", rig, "create", title, "--json"]);
@@ -554,6 +559,14 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
     edit(&mut v);
     std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// The messages of type `kind` in inbox `path`.
+pub fn mail(path: &Path, kind: &str) -> Vec<Value> {
+    jsonl(path)
+        .into_iter()
+        .filter(|m| m["type"] == kind)
+        .collect()
 }
 
 /// Every line of a JSONL file, parsed (panics on a bad line; none if the file

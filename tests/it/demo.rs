@@ -1,19 +1,9 @@
 //! `gt demo` end to end: the README's main job must work as written, and each
 //! flow it shows is checked here from the files it leaves.
 
-use std::path::Path;
-
 use serde_json::Value;
 
-use crate::common::{TestEnv, git, jsonl, read_json};
-
-/// The messages of type `kind` in inbox `path`.
-fn mail(path: &Path, kind: &str) -> Vec<Value> {
-    jsonl(path)
-        .into_iter()
-        .filter(|m| m["type"] == kind)
-        .collect()
-}
+use crate::common::{TestEnv, git, jsonl, mail, read_json};
 
 #[test]
 fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
@@ -211,17 +201,17 @@ fn demo_works_an_epic_and_each_other_flow_and_leaves_the_files_to_show_it() {
             .iter()
             .all(|m| m["entry"] == entry["id"] && m["hook"] == "before_merge")
     );
-    let replies: Vec<(Value, Value, Value)> = jsonl(&town.join("demo/refinery/mail/inbox.jsonl"))
-        .into_iter()
-        .filter(|m| m["type"] == "verdict")
-        .map(|m| {
-            (
-                m["reply_to"].clone(),
-                m["verdict"].clone(),
-                m["reason"].clone(),
-            )
-        })
-        .collect();
+    let replies: Vec<(Value, Value, Value)> =
+        mail(&town.join("demo/refinery/mail/inbox.jsonl"), "verdict")
+            .into_iter()
+            .map(|m| {
+                (
+                    m["reply_to"].clone(),
+                    m["verdict"].clone(),
+                    m["reason"].clone(),
+                )
+            })
+            .collect();
     assert_eq!(
         replies,
         [

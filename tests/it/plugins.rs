@@ -332,11 +332,7 @@ mod merge_oracle {
                 "{out}"
             );
         }
-        let mayor: Vec<Value> = env
-            .inbox("mayor")
-            .into_iter()
-            .filter(|m| m["type"] == "escalation")
-            .collect();
+        let mayor = env.inbox_of("mayor", "escalation");
         assert_eq!(mayor.len(), 1, "{mayor:?}");
         assert_eq!(
             mayor[0]["subject"],
@@ -395,7 +391,7 @@ mod review_oracle {
     use std::io::Write;
     use std::path::Path;
 
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::exchange::{StandIn, finish, queued, refinery};
     use crate::common::*;
@@ -507,11 +503,7 @@ mod review_oracle {
         assert!(!unread.contains(reply["id"].as_str().unwrap()), "{unread}");
         // Sent back like a failed merge: the polecat and the witness are told.
         for to in ["r/polecats/Nux", "r/witness"] {
-            let mail: Vec<Value> = env
-                .inbox(to)
-                .into_iter()
-                .filter(|m| m["type"] == "merge_failed")
-                .collect();
+            let mail = env.inbox_of(to, "merge_failed");
             assert_eq!(mail.len(), 1, "{to}: {mail:?}");
             assert_eq!(mail[0]["subject"], "merge rejected: r/Nux (polecat/Nux)");
             assert!(

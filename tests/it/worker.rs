@@ -187,11 +187,7 @@ fn done_is_refused_until_the_clone_is_clean_and_has_a_commit_then_tells_the_witn
         String::from_utf8_lossy(&out.stderr)
     );
     let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let done: Vec<serde_json::Value> = env
-        .inbox(&witness)
-        .into_iter()
-        .filter(|m| m["type"] == "done")
-        .collect();
+    let done = env.inbox_of(&witness, "done");
     assert_eq!(done.len(), 1, "{done:?}");
     assert_eq!(done[0]["id"], sent["id"]);
     assert_eq!(done[0]["from"], "r/Nux");
