@@ -73,7 +73,11 @@ impl Home {
             && crate::confine::metadata(&path)
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
         {
-            return Ok(AgentState::new(Role::Plugin));
+            // A bare plugin directory: idle, and never written, so no age.
+            return Ok(AgentState {
+                updated_at: None,
+                ..AgentState::new(Role::Plugin)
+            });
         }
         fsio::read_json(&path)
     }

@@ -23,8 +23,13 @@ fn a_bare_directory_is_a_plugin_that_receives_mail() {
     ))
     .unwrap();
     assert_eq!(
-        (row["status"].as_str(), &row["error"]),
-        (Some("idle"), &serde_json::Value::Null)
+        (row["status"].as_str(), &row["error"], &row["state_age_s"]),
+        (
+            Some("idle"),
+            &serde_json::Value::Null,
+            // No state.json was ever written: it has no age.
+            &serde_json::Value::Null
+        )
     );
     assert!(!dir.join("mail").exists());
     let out = env.ok(
