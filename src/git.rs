@@ -296,6 +296,44 @@ pub fn default_branch(dir: &Path, remote: &str) -> Result<String> {
         })
 }
 
+/// The branch a fresh clone of `url` at `clone` checked out: origin's HEAD,
+/// which every landing and new polecat branch starts from. An origin whose
+/// HEAD names a branch it does not have (`git init --bare`'s `master` with
+/// only `main` pushed), or that has no branch at all, is refused here, before
+/// a rig is made on an unborn checkout.
+pub fn checked_out_default(clone: &Path, url: &str) -> Result<String> {
+    if let Ok(branch) = default_branch(clone, "origin") {
+        return Ok(branch);
+    }
+    let names = run(Some(clone), &["symbolic-ref", "--short", "HEAD"]).unwrap_or_default();
+    let branches = run(
+        Some(clone),
+        &["for-each-ref", "--format=%(refname:strip=3)", "refs/remotes/origin"],
+    )?;
+    let branches: Vec<&str> = branches.lines().filter(|b| *b != "HEAD").collect();
+    let Some(first) = branches
+        .iter()
+        .find(|b| **b == "main")
+        .or(branches.first())
+    else {
+        return Err(Error::invalid(format!(
+            "{url}: has no branch yet; push a first commit to it"
+        )));
+    };
+    // The fix is a command only where origin is a directory here.
+    let fix = if Path::new(url).is_dir() {
+        format!("git --git-dir={url} symbolic-ref HEAD refs/heads/{first}")
+    } else {
+        format!("make {first} its default branch where it is hosted")
+    };
+    Err(Error::invalid(format!(
+        "{url}: its HEAD names branch {:?}, which it does not have (it has: {}); \
+         point HEAD at one: {fix}",
+        names.trim(),
+        branches.join(", ")
+    )))
+}
+
 /// The commit branch `branch` of `remote` points at now, asked over the network
 /// without fetching (nothing is written).
 pub fn remote_branch(dir: &Path, remote: &str, branch: &str) -> Result<Option<Oid>> {

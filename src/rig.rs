@@ -349,6 +349,7 @@ fn build(dir: &Path, name: &str, git_url: &str, prefix: &str) -> Result<()> {
         .create()?;
     }
     crate::git::clone(git_url, &dir.join("refinery/rig"))?;
+    crate::git::checked_out_default(&dir.join("refinery/rig"), git_url)?;
     crate::git::clone(git_url, &dir.join("mayor/rig"))?;
     Ok(())
 }

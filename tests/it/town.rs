@@ -1,6 +1,6 @@
 //! `gt install`, `gt rig add`, discovery and the read-only views.
 
-use crate::common::{TestEnv, read_json};
+use crate::common::{TestEnv, git, read_json};
 
 #[test]
 fn install_creates_the_town_tree_and_is_idempotent() {
@@ -102,7 +102,25 @@ fn rig_add_failures_leave_nothing_behind() {
     env.add_rig("wyv");
     let before = std::fs::read(env.town.join("config/rigs.json")).unwrap();
     let missing = env.path().join("nope.git");
+    // Origins a landing could not start from: HEAD names a branch that is
+    // not there (git init --bare's master, only main pushed), no branch at all.
+    let dangling = env.bare_origin("dangling");
+    git(&dangling, &["symbolic-ref", "HEAD", "refs/heads/master"]);
+    let empty = env.path().join("empty.git");
+    git(env.path(), &["init", "-q", "--bare", empty.to_str().unwrap()]);
     let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["other".into(), dangling.display().to_string()],
+            format!(
+                "gt: {0}: its HEAD names branch \"master\", which it does not have (it has: main); \
+                 point HEAD at one: git --git-dir={0} symbolic-ref HEAD refs/heads/main",
+                dangling.display()
+            ),
+        ),
+        (
+            vec!["other".into(), empty.display().to_string()],
+            format!("gt: {}: has no branch yet; push a first commit to it", empty.display()),
+        ),
         (
             vec!["wyv".into(), missing.display().to_string()],
             "gt: rig \"wyv\" already exists in".into(),
