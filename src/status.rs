@@ -89,6 +89,8 @@ pub struct AgentRow {
     /// The dialog a live session's runtime waits at (`blocked` in its state)
     /// and what to do about it.
     pub blocked: Option<Blocked>,
+    /// The issue it works on: none while idle or asleep (`state.json` keeps
+    /// the last one, which is not its work any more).
     pub issue: Option<String>,
     pub session: Option<String>,
     /// Whether the recorded session runs; null when none is recorded.
@@ -182,7 +184,9 @@ impl Facts {
             role: self.role.clone(),
             status,
             blocked,
-            issue: state.and_then(|s| s.issue.clone()),
+            issue: state
+                .filter(|s| !matches!(s.status, Status::Idle | Status::Asleep))
+                .and_then(|s| s.issue.clone()),
             session_age_s: state
                 .filter(|s| s.session.is_some())
                 .and_then(|s| s.started_at)

@@ -28,7 +28,7 @@ fn agent<'a>(report: &'a Value, address: &str) -> &'a Value {
 fn a_session_killed_behind_gastowns_back_shows_as_dead() {
     let env = TestEnv::new();
     let rig = env.add_rig("r");
-    env.spawn_sleeper("r", "work");
+    let issue = env.spawn_sleeper("r", "work");
     let live = status(&env);
     let nux = agent(&live, "r/Nux");
     assert_eq!(
@@ -73,8 +73,17 @@ fn a_session_killed_behind_gastowns_back_shows_as_dead() {
     let text = env.ok("gt", &["status"]);
     let row = text.lines().find(|l| l.starts_with("r/Nux")).unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cells[..4], ["r/Nux", "polecat", "idle", "ended"], "{text}");
-    assert_eq!(agent(&status(&env), "r/Nux")["session_alive"], false);
+    // The dead row named its issue; the idle one names none, though
+    // state.json keeps it.
+    assert_eq!(cells[4], "-", "{text}");
+    assert_eq!(agent(&dead, "r/Nux")["issue"], issue.as_str());
+    let idle = status(&env);
+    let nux = agent(&idle, "r/Nux");
+    assert_eq!(
+        (&nux["session_alive"], &nux["issue"]),
+        (&Value::Bool(false), &Value::Null)
+    );
+    assert_eq!(env.state(rig.join("polecats/Nux"))["issue"], issue.as_str());
 }
 
 #[test]
