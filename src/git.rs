@@ -308,14 +308,14 @@ pub fn checked_out_default(clone: &Path, url: &str) -> Result<String> {
     let names = run(Some(clone), &["symbolic-ref", "--short", "HEAD"]).unwrap_or_default();
     let branches = run(
         Some(clone),
-        &["for-each-ref", "--format=%(refname:strip=3)", "refs/remotes/origin"],
+        &[
+            "for-each-ref",
+            "--format=%(refname:strip=3)",
+            "refs/remotes/origin",
+        ],
     )?;
     let branches: Vec<&str> = branches.lines().filter(|b| *b != "HEAD").collect();
-    let Some(first) = branches
-        .iter()
-        .find(|b| **b == "main")
-        .or(branches.first())
-    else {
+    let Some(first) = branches.iter().find(|b| **b == "main").or(branches.first()) else {
         return Err(Error::invalid(format!(
             "{url}: has no branch yet; push a first commit to it"
         )));

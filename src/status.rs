@@ -260,11 +260,17 @@ pub fn escalations(town: &Town) -> Vec<Escalation> {
 }
 
 /// A note for the overseer when escalations wait in the Mayor's inbox and no
-/// Mayor session runs to read them: nobody else will hear of them.
+/// Mayor session runs to read them: nobody else will hear of them. One the
+/// daemon forwarded to the overseer is heard already (its own mail).
 pub fn unheard_escalations(town: &Town) -> Option<String> {
+    let overseer = town.home(&Address::Overseer).ok()?;
+    let forwarded = |id: &str| {
+        crate::mail::find(&overseer, &crate::daemon::forward::forward_id(id))
+            .is_ok_and(|m| m.is_some())
+    };
     let waiting = escalations(town)
         .into_iter()
-        .filter(|e| e.to == "mayor")
+        .filter(|e| e.to == "mayor" && !forwarded(&e.id))
         .count();
     let mayor = town.home(&Address::Mayor).ok()?;
     let live = mayor.state().is_ok_and(|s| crate::session::state_alive(&s));

@@ -15,7 +15,7 @@ use crate::mail::{self, Message};
 use crate::town::Town;
 
 /// The forward's id for escalation `id`.
-fn forward_id(id: &str) -> String {
+pub(crate) fn forward_id(id: &str) -> String {
     format!("fwd-{id}")
 }
 

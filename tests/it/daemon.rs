@@ -495,6 +495,15 @@ fn escalations_unread_too_long_are_forwarded_to_the_overseer_once() {
         "Unread in the Mayor's inbox for 1200s (escalation_forward_after 900s); forwarded by the daemon.\nFrom: r/witness\nSent: 2026-11-25T08:40:00Z\nRead it there with: gt inbox --as mayor\n\nhelp"
     );
 
+    // The overseer's note counts only what it has not been sent: the one
+    // forwarded is in its own inbox, the newer one is not.
+    let note =
+        |env: &TestEnv| String::from_utf8_lossy(&env.run("gt", &["inbox"]).stderr).into_owned();
+    assert_eq!(
+        note(&env),
+        "gt: the Mayor has 1 unread escalation(s) and no live session; read them with: gt inbox --as mayor\n"
+    );
+
     // Once: not again, even after the overseer read it (and archived it).
     assert_eq!(
         forwarded(&tick(&env, Some(crate::common::NOW))),
@@ -515,6 +524,8 @@ fn escalations_unread_too_long_are_forwarded_to_the_overseer_once() {
         .map(|m| m["id"].clone())
         .collect();
     assert_eq!(ids, [Value::from(format!("fwd-{new}"))]);
+    // Both are forwarded, one read and archived: nothing is unheard.
+    assert_eq!(note(&env), "");
 
     // "off": never; a bad value names the field.
     let third = env.escalate("2026-11-25T08:00:00Z", "stuck: r/Max");

@@ -107,7 +107,10 @@ fn rig_add_failures_leave_nothing_behind() {
     let dangling = env.bare_origin("dangling");
     git(&dangling, &["symbolic-ref", "HEAD", "refs/heads/master"]);
     let empty = env.path().join("empty.git");
-    git(env.path(), &["init", "-q", "--bare", empty.to_str().unwrap()]);
+    git(
+        env.path(),
+        &["init", "-q", "--bare", empty.to_str().unwrap()],
+    );
     let cases: Vec<(Vec<String>, String)> = vec![
         (
             vec!["other".into(), dangling.display().to_string()],
@@ -119,7 +122,10 @@ fn rig_add_failures_leave_nothing_behind() {
         ),
         (
             vec!["other".into(), empty.display().to_string()],
-            format!("gt: {}: has no branch yet; push a first commit to it", empty.display()),
+            format!(
+                "gt: {}: has no branch yet; push a first commit to it",
+                empty.display()
+            ),
         ),
         (
             vec!["wyv".into(), missing.display().to_string()],
