@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::session::sgr::Line;
 use crate::town::Town;
 
 /// A runtime gastown knows how to drive (`"agent"` in town.json or a rig's config.json).
@@ -132,37 +133,35 @@ impl Preset {
     /// prompt, and Codex shows an input box before it takes it
     /// (protocol/agents.md). Taken once it shows above the input box; for
     /// Codex also once its session header has scrolled away.
-    pub fn first_prompt_taken(self, lines: &[String]) -> bool {
-        let lines = text(lines);
+    pub fn first_prompt_taken(self, lines: &[Line]) -> bool {
         let prompts = |mark: char| {
             lines
                 .iter()
-                .filter(|l| l.trim_start().starts_with(mark))
+                .filter(|l| l.text.trim_start().starts_with(mark))
                 .count()
         };
         match self {
             Preset::Claude => prompts('❯') >= 2,
             Preset::Codex => {
-                prompts('›') >= 2 || !lines.iter().any(|l| l.contains(">_ OpenAI Codex"))
+                prompts('›') >= 2 || !lines.iter().any(|l| l.text.contains(">_ OpenAI Codex"))
             }
             Preset::Custom => true,
         }
     }
 
-    /// Read the pane's `lines`: the visible screen, as
-    /// [`crate::session::capture_styled`] gives it (escape sequences kept;
-    /// lines without any read as plain text).
-    pub fn screen(self, lines: &[String]) -> Screen {
+    /// Read the pane's `lines`: the visible screen as
+    /// [`crate::session::capture_styled`] gives it.
+    pub fn screen(self, lines: &[Line]) -> Screen {
         match self {
-            Preset::Claude => claude_screen(&crate::session::sgr::parse(lines)),
-            Preset::Codex => codex_screen(&crate::session::sgr::parse(lines)),
+            Preset::Claude => claude_screen(lines),
+            Preset::Codex => codex_screen(lines),
             Preset::Custom => Screen::Unknown,
         }
     }
 }
 
 /// Claude Code's screen (protocol/agents.md, "Ready screen", "Busy screen").
-fn claude_screen(lines: &[crate::session::sgr::Line]) -> Screen {
+fn claude_screen(lines: &[Line]) -> Screen {
     let plain: Vec<String> = lines.iter().map(|l| l.text.clone()).collect();
     if let Some(d) = dialog(&plain, "Enter to confirm · Esc to cancel") {
         return d;
@@ -188,8 +187,8 @@ fn claude_screen(lines: &[crate::session::sgr::Line]) -> Screen {
 /// it: its line and its text; `None` without one. A hint in the box (`Press
 /// up to edit queued messages`) is drawn dim but for its first character,
 /// which holds the cursor: it is not input.
-fn claude_input(lines: &[crate::session::sgr::Line]) -> Option<(usize, String)> {
-    let rule = |l: &crate::session::sgr::Line| l.text.trim_start().starts_with("──");
+fn claude_input(lines: &[Line]) -> Option<(usize, String)> {
+    let rule = |l: &Line| l.text.trim_start().starts_with("──");
     let boxed = |t: &str| {
         t.trim_start()
             .strip_prefix('❯')
@@ -234,7 +233,7 @@ fn claude_spinner(above: &[String]) -> bool {
 /// the last line starting with a `›` that is not dim (a submitted prompt's
 /// is), and holds a hint drawn dim when empty: the input is its text that is
 /// not dim. Footer `? for shortcuts` shows only while the box is empty.
-fn codex_screen(lines: &[crate::session::sgr::Line]) -> Screen {
+fn codex_screen(lines: &[Line]) -> Screen {
     let plain: Vec<String> = lines.iter().map(|l| l.text.clone()).collect();
     // The trust dialog, and the review of new hooks (protocol/agents.md).
     if let Some(d) = dialog(&plain, "enter continue · esc back")
@@ -265,13 +264,6 @@ fn codex_screen(lines: &[crate::session::sgr::Line]) -> Screen {
 }
 
 /// `lines` (captured with escape sequences) as plain text.
-fn text(lines: &[String]) -> Vec<String> {
-    crate::session::sgr::parse(lines)
-        .into_iter()
-        .map(|l| l.text)
-        .collect()
-}
-
 /// A dialog whose key line is `keys`: its first non-blank lines, for the report.
 fn dialog(lines: &[String], keys: &str) -> Option<Screen> {
     let at = lines.iter().position(|l| l.contains(keys))?;
@@ -636,8 +628,8 @@ fn shell_quote(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn lines(s: &str) -> Vec<String> {
-        s.lines().map(str::to_string).collect()
+    fn lines(s: &str) -> Vec<Line> {
+        crate::session::sgr::parse(&s.lines().collect::<Vec<_>>())
     }
 
     const RULE: &str = "────────────────────────────────────────";

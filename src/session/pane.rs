@@ -69,13 +69,15 @@ pub fn capture(id: &str, last: Option<usize>) -> Result<Vec<String>> {
     Ok(tail(&snap.lines, from))
 }
 
-/// The visible screen of session `id`'s pane as drawn: its lines with their
-/// escape sequences (`capture-pane -e`, read with [`super::sgr`]), for what
-/// only attributes tell (a dim hint from typed text).
-pub fn capture_styled(id: &str) -> Result<Vec<String>> {
+/// The visible screen of session `id`'s pane as drawn, read once with
+/// [`super::sgr`] from `capture-pane -e`, for what only attributes tell (a
+/// dim hint from typed text).
+pub fn capture_styled(id: &str) -> Result<Vec<super::sgr::Line>> {
     let pane = Pane::of(id).map_err(|e| e.context("cannot capture"))?;
     let snap = pane.snapshot_with(true)?;
-    Ok(snap.lines[snap.history.min(snap.lines.len())..].to_vec())
+    Ok(super::sgr::parse(
+        &snap.lines[snap.history.min(snap.lines.len())..],
+    ))
 }
 
 /// Type `command` into session `id` (as [`inject`] does) and return the pane

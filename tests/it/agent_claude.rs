@@ -76,7 +76,7 @@ impl Tmux {
         let deadline = Instant::now() + WAIT;
         loop {
             let lines = self.screen();
-            if want(&Preset::Claude.screen(&self.capture(&["-e"]))) {
+            if want(&Preset::Claude.screen(&gastown::session::sgr::parse(&self.capture(&["-e"])))) {
                 return lines;
             }
             assert!(
