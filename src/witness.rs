@@ -680,7 +680,7 @@ fn dirty_summary(clone: &std::path::Path) -> String {
 fn silence(home: &Home, state: &crate::record::AgentState) -> Result<Duration> {
     let last = match home.last_sign_of_life(state) {
         Some(t) => t,
-        None => std::fs::metadata(home.state_path())
+        None => crate::confine::metadata(&home.state_path())
             .and_then(|m| m.modified())
             .map_err(|e| Error::io(&home.state_path(), e))
             .and_then(|t| {

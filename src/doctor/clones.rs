@@ -94,7 +94,8 @@ fn present(
     };
     out.push(Finding::error("clone", dir, msg).repair(ctx.fix, || {
         if exists {
-            std::fs::rename(dir, &aside).map_err(|e| crate::Error::io(dir, e))?;
+            crate::confine::rename(dir, &aside, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
+                .map_err(|e| crate::Error::io(dir, e))?;
         }
         git::clone(url, dir)?;
         if let Some(b) = branch {

@@ -4,6 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use super::{Ctx, Finding, Ran, wait};
+use crate::confine;
 use crate::error::Result;
 use crate::fsio::{self, BadLine};
 use crate::home::Home;
@@ -360,23 +361,23 @@ pub(super) fn queue(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
 pub(super) fn strays(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
     let root = ctx.town.root();
     let staging = root.join(".staging");
-    if let Ok(entries) = fs::read_dir(&staging) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if writer_alive(&name) {
-                continue;
-            }
-            out.push(
-                Finding::warning(
-                    "stray-staging",
-                    &e.path(),
-                    "left by an interrupted `gt rig add`",
-                )
-                .repair(ctx.fix, || {
-                    fs::remove_dir_all(e.path()).map_err(|err| crate::Error::io(&e.path(), err))
-                }),
-            );
+    // Confined: a `.staging` that is a link out of the town lists nothing
+    // (links_out reports it), so --fix never removes what it points at.
+    for name in confine::read_dir(&staging).unwrap_or_default() {
+        let path = staging.join(&name);
+        if writer_alive(&name.to_string_lossy()) {
+            continue;
         }
+        out.push(
+            Finding::warning(
+                "stray-staging",
+                &path,
+                "left by an interrupted `gt rig add`",
+            )
+            .repair(ctx.fix, || {
+                confine::remove_dir_all(&path).map_err(|err| crate::Error::io(&path, err))
+            }),
+        );
     }
     let walker = walkdir::WalkDir::new(root).into_iter().filter_entry(|e| {
         // Never descend into clones or the staging area.
@@ -397,7 +398,7 @@ pub(super) fn strays(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
                 "temp file of an interrupted atomic write",
             )
             .repair(ctx.fix, || {
-                fs::remove_file(e.path()).map_err(|err| crate::Error::io(e.path(), err))
+                confine::remove_file(e.path()).map_err(|err| crate::Error::io(e.path(), err))
             }),
         );
     }

@@ -92,7 +92,7 @@ pub fn failed(fed: &Federation, machine: &str, why: &str) -> Result<Backoff> {
 /// `machine` answered: no more waiting.
 pub fn reset(fed: &Federation, machine: &str) -> Result<()> {
     let path = fed.backoff(machine);
-    match std::fs::remove_file(&path) {
+    match crate::confine::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(crate::error::Error::io(&path, e))
         }

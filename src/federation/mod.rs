@@ -235,7 +235,7 @@ impl Federation {
 
     /// Seconds since `machine` last answered, if it ever did.
     pub fn last_seen_age_s(&self, machine: &str) -> Option<u64> {
-        std::fs::metadata(self.seen(machine))
+        crate::confine::metadata(&self.seen(machine))
             .and_then(|m| m.modified())
             .ok()
             .map(|t| t.elapsed().map_or(0, |d| d.as_secs()))

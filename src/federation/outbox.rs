@@ -82,7 +82,7 @@ fn id_of(line: &[u8]) -> Option<String> {
 
 /// Whether `machine` has mail waiting (a cheap look, no lock).
 pub fn has_mail(fed: &Federation, machine: &str) -> bool {
-    std::fs::metadata(fed.outbox(machine)).is_ok_and(|m| m.len() > 0)
+    crate::confine::metadata(&fed.outbox(machine)).is_ok_and(|m| m.len() > 0)
 }
 
 /// Send `machine`'s spool, a batch per round trip, until it is empty or a

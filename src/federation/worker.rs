@@ -137,13 +137,13 @@ pub fn list(town: &Town, rig: Option<&str>) -> Result<Vec<RemoteWorker>> {
 
 /// Sorted entry names of `dir` (with `suffix` removed, only those with it).
 fn names_in(dir: &std::path::Path, suffix: Option<&str>) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match crate::confine::read_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         r => r.map_err(|e| Error::io(dir, e))?,
     };
     let mut out: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
         .filter(|n| !n.starts_with('.'))
         .filter_map(|n| match suffix {
             Some(s) => n.strip_suffix(s).map(str::to_string),
@@ -163,7 +163,7 @@ fn save(town: &Town, w: &mut RemoteWorker) -> Result<()> {
 
 fn forget(town: &Town, w: &RemoteWorker) -> Result<()> {
     let path = record_path(town, &w.rig, &w.name);
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))
+    crate::confine::remove_file(&path).map_err(|e| Error::io(&path, e))
 }
 
 /// `gt spawn --machine <machine>`: claim the issue for
@@ -320,7 +320,7 @@ pub fn set_works_for(home: &Home, w: Option<&WorksFor>) -> Result<()> {
     let path = works_for_path(home);
     match w {
         Some(w) => fsio::write_json(&path, w),
-        None => match std::fs::remove_file(&path) {
+        None => match crate::confine::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
             _ => Ok(()),
         },

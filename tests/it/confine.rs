@@ -329,6 +329,36 @@ fn doctor_reports_every_link_that_leads_out() {
     assert_eq!(tree_hash(&t.outside), before);
 }
 
+/// `gt doctor --fix` repairs what is inside the town only: through a planted
+/// `.staging` link it removes no "stray" rig build, and through a linked
+/// polecat home it moves no "broken" clone aside.
+#[test]
+fn doctor_fix_changes_nothing_through_a_link() {
+    let t = Planted::new();
+    // Looks like a build left by a dead `gt rig add` (pid 4194305 is above
+    // any pid_max), and like a clone that is not a repository.
+    std::fs::create_dir_all(t.outside.join("dir/stale.4194305.1")).unwrap();
+    std::fs::write(t.outside.join("dir/stale.4194305.1/data"), "mine\n").unwrap();
+    std::fs::create_dir_all(t.outside.join("dir/rig")).unwrap();
+    std::fs::write(t.outside.join("dir/rig/notes"), "mine too\n").unwrap();
+    let staging = t.plant(".staging", "dir");
+    let home = t.plant("r/polecats/Nux", "dir");
+    let before = tree_hash(&t.outside);
+    let out = t.env.run("gt", &["doctor", "--fix"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for (link, target) in [&staging, &home] {
+        let line = format!(
+            "error: {}: a symlink to {}, out of the town; every tool refuses paths through it\n",
+            link.display(),
+            target.display()
+        );
+        assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("(fixed)"), "{stdout}");
+    assert_eq!(tree_hash(&t.outside), before, "{stdout}");
+}
+
 /// `gt heartbeat` (an agent's hook runs it on every tool call) does not touch
 /// a file outside the town through a planted heartbeat link.
 #[test]
