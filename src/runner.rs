@@ -59,15 +59,14 @@ pub fn hold(path: &Path, what: &str) -> Result<Running> {
 /// The pid of the process holding `path`, if one does (0 when its pid cannot
 /// be read). Never creates the file.
 pub fn holder(path: &Path) -> Option<u32> {
-    let file = confine::open(path, OFlag::O_RDONLY, 0).ok()?;
+    let mut file = confine::open(path, OFlag::O_RDONLY, 0).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
-        Err(std::fs::TryLockError::WouldBlock) => Some(
-            std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0),
-        ),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = std::io::Read::read_to_string(&mut file, &mut pid);
+            Some(pid.trim().parse().unwrap_or(0))
+        }
         Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
@@ -75,13 +74,18 @@ pub fn holder(path: &Path) -> Option<u32> {
 /// Stop the loop holding `path`: SIGTERM, then SIGKILL after `grace`; its pid,
 /// or `None` if nothing held it.
 pub fn stop(path: &Path, grace: std::time::Duration) -> Option<u32> {
-    use nix::sys::signal::{Signal, kill};
+    use nix::sys::signal::Signal;
     let pid = holder(path).filter(|p| *p > 0 && *p != std::process::id())?;
-    let target = nix::unistd::Pid::from_raw(pid as i32);
-    let _ = kill(target, Signal::SIGTERM);
-    if !crate::session::wait_exit(pid, grace) {
-        let _ = kill(target, Signal::SIGKILL);
-        crate::session::wait_exit(pid, grace);
+    let target = crate::session::Pidfd::open(pid)?;
+    // The pid was read from the file: if that loop ended and the pid went to
+    // another process before the open, the lock is no longer held by it.
+    if holder(path) != Some(pid) {
+        return None;
+    }
+    target.signal(Signal::SIGTERM);
+    if !target.wait(grace) {
+        target.signal(Signal::SIGKILL);
+        target.wait(grace);
     }
     Some(pid)
 }

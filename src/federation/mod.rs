@@ -228,7 +228,12 @@ impl Federation {
     pub fn mark_seen(&self, machine: &str) -> Result<()> {
         let path = self.seen(machine);
         fsio::ensure_dir(path.parent().expect("seen/ has a parent"))?;
-        let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let f = crate::confine::open(
+            &path,
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT,
+            0o644,
+        )
+        .map_err(|e| Error::io(&path, e))?;
         f.set_modified(std::time::SystemTime::now())
             .map_err(|e| Error::io(&path, e))
     }

@@ -219,22 +219,50 @@ pub fn wait(id: &str, timeout: std::time::Duration) -> bool {
 }
 
 /// Wait up to `timeout` for process `pid` (not necessarily our child) to exit,
-/// without polling: a pidfd becomes readable when the process ends.
+/// without polling; true if it has (or never was).
 pub(crate) fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
-    // SAFETY: plain syscalls on integers we own; the fd is closed below.
-    unsafe {
-        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as libc::c_int;
-        if fd < 0 {
-            return true; // no such process
-        }
+    Pidfd::open(pid).is_none_or(|p| p.wait(timeout))
+}
+
+/// A process held by its pidfd: signals and waits reach that process even
+/// if it ends and its pid is given to another one meanwhile.
+pub(crate) struct Pidfd(std::os::fd::OwnedFd);
+
+impl Pidfd {
+    /// `None` when no process `pid` runs.
+    pub(crate) fn open(pid: u32) -> Option<Pidfd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a plain syscall; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        // SAFETY: as above.
+        (fd >= 0).then(|| Pidfd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) }))
+    }
+
+    /// Wait up to `timeout` for it to end (its pidfd becomes readable); true if it has.
+    pub(crate) fn wait(&self, timeout: std::time::Duration) -> bool {
+        use std::os::fd::AsRawFd;
         let mut pfd = libc::pollfd {
-            fd,
+            fd: self.0.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        let n = libc::poll(&mut pfd, 1, ms);
-        libc::close(fd);
-        n > 0
+        // SAFETY: one valid pollfd for the length given.
+        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+    }
+
+    /// Send it `signal` (ignored once it has ended).
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on an fd we own; no siginfo.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                signal as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
     }
 }

@@ -81,6 +81,27 @@ impl Planted {
     }
 }
 
+impl Planted {
+    /// Run `gt <args>` (a doctor): it must exit 1 naming each of `links` as
+    /// leading out, and leave the outside as it was; its stdout.
+    fn doctor_reports(&self, args: &[&str], links: &[(PathBuf, PathBuf)]) -> String {
+        let before = tree_hash(&self.outside);
+        let out = self.env.run("gt", args);
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        for (link, target) in links {
+            let line = format!(
+                "error: {}: a symlink to {}, out of the town; every tool refuses paths through it\n",
+                link.display(),
+                target.display()
+            );
+            assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
+        }
+        assert_eq!(tree_hash(&self.outside), before, "gt {args:?}: {stdout}");
+        stdout
+    }
+}
+
 /// A hash of every name, type, link target, size, mtime and content under `dir`.
 fn tree_hash(dir: &Path) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -313,20 +334,8 @@ fn doctor_reports_every_link_that_leads_out() {
     ];
     // A link that stays inside is fine.
     std::os::unix::fs::symlink("../witness", t.rig.join("polecats/Nux/witness-link")).unwrap();
-    let before = tree_hash(&t.outside);
-    let out = t.env.run("gt", &["doctor"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    for (link, target) in &planted {
-        let line = format!(
-            "error: {}: a symlink to {}, out of the town; every tool refuses paths through it\n",
-            link.display(),
-            target.display()
-        );
-        assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
-    }
+    let stdout = t.doctor_reports(&["doctor"], &planted);
     assert!(!stdout.contains("witness-link"), "{stdout}");
-    assert_eq!(tree_hash(&t.outside), before);
 }
 
 /// `gt doctor --fix` repairs what is inside the town only: through a planted
@@ -343,20 +352,8 @@ fn doctor_fix_changes_nothing_through_a_link() {
     std::fs::write(t.outside.join("dir/rig/notes"), "mine too\n").unwrap();
     let staging = t.plant(".staging", "dir");
     let home = t.plant("r/polecats/Nux", "dir");
-    let before = tree_hash(&t.outside);
-    let out = t.env.run("gt", &["doctor", "--fix"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    for (link, target) in [&staging, &home] {
-        let line = format!(
-            "error: {}: a symlink to {}, out of the town; every tool refuses paths through it\n",
-            link.display(),
-            target.display()
-        );
-        assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
-    }
+    let stdout = t.doctor_reports(&["doctor", "--fix"], &[staging, home]);
     assert!(!stdout.contains("(fixed)"), "{stdout}");
-    assert_eq!(tree_hash(&t.outside), before, "{stdout}");
 }
 
 /// `gt heartbeat` (an agent's hook runs it on every tool call) does not touch
