@@ -325,7 +325,7 @@ fn outward_link(root: &Path, rel: &Path) -> Option<(PathBuf, PathBuf)> {
 
 /// `target` as seen from directory `dir`, `..` and `.` folded away (for a
 /// dangling link, which `canonicalize` cannot follow).
-fn resolve_lexically(dir: &Path, target: &Path) -> PathBuf {
+pub(crate) fn resolve_lexically(dir: &Path, target: &Path) -> PathBuf {
     let mut out = if target.is_absolute() {
         PathBuf::new()
     } else {

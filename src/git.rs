@@ -216,12 +216,50 @@ pub fn open(dir: &Path) -> Result<Repository> {
 
 /// Git works in a clone of the town only if its real path, and its `.git`'s,
 /// is inside the town (protocol/README.md, "Confinement"): git follows links
-/// by name, so this is a check at the moment of use.
-fn check_inside(dir: &Path) -> Result<()> {
-    for p in [dir.to_path_buf(), dir.join(".git")] {
-        crate::confine::check(&p).at(&p)?;
+/// by name, so this is a check at the moment of use. So are the repository
+/// a `.git` file names (`gitdir:`) and the common dir a linked work tree's
+/// repository names (`commondir`): git writes there too.
+pub fn check_inside(dir: &Path) -> Result<()> {
+    let dotgit = dir.join(".git");
+    for p in [dir, &dotgit] {
+        crate::confine::check(p).at(p)?;
+    }
+    if !crate::confine::is_confined(dir) {
+        return Ok(());
+    }
+    let mut repo = dotgit.clone();
+    if let Some(to) = pointer(&dotgit, "gitdir: ") {
+        inside(&dotgit, &to)?;
+        repo = to;
+    }
+    let commondir = repo.join("commondir");
+    if let Some(to) = pointer(&commondir, "") {
+        inside(&commondir, &to)?;
     }
     Ok(())
+}
+
+/// Where git pointer file `file` sends git (its first line after `prefix`,
+/// against `file`'s directory); `None` when it is not such a file.
+fn pointer(file: &Path, prefix: &str) -> Option<std::path::PathBuf> {
+    let text = crate::confine::read(file).ok()?;
+    let line = std::str::from_utf8(&text).ok()?.lines().next()?;
+    let to = line.strip_prefix(prefix)?.trim_end();
+    (!to.is_empty()).then(|| file.parent().unwrap_or(file).join(to))
+}
+
+/// Refuse pointer `file` unless `to` resolves inside `file`'s town.
+fn inside(file: &Path, to: &Path) -> Result<()> {
+    // Named with `..` folded; the resolution beneath the root decides.
+    let named = crate::confine::resolve_lexically(Path::new("/"), to);
+    if !crate::confine::is_confined(&named) {
+        return Err(Error::invalid(format!(
+            "{}: points git at {}, out of the town; refused",
+            file.display(),
+            named.display()
+        )));
+    }
+    crate::confine::check(to).at(file)
 }
 
 fn in_repo(dir: &Path, e: git2::Error) -> Error {

@@ -76,7 +76,10 @@ fn present(
     branch: Option<&str>,
     what: &str,
 ) -> bool {
-    if git::open(dir).is_ok() {
+    // A clone git would leave the town through (a `.git` file naming a
+    // repository outside) is as unusable as a broken one.
+    let refused = git::check_inside(dir).err();
+    if refused.is_none() && git::open(dir).is_ok() {
         return true;
     }
     let exists = std::fs::symlink_metadata(dir).is_ok();
@@ -84,7 +87,12 @@ fn present(
         "rig.broken.{}",
         crate::clock::now().strftime("%Y%m%dT%H%M%S")
     ));
-    let msg = if exists {
+    let msg = if let Some(e) = refused.filter(|_| exists) {
+        format!(
+            "{what} is refused ({e}); --fix moves it to {} and clones {url} afresh",
+            aside.display()
+        )
+    } else if exists {
         format!(
             "{what} is not a git repository; --fix moves it to {} and clones {url} afresh",
             aside.display()

@@ -263,6 +263,62 @@ fn a_polecats_clone() {
     assert_eq!(tree_hash(&t.outside), before);
 }
 
+/// A clone whose `.git` is a file naming a repository outside the town
+/// (`gitdir:`, as `git init --separate-git-dir` leaves it), or whose
+/// repository names an outside common dir (`commondir`), is refused before
+/// git runs there: git would write to that repository.
+#[test]
+fn a_clone_whose_git_file_points_out() {
+    for pointer in ["gitdir", "commondir"] {
+        let t = Planted::new();
+        let clone = t.rig.join("polecats/Nux/rig");
+        let outside_git = t.outside.join("clone/.git");
+        let file = if pointer == "gitdir" {
+            std::fs::remove_dir_all(clone.join(".git")).unwrap();
+            let line = format!("gitdir: {}\n", outside_git.display());
+            std::fs::write(clone.join(".git"), line).unwrap();
+            clone.join(".git")
+        } else {
+            // Relative, as git writes it: `..` out of the town.
+            let up = "../".repeat(clone.join(".git").components().count());
+            let line = format!("{up}{}\n", outside_git.display());
+            std::fs::write(clone.join(".git/commondir"), line).unwrap();
+            clone.join(".git/commondir")
+        };
+        let before = tree_hash(&t.outside);
+        let (code, err) = t.env.fails("gt-queue", &["add", "r", "Nux"]);
+        let refused = format!(
+            "{}: points git at {}, out of the town; refused",
+            file.display(),
+            outside_git.display()
+        );
+        assert_eq!(code, 2, "{pointer}: {err}");
+        assert!(
+            err.starts_with(&format!("gt-queue: {refused}")),
+            "{pointer}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(files(&t.rig, "pending").is_empty());
+
+        // The doctor names it; --fix moves the clone aside (inside the
+        // town) and clones afresh, and the outside is untouched.
+        let out = t.env.run("gt", &["doctor", "--fix"]);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            stdout.contains(&format!(
+                "{}: r/Nux's clone is refused ({refused}",
+                clone.display()
+            )),
+            "{stdout}"
+        );
+        assert!(
+            git(&clone, &["rev-parse", "--git-dir"]).trim() == ".git",
+            "{stdout}"
+        );
+        assert_eq!(tree_hash(&t.outside), before, "{pointer}");
+    }
+}
+
 #[test]
 fn tracker_polecats_and_staging() {
     let t = Planted::new();
