@@ -362,8 +362,14 @@ pub fn process_gone(pid: i32) -> bool {
 
 impl Drop for TestEnv {
     /// Each town has its own tmux socket; stop its server with the test.
+    /// First, whatever the town started and a test left running (a
+    /// process-backend session) is stopped as `gt stop --all` does: it would
+    /// outlive the test's temp dir.
     fn drop(&mut self) {
         if let Ok(root) = self.town.canonicalize() {
+            if let Ok(town) = gastown::town::Town::open(&root) {
+                let _ = gastown::stop::all(&town, None);
+            }
             let socket = gastown::session::tmux_socket(&root);
             let _ = Command::new("tmux")
                 .args(["-L", &socket, "kill-server"])
