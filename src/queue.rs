@@ -148,8 +148,15 @@ impl Entry {
     }
 
     /// The clone to merge from: recorded, else the polecat home's `rig/`.
+    /// A recorded clone outside the town is refused: an entry is a file any
+    /// agent can write, and the Refinery would merge (and push) from there.
     pub fn clone_dir(&self, town: &Town) -> Result<PathBuf> {
         match &self.clone {
+            Some(c) if !crate::confine::is_confined(c) => Err(Error::invalid(format!(
+                "clone {} is outside the town {}; refused",
+                c.display(),
+                town.root().display()
+            ))),
             Some(c) => Ok(c.clone()),
             None => Ok(town.root().join(self.address()?.rel_path()).join("rig")),
         }

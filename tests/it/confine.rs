@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::common::{TestEnv, git};
-use crate::queue::{files, rig_with_work};
+use crate::queue::{self, files, rig_with_work};
 
 /// A town with rig `r` and polecat `Nux` (one commit on its branch), and an
 /// outside directory holding what links will point at: a mail dir, a state
@@ -260,6 +260,44 @@ fn a_polecats_clone() {
             t.env.town.display()
         )
     );
+    assert_eq!(tree_hash(&t.outside), before);
+}
+
+/// A queue entry is a file any agent can write: one whose `clone` names a
+/// repository outside the town fails, and nothing is merged from there.
+#[test]
+fn a_queue_entry_naming_a_clone_outside() {
+    let t = Planted::new();
+    let outside_clone = t.outside.join("clone");
+    queue::commit(&outside_clone, "secret.txt", "from outside");
+    let entry = serde_json::json!({"id": "20261125T092000.000000Z-Nux", "rig": "r",
+        "polecat": "r/Nux", "branch": "polecat/Nux", "clone": outside_clone});
+    std::fs::create_dir_all(t.rig.join("refinery/queue/pending")).unwrap();
+    std::fs::write(
+        t.rig
+            .join("refinery/queue/pending/20261125T092000.000000Z-Nux.json"),
+        format!("{entry}\n"),
+    )
+    .unwrap();
+    let origin = t.env.path().join("r-origin.git");
+    let main_before = git(&origin, &["rev-parse", "main"]);
+    let before = tree_hash(&t.outside);
+    let out = t
+        .env
+        .ok("gt-refinery", &["process", "r", "--once", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["state"], &v["reason"]),
+        (
+            &serde_json::Value::from("failed"),
+            &serde_json::Value::from(format!(
+                "clone {} is outside the town {}; refused",
+                outside_clone.display(),
+                t.env.town.display()
+            ))
+        )
+    );
+    assert_eq!(git(&origin, &["rev-parse", "main"]), main_before);
     assert_eq!(tree_hash(&t.outside), before);
 }
 
