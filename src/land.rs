@@ -197,7 +197,28 @@ struct Target {
     head: Oid,
 }
 
+/// Refuse `branch` as work to land on `target` (origin's default branch): a
+/// name git would not take as a branch (a refspec in disguise), or `target`
+/// itself, which the follow-ups would then delete as landed.
+pub fn refuse_branch(branch: &str, target: &str) -> Result<()> {
+    if !git2::Branch::name_is_valid(branch).unwrap_or(false) {
+        return Err(Error::invalid(format!(
+            "branch {branch:?} is not a valid branch name"
+        )));
+    }
+    if branch == target {
+        return Err(Error::invalid(format!(
+            "cannot land branch {branch} onto {REMOTE}'s {branch}: it is the rig's own branch, not a polecat's work branch"
+        )));
+    }
+    Ok(())
+}
+
 impl Target {
+    fn accepts(&self, source: &Source) -> Result<()> {
+        refuse_branch(&source.branch, &self.branch)
+    }
+
     fn check(rig: &Rig) -> Result<Target> {
         let clone = rig.main_clone();
         if !clone.join(".git").exists() {
@@ -496,6 +517,7 @@ pub fn integrate_held(
 ) -> Result<Outcome> {
     let rig = held.rig;
     let target = Target::check(rig)?;
+    target.accepts(source)?;
     let clone = target.clone.as_path();
     let config = rig.config()?;
     let test_timeout = config.test_timeout();
@@ -723,6 +745,7 @@ pub struct Plan {
 /// A source that is a remote is taken as the main clone last fetched it.
 pub fn preview(rig: &Rig, source: &Source, run_tests: bool) -> Result<Plan> {
     let target = Target::check(rig)?;
+    target.accepts(source)?;
     let clone = target.clone.as_path();
     let (tip, objects) = match source.local_repo() {
         Some(repo) => (

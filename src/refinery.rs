@@ -373,6 +373,12 @@ impl<'a> Refinery<'a> {
     /// wrong with the polecat's side is the entry's failure, not ours.
     fn refusal(&self, l: &Located) -> Option<String> {
         let e = &l.entry;
+        // Unknown main: the refinery's own problem, which landing reports.
+        if let Ok(main) = crate::git::default_branch(&self.rig.main_clone(), land::REMOTE)
+            && let Err(err) = land::refuse_branch(&e.branch, &main)
+        {
+            return Some(err.to_string());
+        }
         if e.machine.is_some() {
             return crate::federation::worker::refusal(self.town, self.rig, e);
         }

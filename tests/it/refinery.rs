@@ -367,3 +367,43 @@ mv -n $Q/.$id.json.tmp.$$.0 $Q/pending/$id.json"#,
         "a hand-made entry is not bound to a generation"
     );
 }
+
+/// An entry naming the rig's own branch (a polecat that committed on its
+/// `main`, or a hand-written entry) is refused: nothing is merged, and
+/// origin's `main` is never deleted as a landed polecat branch would be.
+#[test]
+fn an_entry_naming_the_default_branch_is_refused() {
+    let env = TestEnv::new();
+    let rig = rig_with_work(&env, &["Nux"]);
+    let clone = rig.join("polecats/Nux/rig");
+    git(&clone, &["checkout", "-q", "main"]);
+    commit(&clone, "on-main.txt", "x");
+    git(&clone, &["checkout", "-q", "polecat/Nux"]);
+    std::fs::create_dir_all(rig.join("refinery/queue/pending")).unwrap();
+    std::fs::write(
+        rig.join("refinery/queue/pending/20261125T092000.000000Z-Nux.json"),
+        "{\"polecat\":\"r/Nux\",\"branch\":\"main\"}\n",
+    )
+    .unwrap();
+    let before = origin_log(&env);
+    let refused = "cannot land branch main onto origin's main: it is the rig's own branch, \
+                   not a polecat's work branch";
+    let out = env.ok("gt-refinery", &["process", "r", "--once", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["state"], "failed", "{out}");
+    assert!(
+        v["reason"].as_str().is_some_and(|r| r.contains(refused)),
+        "{out}"
+    );
+    // gt land --direct of a polecat whose state names main: the same.
+    env.edit_state(rig.join("polecats/Nux"), |s| s["branch"] = "main".into());
+    let (code, err) = env.fails("gt-land", &["--direct", "r/Nux"]);
+    assert_eq!((code, err.lines().count()), (2, 1), "{err}");
+    assert!(err.contains(refused), "{err}");
+    assert_eq!(origin_log(&env), before);
+    assert_eq!(
+        git(&origin(&env), &["branch", "--list", "main"]),
+        "* main\n"
+    );
+    assert_clone_is_origin_main(&env, &rig);
+}
