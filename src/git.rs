@@ -175,14 +175,21 @@ pub fn is_clean(dir: &Path) -> Result<bool> {
     Ok(dirty_files(dir)?.is_empty())
 }
 
-/// Commits on `dir`'s HEAD that no `origin` ref has: a worker's work not yet
-/// on origin (0 when the count cannot be read as a number).
-pub fn commits_ahead(dir: &Path) -> Result<u64> {
-    let out = run(
-        Some(dir),
-        &["rev-list", "--count", "HEAD", "--not", "--remotes=origin"],
-    )?;
-    Ok(out.trim().parse().unwrap_or(0))
+/// Commits on any of `revs` (`HEAD`, `refs/heads/<branch>`) in `dir` that
+/// no `origin` ref has: a worker's work not yet on origin (revs that do not
+/// exist count nothing; 0 when the count cannot be read as a number).
+pub fn commits_ahead(dir: &Path, revs: &[&str]) -> Result<u64> {
+    let mut args = vec!["rev-list", "--count"];
+    for rev in revs {
+        if resolve(dir, rev)?.is_some() {
+            args.push(rev);
+        }
+    }
+    if args.len() == 2 {
+        return Ok(0);
+    }
+    args.extend(["--not", "--remotes=origin", "--"]);
+    Ok(run(Some(dir), &args)?.trim().parse().unwrap_or(0))
 }
 
 /// The paths (relative to the work tree) with uncommitted changes or untracked,

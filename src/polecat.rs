@@ -2,7 +2,7 @@
 //! session on an issue, stopping it, and the wake/sleep flags.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,40 @@ pub fn work(home: &Home, state: &AgentState) -> Result<Work> {
         )));
     }
     Ok(Work { clone, branch })
+}
+
+/// Commits in `home`'s clone that origin does not have, on its HEAD or on
+/// its work branch: what stopping or releasing the polecat must not lose.
+pub fn commits_not_on_origin(home: &Home, state: &AgentState) -> Result<u64> {
+    let w = work(home, state)?;
+    crate::git::commits_ahead(&w.clone, &["HEAD", &format!("refs/heads/{}", w.branch)])
+}
+
+/// Why a worker's work is not where the Refinery merges it, if it is not:
+/// `branch` holds no commit beyond origin while the clone's HEAD does (it
+/// committed on `main`, or on a detached HEAD).
+pub fn stray_work(clone: &Path, branch: &str) -> Result<Option<String>> {
+    let git_ahead = |rev: &str| crate::git::commits_ahead(clone, &[rev]);
+    if git_ahead(&format!("refs/heads/{branch}"))? > 0 {
+        return Ok(None);
+    }
+    let stray = git_ahead("HEAD")?;
+    if stray == 0 {
+        return Ok(None);
+    }
+    let (on, from) = match crate::git::current_branch(clone)? {
+        Some(b) => (format!("branch {b}"), b),
+        None => {
+            let head = crate::git::resolve(clone, "HEAD")?
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            ("a detached HEAD".to_string(), head)
+        }
+    };
+    Ok(Some(format!(
+        "your {stray} commit(s) are on {on}, not on {branch}, the branch the Refinery merges; \
+         move them there (git checkout {branch} && git merge {from}), then run gt done"
+    )))
 }
 
 /// The first name from [`NAMES`] (then `polecat-N`) not in use in `rig`.

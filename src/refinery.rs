@@ -321,6 +321,7 @@ impl<'a> Refinery<'a> {
     /// unusable, origin unreachable) puts the entry back in `pending/` and is
     /// returned: it is not the entry's fault.
     pub fn process(&self, claimed: Located, on: &mut dyn FnMut(Event)) -> Result<Processed> {
+        let claimed = self.bound(claimed);
         let e = &claimed.entry;
         let id = e.id.clone();
         let what = format!("{} ({})", e.polecat, e.branch);
@@ -367,6 +368,22 @@ impl<'a> Refinery<'a> {
             }
         }
         Ok(processed)
+    }
+
+    /// A hand-made entry names no generation ("the polecat as it is now"):
+    /// it is bound to the polecat's generation now, so that its mail never
+    /// acts on a later session of the polecat.
+    fn bound(&self, claimed: Located) -> Located {
+        let e = &claimed.entry;
+        if e.generation.is_some() || e.machine.is_some() {
+            return claimed;
+        }
+        let now = e.address().and_then(|a| self.town.home(&a)?.state());
+        match now.and_then(|s| self.queue.set_generation(&e.id, s.generation)) {
+            Ok(bound) => bound,
+            // Unreadable: the checks say why.
+            Err(_) => claimed,
+        }
     }
 
     /// Why the entry must not be landed at all, if it must not. Whatever is

@@ -100,7 +100,7 @@ pub fn unqueued_work(home: &Home) -> Result<Option<String>> {
     if !dirty.is_empty() {
         return Ok(Some(format!("uncommitted changes in {}", dirty.join(", "))));
     }
-    let ahead = git::commits_ahead(&clone)?;
+    let ahead = crate::polecat::commits_not_on_origin(home, &home.state()?)?;
     Ok((ahead > 0).then(|| format!("{ahead} commit(s) not yet queued")))
 }
 

@@ -89,8 +89,9 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
                 continue;
             }
         }
-        if !alive && state.requesting_cycle {
-            // It asked for a fresh session: the daemon's to start, not finished work.
+        if !alive && state.requesting_cycle && !signaled {
+            // It asked for a fresh session: the daemon's to start, not
+            // finished work. A done signal after the request says it is.
             continue;
         }
         if alive {
@@ -273,6 +274,12 @@ fn lifecycle_mail(
             continue;
         }
         match m.kind.as_str() {
+            // About work before the session that runs now (a hand-made
+            // entry bound to no generation): that session is not freed.
+            "merged" | "landed" if home.state().is_ok_and(|s| session::state_alive(&s)) => {
+                let detail = format!("{} is about work before its live session", m.id);
+                actions.push(act(&addr, "stale-signal", detail));
+            }
             "merged" | "landed" => {
                 home.update_state(|s| {
                     s.status = Status::Idle;
@@ -348,6 +355,13 @@ fn send_back(town: &Town, rig: &Rig, witness: &Home, home: &Home, why: &str) -> 
     }
 }
 
+/// Its work is over: a cycle it asked for before its done signal is not
+/// the daemon's to start any more.
+fn finish_cycle(s: &mut crate::record::AgentState) {
+    s.requesting_cycle = false;
+    s.cycle_requested_at = None;
+}
+
 /// A polecat whose session ended: submit clean work, nudge a dirty clone,
 /// release an issue with nothing to show. `signaled`: it sent `done`.
 fn finished(
@@ -374,8 +388,13 @@ fn finished(
             ),
         ));
     }
-    // Commits on the worker's branch that origin does not have.
-    let ahead = git::commits_ahead(&clone)?;
+    // Commits on the worker's branch that origin does not have: the branch
+    // the Refinery merges, wherever HEAD is.
+    let branch = polecat::work(home, &state)?.branch;
+    if let Some(elsewhere) = polecat::stray_work(&clone, &branch)? {
+        return Ok(nudge(town, witness, home, &elsewhere));
+    }
+    let ahead = git::commits_ahead(&clone, &[&format!("refs/heads/{branch}")])?;
     let name = match &home.address {
         Address::Polecat { name, .. } => name.clone(),
         _ => unreachable!("rig.polecats() gives polecats"),
@@ -399,6 +418,7 @@ fn finished(
         }
         home.update_state(|s| {
             s.status = Status::Idle;
+            finish_cycle(s);
             Ok(())
         })?;
         let what = state.issue.as_deref().unwrap_or("its work");
@@ -421,6 +441,7 @@ fn finished(
     home.update_state(|s| {
         s.status = Status::Done;
         s.nudges = 0;
+        finish_cycle(s);
         Ok(())
     })?;
     Ok(vec![act(

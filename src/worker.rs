@@ -139,18 +139,19 @@ pub fn done(town: &Town, home: &Home) -> Result<(Message, String)> {
             dirty.join(", ")
         )));
     }
-    let branch = crate::git::default_branch(&clone, "origin")?;
-    let base = crate::git::resolve(&clone, &format!("refs/remotes/origin/{branch}"))?;
-    let head = crate::git::resolve(&clone, "HEAD")?;
-    if let (Some(base), Some(head)) = (base, head)
-        && crate::git::is_ancestor(&clone, head, base)?
-    {
+    let state = home.state()?;
+    // The work is what its branch holds, the branch the Refinery merges.
+    let work = crate::polecat::work(home, &state)?.branch;
+    if let Some(why) = crate::polecat::stray_work(&clone, &work)? {
+        return Err(Error::conflict(format!("{}: {why}", clone.display())));
+    }
+    if crate::git::commits_ahead(&clone, &[&format!("refs/heads/{work}")])? == 0 {
+        let main = crate::git::default_branch(&clone, "origin")?;
         return Err(Error::conflict(format!(
-            "{}: no commits beyond origin/{branch}; commit your work, then run gt done again",
+            "{}: no commits on {work} beyond origin/{main}; commit your work, then run gt done again",
             clone.display()
         )));
     }
-    let state = home.state()?;
     let issue = state.issue.clone().unwrap_or_default();
     let mut m = Message::new(
         &home.address,

@@ -76,7 +76,7 @@ fn clone_work(home: &Home) -> Option<String> {
     if !dirty.is_empty() {
         return Some(format!("{} uncommitted file(s)", dirty.len()));
     }
-    match crate::git::commits_ahead(&clone).ok()? {
+    match crate::polecat::commits_not_on_origin(home, &home.state().ok()?).ok()? {
         0 => None,
         n => Some(format!("{n} commit(s) not on origin")),
     }

@@ -362,9 +362,10 @@ mv -n $Q/.$id.json.tmp.$$.0 $Q/pending/$id.json"#,
     assert_eq!(origin_log(&env), ["Nux.txt: Nux", "initial"]);
     let merged = files(&rig, "merged");
     let e = read_json(&rig.join("refinery/queue/merged").join(&merged[0]));
-    assert!(
-        e.get("generation").is_none(),
-        "a hand-made entry is not bound to a generation"
+    // A hand-made entry is bound to the generation it was checked against.
+    assert_eq!(
+        e["generation"],
+        env.state(rig.join("polecats/Nux"))["generation"]
     );
 }
 

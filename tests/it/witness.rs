@@ -606,3 +606,137 @@ fn a_worker_that_dies_at_once_is_reported_restarted_with_backoff_then_given_up()
     assert_eq!(patrol_at(&env, "2026-11-25T10:00:00Z"), []);
     assert_eq!(died(&env).len(), 3);
 }
+
+/// A worker that asks for a cycle and then says done has finished: its
+/// live session is stopped and its work queued, and the daemon is not left
+/// a cycle to start (the cycle request used to win, and the work was lost).
+#[test]
+fn a_done_after_a_cycle_request_queues_the_work() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, "exec sleep 1000", 8);
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    let home = rig.join("polecats/Nux");
+    let clone = home.join("rig");
+    crate::queue::commit(&clone, "x.txt", "x");
+    let as_nux = |args: &[&str]| {
+        let out = env
+            .cmd("gt")
+            .env("GT_ADDRESS", "r/Nux")
+            .env("GT_GENERATION", "1")
+            .current_dir(&clone)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    as_nux(&["mail", "handoff", "--cycle", "-m", "about to finish"]);
+    as_nux(&["done"]);
+    assert_eq!(
+        patrol(&env, &[]),
+        [
+            ("stopped".to_string(), "r/Nux".to_string()),
+            ("submitted".to_string(), "r/Nux".to_string())
+        ]
+    );
+    let state = env.state(&home);
+    assert_eq!(
+        (
+            &state["status"],
+            &state["requesting_cycle"],
+            &state["session"]
+        ),
+        (&Value::from("done"), &Value::from(false), &Value::Null)
+    );
+    assert_eq!(crate::queue::files(&rig, "pending").len(), 1);
+}
+
+/// Commits made on `main` instead of the work branch are not queued as if
+/// they were the work: `gt done` refuses, naming where they are, and the
+/// Witness nudges a worker whose session ended with them.
+#[test]
+fn commits_on_main_are_not_taken_for_the_work() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, "exec sleep 1000", 8);
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    let home = rig.join("polecats/Nux");
+    let clone = home.join("rig");
+    git(&clone, &["checkout", "-q", "main"]);
+    crate::queue::commit(&clone, "x.txt", "x");
+    let why = "your 1 commit(s) are on branch main, not on polecat/Nux, the branch the \
+               Refinery merges; move them there (git checkout polecat/Nux && git merge main), \
+               then run gt done";
+    let out = env
+        .cmd("gt")
+        .env("GT_ADDRESS", "r/Nux")
+        .current_dir(&clone)
+        .arg("done")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("gt: {}: {why}\n", clone.display())
+    );
+    env.ok("gt", &["kill", "r/Nux"]);
+    // gt kill left it idle, claim kept for its unqueued commit; as working
+    // with its session over, the Witness looks at the clone.
+    env.edit_state(&home, |s| s["status"] = "working".into());
+    assert_eq!(
+        patrol(&env, &[]),
+        [("nudged".to_string(), "r/Nux".to_string())]
+    );
+    let nudge = env.inbox_of(&home, "nudge");
+    assert!(
+        nudge[0]["body"].as_str().is_some_and(|b| b.contains(why)),
+        "{nudge:?}"
+    );
+    assert!(crate::queue::files(&rig, "pending").is_empty());
+}
+
+/// A hand-made entry (no generation) that lands after the polecat was given
+/// new work does not free its live session, and the done it sends for the new
+/// work is acted on.
+#[test]
+fn a_hand_made_entry_landing_late_does_not_free_the_next_session() {
+    let env = TestEnv::new();
+    let rig = rig_with_agent(&env, "exec sleep 1000", 8);
+    env.ok("gt", &["polecat", "add", "r", "Nux"]);
+    let home = rig.join("polecats/Nux");
+    let clone = home.join("rig");
+    crate::queue::commit(&clone, "x.txt", "x");
+    std::fs::create_dir_all(rig.join("refinery/queue/pending")).unwrap();
+    std::fs::write(
+        rig.join("refinery/queue/pending/20261125T085000.000000Z-Nux.json"),
+        "{\"polecat\":\"r/Nux\",\"branch\":\"polecat/Nux\"}\n",
+    )
+    .unwrap();
+    env.ok("gt-refinery", &["process", "r", "--once"]);
+    let merged = env.inbox_of(rig.join("witness"), "merged");
+    assert_eq!(
+        merged[0]["generation"], 0,
+        "bound to the generation checked"
+    );
+    let id = env.issue("r", "next");
+    env.ok("gt", &["spawn", "--issue", &id, "--name", "Nux"]);
+    crate::queue::commit(&clone, "y.txt", "y");
+    let out = env
+        .cmd("gt")
+        .env("GT_ADDRESS", "r/Nux")
+        .env("GT_GENERATION", "1")
+        .current_dir(&clone)
+        .arg("done")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        patrol(&env, &[]),
+        [
+            ("stale-signal".to_string(), "r/Nux".to_string()),
+            ("stopped".to_string(), "r/Nux".to_string()),
+            ("submitted".to_string(), "r/Nux".to_string())
+        ]
+    );
+    assert_eq!(env.state(&home)["status"], "done");
+}

@@ -162,7 +162,7 @@ fn done_is_refused_until_the_clone_is_clean_and_has_a_commit_then_tells_the_witn
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         format!(
-            "gt: {}: no commits beyond origin/main; commit your work, then run gt done again\n",
+            "gt: {}: no commits on polecat/Nux beyond origin/main; commit your work, then run gt done again\n",
             clone.display()
         )
     );
