@@ -215,6 +215,17 @@ impl TestEnv {
         bare
     }
 
+    /// Run `gt args` as agent `address` working in `dir` (its clone), as
+    /// its session would: GT_ADDRESS set, the current directory `dir`.
+    pub fn as_agent(&self, address: &str, dir: &Path, args: &[&str]) -> Output {
+        self.cmd("gt")
+            .env("GT_ADDRESS", address)
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Add rig `name` cloned from a fresh bare origin; returns the rig path.
     pub fn add_rig(&self, name: &str) -> PathBuf {
         let origin = self.bare_origin(&format!("{name}-origin"));

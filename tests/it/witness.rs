@@ -607,27 +607,27 @@ fn a_worker_that_dies_at_once_is_reported_restarted_with_backoff_then_given_up()
     assert_eq!(died(&env).len(), 3);
 }
 
+/// Rig `r` with polecat Nux spawned on an issue, its session a sleeper:
+/// the rig, Nux's home and its clone.
+fn nux_at_work(env: &TestEnv) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let rig = rig_with_agent(env, "exec sleep 1000", 8);
+    let id = env.issue("r", "work");
+    env.ok("gt", &["spawn", "--issue", &id]);
+    let home = rig.join("polecats/Nux");
+    let clone = home.join("rig");
+    (rig, home, clone)
+}
+
 /// A worker that asks for a cycle and then says done has finished: its
 /// live session is stopped and its work queued, and the daemon is not left
 /// a cycle to start (the cycle request used to win, and the work was lost).
 #[test]
 fn a_done_after_a_cycle_request_queues_the_work() {
     let env = TestEnv::new();
-    let rig = rig_with_agent(&env, "exec sleep 1000", 8);
-    let id = env.issue("r", "work");
-    env.ok("gt", &["spawn", "--issue", &id]);
-    let home = rig.join("polecats/Nux");
-    let clone = home.join("rig");
+    let (rig, home, clone) = nux_at_work(&env);
     crate::queue::commit(&clone, "x.txt", "x");
     let as_nux = |args: &[&str]| {
-        let out = env
-            .cmd("gt")
-            .env("GT_ADDRESS", "r/Nux")
-            .env("GT_GENERATION", "1")
-            .current_dir(&clone)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = env.as_agent("r/Nux", &clone, args);
         assert!(out.status.success(), "{args:?}: {out:?}");
     };
     as_nux(&["mail", "handoff", "--cycle", "-m", "about to finish"]);
@@ -657,23 +657,13 @@ fn a_done_after_a_cycle_request_queues_the_work() {
 #[test]
 fn commits_on_main_are_not_taken_for_the_work() {
     let env = TestEnv::new();
-    let rig = rig_with_agent(&env, "exec sleep 1000", 8);
-    let id = env.issue("r", "work");
-    env.ok("gt", &["spawn", "--issue", &id]);
-    let home = rig.join("polecats/Nux");
-    let clone = home.join("rig");
+    let (rig, home, clone) = nux_at_work(&env);
     git(&clone, &["checkout", "-q", "main"]);
     crate::queue::commit(&clone, "x.txt", "x");
     let why = "your 1 commit(s) are on branch main, not on polecat/Nux, the branch the \
                Refinery merges; move them there (git checkout polecat/Nux && git merge main), \
                then run gt done";
-    let out = env
-        .cmd("gt")
-        .env("GT_ADDRESS", "r/Nux")
-        .current_dir(&clone)
-        .arg("done")
-        .output()
-        .unwrap();
+    let out = env.as_agent("r/Nux", &clone, &["done"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -721,14 +711,7 @@ fn a_hand_made_entry_landing_late_does_not_free_the_next_session() {
     let id = env.issue("r", "next");
     env.ok("gt", &["spawn", "--issue", &id, "--name", "Nux"]);
     crate::queue::commit(&clone, "y.txt", "y");
-    let out = env
-        .cmd("gt")
-        .env("GT_ADDRESS", "r/Nux")
-        .env("GT_GENERATION", "1")
-        .current_dir(&clone)
-        .arg("done")
-        .output()
-        .unwrap();
+    let out = env.as_agent("r/Nux", &clone, &["done"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         patrol(&env, &[]),

@@ -34,12 +34,7 @@ fn spawned(env: &TestEnv) -> (String, PathBuf) {
 
 /// Run `gt <args>` as r/Nux in its clone.
 fn as_nux(env: &TestEnv, clone: &PathBuf, args: &[&str]) -> std::process::Output {
-    env.cmd("gt")
-        .env("GT_ADDRESS", "r/Nux")
-        .current_dir(clone)
-        .args(args)
-        .output()
-        .unwrap()
+    env.as_agent("r/Nux", clone, args)
 }
 
 #[test]
