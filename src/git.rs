@@ -52,6 +52,13 @@ fn command(dir: Option<&Path>, args: &[&str]) -> Result<Command> {
     if let Some(d) = dir {
         check_inside(d)?;
         cmd.current_dir(d);
+        // A clone's own config must not take git's writes out of the town:
+        // its work tree is the directory it is in, whatever `core.worktree`
+        // says. (Hooks run as configured: whoever can write them can run
+        // commands anyway, and a person's pre-push hook is a feature.)
+        if crate::confine::is_confined(d) && crate::confine::metadata(&d.join(".git")).is_ok() {
+            cmd.arg("-c").arg(format!("core.worktree={}", d.display()));
+        }
     }
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -212,13 +219,26 @@ pub fn dirty_files(dir: &Path) -> Result<Vec<String>> {
 /// Open the repository at `dir` (a work tree or a bare repository).
 pub fn open(dir: &Path) -> Result<Repository> {
     check_inside(dir)?;
-    Repository::open(dir).map_err(|e| {
+    let repo = Repository::open(dir).map_err(|e| {
         Error::invalid(format!(
             "{}: not a git repository ({})",
             dir.display(),
             e.message()
         ))
-    })
+    })?;
+    // libgit2 takes the work tree from the config (`core.worktree`): one
+    // elsewhere would be read, and checked out into, as this clone's.
+    if let Some(tree) = repo.workdir()
+        && crate::confine::is_confined(dir)
+        && std::fs::canonicalize(tree).ok() != std::fs::canonicalize(dir).ok()
+    {
+        return Err(Error::invalid(format!(
+            "{}: its git config puts its work tree at {}; refused",
+            dir.display(),
+            tree.components().as_path().display()
+        )));
+    }
+    Ok(repo)
 }
 
 /// Git works in a clone of the town only if its real path, and its `.git`'s,
@@ -242,6 +262,23 @@ pub fn check_inside(dir: &Path) -> Result<()> {
     let commondir = repo.join("commondir");
     if let Some(to) = pointer(&commondir, "") {
         inside(&commondir, &to)?;
+    }
+    // Objects borrowed from another repository are read (and fetched on)
+    // as the clone's own.
+    let alternates = repo.join("objects/info/alternates");
+    if let Ok(text) = crate::confine::read(&alternates) {
+        for line in String::from_utf8_lossy(&text).lines() {
+            let to = line.trim();
+            if !to.is_empty() && !to.starts_with('#') {
+                inside(&alternates, &repo.join("objects").join(to))?;
+            }
+        }
+    }
+    if crate::confine::metadata(&repo.join("objects/info/http-alternates")).is_ok() {
+        return Err(Error::invalid(format!(
+            "{}: borrows objects over http; refused",
+            repo.join("objects/info/http-alternates").display()
+        )));
     }
     Ok(())
 }
@@ -329,7 +366,7 @@ pub fn default_branch(dir: &Path, remote: &str) -> Result<String> {
     {
         return Ok(b.to_string());
     }
-    let out = run(Some(dir), &["ls-remote", "--symref", remote, "HEAD"])?;
+    let out = run(Some(dir), &["ls-remote", "--symref", "--", remote, "HEAD"])?;
     out.lines()
         .find_map(|l| l.strip_prefix("ref: refs/heads/")?.split('\t').next())
         .map(str::to_string)
@@ -383,7 +420,7 @@ pub fn checked_out_default(clone: &Path, url: &str) -> Result<String> {
 /// without fetching (nothing is written).
 pub fn remote_branch(dir: &Path, remote: &str, branch: &str) -> Result<Option<Oid>> {
     let refname = format!("refs/heads/{branch}");
-    let out = run(Some(dir), &["ls-remote", remote, &refname])?;
+    let out = run(Some(dir), &["ls-remote", "--", remote, &refname])?;
     Ok(out
         .lines()
         .find_map(|l| l.split_once('\t').filter(|(_, r)| *r == refname))
@@ -398,6 +435,7 @@ pub fn fetch(dir: &Path, source: &str, refspecs: &[&str]) -> Result<()> {
         "--quiet",
         "--no-tags",
         "--no-write-fetch-head",
+        "--",
         source,
     ];
     args.extend(refspecs);
@@ -409,7 +447,7 @@ pub fn fetch(dir: &Path, source: &str, refspecs: &[&str]) -> Result<()> {
 /// `git push: refs/heads/main rejected by origin: [remote rejected]
 /// (pre-receive hook declined)`.
 pub fn push(dir: &Path, remote: &str, refspec: &str) -> Result<()> {
-    let args = ["push", "--porcelain", remote, refspec];
+    let args = ["push", "--porcelain", "--", remote, refspec];
     let out = output(Some(dir), &args)?;
     if out.status.success() {
         return Ok(());

@@ -1159,6 +1159,7 @@ pub fn finish_interrupted(town: &Town, held: &Held) -> Result<Option<Interrupted
         return Ok(None);
     }
     let intent: Intent = fsio::read_json(&path)?;
+    check_intent(town, &path, &intent)?;
     let pushed = on_origin_held(held, &intent.head)?;
     let (mut done, mut notes) = (Vec::new(), Vec::new());
     if pushed.is_some() {
@@ -1171,6 +1172,22 @@ pub fn finish_interrupted(town: &Town, held: &Held) -> Result<Option<Interrupted
         done,
         notes,
     }))
+}
+
+/// A record is a file any agent can write: its follow-ups act only on the
+/// clone of the polecat it names and on a branch that is not origin's own.
+fn check_intent(town: &Town, path: &Path, intent: &Intent) -> Result<()> {
+    let home = town.home(&intent.polecat.parse()?)?;
+    if intent.clone != home.clone_dir() {
+        return Err(Error::invalid(format!(
+            "{}: its clone {} is not {}'s clone {}; refused (remove the record once you know where it came from)",
+            path.display(),
+            intent.clone.display(),
+            intent.polecat,
+            home.clone_dir().display()
+        )));
+    }
+    refuse_branch(&intent.branch, &intent.main).map_err(|e| e.context(path.display()))
 }
 
 /// After a push: close the issue, delete the branch, mail the witness and the

@@ -34,6 +34,27 @@ impl Rig {
     pub fn config(&self) -> Result<RigConfig> {
         fsio::read_json(&self.config_path())
     }
+    /// The url new clones are made from: `config.json`'s `git_url`, which
+    /// must be the one `gt rig add` registered in `config/rigs.json`; an
+    /// edit of one file alone is refused, not followed to wherever it points.
+    pub fn git_url(&self, town: &Town) -> Result<String> {
+        let url = self.config()?.git_url;
+        match town.rigs()?.rigs.get(&self.name) {
+            Some(entry) if entry.git_url == url => Ok(url),
+            Some(entry) => Err(Error::invalid(format!(
+                "{}: git_url {url} is not the url rig {} was added with ({}, {}); refused",
+                self.config_path().display(),
+                self.name,
+                entry.git_url,
+                town.rigs_json().display()
+            ))),
+            None => Err(Error::not_found(format!(
+                "rig {} is not registered in {}",
+                self.name,
+                town.rigs_json().display()
+            ))),
+        }
+    }
     pub fn beads_dir(&self) -> PathBuf {
         self.path.join(".beads")
     }
@@ -153,7 +174,7 @@ pub(crate) fn add_home_with_clone(
             dest.display()
         )));
     }
-    let git_url = rig.config()?.git_url;
+    let git_url = rig.git_url(town)?;
     let label = dest
         .strip_prefix(town.root())
         .unwrap_or(&dest)

@@ -11,10 +11,17 @@ use crate::rig::Rig;
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
     for rig in ctx.rigs() {
-        let Ok(config) = rig.config() else {
+        if rig.config().is_err() {
             continue; // reported by the config check
+        }
+        let url = match rig.git_url(ctx.town) {
+            Ok(url) => url,
+            Err(e) => {
+                // Nothing is cloned from a url only one file names.
+                out.push(Finding::error("rig-url", &rig.config_path(), e.to_string()));
+                continue;
+            }
         };
-        let url = config.git_url;
         let main = rig.main_clone();
         if present(ctx, out, &main, &url, None, "the refinery's main clone") {
             refinery_state(ctx, out, &main);

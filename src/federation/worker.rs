@@ -233,7 +233,7 @@ pub fn spawn(town: &Town, rig: &Rig, machine: &str, opts: &SpawnOptions) -> Resu
     let started = (|| {
         save(town, &mut w)?;
         let request = SpawnRequest {
-            git_url: rig.config()?.git_url,
+            git_url: rig.git_url(town)?,
             issue,
         };
         let out = fed.call_with(
@@ -282,7 +282,7 @@ pub fn serve_spawn(
     let here = town
         .rig(rig)
         .map_err(|e| e.context(format!("no rig {rig} here for a worker of machine {from}")))?;
-    let url = here.config()?.git_url;
+    let url = here.git_url(town)?;
     if url != req.git_url {
         return Err(Error::invalid(format!(
             "rig {rig} here clones {url}, machine {from}'s clones {}: a remote worker needs a rig of the same name and git_url",
@@ -451,10 +451,10 @@ fn check_and_queue(town: &Town, rig: &Rig, w: &mut RemoteWorker) -> Result<Vec<A
     let out = fed.call(&w.machine, &["gt", "worker", &w.there()])?;
     let s: CloneState = serde_json::from_slice(&out)
         .map_err(|e| Error::invalid(format!("unreadable worker state from {}: {e}", w.machine)))?;
-    let url = rig.config()?.git_url;
+    let url = rig.git_url(town)?;
     let on_origin = git::run(
         None,
-        &["ls-remote", &url, &format!("refs/heads/{}", s.branch)],
+        &["ls-remote", "--", &url, &format!("refs/heads/{}", s.branch)],
     )?;
     let origin_head = on_origin.split_whitespace().next().map(str::to_string);
     let problem = if s.generation != w.generation.unwrap_or(s.generation) {

@@ -263,6 +263,83 @@ fn a_polecats_clone() {
     assert_eq!(tree_hash(&t.outside), before);
 }
 
+/// A clone's own git files must not take git out of the town either: a
+/// `core.worktree` elsewhere (git would check out and read there) and
+/// objects borrowed from an outside repository (`objects/info/alternates`:
+/// they would be fetched, and pushed, as the clone's own) are refused.
+#[test]
+fn a_clone_whose_git_config_or_alternates_lead_out() {
+    let t = Planted::new();
+    let clone = t.rig.join("polecats/Nux/rig");
+    let elsewhere = t.outside.join("dir");
+    git(
+        &clone,
+        &["config", "core.worktree", elsewhere.to_str().unwrap()],
+    );
+    let before = tree_hash(&t.outside);
+    let (code, err) = t.env.fails("gt-queue", &["add", "r", "Nux"]);
+    assert_eq!(
+        (code, err),
+        (
+            2,
+            format!(
+                "gt-queue: {}: its git config puts its work tree at {}; refused\n",
+                clone.display(),
+                elsewhere.display()
+            )
+        )
+    );
+    assert_eq!(tree_hash(&t.outside), before);
+
+    let t = Planted::new();
+    let clone = t.rig.join("polecats/Nux/rig");
+    let objects = t.outside.join("clone/.git/objects");
+    let alternates = clone.join(".git/objects/info/alternates");
+    std::fs::write(&alternates, format!("{}\n", objects.display())).unwrap();
+    let before = tree_hash(&t.outside);
+    let (code, err) = t.env.fails("gt-queue", &["add", "r", "Nux"]);
+    assert_eq!(
+        (code, err),
+        (
+            2,
+            format!(
+                "gt-queue: {}: points git at {}, out of the town; refused\n",
+                alternates.display(),
+                objects.display()
+            )
+        )
+    );
+    assert!(files(&t.rig, "pending").is_empty());
+    assert_eq!(tree_hash(&t.outside), before);
+}
+
+/// New clones come from the url `gt rig add` registered: a `git_url` edited
+/// in the rig's config.json alone (to a repository outside the town) is
+/// refused, and the doctor names it.
+#[test]
+fn a_rig_url_edited_in_one_file_is_not_cloned() {
+    let t = Planted::new();
+    let elsewhere = t.outside.join("clone");
+    let config = t.rig.join("config.json");
+    crate::common::edit_json(&config, |c| {
+        c["git_url"] = elsewhere.to_str().unwrap().into()
+    });
+    let registered = t.env.path().join("r-origin.git").canonicalize().unwrap();
+    let why = format!(
+        "{}: git_url {} is not the url rig r was added with ({}, {}); refused",
+        config.display(),
+        elsewhere.display(),
+        registered.display(),
+        t.env.town.join("config/rigs.json").display()
+    );
+    let (code, err) = t.env.fails("gt", &["polecat", "add", "r", "Toast"]);
+    assert_eq!((code, err), (2, format!("gt: {why}\n")));
+    assert!(!t.rig.join("polecats/Toast").exists());
+    let out = t.env.run("gt", &["doctor"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains(&format!("error: {why}\n")), "{stdout}");
+}
+
 /// A queue entry is a file any agent can write: one whose `clone` names a
 /// repository outside the town fails, and nothing is merged from there.
 #[test]
@@ -299,6 +376,52 @@ fn a_queue_entry_naming_a_clone_outside() {
     );
     assert_eq!(git(&origin, &["rev-parse", "main"]), main_before);
     assert_eq!(tree_hash(&t.outside), before);
+}
+
+/// A direct landing's record is a file any agent can write: one naming a
+/// clone outside the town (or a branch that is origin's own) is refused, and
+/// its follow-ups delete no branch there.
+#[test]
+fn a_landing_record_naming_a_clone_outside() {
+    let t = Planted::new();
+    let outside_clone = t.outside.join("clone");
+    let main = git(&outside_clone, &["rev-parse", "main"]);
+    let record = |clone: &Path, branch: &str| {
+        serde_json::json!({"polecat": "r/Nux", "generation": 0, "branch": branch,
+            "clone": clone, "main": "main", "merge": "fast_forward", "base": main.trim(),
+            "tip": main.trim(), "head": main.trim(), "at": "2026-11-25T09:00:00Z"})
+    };
+    let path = t.rig.join("refinery/landing.json");
+    let nux_clone = t.rig.join("polecats/Nux/rig");
+    for (clone, branch, why) in [
+        (
+            &outside_clone,
+            "polecat/Nux",
+            format!(
+                "its clone {} is not r/Nux's clone {}",
+                outside_clone.display(),
+                nux_clone.display()
+            ),
+        ),
+        (
+            &nux_clone,
+            "main",
+            "cannot land branch main onto origin's main".to_string(),
+        ),
+    ] {
+        std::fs::write(&path, format!("{}\n", record(clone, branch))).unwrap();
+        let before = tree_hash(&t.outside);
+        let (code, err) = t.env.fails("gt-refinery", &["process", "r", "--once"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.starts_with(&format!("gt-refinery: {}", path.display())) && err.contains(&why),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(path.exists(), "the record is left for a person");
+        assert_eq!(tree_hash(&t.outside), before);
+        assert_eq!(git(&nux_clone, &["branch", "--list", "main"]), "  main\n");
+    }
 }
 
 /// A clone whose `.git` is a file naming a repository outside the town
