@@ -33,7 +33,7 @@ fn spawned(env: &TestEnv) -> (String, PathBuf) {
 }
 
 /// Run `gt <args>` as r/Nux in its clone.
-fn as_nux(env: &TestEnv, clone: &PathBuf, args: &[&str]) -> std::process::Output {
+fn as_nux(env: &TestEnv, clone: &std::path::Path, args: &[&str]) -> std::process::Output {
     env.as_agent("r/Nux", clone, args)
 }
 
