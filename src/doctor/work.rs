@@ -298,13 +298,27 @@ pub(super) fn claims(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
                 }
             };
             let id = issue.id.clone();
-            out.push(
-                Finding::error(
+            let orphaned = format!("{id} is in_progress for {who}, but {why}; nobody works on it");
+            // Released, the work its clone still holds would be lost to it.
+            if let Some(work) = clone_work(&home) {
+                let queue_it = match &home.address {
+                    Address::Polecat { rig, name } => {
+                        format!("queue it (gt merge-queue add {rig} {name})")
+                    }
+                    _ => "land it".to_string(),
+                };
+                out.push(Finding::error(
                     "claim-orphaned",
                     &rig.beads_dir(),
-                    format!("{id} is in_progress for {who}, but {why}; nobody works on it"),
-                )
-                .repair(ctx.fix, || tracker.release(&id, &who).map(drop)),
+                    format!(
+                        "{orphaned}; its clone has {work}: {queue_it} or clean the clone, then release the claim"
+                    ),
+                ));
+                continue;
+            }
+            out.push(
+                Finding::error("claim-orphaned", &rig.beads_dir(), orphaned)
+                    .repair(ctx.fix, || tracker.release(&id, &who).map(drop)),
             );
         }
     }

@@ -599,6 +599,35 @@ fn orphaned_claims_are_released() {
         );
     }
     assert_eq!(issue(&env, &person)["assignee"], "alice");
+
+    // An idle polecat whose clone holds a commit not on origin keeps its
+    // claim: released, the work would be lost to it.
+    let rig = env.town.join("r");
+    crate::queue::commit(&rig.join("polecats/Nux/rig"), "x.txt", "x");
+    env.ok(
+        "gt",
+        &[
+            "issue",
+            "update",
+            &idle,
+            "--status",
+            "in_progress",
+            "--assignee",
+            "r/Nux",
+        ],
+    );
+    let (code, json) = report(&env, true);
+    assert_eq!(code, 1);
+    assert_eq!(
+        json["findings"][0]["message"],
+        format!(
+            "{idle} is in_progress for r/Nux, but r/Nux is idle; nobody works on it; its clone has \
+             1 commit(s) not on origin: queue it (gt merge-queue add r Nux) or clean the clone, then \
+             release the claim"
+        ),
+        "{json:#}"
+    );
+    assert_eq!(issue(&env, &idle)["assignee"], "r/Nux");
 }
 
 #[test]
