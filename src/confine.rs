@@ -346,8 +346,20 @@ pub(crate) fn resolve_lexically(dir: &Path, target: &Path) -> PathBuf {
 /// Every symlink under `root` that leads out of it, with its target as
 /// written (for `gt doctor`). Links are not followed.
 pub fn outward_links(root: &Path) -> Vec<(PathBuf, PathBuf)> {
+    links_out(root, root)
+}
+
+/// The first symlink under `dir` (inside an entered town) that leads out of
+/// the town, with its target: for a tree another program writes in by name.
+pub fn first_link_out(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (root, _) = place(dir)?;
+    links_out(dir, &root).into_iter().next()
+}
+
+/// The symlinks under `walk` whose real target is not under `root`.
+fn links_out(walk: &Path, root: &Path) -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
-    for e in walkdir::WalkDir::new(root)
+    for e in walkdir::WalkDir::new(walk)
         .follow_links(false)
         .into_iter()
         .flatten()

@@ -283,6 +283,22 @@ pub fn check_inside(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a repository whose `.git` holds a symlink out of the town (its
+/// `objects/`, a reflog): git follows them, reading and writing there. A
+/// walk of the whole `.git`, so for a landing's two repositories, not for
+/// every command.
+pub fn check_links(dir: &Path) -> Result<()> {
+    match crate::confine::first_link_out(&dir.join(".git")) {
+        Some((link, target)) => Err(Error::invalid(format!(
+            "{}: {} is a symlink to {}, out of the town; refused",
+            dir.display(),
+            link.display(),
+            target.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Where git pointer file `file` sends git (its first line after `prefix`,
 /// against `file`'s directory); `None` when it is not such a file.
 fn pointer(file: &Path, prefix: &str) -> Option<std::path::PathBuf> {

@@ -215,8 +215,11 @@ pub fn refuse_branch(branch: &str, target: &str) -> Result<()> {
 }
 
 impl Target {
+    /// Whether `source` may land here: a polecat's branch, from a
+    /// repository git would not follow out of the town.
     fn accepts(&self, source: &Source) -> Result<()> {
-        refuse_branch(&source.branch, &self.branch)
+        refuse_branch(&source.branch, &self.branch)?;
+        source.local_repo().map_or(Ok(()), git::check_links)
     }
 
     fn check(rig: &Rig) -> Result<Target> {
@@ -227,6 +230,7 @@ impl Target {
                 clone.display()
             )));
         }
+        git::check_links(&clone)?;
         let branch = git::default_branch(&clone, REMOTE)?;
         let on = git::current_branch(&clone)?;
         if on.as_deref() != Some(branch.as_str()) {

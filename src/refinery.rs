@@ -413,7 +413,10 @@ impl<'a> Refinery<'a> {
                 state.generation
             ));
         }
-        let clone = match e.clone_dir(self.town) {
+        let clone = match e
+            .clone_dir(self.town)
+            .and_then(|c| crate::git::check_links(&c).map(|_| c))
+        {
             Ok(c) if c.join(".git").exists() => c,
             Ok(c) => return Some(format!("{}: no clone to merge from", c.display())),
             Err(err) => return Some(err.to_string()),

@@ -340,6 +340,43 @@ fn a_rig_url_edited_in_one_file_is_not_cloned() {
     assert!(stdout.contains(&format!("error: {why}\n")), "{stdout}");
 }
 
+/// git follows symlinks inside `.git` (a reflog, `objects/`): a landing
+/// refuses a repository with one that leads out. Planted in the polecat's
+/// clone, the entry fails; in the refinery's clone, it is put back.
+#[test]
+fn a_link_out_inside_a_git_dir_stops_the_landing() {
+    for (clone, fails) in [("r/polecats/Nux/rig", true), ("r/refinery/rig", false)] {
+        let t = Planted::new();
+        t.env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+        let repo = t.env.town.join(clone);
+        let link = t.plant(&format!("{clone}/.git/logs/HEAD"), "file.json");
+        let before = tree_hash(&t.outside);
+        let why = format!(
+            "{}: {} is a symlink to {}, out of the town; refused",
+            repo.display(),
+            link.0.display(),
+            link.1.display()
+        );
+        let out = t
+            .env
+            .run("gt-refinery", &["process", "r", "--once", "--json"]);
+        if fails {
+            assert!(out.status.success(), "{out:?}");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(
+                (&v["state"], v["reason"].as_str()),
+                (&"failed".into(), Some(why.as_str()))
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(2));
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert!(err.ends_with(&format!("{why}\n")), "{err}");
+            assert_eq!(files(&t.rig, "pending").len(), 1);
+        }
+        assert_eq!(tree_hash(&t.outside), before, "{clone}");
+    }
+}
+
 /// A queue entry is a file any agent can write: one whose `clone` names a
 /// repository outside the town fails, and nothing is merged from there.
 #[test]
