@@ -10,7 +10,7 @@ pub struct Action {
     /// The address acted on (a polecat, an issue's new worker, the mayor).
     pub subject: String,
     /// The Witness's `submitted`, `released`, `nudged`, `escalated`,
-    /// `stopped`, `spawned`, `freed`, `sent-back`, `stale-signal`,
+    /// `stopped`, `spawned`, `freed`, `sent-back`, `stale-signal`, `forwarded`,
     /// `epic-complete`, `plan-asked`, `planned`, `unreadable`; the daemon's `cycled`, `restarted`,
     /// `backoff`, `gave-up`, `heartbeat-stale`; `error` from either.
     pub action: String,

@@ -265,8 +265,7 @@ pub fn escalations(town: &Town) -> Vec<Escalation> {
 pub fn unheard_escalations(town: &Town) -> Option<String> {
     let overseer = town.home(&Address::Overseer).ok()?;
     let forwarded = |id: &str| {
-        crate::mail::find(&overseer, &crate::daemon::forward::forward_id(id))
-            .is_ok_and(|m| m.is_some())
+        crate::mail::find(&overseer, &crate::mail::forward_id(id)).is_ok_and(|m| m.is_some())
     };
     let waiting = escalations(town)
         .into_iter()

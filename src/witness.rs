@@ -239,6 +239,13 @@ fn lifecycle_mail(
             continue;
         }
         let is_done = m.kind == "done" || m.subject.starts_with("done");
+        if !is_done && !matches!(m.kind.as_str(), "merged" | "landed" | "merge_failed") {
+            if let Some(a) = forward_to_mayor(town, witness, rig, m)? {
+                actions.push(a);
+                handled.push(m.id.as_str());
+            }
+            continue;
+        }
         // Done signals come from the worker; merge results name it.
         let about = if is_done {
             Some(m.from.as_str())
@@ -248,9 +255,7 @@ fn lifecycle_mail(
         let Some(Ok(addr @ Address::Polecat { .. })) = about.map(str::parse::<Address>) else {
             continue;
         };
-        if addr.rig() != Some(rig.name.as_str())
-            || !(is_done || matches!(m.kind.as_str(), "merged" | "landed" | "merge_failed"))
-        {
+        if addr.rig() != Some(rig.name.as_str()) {
             continue;
         }
         handled.push(m.id.as_str());
@@ -306,6 +311,30 @@ fn lifecycle_mail(
         reader.mark(&handled, "read")?;
     }
     Ok(signals)
+}
+
+/// Mail from a polecat of `rig` that is no lifecycle mail (a call for help,
+/// a question) goes to the Mayor: the patrol answers none, and unread here
+/// nobody would. Once: the forward is its own record.
+fn forward_to_mayor(town: &Town, witness: &Home, rig: &Rig, m: &Message) -> Result<Option<Action>> {
+    let from = match m.from.parse::<Address>() {
+        Ok(a @ Address::Polecat { .. }) if a.rig() == Some(rig.name.as_str()) => a,
+        _ => return Ok(None),
+    };
+    let mayor = town.home(&Address::Mayor)?;
+    if mail::find(&mayor, &mail::forward_id(&m.id))?.is_none() {
+        let why = format!(
+            "{from} wrote to {}, whose patrol acts only on lifecycle mail (done, merged, landed, merge_failed); forwarded by the Witness. Answer with: gt send {from} -s <subject> -m <answer>",
+            witness.address
+        );
+        let mut fwd = m.forwarded(&witness.address, "mayor", "gt-witness", &why, None);
+        mail::post(town, std::slice::from_mut(&mut fwd), Durability::from_env())?;
+    }
+    Ok(Some(act(
+        &from,
+        "forwarded",
+        format!("{} ({:?}) to the Mayor", m.id, m.subject),
+    )))
 }
 
 /// What the lifecycle mail said, by polecat address.

@@ -14,11 +14,6 @@ use crate::fsio::{self, Durability};
 use crate::mail::{self, Message};
 use crate::town::Town;
 
-/// The forward's id for escalation `id`.
-pub(crate) fn forward_id(id: &str) -> String {
-    format!("fwd-{id}")
-}
-
 /// The Mayor's unread escalations with their age in seconds (`None`: a
 /// timestamp that does not parse, never forwarded).
 fn waiting(town: &Town) -> Vec<(Message, Option<u64>)> {
@@ -54,28 +49,20 @@ pub(super) fn pass(town: &Town, opts: &Options, out: &mut Vec<Action>) -> Result
     // beside `gt daemon run`): under the Mayor's state lock.
     let _lock = fsio::lock_file(&fsio::lock_path(&mayor.state_path()))?;
     for (m, age) in due {
-        let id = forward_id(&m.id);
+        let id = mail::forward_id(&m.id);
         if mail::find(&overseer, &id)?.is_some() {
             continue;
         }
-        let mut fwd = Message::new(
+        let mut fwd = m.forwarded(
             &Address::Mayor,
             "overseer",
-            &format!("fwd: {}", m.subject),
+            "gt-daemon",
             &format!(
-                "Unread in the Mayor's inbox for {age}s (escalation_forward_after {}s); forwarded by the daemon.\nFrom: {}\nSent: {}\nRead it there with: gt inbox --as mayor\n\n{}",
-                after.as_secs(),
-                m.from,
-                m.timestamp,
-                m.body
+                "Unread in the Mayor's inbox for {age}s (escalation_forward_after {}s); forwarded by the daemon.",
+                after.as_secs()
             ),
+            Some("Read it there with: gt inbox --as mayor"),
         );
-        fwd.id = id;
-        fwd.kind = "escalation".into();
-        fwd.priority = m.priority.clone();
-        fwd.reply_to = Some(m.id.clone());
-        fwd.extra.insert("by".into(), "gt-daemon".into());
-        fwd.extra.insert("forwarded".into(), m.id.clone().into());
         mail::post(town, std::slice::from_mut(&mut fwd), Durability::from_env())?;
         out.push(act(
             &Address::Mayor,

@@ -29,7 +29,7 @@ use crate::record::{AgentState, Status};
 use crate::session;
 use crate::town::Town;
 
-pub(crate) mod forward;
+mod forward;
 mod run;
 pub use run::run;
 pub(crate) use run::watched;

@@ -181,6 +181,11 @@ impl<'de> serde::de::Visitor<'de> for MessageVisitor {
     }
 }
 
+/// The id of the forward of message `id` ([`Message::forwarded`]).
+pub fn forward_id(id: &str) -> String {
+    format!("fwd-{id}")
+}
+
 impl Message {
     /// A new message from `from` to `to` (as typed; [`post`] resolves it) with a
     /// fresh id and the current time.
@@ -199,6 +204,38 @@ impl Message {
             generation: None,
             extra: Extra::new(),
         }
+    }
+
+    /// `self` forwarded by `from` to `to`, as an escalation a person or the
+    /// Mayor reads (`by` the tool that forwards). Its id is `fwd-` and the
+    /// original's, so a forward is its own record of having been sent.
+    /// `why` opens the body; `see` (where the original is) follows its
+    /// sender and time.
+    pub fn forwarded(
+        &self,
+        from: &Address,
+        to: &str,
+        by: &str,
+        why: &str,
+        see: Option<&str>,
+    ) -> Message {
+        let see = see.map(|s| format!("\n{s}")).unwrap_or_default();
+        let mut fwd = Message::new(
+            from,
+            to,
+            &format!("fwd: {}", self.subject),
+            &format!(
+                "{why}\nFrom: {}\nSent: {}{see}\n\n{}",
+                self.from, self.timestamp, self.body
+            ),
+        );
+        fwd.id = forward_id(&self.id);
+        fwd.kind = "escalation".into();
+        fwd.priority = self.priority.clone();
+        fwd.reply_to = Some(self.id.clone());
+        fwd.extra.insert("by".into(), by.into());
+        fwd.extra.insert("forwarded".into(), self.id.clone().into());
+        fwd
     }
 
     /// The address to resolve: `to`, where `self` means the sender (whoever

@@ -723,3 +723,62 @@ fn a_hand_made_entry_landing_late_does_not_free_the_next_session() {
     );
     assert_eq!(env.state(&home)["status"], "done");
 }
+
+/// An agent that asks its Witness for help (as gt prime tells it) is heard:
+/// the patrol answers no such mail, so it forwards it to the Mayor, once,
+/// and marks it read; other mail is left alone.
+#[test]
+fn a_call_for_help_is_forwarded_to_the_mayor_once() {
+    let env = TestEnv::new();
+    let (_, _, clone) = nux_at_work(&env);
+    let out = env.as_agent(
+        "r/Nux",
+        &clone,
+        &[
+            "send",
+            "r/witness",
+            "-s",
+            "help",
+            "-m",
+            "the tests need a database",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    env.ok(
+        "gt",
+        &["send", "r/witness", "-s", "from a person", "-m", "x"],
+    );
+    assert_eq!(
+        patrol(&env, &[]),
+        [("forwarded".to_string(), "r/Nux".to_string())]
+    );
+    let fwd = env.inbox("mayor");
+    assert_eq!(fwd.len(), 1, "{fwd:?}");
+    assert_eq!(
+        (
+            &fwd[0]["subject"],
+            &fwd[0]["type"],
+            &fwd[0]["from"],
+            &fwd[0]["by"]
+        ),
+        (
+            &Value::from("fwd: help"),
+            &Value::from("escalation"),
+            &Value::from("r/witness"),
+            &Value::from("gt-witness")
+        )
+    );
+    let body = fwd[0]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("r/Nux wrote to r/witness, whose patrol acts only on lifecycle mail")
+            && body.ends_with("\n\nthe tests need a database"),
+        "{body}"
+    );
+    // Read: not forwarded again; the person's mail is still unread.
+    assert_eq!(patrol(&env, &[]), []);
+    assert_eq!(env.inbox("mayor").len(), 1);
+    let unread = env.ok("gt", &["inbox", "--as", "r/witness", "--json"]);
+    assert_eq!(unread.lines().count(), 1, "{unread}");
+    assert!(unread.contains("from a person"), "{unread}");
+    env.ok("gt", &["kill", "r/Nux"]);
+}
