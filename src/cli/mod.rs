@@ -274,12 +274,18 @@ pub fn print_actions(actions: &[crate::event::Action], json: bool) -> Result<()>
     Ok(())
 }
 
-/// Print rows as left-aligned columns with a header, like `ps` does.
+/// Print rows as left-aligned columns with a header, like `ps` does. A row
+/// is one line: control characters in a cell (a newline typed into a
+/// subject or a reason) are shown escaped (`\n`), never as line breaks.
 pub fn print_table<R: AsRef<[S]>, S: AsRef<str>>(header: &[&str], rows: &[R]) {
+    let rows: Vec<Vec<std::borrow::Cow<str>>> = rows
+        .iter()
+        .map(|r| r.as_ref().iter().map(|c| one_line(c.as_ref())).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
-            *w = (*w).max(cell.as_ref().chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
         }
     }
     let width: usize = widths.iter().map(|w| w + 2).sum();
@@ -298,15 +304,38 @@ pub fn print_table<R: AsRef<[S]>, S: AsRef<str>>(header: &[&str], rows: &[R]) {
         out.push('\n');
     };
     line(&mut header.iter().copied());
-    for row in rows {
-        line(&mut row.as_ref().iter().map(AsRef::as_ref));
+    for row in &rows {
+        line(&mut row.iter().map(AsRef::as_ref));
     }
     print!("{out}");
+}
+
+/// `cell` with its control characters escaped (`\n`, `\t`, `\u{1b}`).
+fn one_line(cell: &str) -> std::borrow::Cow<'_, str> {
+    if !cell.chars().any(char::is_control) {
+        return cell.into();
+    }
+    cell.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::WarnLazily;
+
+    #[test]
+    fn a_table_cell_is_one_line() {
+        assert_eq!(super::one_line("done wyv-1"), "done wyv-1");
+        assert_eq!(super::one_line("a\nb\tc\u{1b}[1m"), "a\\nb\\tc\\u{1b}[1m");
+    }
 
     /// Without GT_LOG, debug and info cost nothing and build nothing; the
     /// first warning builds the logger that prints it.
