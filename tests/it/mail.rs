@@ -781,3 +781,51 @@ fn many_unread_messages_are_listed_once_in_order_through_the_cursor() {
     let rebuilt: Value = serde_json::from_slice(&std::fs::read(&cursor).unwrap()).unwrap();
     assert_eq!(rebuilt, saved);
 }
+
+/// The `jq` recipes for reading an inbox by hand (README.md and
+/// protocol/README.md, run as written there) read past a line that is not
+/// JSON, as every reader must.
+#[test]
+fn the_documented_jq_recipes_read_past_a_junk_line() {
+    if !crate::common::have_tool("jq") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.ok(
+        "gt",
+        &["send", "mayor", "-s", "hello", "-m", "from a shell"],
+    );
+    let inbox = env.town.join("mayor/mail/inbox.jsonl");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&inbox)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"half a line\n"))
+        .unwrap();
+    env.ok("gt", &["send", "mayor", "-s", "again", "-m", "x"]);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let recipe = |doc: &str, start: &str| -> String {
+        let text = std::fs::read_to_string(repo.join(doc)).unwrap();
+        let line = text.lines().find(|l| l.starts_with(start)).unwrap();
+        line.trim_start_matches("$ ").to_string()
+    };
+    let run = |cmd: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(&env.town)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        run(&recipe("README.md", "$ jq -R -r 'fromjson?")),
+        "overseer: hello\noverseer: again\n"
+    );
+    let by_sender = recipe("protocol/README.md", "jq -R -c 'fromjson? | select(.from");
+    assert_eq!(
+        run(&by_sender.replace("wyvern/witness", "overseer"))
+            .lines()
+            .count(),
+        2
+    );
+}
