@@ -883,7 +883,14 @@ impl Report {
 
 /// The polecat named by `spec` (`<rig>/<polecat>`): its rig and home.
 fn polecat(town: &Town, spec: &str) -> Result<(Rig, Home)> {
-    let home = town.resolve(spec, Bare::Address)?;
+    // A bare name is a polecat of the caller's rig, as for gt kill.
+    let home = town.resolve(
+        spec,
+        Bare::Agent {
+            role: crate::address::Role::Polecat,
+            rig: None,
+        },
+    )?;
     let Address::Polecat { rig, .. } = &home.address else {
         return Err(Error::invalid(format!(
             "{spec} is the {}, not a polecat: gt land --direct takes <rig>/<polecat>",

@@ -26,7 +26,7 @@ pub struct Cli {
     /// Land directly on main, bypassing the merge queue (`gt merge-queue add` queues instead)
     #[arg(long, required = true)]
     direct: bool,
-    /// The polecat whose branch to land: <rig>/<polecat>
+    /// The polecat whose branch to land: <rig>/<polecat>, or a polecat's name in the current rig
     #[arg(value_name = "RIG/POLECAT")]
     polecat: String,
     /// Skip the safety checks: land even if the session runs or the clone is dirty

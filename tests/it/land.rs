@@ -404,6 +404,9 @@ fn dry_run_changes_nothing() {
             String::new()
         )
     );
+    // A bare name is a polecat of the current (here: the only) rig.
+    let bare = r.env.run("gt-land", &["--direct", "--dry-run", "Toast"]);
+    assert_eq!(bare.stdout, dry_run().1.into_bytes(), "{bare:?}");
     // Once fetched, the merge is tried in memory: lines.txt merges cleanly,
     // and the merged file is written nowhere.
     git(&r.refinery(), &["fetch", "-q"]);
