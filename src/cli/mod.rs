@@ -172,18 +172,42 @@ impl tracing::Subscriber for WarnLazily {
     }
 }
 
-/// Parse arguments, printing clap's own message and exiting 2 (or 0 for
-/// `--help`/`--version`) on failure.
+/// Parse arguments; on failure print `--help`/`--version` as clap does (exit
+/// 0), or a usage error as one line like every other error (exit 2).
 pub fn parse<P: clap::Parser>(args: Vec<std::ffi::OsString>) -> P {
     P::try_parse_from(args).unwrap_or_else(|e| {
-        let code = if e.use_stderr() {
-            exit::ERROR
-        } else {
-            exit::OK
-        };
-        let _ = e.print();
-        std::process::exit(code.into());
+        if !e.use_stderr() {
+            let _ = e.print();
+            std::process::exit(exit::OK.into());
+        }
+        let bin = P::command().get_name().to_string();
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{bin}: {}",
+            usage_error(&e.render().to_string())
+        );
+        std::process::exit(exit::ERROR.into());
     })
+}
+
+/// Clap's usage error (`error: ...`, its tips, `Usage: ...`, each a
+/// paragraph) as one line: `<error> (tip: ...; usage: ...)`.
+fn usage_error(text: &str) -> String {
+    let (mut error, mut more) = (String::new(), Vec::new());
+    for paragraph in text.split("\n\n") {
+        let joined = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some(e) = joined.strip_prefix("error: ") {
+            error = e.to_string();
+        } else if let Some(u) = joined.strip_prefix("Usage: ") {
+            more.push(format!("usage: {u}"));
+        } else if joined.starts_with("tip: ") {
+            more.push(joined);
+        }
+    }
+    if more.is_empty() {
+        return error;
+    }
+    format!("{error} ({}; more with --help)", more.join("; "))
 }
 
 /// A binary's `main`: its arguments (the program name first) to an exit code.
@@ -330,6 +354,22 @@ fn one_line(cell: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::WarnLazily;
+
+    #[test]
+    fn a_usage_error_is_one_line() {
+        let clap = "error: unexpected argument '--rig' found\n\n  tip: to pass '--rig' as a value, use '-- --rig'\n\nUsage: gt-issue ready [OPTIONS] [RIG]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            super::usage_error(clap),
+            "unexpected argument '--rig' found (tip: to pass '--rig' as a value, use '-- --rig'; \
+             usage: gt-issue ready [OPTIONS] [RIG]; more with --help)"
+        );
+        let missing = "error: the following required arguments were not provided:\n  --issue <ISSUE>\n\nUsage: gt spawn --issue <ISSUE>\n";
+        assert_eq!(
+            super::usage_error(missing),
+            "the following required arguments were not provided: --issue <ISSUE> \
+             (usage: gt spawn --issue <ISSUE>; more with --help)"
+        );
+    }
 
     #[test]
     fn a_table_cell_is_one_line() {

@@ -259,8 +259,7 @@ fn completions_name_every_command_and_bash_completes_them() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .starts_with("error: invalid value 'tcsh' for '<SHELL>'"),
+        String::from_utf8_lossy(&out.stderr).starts_with("gt: invalid value 'tcsh' for '<SHELL>'"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
