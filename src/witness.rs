@@ -318,7 +318,13 @@ fn lifecycle_mail(
 /// nobody would. Once: the forward is its own record.
 fn forward_to_mayor(town: &Town, witness: &Home, rig: &Rig, m: &Message) -> Result<Option<Action>> {
     let from = match m.from.parse::<Address>() {
-        Ok(a @ Address::Polecat { .. }) if a.rig() == Some(rig.name.as_str()) => a,
+        // A report a tool wrote about the polecat (`by`: its death, a
+        // dialog) is the Witness's own to read, not the agent's words.
+        Ok(a @ Address::Polecat { .. })
+            if a.rig() == Some(rig.name.as_str()) && !m.extra.contains_key("by") =>
+        {
+            a
+        }
         _ => return Ok(None),
     };
     let mayor = town.home(&Address::Mayor)?;
