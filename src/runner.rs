@@ -1,5 +1,5 @@
 //! Records of the long-running loops (protocol/README.md, "Run files"): while
-//! `gt daemon run`, `gt witness run <rig>` or `gt refinery run <rig>` runs, it
+//! `gt daemon run`, `gt witness run <rig>` or `gt refinery process <rig>` runs, it
 //! holds an exclusive `flock` on its run file, which holds its pid. A reader
 //! knows whether the loop runs without asking it (`flock -n <file> true`
 //! fails while it does), a second copy of the loop is refused, and `gt stop`

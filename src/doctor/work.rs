@@ -43,7 +43,8 @@ pub(super) fn sessions(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
                     "session-dead",
                     &path,
                     format!(
-                        "{gone}; its clone has {work}: the Witness submits or nudges it (gt witness patrol)"
+                        "{gone}; its clone has {work}: the Witness submits or nudges it (gt witness patrol {})",
+                        home.address.rig().unwrap_or_default()
                     ),
                 ),
                 None => {
@@ -429,7 +430,7 @@ pub(super) fn loops(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
             runner::refinery(&rig),
             pending,
             format!(
-                "the Refinery loop of {name} is not running while {pending} merge(s) wait: nobody merges them (start it: gt refinery run {name})"
+                "the Refinery loop of {name} is not running while {pending} merge(s) wait: nobody merges them (start it: gt refinery process {name})"
             ),
         );
     }

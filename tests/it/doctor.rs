@@ -72,6 +72,43 @@ fn result_of<'a>(report: &'a Value, check: &str) -> &'a str {
         .unwrap()
 }
 
+/// The command a finding's message ends with, in parentheses (after
+/// `start it: `), is a real gt command given every argument its usage
+/// requires: its `--help` succeeds and names no more `<ARG>`s than it has.
+fn assert_hint_runs(env: &TestEnv, message: &str) {
+    let hint = message
+        .rsplit_once('(')
+        .and_then(|(_, h)| h.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no hint in {message}"));
+    let hint = hint.strip_prefix("start it: ").unwrap_or(hint);
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    assert_eq!(words[0], "gt", "{message}");
+    let out = env.run("gt", &[&words[1..], &["--help"]].concat());
+    assert!(
+        out.status.success(),
+        "{hint}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = String::from_utf8(out.stdout).unwrap();
+    let usage = help
+        .lines()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .unwrap_or_else(|| panic!("no usage in {help}"));
+    // `gt-witness patrol [OPTIONS] <RIG>`: the command, then its arguments.
+    let (path, args): (Vec<&str>, Vec<&str>) = usage
+        .split_whitespace()
+        .partition(|w| !w.starts_with(['[', '<']));
+    let path = path.join(" ").replacen("gt-", "gt ", 1);
+    let given = hint
+        .strip_prefix(path.as_str())
+        .unwrap_or_else(|| panic!("{hint} is not {path}"))
+        .split_whitespace()
+        .filter(|w| !w.starts_with('-'))
+        .count();
+    let required = args.iter().filter(|w| w.starts_with('<')).count();
+    assert!(given >= required, "{hint}: usage {usage}");
+}
+
 fn issue(env: &TestEnv, id: &str) -> Value {
     serde_json::from_str(&env.ok("gt", &["issue", "show", id, "--json"])).unwrap()
 }
@@ -420,9 +457,10 @@ fn git_dirty_state_is_reported_and_nothing_in_a_clone_is_lost() {
     );
     let dead = json["findings"][1]["message"].as_str().unwrap();
     assert!(
-        dead.ends_with("its clone has 1 uncommitted file(s): the Witness submits or nudges it (gt witness patrol)"),
+        dead.ends_with("its clone has 1 uncommitted file(s): the Witness submits or nudges it (gt witness patrol r)"),
         "{dead}"
     );
+    assert_hint_runs(&env, dead);
     assert_eq!(git(&main, &["branch", "--show-current"]), "main\n");
     assert_eq!(env.state("r/polecats/Nux")["status"], "working");
     assert_eq!(
@@ -723,6 +761,23 @@ fn a_process_group_no_state_records_is_a_zombie_killed_by_fix() {
     assert_eq!((code, found(&json)), (0, Vec::<String>::new()));
 }
 
+/// A Witness left `working` with no session is the daemon's to restart: a
+/// warning naming the command that does it.
+#[test]
+fn a_dead_witness_session_names_the_daemon_pass_that_restarts_it() {
+    let env = TestEnv::new();
+    env.add_rig("r");
+    env.edit_state("r/witness", |s| s["status"] = "working".into());
+    let (code, json) = report(&env, false);
+    assert_eq!((code, found(&json)), (0, vec!["session-dead".to_string()]));
+    let message = json["findings"][0]["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        "r/witness is working but has no session; the daemon restarts it (gt daemon tick)"
+    );
+    assert_hint_runs(&env, message);
+}
+
 /// The daemon, a Witness loop and a Refinery loop that have work and do not
 /// run are warnings (exit 0), each naming how to start it; gone once they run.
 #[test]
@@ -762,10 +817,13 @@ fn loops_down_while_they_have_work_are_warnings() {
             ),
             (
                 "$TEST_ENV/town/r/refinery/run.lock",
-                "the Refinery loop of r is not running while 1 merge(s) wait: nobody merges them (start it: gt refinery run r)"
+                "the Refinery loop of r is not running while 1 merge(s) wait: nobody merges them (start it: gt refinery process r)"
             ),
         ]
     );
+    for (_, message) in &loops {
+        assert_hint_runs(&env, message);
+    }
     assert_eq!(result_of(&json, "loops"), "warning");
 
     let mut c = env.cmd("gt");
