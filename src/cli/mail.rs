@@ -793,7 +793,14 @@ fn handoff(
 ) -> Result<()> {
     let home = town.home(me)?;
     let note = read_body(body)?;
-    let state = home.own_state().ok();
+    // A state.json that is there but unreadable fails the handoff before
+    // anything is sent: the note would lack its generation and `--cycle`
+    // could not be recorded. A home without one yet has no state to copy.
+    let state = match home.own_state() {
+        Ok(s) => Some(s),
+        Err(e) if e.kind == Kind::NotFound => None,
+        Err(e) => return Err(Error::new(e.kind, format!("{}; nothing sent", e.message()))),
+    };
     let subject = format!(
         "HANDOFF: {}",
         subject.as_deref().unwrap_or("session handoff")

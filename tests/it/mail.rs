@@ -523,6 +523,35 @@ fn handoff_mails_self_and_requests_a_cycle() {
     assert_eq!(state["role"], json!("mayor"));
 }
 
+/// A handoff whose state.json cannot be read fails before it sends anything:
+/// no note without its generation, no cycle half-asked.
+#[test]
+fn handoff_with_an_unreadable_state_sends_nothing() {
+    let env = TestEnv::new();
+    let path = env.home("mayor").join("state.json");
+    let whole = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, &whole[..40]).unwrap();
+    for cycle in [true, false] {
+        let args: &[&str] = if cycle {
+            &["handoff", "-m", "x", "--cycle"]
+        } else {
+            &["handoff", "-m", "x"]
+        };
+        let out = run(&env, "gt-mail", "mayor", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+        let err = env.normalize(&String::from_utf8(out.stderr).unwrap());
+        assert!(
+            err.starts_with("gt-mail: $TEST_ENV/town/mayor/state.json:")
+                && err.ends_with("; nothing sent\n")
+                && err.lines().count() == 1,
+            "{err}"
+        );
+        assert_eq!(env.inbox("mayor"), Vec::<Value>::new());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole[..40]);
+    }
+}
+
 /// The cursor remembers where unread mail is, not what it says: an unread
 /// message edited in place (same inode, same length) is shown as it now is,
 /// and one whose id was changed is a different message.
