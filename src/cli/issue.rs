@@ -68,7 +68,8 @@ enum Cmd {
     /// Ready work: open, unblocked, best first (`gt ready <rig>`)
     Ready {
         /// The rig (same as --rig)
-        #[arg(value_name = "RIG")]
+        // Its own id: an arg with the global --rig's id would shadow it here.
+        #[arg(id = "rig_positional", value_name = "RIG")]
         rig: Option<String>,
         /// Only descendants of this epic
         #[arg(long)]

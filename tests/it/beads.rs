@@ -75,6 +75,17 @@ impl Rig {
         serde_json::from_str(&self.ok(&args)).unwrap()
     }
 
+    /// Add a second rig, `other`, with the native store.
+    fn add_other(&self) {
+        let origin = self.env.bare_origin("other-origin");
+        crate::common::ok_output(self.env.cmd("gt").env("GT_BEADS_CLI", "native").args([
+            "rig",
+            "add",
+            "other",
+            origin.to_str().unwrap(),
+        ]));
+    }
+
     /// Create an issue; returns its id.
     fn create(&self, args: &[&str]) -> String {
         let mut a = vec!["create"];
@@ -536,15 +547,7 @@ fn the_rig_comes_from_the_flag_the_environment_or_the_directory() {
     rig.create(&["in proj"]);
     // One rig: it is the default.
     assert_eq!(ids(&rig.json(&["list"])).len(), 1);
-    let other = rig.env.bare_origin("other-origin");
-    let out = rig
-        .env
-        .cmd("gt")
-        .env("GT_BEADS_CLI", "native")
-        .args(["rig", "add", "other", other.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    rig.add_other();
     assert_eq!(
         rig.fails(2, &["list"]),
         "gt-issue: which rig? pass --rig, set GT_RIG or run inside a rig (rigs: other, proj)\n"
@@ -569,6 +572,69 @@ fn the_rig_comes_from_the_flag_the_environment_or_the_directory() {
             std::fs::canonicalize(&rig.env.town).unwrap().display()
         )
     );
+}
+
+/// `--rig` works after every subcommand, as before it: `ready`'s optional
+/// positional rig does not hide it.
+#[test]
+fn every_subcommand_takes_rig_after_its_name() {
+    let rig = Rig::new();
+    rig.add_other();
+    fn at<'a>(args: &[&'a str], rig: &'a str) -> Vec<&'a str> {
+        [args, &["--rig", rig]].concat()
+    }
+    let epic = rig.json(&at(&["create", "Epic", "-t", "epic"], "proj"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = rig.json(&at(&["create", "A", "--parent", &epic], "proj"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = rig.json(&at(&["create", "B", "--parent", &epic], "proj"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ids(&rig.json(&at(&["ready", "--parent", &epic], "proj"))),
+        [a.clone(), b.clone()]
+    );
+    assert_eq!(
+        ids(&rig.json(&at(&["ready"], "other"))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rig.fails(2, &at(&["ready", "other"], "proj")),
+        "gt-issue: two rigs given: other and --rig proj\n"
+    );
+    rig.ok(&at(&["dep", "add", &b, &a], "proj"));
+    rig.ok(&at(&["waves", &epic], "proj"));
+    rig.ok(&at(&["show", &b], "proj"));
+    rig.ok(&at(&["update", &b, "-p", "1"], "proj"));
+    rig.ok(&at(&["claim", &a, "--assignee", "proj/Nux"], "proj"));
+    rig.ok(&at(&["release", &a, "--assignee", "proj/Nux"], "proj"));
+    rig.ok(&at(&["close", &a], "proj"));
+    assert_eq!(ids(&rig.json(&at(&["list"], "proj"))), [epic, b]);
+
+    // Every subcommand, the ones to come too, lists the flag.
+    let help = rig.ok(&["--help"]);
+    let commands = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        // A wrapped description goes on under its command, further in.
+        .filter(|l| !l.starts_with("   "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .filter(|c| *c != "help")
+        .collect::<Vec<_>>();
+    assert_eq!(commands.len(), 10, "{help}");
+    for c in commands {
+        let sub = if c == "dep" { vec![c, "add"] } else { vec![c] };
+        let help = rig.ok(&[&sub[..], &["--help"]].concat());
+        assert!(help.contains("      --rig <RIG>"), "{sub:?}: {help}");
+    }
 }
 
 /// A stand-in for beads' `bd` (test double): logs `BEADS_DIR` and its
