@@ -38,17 +38,13 @@ pub struct QueueCounts {
 }
 
 impl QueueCounts {
-    /// The entries of `rig`'s merge queue (an unreadable state directory counts none).
+    /// The entries of `rig`'s merge queue as `gt queue list` reads them (an
+    /// unreadable state directory counts none). Names alone cannot tell a
+    /// junk `*.json` from an entry, so each file is read: the three states
+    /// counted hold few entries (merged ones, the many, are not counted).
     pub fn of(rig: &Rig) -> QueueCounts {
         let queue = crate::queue::Queue::of(rig);
-        let count = |state| {
-            crate::confine::read_dir(&queue.state_dir(state)).map_or(0, |names| {
-                names
-                    .iter()
-                    .filter(|n| n.to_str().is_some_and(|n| n.ends_with(".json")))
-                    .count()
-            })
-        };
+        let count = |state| queue.list(&[state]).map_or(0, |l| l.entries.len());
         QueueCounts {
             pending: count(crate::queue::State::Pending),
             active: count(crate::queue::State::Active),

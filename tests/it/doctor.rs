@@ -787,14 +787,13 @@ fn loops_down_while_they_have_work_are_warnings() {
     env.spawn_process("r", "Nux");
     let pending = rig.join("refinery/queue/pending");
     std::fs::create_dir_all(&pending).unwrap();
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/protocol/examples/valid/queue-entry/pending.json"
-        ),
+    // A hand-written entry of this rig; junk beside it waits for nobody.
+    std::fs::write(
         pending.join("20261125T092000.123456Z-Nux.json"),
+        r#"{"polecat": "Nux", "branch": "polecat/Nux"}"#,
     )
     .unwrap();
+    std::fs::write(pending.join("zzz-junk.json"), "not json\n").unwrap();
     let (code, json) = report(&env, false);
     assert_eq!(code, 0, "{json:#}");
     let loops: Vec<(&str, &str)> = json["findings"]

@@ -154,6 +154,53 @@ fn status_shows_running_loops_queue_lengths_unread_mail_and_escalations() {
     );
 }
 
+/// The queue lengths are the entries `gt queue list` lists: a junk file in a
+/// queue directory, even one named like an entry, is not a queued merge.
+#[test]
+fn queue_lengths_count_entries_not_junk() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    let q = rig.join("refinery/queue");
+    for (state, name, text) in [
+        (
+            "pending",
+            "20261125T092000.123456Z-Nux.json",
+            r#"{"polecat":"Nux","branch":"polecat/Nux"}"#,
+        ),
+        ("pending", "zzz-junk.json", "not json\n"),
+        ("pending", "notes.txt", "a note\n"),
+        (
+            "active",
+            "20261125T091000.123456Z-Ace.json",
+            r#"{"polecat":"wyv/Ace","branch":"polecat/Ace"}"#,
+        ),
+        (
+            "failed",
+            "20261125T090000.123456Z-Bee.json",
+            r#"{"polecat":"Bee","branch":"polecat/Bee"}"#,
+        ),
+        (
+            "failed",
+            "20261125T090500.123456Z-Cat.json",
+            r#"{"polecat":"Cat","branch":""}"#,
+        ),
+    ] {
+        std::fs::create_dir_all(q.join(state)).unwrap();
+        std::fs::write(q.join(state).join(name), text).unwrap();
+    }
+    let listed = env.ok("gt", &["queue", "list", "r", "--all", "--json"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert_eq!(
+        status(&env)["rigs"][0]["queue"],
+        serde_json::json!({"pending": 1, "active": 0, "failed": 1})
+    );
+    let text = env.ok("gt", &["status"]);
+    assert!(
+        text.contains("rig r: 0 polecat(s); queue 1 pending, 0 active, 1 failed;"),
+        "{text}"
+    );
+}
+
 /// Escalations reach a person: the overseer's `gt inbox` says when the Mayor
 /// has unread escalations and no live session to read them.
 #[test]
