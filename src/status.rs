@@ -80,7 +80,8 @@ pub struct AgentRow {
     pub role: String,
     /// The recorded status, except that a `working` agent whose recorded
     /// session is gone is `dead`, and one whose live runtime waits at a
-    /// dialog is `blocked`: liveness is read, never assumed.
+    /// dialog is `blocked`: liveness is read, never assumed. `unreadable`
+    /// when `state.json` is (why: `error`).
     pub status: String,
     /// The dialog a live session's runtime waits at (`blocked` in its state)
     /// and what to do about it.
@@ -161,7 +162,7 @@ impl Facts {
         let session = state.and_then(|s| s.session.clone());
         let session_alive = session.as_deref().map(alive);
         let status = match state {
-            None => "unknown".to_string(),
+            None => "unreadable".to_string(),
             Some(s) if s.status == Status::Working && session_alive == Some(false) => {
                 "dead".to_string()
             }

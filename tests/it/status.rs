@@ -154,6 +154,30 @@ fn status_shows_running_loops_queue_lengths_unread_mail_and_escalations() {
     );
 }
 
+/// An unreadable state.json is `unreadable` (protocol/README.md) in every
+/// form of the report, with why in `error`.
+#[test]
+fn an_unreadable_state_is_unreadable_in_text_and_json() {
+    let env = TestEnv::new();
+    let rig = env.add_rig("r");
+    env.ok("gt", &["polecat", "add", "r", "Nux"]);
+    std::fs::write(rig.join("polecats/Nux/state.json"), "{\"role\": \"pole").unwrap();
+    let nux = agent(&status(&env), "r/Nux").clone();
+    assert_eq!(nux["status"], "unreadable", "{nux}");
+    assert!(
+        nux["error"].as_str().is_some_and(
+            |e| e.ends_with("/r/polecats/Nux/state.json:1:14: EOF while parsing a string")
+        ),
+        "{nux}"
+    );
+    let rows: Value = serde_json::from_str(&env.ok("gt", &["polecats", "r", "--json"])).unwrap();
+    assert_eq!(rows[0]["status"], "unreadable");
+    let text = env.ok("gt", &["status"]);
+    let row = text.lines().find(|l| l.starts_with("r/Nux")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..3], ["r/Nux", "polecat", "unreadable"], "{text}");
+}
+
 /// The queue lengths are the entries `gt queue list` lists: a junk file in a
 /// queue directory, even one named like an entry, is not a queued merge.
 #[test]

@@ -67,9 +67,7 @@ fn print_agents(rows: &[AgentRow]) {
             vec![
                 r.address.clone(),
                 r.role.clone(),
-                r.error
-                    .as_ref()
-                    .map_or_else(|| r.status.clone(), |_| "unreadable".to_string()),
+                r.status.clone(),
                 session_cell(r).0,
                 r.issue.clone().unwrap_or_else(|| "-".into()),
                 r.generation.to_string(),
