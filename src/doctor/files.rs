@@ -187,16 +187,15 @@ pub(super) fn mail(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
             }
         };
         let skipped = |b: &BadLine| !b.reason.starts_with("breaks the");
+        let note = |b: &BadLine| {
+            if skipped(b) {
+                "readers skip it"
+            } else {
+                "readers still use it"
+            }
+        };
         let recheck = || crate::mail::check(&home);
-        report_lines(
-            out,
-            &bad,
-            "mail-line",
-            "readers skip it",
-            skipped,
-            ctx.fix,
-            recheck,
-        );
+        report_lines(out, &bad, "mail-line", note, skipped, ctx.fix, recheck);
     }
     Ok(Some(()))
 }
@@ -227,7 +226,7 @@ pub(super) fn beads(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
             out,
             &bad,
             "beads-line",
-            "readers skip it, rewrites keep it",
+            |_| "readers skip it, rewrites keep it",
             |_| native,
             ctx.fix,
             recheck,
@@ -236,14 +235,15 @@ pub(super) fn beads(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
     Ok(Some(()))
 }
 
-/// One warning per bad line; with `fix`, the lines `movable` picks are moved,
+/// One warning per bad line, with what `note` says readers do with it; with
+/// `fix`, the lines `movable` picks are moved,
 /// file by file, to the quarantine under the file's lock (found again under
 /// the lock by `recheck`, so a line finished meanwhile stays).
 fn report_lines(
     out: &mut Vec<Finding>,
     bad: &[BadLine],
     check: &'static str,
-    note: &str,
+    note: impl Fn(&BadLine) -> &'static str,
     movable: impl Fn(&BadLine) -> bool,
     fix: bool,
     recheck: impl Fn() -> Result<Vec<BadLine>>,
@@ -273,7 +273,7 @@ fn report_lines(
         let f = Finding::warning(
             check,
             &b.path,
-            format!("line {}: {}; {note}", b.line, b.reason),
+            format!("line {}: {}; {}", b.line, b.reason, note(b)),
         );
         out.push(match moved.get(&b.path) {
             None if movable(b) => f.fixable(),

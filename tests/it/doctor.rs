@@ -236,6 +236,34 @@ fn bad_lines_are_reported_by_file_and_line_then_quarantined_by_fix() {
     );
 }
 
+/// A mail line that is a record but breaks the schema is reported as what
+/// it is: readers still show it, and --fix leaves it where it is.
+#[test]
+fn a_mail_line_that_breaks_the_schema_stays_and_readers_still_use_it() {
+    let env = TestEnv::new();
+    let line = r#"{"id":"m1","from":"overseer","to":"mayor","subject":"s","body":"b","timestamp":"yesterday"}"#;
+    let inbox = env.inbox_path("mayor");
+    std::fs::write(&inbox, format!("{line}\n")).unwrap();
+    let want = "line 1: breaks the mail-message schema (\"timestamp\" is not an RFC 3339 time: \"yesterday\"); readers still use it";
+    for fix in [false, true] {
+        let (code, json) = report(&env, fix);
+        assert_eq!((code, found(&json)), (0, vec!["mail-line".to_string()]));
+        let f = &json["findings"][0];
+        assert_eq!(
+            (f["message"].as_str(), &f["fixable"]),
+            (Some(want), &Value::Bool(false)),
+            "{f}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&inbox).unwrap(),
+            format!("{line}\n")
+        );
+        assert!(!inbox.with_file_name("inbox.jsonl.quarantine").exists());
+    }
+    let listed = env.ok("gt", &["inbox", "--as", "mayor", "--json"]);
+    assert_eq!(crate::common::jsonl_ids(&listed), ["m1"]);
+}
+
 #[test]
 fn fix_restores_missing_homes_and_mail_and_removes_dead_writers_temp_files() {
     let env = TestEnv::new();
