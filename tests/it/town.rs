@@ -209,6 +209,39 @@ fn whoami_from_directory_and_environment() {
     assert_eq!(env.ok("gt", &["whoami"]), "overseer overseer\n");
 }
 
+/// A GT_ADDRESS naming no home is still who the caller says it is (exit 0),
+/// with a warning: mail to it and its state would fail.
+#[test]
+fn whoami_warns_when_gt_address_names_no_home() {
+    let env = TestEnv::new();
+    env.add_rig("r1");
+    let run = |addr: &str| {
+        let out = env
+            .cmd("gt")
+            .arg("whoami")
+            .env("GT_ADDRESS", addr)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            env.normalize(&String::from_utf8(out.stderr).unwrap()),
+        )
+    };
+    assert_eq!(
+        run("r1/Catt"),
+        (
+            Some(0),
+            "polecat r1/Catt\n".to_string(),
+            "gt: warning: no agent home for address r1/Catt ($TEST_ENV/town/r1/polecats/Catt does not exist)\n".to_string()
+        )
+    );
+    assert_eq!(
+        run("r1/witness"),
+        (Some(0), "witness r1/witness\n".to_string(), String::new())
+    );
+}
+
 #[test]
 fn unknown_subcommand_exits_127_with_a_hint() {
     let env = TestEnv::new();

@@ -355,10 +355,16 @@ pub(super) fn whoami(json: bool) -> Result<()> {
     let town = Town::discover()?;
     let me = town.whoami()?;
     let addr = me.address;
+    let home = town.home(&addr);
+    // Still an answer (who the caller says it is), but mail to it and
+    // its state would fail: say so.
+    if let Err(e) = &home {
+        eprintln!("gt: warning: {e}");
+    }
     let id = Whoami {
         role: addr.role().to_string(),
         rig: addr.rig().map(str::to_string),
-        home: town.home(&addr).ok().map(|h| h.path),
+        home: home.ok().map(|h| h.path),
         address: addr.to_string(),
         source: me.source,
         town: town.root().to_path_buf(),
