@@ -156,6 +156,7 @@ enum Cmd {
     /// Show a message (inbox or archive) and mark it read
     Read {
         id: String,
+        /// Print the message as one JSON line
         #[arg(long)]
         json: bool,
     },
@@ -170,6 +171,7 @@ enum Cmd {
     },
     /// Move read mail out of the inbox into mail/archive/<YYYY-MM>.jsonl
     Archive {
+        /// Print {moved, kept, file} as JSON
         #[arg(long)]
         json: bool,
     },
@@ -194,6 +196,7 @@ enum Cmd {
         /// Also set requesting_cycle in your state.json
         #[arg(long)]
         cycle: bool,
+        /// Print the stored note as JSON
         #[arg(long)]
         json: bool,
     },
@@ -217,6 +220,7 @@ enum Cmd {
     Check {
         /// Whose mail (default: your own)
         address: Option<String>,
+        /// One JSON line per bad line: path, line, offset, reason
         #[arg(long)]
         json: bool,
     },

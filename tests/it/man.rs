@@ -109,3 +109,27 @@ fn pages_render_with_man_and_lint_clean_with_mandoc() {
         );
     }
 }
+
+/// Every `--json` flag says what it prints, in `--help` and so in man/.
+#[test]
+fn every_json_flag_has_a_help_line() {
+    fn walk(cmd: &clap::Command, path: &str, seen: &mut usize, bare: &mut Vec<String>) {
+        for a in cmd.get_arguments().filter(|a| a.get_long() == Some("json")) {
+            *seen += 1;
+            if a.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                bare.push(path.to_string());
+            }
+        }
+        for s in cmd.get_subcommands() {
+            walk(s, &format!("{path} {}", s.get_name()), seen, bare);
+        }
+    }
+    let (mut seen, mut bare) = (0, Vec::new());
+    for mut cmd in gastown::cli::commands() {
+        cmd.build();
+        let name = cmd.get_name().to_string();
+        walk(&cmd, &name, &mut seen, &mut bare);
+    }
+    assert!(seen > 40, "only {seen} --json flags found");
+    assert!(bare.is_empty(), "--json without help: {}", bare.join(", "));
+}
