@@ -73,18 +73,21 @@ impl Error {
         self
     }
     /// Hint "did you mean X?" when one of `candidates` is a plausible typo of
-    /// `word` (and the error has no hint yet): the one place that hint is made.
+    /// `word` (and the error has no hint yet).
     pub fn suggest<'a>(self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
-        if self.hint.is_some() {
-            return self;
-        }
         match crate::address::did_you_mean(word, candidates) {
-            Some(s) => {
-                let hint = format!("did you mean {s}?");
-                self.with_hint(hint)
-            }
+            Some(s) => self.suggest_these(&[s]),
             None => self,
         }
+    }
+    /// Hint "did you mean X?" (or "X or Y?") naming `these`, if any and the
+    /// error has no hint yet: the one place that hint is made.
+    pub fn suggest_these(self, these: &[&str]) -> Self {
+        if self.hint.is_some() || these.is_empty() {
+            return self;
+        }
+        let hint = format!("did you mean {}?", these.join(" or "));
+        self.with_hint(hint)
     }
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()

@@ -320,7 +320,10 @@ impl Town {
         }
     }
 
-    /// `e` with a "did you mean" among the town's addresses.
+    /// `e` with a "did you mean" among the town's addresses: the agents of
+    /// the same name (`witness`: `wyv/witness`; `wyv/Bob`: `wyv/crew/Bob`),
+    /// only those in the rig `spec` names (for a bare name, the caller's rig)
+    /// if there are any; else the nearest spelling.
     fn suggest_address(&self, e: Error, spec: &str) -> Error {
         let all: Vec<String> = self
             .homes()
@@ -328,7 +331,25 @@ impl Town {
             .iter()
             .map(|h| h.address.to_string())
             .collect();
-        e.suggest(spec, all.iter().map(String::as_str))
+        let name = |a: &str| a.rsplit('/').next().map(str::to_string);
+        let rig = |a: &str| a.split_once('/').map(|(r, _)| r.to_string());
+        let same: Vec<&str> = all
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != spec && name(a) == name(spec))
+            .collect();
+        let near = match spec.split_once('/') {
+            Some((r, _)) => Some(r.to_string()),
+            None => self.context_rig().ok().flatten().map(|r| r.name),
+        };
+        let in_rig: Vec<&str> = same
+            .iter()
+            .copied()
+            .filter(|a| near.is_some() && rig(a) == near)
+            .collect();
+        let these = if in_rig.is_empty() { same } else { in_rig };
+        e.suggest_these(&these)
+            .suggest(spec, all.iter().map(String::as_str))
     }
 
     /// Who is acting: `GT_ADDRESS` if set, else the agent home the current

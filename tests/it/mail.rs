@@ -265,6 +265,48 @@ fn refused_addresses_and_missing_town_write_nothing() {
     );
 }
 
+/// A name with no home is met with the agents of that name: in the rig the
+/// address names (or, for a bare name, the caller's rig), else in any rig.
+#[test]
+fn a_missing_address_suggests_the_agent_of_that_name() {
+    let env = TestEnv::new();
+    let wyv = env.add_rig("wyv");
+    env.add_rig("other");
+    env.ok("gt", &["crew", "add", "wyv", "Bob"]);
+    env.ok("gt", &["polecat", "add", "wyv", "Bee"]);
+    env.ok("gt", &["polecat", "add", "other", "Nux"]);
+    let refused = |addr: &str, dir: &Path| {
+        let out = mail_cmd(&env, "gt-mail", "overseer")
+            .args(["send", addr, "-s", "x", "-m", "y"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{addr}");
+        env.normalize(&String::from_utf8(out.stderr).unwrap())
+    };
+    let invalid = |addr: &str, hint: &str| {
+        format!(
+            "gt-mail: invalid address \"{addr}\": expected mayor, overseer, self or <rig>/<agent> (did you mean {hint}?)\n"
+        )
+    };
+    assert_eq!(refused("witness", &wyv), invalid("witness", "wyv/witness"));
+    assert_eq!(
+        refused("witness", &env.town),
+        invalid("witness", "other/witness or wyv/witness")
+    );
+    assert_eq!(refused("Nux", &wyv), invalid("Nux", "other/Nux"));
+    assert_eq!(
+        refused("wyv/Bob", &env.town),
+        "gt-mail: no agent home for address wyv/Bob ($TEST_ENV/town/wyv/polecats/Bob does not exist) (did you mean wyv/crew/Bob?)\n"
+    );
+    // No agent of that name: the nearest spelling, as before.
+    assert_eq!(
+        refused("wyv/Bea", &env.town),
+        "gt-mail: no agent home for address wyv/Bea ($TEST_ENV/town/wyv/polecats/Bea does not exist) (did you mean wyv/Bee?)\n"
+    );
+    assert_eq!(env.inbox("wyv/witness"), Vec::<Value>::new());
+}
+
 #[test]
 fn bad_input_is_refused_with_a_clear_error() {
     let env = TestEnv::new();

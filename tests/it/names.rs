@@ -154,7 +154,7 @@ fn every_command_that_takes_a_polecat_takes_rig() {
         (
             &["sleep", "Toast", "--rig", "alpha"][..],
             format!(
-                "gt: no agent home for address alpha/Toast ({}/alpha/polecats/Toast does not exist)\n",
+                "gt: no agent home for address alpha/Toast ({}/alpha/polecats/Toast does not exist) (did you mean bravo/Toast?)\n",
                 env.town.canonicalize().unwrap().display()
             ),
         ),
