@@ -124,10 +124,15 @@ pub fn done(town: &Town, home: &Home) -> Result<(Message, String)> {
         .rig()
         .filter(|_| matches!(home.address, Address::Polecat { .. }))
     else {
+        let role = home.address.role().to_string();
+        let a = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         return Err(Error::invalid(format!(
-            "gt done is for polecats; {} is a {}",
-            home.address,
-            home.address.role()
+            "gt done is for polecats; {} is {a} {role}",
+            home.address
         )));
     };
     let clone = home.clone_dir();

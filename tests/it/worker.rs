@@ -190,16 +190,18 @@ fn done_is_refused_until_the_clone_is_clean_and_has_a_commit_then_tells_the_witn
     assert_eq!(done[0]["generation"], 1);
 
     // Not a polecat: refused.
-    let out = env
-        .cmd("gt")
-        .env("GT_ADDRESS", "r/witness")
-        .arg("done")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(out.stderr).unwrap(),
-        "gt: gt done is for polecats; r/witness is a witness\n"
-    );
+    for (who, what) in [("r/witness", "a witness"), ("overseer", "an overseer")] {
+        let out = env
+            .cmd("gt")
+            .env("GT_ADDRESS", who)
+            .arg("done")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stderr).unwrap(),
+            format!("gt: gt done is for polecats; {who} is {what}\n")
+        );
+    }
 }
 
 #[test]
