@@ -231,6 +231,20 @@ impl Target {
             )));
         }
         git::check_links(&clone)?;
+        // A landing is done once it is on the rig's origin: fetched from and
+        // pushed to there, not wherever the clone's config points now.
+        let url = rig.config()?.git_url;
+        for (what, push) in [("fetches from", ""), ("pushes to", " --push")] {
+            let args = format!("remote get-url{push} {REMOTE}");
+            let now = git::run(Some(&clone), &args.split(' ').collect::<Vec<_>>())?;
+            if let Some(other) = now.lines().find(|u| *u != url) {
+                return Err(Error::conflict(format!(
+                    "{}: the refinery clone {what} {other}, not the rig's git_url {url}; set it back: git -C {} remote set-url{push} {REMOTE} {url}",
+                    clone.display(),
+                    clone.display(),
+                )));
+            }
+        }
         let branch = git::default_branch(&clone, REMOTE)?;
         let on = git::current_branch(&clone)?;
         if on.as_deref() != Some(branch.as_str()) {

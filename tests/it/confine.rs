@@ -377,6 +377,44 @@ fn a_link_out_inside_a_git_dir_stops_the_landing() {
     }
 }
 
+/// A landing is done once it is on the rig's origin: a refinery clone whose
+/// config now fetches from or pushes to another repository lands nothing
+/// there, and the entry waits in pending/.
+#[test]
+fn a_refinery_clone_pointed_at_another_repository_lands_nothing() {
+    for push in [false, true] {
+        let t = Planted::new();
+        t.env.ok("gt", &["merge-queue", "add", "r", "Nux"]);
+        let clone = t.rig.join("refinery/rig");
+        let elsewhere = t.env.path().join("elsewhere.git");
+        git(
+            t.env.path(),
+            &["init", "-q", "--bare", elsewhere.to_str().unwrap()],
+        );
+        let url = t.env.path().join("r-origin.git").canonicalize().unwrap();
+        let mut set = vec!["remote", "set-url"];
+        if push {
+            set.push("--push");
+        }
+        set.extend(["origin", elsewhere.to_str().unwrap()]);
+        git(&clone, &set);
+        let (code, err) = t.env.fails("gt-refinery", &["process", "r", "--once"]);
+        assert_eq!(code, 2);
+        let what = if push { "pushes to" } else { "fetches from" };
+        assert!(
+            err.contains(&format!(
+                "{}: the refinery clone {what} {}, not the rig's git_url {}",
+                clone.display(),
+                elsewhere.display(),
+                url.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(files(&t.rig, "pending").len(), 1);
+        assert_eq!(git(&elsewhere, &["for-each-ref"]), "");
+    }
+}
+
 /// A queue entry is a file any agent can write: one whose `clone` names a
 /// repository outside the town fails, and nothing is merged from there.
 #[test]
