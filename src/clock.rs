@@ -32,6 +32,18 @@ pub fn parse(s: &str) -> Option<Timestamp> {
     s.parse().ok()
 }
 
+/// The duration environment variable `name` sets (e.g. `500ms`, `10s`), or
+/// `default` when it is unset or empty; a bad value names the variable.
+pub fn env_duration(
+    name: &str,
+    default: std::time::Duration,
+) -> crate::error::Result<std::time::Duration> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => parse_duration(&v).map_err(|e| e.context(name)),
+        _ => Ok(default),
+    }
+}
+
 /// Parse a duration like `10m`, `90s`, `1h30m`, `500ms` or `0s` (as in config
 /// files and flags).
 pub fn parse_duration(s: &str) -> crate::error::Result<std::time::Duration> {

@@ -67,7 +67,7 @@ struct Body {
     /// Message body
     #[arg(short = 'm', long = "message", value_name = "TEXT")]
     message: Option<String>,
-    /// Read the body from FILE ('-' for stdin); without -m or -f, a piped stdin is read
+    /// Read the body from FILE ('-' for stdin); without -m or -f, a stdin that is not a terminal is read if data comes within GT_STDIN_WAIT (10s)
     #[arg(
         short = 'f',
         long = "file",
@@ -376,7 +376,6 @@ fn my_home(town: &Town, me: &Address) -> Result<Home> {
     town.home(me)
 }
 
-/// The body from -m, -f FILE/-, or a piped stdin; UTF-8 and at most the limit.
 /// Refuse a verdict the request `id` (in the sender's inbox, if found) does
 /// not accept: a plugin's typo must not silently become the hook's default.
 fn check_verdict(request: Option<&Message>, id: &str, word: &str) -> Result<()> {
@@ -396,6 +395,26 @@ fn check_verdict(request: Option<&Message>, id: &str, word: &str) -> Result<()> 
     )))
 }
 
+/// Whether stdin has data or its end within `wait` (a pipe whose writer
+/// closed, a file: at once).
+fn stdin_ready(wait: std::time::Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd for the length given.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+/// How long a body not asked for with `-f -` may take to start arriving on
+/// stdin (`GT_STDIN_WAIT` sets it): an agent's shell may hand every command
+/// an open pipe nobody writes to (Claude Code's Bash tool can), which must
+/// not hang a send.
+const IMPLICIT_STDIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The body from -m, -f FILE/-, or a piped stdin; UTF-8 and at most the limit.
 fn read_body(b: &Body) -> Result<String> {
     if let Some(m) = &b.message {
         return Ok(m.clone());
@@ -409,10 +428,18 @@ fn read_body(b: &Body) -> Result<String> {
             read_limited(std::io::stdin(), Path::new("<stdin>"))?,
             "<stdin>".into(),
         ),
-        None if !std::io::stdin().is_terminal() => (
-            read_limited(std::io::stdin(), Path::new("<stdin>"))?,
-            "<stdin>".into(),
-        ),
+        None if !std::io::stdin().is_terminal() => {
+            let wait = crate::clock::env_duration("GT_STDIN_WAIT", IMPLICIT_STDIN_WAIT)?;
+            if !stdin_ready(wait) {
+                return Err(Error::invalid(format!(
+                    "no message body: stdin is open but nothing came on it in {wait:?}; give -m TEXT, -f FILE, or -f - to wait for stdin"
+                )));
+            }
+            (
+                read_limited(std::io::stdin(), Path::new("<stdin>"))?,
+                "<stdin>".into(),
+            )
+        }
         None => {
             return Err(Error::invalid(
                 "no message body: give -m TEXT, -f FILE, or pipe it on stdin",

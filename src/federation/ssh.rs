@@ -17,12 +17,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `GT_REMOTE_TIMEOUT` (e.g. "5s"), or [`DEFAULT_TIMEOUT`].
 pub fn timeout() -> Result<Duration> {
-    match std::env::var("GT_REMOTE_TIMEOUT") {
-        Ok(v) if !v.is_empty() => {
-            crate::clock::parse_duration(&v).map_err(|e| e.context("GT_REMOTE_TIMEOUT"))
-        }
-        _ => Ok(DEFAULT_TIMEOUT),
-    }
+    crate::clock::env_duration("GT_REMOTE_TIMEOUT", DEFAULT_TIMEOUT)
 }
 
 /// The `ssh` command that runs `words` on `m`. BatchMode comes first, so no

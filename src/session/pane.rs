@@ -14,12 +14,7 @@ use crate::error::{Error, Kind, Result};
 /// How long each step of [`inject`] waits for the pane: `GT_INJECT_WAIT`
 /// (e.g. `500ms`, `10s`), default 3 s.
 pub fn inject_wait() -> Result<std::time::Duration> {
-    match std::env::var("GT_INJECT_WAIT") {
-        Ok(v) if !v.is_empty() => {
-            crate::clock::parse_duration(&v).map_err(|e| e.context("GT_INJECT_WAIT"))
-        }
-        _ => Ok(std::time::Duration::from_secs(3)),
-    }
+    crate::clock::env_duration("GT_INJECT_WAIT", std::time::Duration::from_secs(3))
 }
 
 /// Whether `id` is a live session with a terminal (tmux) to type into.

@@ -900,3 +900,54 @@ fn the_documented_jq_recipes_read_past_a_junk_line() {
         2
     );
 }
+
+/// Without -m or -f, a stdin that stays open with nothing on it (as an
+/// agent's shell may give every command) fails the send after GT_STDIN_WAIT
+/// instead of hanging; a piped body is read, and `-f -` waits for it.
+#[test]
+fn an_open_empty_stdin_does_not_hang_a_send() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let env = TestEnv::new();
+    let send = |subject: &str, extra: &[&str]| {
+        let mut c = env.cmd("gt");
+        c.env("GT_STDIN_WAIT", "200ms")
+            .args(["send", "mayor", "-s", subject])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    // Held open, never written: refused, nothing sent.
+    let mut held = send("held", &[]);
+    let stdin = held.stdin.take();
+    let out = held.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "gt-mail: no message body: stdin is open but nothing came on it in 200ms; \
+         give -m TEXT, -f FILE, or -f - to wait for stdin\n"
+    );
+    assert!(env.inbox("mayor").is_empty());
+    // Written and closed: read. With -f -, a body later than the wait is read.
+    for (subject, extra) in [("piped", &[][..]), ("explicit", &["-f", "-"][..])] {
+        let mut child = send(subject, extra);
+        let mut stdin = child.stdin.take().unwrap();
+        if extra.is_empty() {
+            stdin.write_all(b"the body\n").unwrap();
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            stdin.write_all(b"the body\n").unwrap();
+        }
+        drop(stdin);
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    let bodies: Vec<_> = env
+        .inbox("mayor")
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(bodies, ["the body\n", "the body\n"]);
+}
