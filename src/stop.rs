@@ -249,13 +249,12 @@ pub(crate) fn town_groups(town: &Town, only: Option<&Rig>) -> Vec<Group> {
         if comm == "tmux" || comm.starts_with("tmux:") {
             continue;
         }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        let Some(env) = session::Environ::of(pid) else {
             continue;
         };
-        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-        let has = |v: &str| vars.contains(&v.as_bytes());
-        let has_prefix = |p: &str| vars.iter().any(|v| v.starts_with(p.as_bytes()));
-        if !(has(&want_town) && has_prefix("GT_GENERATION=") && want_rig.as_deref().is_none_or(has))
+        if !(env.has(&want_town)
+            && env.sets("GT_GENERATION")
+            && want_rig.as_deref().is_none_or(|r| env.has(r)))
         {
             continue;
         }

@@ -110,6 +110,36 @@ pub(crate) fn program(pid: u32) -> String {
     }
 }
 
+/// The environment process `pid` was started with (`/proc/<pid>/environ`, as
+/// of its last exec): what gt itself gave the sessions it started.
+pub(crate) struct Environ(Vec<u8>);
+
+impl Environ {
+    /// `None` when there is no such process or it is not ours to read.
+    pub(crate) fn of(pid: u32) -> Option<Environ> {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .ok()
+            .map(Environ)
+    }
+
+    fn vars(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.split(|b| *b == 0)
+    }
+
+    /// Whether it holds `var` (`NAME=value`) exactly.
+    pub(crate) fn has(&self, var: &str) -> bool {
+        self.vars().any(|v| v == var.as_bytes())
+    }
+
+    /// Whether it sets variable `name`, to anything.
+    pub(crate) fn sets(&self, name: &str) -> bool {
+        self.vars().any(|v| {
+            v.strip_prefix(name.as_bytes())
+                .is_some_and(|r| r.first() == Some(&b'='))
+        })
+    }
+}
+
 /// Whether `pid` leads its own session (field 6 of /proc/<pid>/stat).
 pub(crate) fn is_session_leader(pid: u32) -> bool {
     stat_fields(pid).is_some_and(|f| f.get(3) == Some(&pid.to_string()))
