@@ -102,10 +102,13 @@ fn main() {
         .unwrap();
         let session = spawned["session"].as_str().unwrap().to_string();
         let address = spawned["address"].as_str().unwrap().to_string();
+        let opened = gastown::town::Town::open(Path::new(&town)).unwrap();
+        let home = opened.home(&address.parse().unwrap()).unwrap();
+        let owner = gastown::session::Owner::of(&opened, &home);
         until("first request", || model.turns().len() > turns);
         first.push(ms(t0.elapsed()));
         until("ready", || {
-            let lines = gastown::session::capture_styled(&session).unwrap_or_default();
+            let lines = gastown::session::capture_styled(&owner, &session).unwrap_or_default();
             preset.first_prompt_taken(&lines)
                 && matches!(preset.screen(&lines), Screen::Ready { input } if input.is_empty())
         });

@@ -362,7 +362,8 @@ pub fn screen_of(town: &Town, home: &Home, session: &str) -> Option<Screen> {
     if preset == Preset::Custom || !crate::session::has_terminal(session) {
         return None;
     }
-    let lines = crate::session::capture_styled(session).ok()?;
+    let owner = crate::session::Owner::of(town, home);
+    let lines = crate::session::capture_styled(&owner, session).ok()?;
     Some(preset.screen(&lines))
 }
 
@@ -412,11 +413,12 @@ pub fn wait_ready(
     let deadline = std::time::Instant::now() + wait;
     // The preset's own command line passes a first prompt.
     let prompted = agent.command.is_none();
+    let owner = crate::session::Owner::of(town, home);
     loop {
         if !crate::session::is_alive(session) {
             return Ok(Start::Ended);
         }
-        let lines = match crate::session::capture_styled(session) {
+        let lines = match crate::session::capture_styled(&owner, session) {
             Ok(l) => l,
             // It ended between the check and the capture: tmux may drop the
             // session as soon as its pane's terminal closes, a moment before
@@ -476,7 +478,8 @@ pub fn inject(
             )));
         }
     }
-    crate::session::inject_with(session, text, preset.submit_key())
+    let owner = crate::session::Owner::of(town, home);
+    crate::session::inject_with(&owner, session, text, preset.submit_key())
 }
 
 /// What to do about an agent whose runtime waits at a dialog.

@@ -278,7 +278,7 @@ pub fn spawn(town: &Town, rig: &Rig, opts: &SpawnOptions) -> Result<Spawned> {
             Err(e) if e.kind == crate::error::Kind::NotFound => (add(town, rig, &name)?, true),
             Err(e) => return Err(e),
         };
-        let guard = session::StartGuard::lock(&home)?;
+        let guard = session::StartGuard::lock(town, &home)?;
         let new_work = opts.issue.is_some() && opts.issue != guard.current.issue;
         // A clone made just now is already on its new branch at origin's
         // default branch: no fetch and no checkout again.

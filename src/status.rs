@@ -105,7 +105,9 @@ pub struct AgentRow {
     pub last_mail_age_s: Option<u64>,
     /// Messages in its inbox not yet marked read.
     pub unread: usize,
-    /// Why the state could not be read, if it could not.
+    /// Why the state could not be read, if it could not; or why its recorded
+    /// session is not the agent's (which then counts as not alive: see
+    /// [`crate::session::Owner`]).
     pub error: Option<String>,
 }
 
@@ -117,8 +119,8 @@ pub struct Blocked {
 }
 
 /// `home`'s row; an unreadable `state.json` makes a row with `error` set.
-pub fn agent_row(home: &Home) -> AgentRow {
-    Facts::read(home).row(&mut crate::session::is_alive)
+pub fn agent_row(town: &Town, home: &Home) -> AgentRow {
+    Facts::read(town, home).row()
 }
 
 /// What a row is made from, read from `home`'s files: times, not ages, and
@@ -126,6 +128,7 @@ pub fn agent_row(home: &Home) -> AgentRow {
 /// facts of a home that did not change and still show every age and
 /// liveness as of the redraw.
 struct Facts {
+    owner: crate::session::Owner,
     address: String,
     role: String,
     state: Option<crate::record::AgentState>,
@@ -136,12 +139,13 @@ struct Facts {
 }
 
 impl Facts {
-    fn read(home: &Home) -> Facts {
+    fn read(town: &Town, home: &Home) -> Facts {
         let (state, error) = match home.state() {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e.to_string())),
         };
         Facts {
+            owner: crate::session::Owner::of(town, home),
             address: home.address.to_string(),
             role: home.address.role().to_string(),
             sign_of_life: state.as_ref().and_then(|s| home.last_sign_of_life(s)),
@@ -156,11 +160,13 @@ impl Facts {
         }
     }
 
-    /// The row as of now, asking `alive` about the recorded session.
-    fn row(&self, alive: &mut dyn FnMut(&str) -> bool) -> AgentRow {
+    /// The row as of now: whether the recorded session runs as the agent's.
+    fn row(&self) -> AgentRow {
         let state = self.state.as_ref();
         let session = state.and_then(|s| s.session.clone());
-        let session_alive = session.as_deref().map(alive);
+        let live = session.as_deref().map(|id| self.owner.live(id));
+        let session_alive = live.as_ref().map(|l| *l == Ok(true));
+        let foreign = live.and_then(Result::err).map(|f| f.to_string());
         let status = match state {
             None => "unreadable".to_string(),
             Some(s) if s.status == Status::Working && session_alive == Some(false) => {
@@ -196,7 +202,7 @@ impl Facts {
             state_age_s: state.and_then(|s| s.updated_at).map(age_s),
             last_mail_age_s: self.last_mail.map(age_s),
             unread: self.unread,
-            error: self.error.clone(),
+            error: self.error.clone().or(foreign),
         }
     }
 }
@@ -269,7 +275,9 @@ pub fn unheard_escalations(town: &Town) -> Option<String> {
         .filter(|e| e.to == "mayor" && !forwarded(&e.id))
         .count();
     let mayor = town.home(&Address::Mayor).ok()?;
-    let live = mayor.state().is_ok_and(|s| crate::session::state_alive(&s));
+    let owner = crate::session::Owner::of(town, &mayor);
+    let live =
+        (mayor.state().ok().and_then(|s| s.session)).is_some_and(|id| owner.live(&id) == Ok(true));
     (waiting > 0 && !live).then(|| {
         format!(
             "the Mayor has {waiting} unread escalation(s) and no live session; read them with: gt inbox --as mayor"
@@ -279,26 +287,19 @@ pub fn unheard_escalations(town: &Town) -> Option<String> {
 
 /// The whole town: its rigs and every agent.
 pub fn report(town: &Town) -> Result<StatusReport> {
-    let facts: Vec<Facts> = town.homes()?.iter().map(Facts::read).collect();
+    let facts: Vec<Facts> = town.homes()?.iter().map(|h| Facts::read(town, h)).collect();
     report_of(town, &facts)
 }
 
-/// The report with these agents; one liveness check per distinct session
-/// (many agents may record the same one).
+/// The report with these agents.
 fn report_of(town: &Town, agents: &[Facts]) -> Result<StatusReport> {
-    let mut seen: std::collections::HashMap<String, bool> = Default::default();
-    let mut alive = |id: &str| {
-        *seen
-            .entry(id.to_string())
-            .or_insert_with(|| crate::session::is_alive(id))
-    };
     Ok(StatusReport {
         town: town.config()?.name,
         root: town.root().to_path_buf(),
         daemon_running: crate::runner::holder(&crate::runner::daemon(town)).is_some(),
         escalations: escalations(town),
         rigs: rig_rows(town)?,
-        agents: agents.iter().map(|f| f.row(&mut alive)).collect(),
+        agents: agents.iter().map(Facts::row).collect(),
         remote_workers: crate::federation::worker::list(town, None)?,
     })
 }
@@ -308,15 +309,14 @@ fn report_of(town: &Town, agents: &[Facts]) -> Result<StatusReport> {
 /// `on` gets each report; runs until an error (`on`'s too).
 ///
 /// A redraw re-reads only the homes an event names (the others' facts are
-/// kept; their ages and liveness are still as of the redraw, one liveness
-/// check per distinct session), and looks for new homes or rigs only when an
+/// kept; their ages and liveness are still as of the redraw), and looks for new homes or rigs only when an
 /// event could mean one (a directory, or a change beside the homes).
 pub fn watch(town: &Town, on: &mut dyn FnMut(&StatusReport) -> Result<()>) -> Result<()> {
     loop {
         let dirs = watched(town)?;
         let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
         let homes = town.homes()?;
-        let mut facts: Vec<Facts> = homes.iter().map(Facts::read).collect();
+        let mut facts: Vec<Facts> = homes.iter().map(|h| Facts::read(town, h)).collect();
         let mut first = true;
         // Events only: the "rescan" of a watch with nothing to catch up on
         // would redraw the same frame, so it is a day away.
@@ -345,12 +345,12 @@ pub fn watch(town: &Town, on: &mut dyn FnMut(&StatusReport) -> Result<()>) -> Re
                 Some(paths) if !first => {
                     for (home, f) in homes.iter().zip(facts.iter_mut()) {
                         if paths.iter().any(|p| p.starts_with(&home.path)) {
-                            *f = Facts::read(home);
+                            *f = Facts::read(town, home);
                         }
                     }
                 }
                 _ if !first => {
-                    facts = homes.iter().map(Facts::read).collect();
+                    facts = homes.iter().map(|h| Facts::read(town, h)).collect();
                 }
                 _ => {}
             }
@@ -384,17 +384,17 @@ fn watched(town: &Town) -> Result<Vec<PathBuf>> {
 }
 
 /// A rig's polecats.
-pub fn polecats(rig: &Rig) -> Result<Vec<AgentRow>> {
-    Ok(rig.polecats()?.iter().map(agent_row).collect())
+pub fn polecats(town: &Town, rig: &Rig) -> Result<Vec<AgentRow>> {
+    Ok(rig.polecats()?.iter().map(|h| agent_row(town, h)).collect())
 }
 
 /// A rig's plugins (agents under `<rig>/plugins/`).
-pub fn plugins(rig: &Rig) -> Result<Vec<AgentRow>> {
+pub fn plugins(town: &Town, rig: &Rig) -> Result<Vec<AgentRow>> {
     Ok(rig
         .homes()?
         .iter()
         .filter(|h| h.address.role() == Role::Plugin)
-        .map(agent_row)
+        .map(|h| agent_row(town, h))
         .collect())
 }
 

@@ -44,7 +44,7 @@ pub struct Stopped {
 /// [`session::stop_home`]); for a polecat that was working, settle its claim.
 pub fn agent(town: &Town, home: &Home) -> Result<Stopped> {
     let before = home.state()?;
-    let was_running = session::stop_home(home)?;
+    let was_running = session::stop_home(town, home)?;
     // The claim of a worker for another machine is that machine's to settle.
     let own = crate::federation::worker::works_for(home).is_none();
     let claim = match (&home.address, &before.issue) {
@@ -198,7 +198,7 @@ fn tmux_zombies(town: &Town, only: Option<&Rig>) -> Vec<String> {
 fn process_zombies(town: &Town, only: Option<&Rig>) -> Vec<String> {
     let mut killed = Vec::new();
     for g in town_groups(town, only) {
-        let _ = session::stop(&g.session_id(), GRACE);
+        let _ = session::kill(&g.session_id(), GRACE);
         killed.push(format!("process group {} ({})", g.pid, g.comm));
     }
     killed
@@ -215,7 +215,7 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    /// The group as a process-backend session id, for [`session::stop`].
+    /// The group as a process-backend session id, for [`session::kill`].
     pub fn session_id(&self) -> String {
         format!("proc:{}:{}", self.pid, self.start)
     }
@@ -274,7 +274,7 @@ pub(crate) fn town_groups(town: &Town, only: Option<&Rig>) -> Vec<Group> {
 /// `pid`), then the session itself.
 pub(crate) fn kill_tmux_session(socket: &str, name: &str, pid: u32, grace: Duration) {
     if let Some((start, _)) = session::stat(pid) {
-        let _ = session::stop(&format!("tmux:{socket}:{name}:{pid}:{start}"), grace);
+        let _ = session::kill(&format!("tmux:{socket}:{name}:{pid}:{start}"), grace);
     }
     // Gone already when its pane's command ended.
     let _ = session::tmux(socket, &["kill-session", "-t", &format!("={name}")]);

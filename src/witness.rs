@@ -63,13 +63,21 @@ pub fn patrol(town: &Town, rig: &Rig, opts: &Options) -> Result<Vec<Action>> {
         if crate::federation::worker::works_for(&home).is_some() {
             continue;
         }
+        // A session that is not the worker's says nothing about its work,
+        // and is not the Witness's to read, type into or stop.
+        if let Some(id) = &state.session
+            && let Err(e) = session::Owner::of(town, &home).check(id, "left alone")
+        {
+            actions.push(act(&home.address, "error", e.to_string()));
+            continue;
+        }
         let mut alive = session::state_alive(&state);
         let signaled = signals.done.contains(&home.address.to_string());
         let clone = home.clone_dir();
         if alive && signaled {
             // Seed: done signal -> capture git state -> kill session if clean.
             if git::is_clean(&clone)? {
-                session::stop_home(&home)?;
+                session::stop_home(town, &home)?;
                 actions.push(act(
                     &home.address,
                     "stopped",

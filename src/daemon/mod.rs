@@ -199,10 +199,16 @@ pub fn tick(town: &Town, opts: &Options) -> Result<Vec<Action>> {
 
 fn tick_home(town: &Town, home: &Home, opts: &Options, out: &mut Vec<Action>) -> Result<()> {
     let mut state = home.state()?;
+    let owner = session::Owner::of(town, home);
+    // A session that is not the agent's says nothing about it, and is not
+    // the daemon's to stop or replace.
+    if let Some(id) = &state.session {
+        owner.check(id, "left alone")?;
+    }
     if session::state_alive(&state) {
         heartbeat(town, home, &state, opts, out)?;
         // A cycle request waits for the agent to exit, at most `cycle_grace`.
-        if !state.requesting_cycle || !cycle_overdue(home, &state, opts, out)? {
+        if !state.requesting_cycle || !cycle_overdue(&owner, home, &state, opts, out)? {
             return Ok(());
         }
         state = home.state()?;
@@ -243,6 +249,7 @@ pub(crate) fn cycle_due(state: &AgentState, opts: &Options) -> Option<jiff::Time
 /// has passed since the request (a TUI never exits by itself), leaving the
 /// request for the cycle. Whether it was stopped.
 fn cycle_overdue(
+    owner: &session::Owner,
     home: &Home,
     state: &AgentState,
     opts: &Options,
@@ -262,7 +269,7 @@ fn cycle_overdue(
     let Some(id) = state.session.as_deref() else {
         return Ok(false);
     };
-    session::stop(id, Duration::from_secs(5))?;
+    session::stop(owner, id, Duration::from_secs(5))?;
     out.push(act(
         &home.address,
         "stopped",
@@ -284,7 +291,7 @@ pub fn start(
     command: Option<String>,
     edit: impl FnOnce(&mut AgentState),
 ) -> Result<AgentState> {
-    let guard = session::StartGuard::lock(home)?;
+    let guard = session::StartGuard::lock(town, home)?;
     let command = match command.or_else(|| guard.current.command.clone()) {
         Some(c) => c,
         None => configured_command(town, home, guard.current.issue.as_deref())?,

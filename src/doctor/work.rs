@@ -186,7 +186,7 @@ pub(super) fn zombies(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
                     g.pid, g.comm
                 ),
             )
-            .repair(ctx.fix, || session::stop(&id, Duration::from_secs(2))),
+            .repair(ctx.fix, || session::kill(&id, Duration::from_secs(2))),
         );
     }
     Ok(Some(()))

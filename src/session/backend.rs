@@ -4,7 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::stat;
+use super::{Environ, stat};
 use crate::error::{Error, IoContext, Kind, Result};
 
 /// What to run and how.
@@ -213,6 +213,16 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
     })?;
     // 0 (never alive) if tmux already reaped a command that finished at once.
     let start = stat(pid).map_or(0, |(start, _)| start);
+    // tmux forks the pane and execs its command a moment later: until then
+    // the leader has the server's environment, and the check of whose
+    // session it is (`Owner`) would refuse it. No event marks an exec, so
+    // this waits (bounded) until the leader has the session's environment,
+    // or has ended.
+    let vars: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    super::pane::poll(std::time::Duration::from_secs(5), || {
+        Ok(stat(pid).is_none_or(|(s, zombie)| s != start || zombie)
+            || Environ::of(pid).is_some_and(|e| vars.iter().all(|v| e.has(v))))
+    })?;
     tracing::debug!(pid, socket, name = %spec.name, "tmux session started");
     Ok(Started {
         id: format!("tmux:{socket}:{}:{pid}:{start}", spec.name),

@@ -11,15 +11,18 @@
 //!
 //! `<start>` is the leader's start time (clock ticks since boot, from /proc),
 //! guarding against pid reuse. Stopping kills the leader's whole process group,
-//! so no orphaned children survive.
+//! so no orphaned children survive. A recorded id is acted on only once it is
+//! known to be its agent's session of this town ([`Owner`]).
 
 mod backend;
 pub mod exit;
+mod owner;
 mod pane;
 pub mod sgr;
 mod start;
 
 pub use backend::{Backend, Spec, Started, tmux, tmux_socket};
+pub use owner::{Foreign, Owner};
 pub use pane::{
     Injected, capture, capture_styled, has_terminal, inject, inject_wait, inject_with, run,
 };
@@ -203,11 +206,20 @@ pub fn state_alive(state: &AgentState) -> bool {
     state.session.as_deref().is_some_and(is_alive)
 }
 
-/// Stop session `id`: SIGTERM to its leader's process group, SIGKILL after
-/// `grace` (to what is left of the group), and return once the group's
-/// processes have exited (at most `grace` more); a tmux session is then
-/// removed. Stopping a dead session is not an error.
-pub fn stop(id: &str, grace: std::time::Duration) -> Result<()> {
+/// Stop session `id`, recorded for `owner`'s agent: refused unless it is that
+/// agent's session ([`Owner::check`]), then as [`kill`].
+pub fn stop(owner: &Owner, id: &str, grace: std::time::Duration) -> Result<()> {
+    owner.check(id, "not stopped")?;
+    kill(id, grace)
+}
+
+/// Stop session `id`, which the town found itself (on its own tmux socket,
+/// or by its own environment), not one read from a record: SIGTERM to its
+/// leader's process group, SIGKILL after `grace` (to what is left of the
+/// group), and return once the group's processes have exited (at most `grace`
+/// more); a tmux session is then removed. Stopping a dead session is not an
+/// error.
+pub(crate) fn kill(id: &str, grace: std::time::Duration) -> Result<()> {
     let Some(sid) = SessionId::parse(id) else {
         return Err(Error::invalid(format!(
             "cannot stop session {id:?}: not a session id gt knows"

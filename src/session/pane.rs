@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{SessionId, is_alive, tmux};
+use super::{Owner, SessionId, is_alive, tmux};
 use crate::error::{Error, Kind, Result};
 
 // Typing into a session and reading its screen. Only tmux sessions have a
@@ -32,16 +32,19 @@ pub struct Injected {
     pub enters: u32,
 }
 
-/// Type `text` into session `id` as one line, press Enter, and check that the
-/// line was submitted (see [`Pane::inject`]). A process session is refused.
-pub fn inject(id: &str, text: &str) -> Result<Injected> {
-    inject_with(id, text, "Enter")
+/// Type `text` into session `id`, recorded for `owner`'s agent, as one line,
+/// press Enter, and check that the line was submitted (see [`Pane::inject`]).
+/// A process session is refused, and so is a session not the agent's
+/// ([`Owner::check`]), as by [`capture`] and [`run`] too.
+pub fn inject(owner: &Owner, id: &str, text: &str) -> Result<Injected> {
+    inject_with(owner, id, text, "Enter")
 }
 
 /// [`inject`], submitting with the tmux key `submit` instead of Enter (a
 /// runtime that queues a line typed while busy only on another key: Codex's
 /// Tab, see protocol/agents.md).
-pub fn inject_with(id: &str, text: &str, submit: &str) -> Result<Injected> {
+pub fn inject_with(owner: &Owner, id: &str, text: &str, submit: &str) -> Result<Injected> {
+    owner.check(id, "nothing typed")?;
     let pane = Pane::of(id).map_err(|e| match SessionId::parse(id) {
         Some(SessionId::Proc { .. }) => e
             .context("cannot inject")
@@ -54,7 +57,8 @@ pub fn inject_with(id: &str, text: &str, submit: &str) -> Result<Injected> {
 
 /// The lines of session `id`'s pane: the visible screen, or with `last` the
 /// last `last` lines of its history and screen. Trailing blank lines are dropped.
-pub fn capture(id: &str, last: Option<usize>) -> Result<Vec<String>> {
+pub fn capture(owner: &Owner, id: &str, last: Option<usize>) -> Result<Vec<String>> {
+    owner.check(id, "not captured")?;
     let pane = Pane::of(id).map_err(|e| e.context("cannot capture"))?;
     let snap = pane.snapshot()?;
     let from = match last {
@@ -67,7 +71,8 @@ pub fn capture(id: &str, last: Option<usize>) -> Result<Vec<String>> {
 /// The visible screen of session `id`'s pane as drawn, read once with
 /// [`super::sgr`] from `capture-pane -e`, for what only attributes tell (a
 /// dim hint from typed text).
-pub fn capture_styled(id: &str) -> Result<Vec<super::sgr::Line>> {
+pub fn capture_styled(owner: &Owner, id: &str) -> Result<Vec<super::sgr::Line>> {
+    owner.check(id, "not captured")?;
     let pane = Pane::of(id).map_err(|e| e.context("cannot capture"))?;
     let snap = pane.snapshot_with(true)?;
     Ok(super::sgr::parse(
@@ -78,9 +83,15 @@ pub fn capture_styled(id: &str) -> Result<Vec<super::sgr::Line>> {
 /// Type `command` into session `id` (as [`inject`] does) and return the pane
 /// lines that follow it, once the pane has been still for a moment (at most
 /// `wait`). A program that keeps drawing is cut off at `wait`.
-pub fn run(id: &str, command: &str, wait: std::time::Duration) -> Result<Vec<String>> {
+pub fn run(
+    owner: &Owner,
+    id: &str,
+    command: &str,
+    wait: std::time::Duration,
+) -> Result<Vec<String>> {
     /// Output is complete when the pane has not changed for this long.
     const STILL: std::time::Duration = std::time::Duration::from_millis(300);
+    owner.check(id, "nothing typed")?;
     let pane = Pane::of(id).map_err(|e| e.context("cannot run a command"))?;
     // Held until the output is read: no other line is typed in between.
     let _typing = pane.typing_lock()?;
@@ -348,7 +359,10 @@ fn tmux_literal(s: &str) -> String {
 
 /// Call `check` until it returns true or `wait` passes; whether it did. Pauses
 /// grow from 5 to 50 ms.
-fn poll(wait: std::time::Duration, mut check: impl FnMut() -> Result<bool>) -> Result<bool> {
+pub(super) fn poll(
+    wait: std::time::Duration,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<bool> {
     let deadline = std::time::Instant::now() + wait;
     let mut pause = std::time::Duration::from_millis(5);
     loop {

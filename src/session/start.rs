@@ -3,32 +3,41 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backend, Spec, is_alive, stop};
+use super::{Backend, Owner, Spec, is_alive, kill, stop};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::record::{AgentState, Status};
 use crate::town::Town;
 
 /// Stop the session of any agent home (its whole process group) and clear
-/// `session` and `requesting_cycle` in its state; a `working` agent becomes `idle`. Returns whether a
-/// live session was stopped.
-pub fn stop_home(home: &Home) -> Result<bool> {
+/// `session` and `requesting_cycle` in its state; a `working` agent becomes
+/// `idle`. Returns whether a live session was stopped. A recorded session
+/// that is not the agent's ([`Owner::foreign`]) is refused once its record
+/// is cleared: nothing is signalled, and the agent stays `working`, so its
+/// Witness sees to its claim as for a session that ended.
+pub fn stop_home(town: &Town, home: &Home) -> Result<bool> {
+    let owner = Owner::of(town, home);
     // The state says "stopped" before the session dies: whoever sees it end
     // (the daemon's waiter) then finds no session recorded, not a crash.
-    let old = home.update_state(|s| {
+    let (old, foreign) = home.update_state(|s| {
+        let old = s.session.take();
+        let foreign = old.as_deref().and_then(|id| owner.foreign(id));
         // A stopped agent has no next session: the daemon must not start one.
         s.requesting_cycle = false;
         s.cycle_requested_at = None;
         s.blocked = None;
-        if s.status == Status::Working {
+        if s.status == Status::Working && foreign.is_none() {
             s.status = Status::Idle;
         }
-        Ok(s.session.take())
+        Ok((old, foreign))
     })?;
+    if let Some(f) = foreign {
+        return Err(f.refusal("not stopped"));
+    }
     let Some(id) = old.filter(|id| is_alive(id)) else {
         return Ok(false);
     };
-    stop(&id, std::time::Duration::from_secs(5))?;
+    kill(&id, std::time::Duration::from_secs(5))?;
     Ok(true)
 }
 
@@ -104,15 +113,20 @@ pub struct StartGuard<'a> {
 }
 
 impl<'a> StartGuard<'a> {
-    /// Lock `home` for a start; refused (conflict) while its session lives.
-    pub fn lock(home: &'a Home) -> Result<StartGuard<'a>> {
+    /// Lock `home` of `town` for a start; refused (conflict) while its
+    /// session lives, and while it records a session not its own
+    /// ([`Owner::check`]: the start would stop what it names).
+    pub fn lock(town: &Town, home: &'a Home) -> Result<StartGuard<'a>> {
         let lock = crate::fsio::lock_for(&home.state_path())?;
         let current: AgentState = crate::fsio::read_json(&home.state_path())?;
-        if let Some(id) = current.session.as_deref().filter(|id| is_alive(id)) {
-            return Err(Error::conflict(format!(
-                "{} is already running (session {id})",
-                home.address
-            )));
+        if let Some(id) = current.session.as_deref() {
+            Owner::of(town, home).check(id, "not started")?;
+            if is_alive(id) {
+                return Err(Error::conflict(format!(
+                    "{} is already running (session {id})",
+                    home.address
+                )));
+            }
         }
         Ok(StartGuard {
             home,
@@ -138,7 +152,7 @@ impl<'a> StartGuard<'a> {
         if let Some(old) = &self.current.session {
             // A dead session's leftovers (a tmux session kept after its
             // command ended) would take the name the new one needs.
-            let _ = stop(old, std::time::Duration::ZERO);
+            let _ = stop(&Owner::of(town, home), old, std::time::Duration::ZERO);
         }
         next.generation = self.current.generation + 1;
         let agent = crate::agent::AgentConfig::resolve(town, home.address.rig())?;

@@ -280,6 +280,7 @@ fn spawn_primes_claude_which_works_through_gt_to_done_and_its_commit_lands_on_or
 /// A polecat spawned by `gt spawn` with the `claude` preset.
 struct Spawned {
     session: String,
+    owner: gastown::session::Owner,
     /// How `gt spawn` saw it come up (`ready`, `blocked`, ...), and why not.
     ready: String,
     reason: Option<String>,
@@ -287,7 +288,7 @@ struct Spawned {
 
 impl Spawned {
     fn screen(&self) -> String {
-        gastown::session::capture(&self.session, None)
+        gastown::session::capture(&self.owner, &self.session, None)
             .map(|l| l.join("\n"))
             .unwrap_or_else(|e| e.to_string())
     }
@@ -306,7 +307,8 @@ impl Spawned {
     /// The screen as the preset reads it from the pane (with attributes:
     /// a hint in the box is told from input by being dim).
     fn read(&self) -> Screen {
-        Preset::Claude.screen(&gastown::session::capture_styled(&self.session).unwrap())
+        Preset::Claude
+            .screen(&gastown::session::capture_styled(&self.owner, &self.session).unwrap())
     }
 
     /// Poll the screen until the preset reads `want` (bounded).
@@ -360,6 +362,7 @@ fn spawn_claude(
     let v = crate::agent_tier::spawn_runtime_with(env, bin, issue, args);
     Spawned {
         session: v["session"].as_str().unwrap().to_string(),
+        owner: env.owner("r/Nux"),
         ready: v["ready"].as_str().unwrap().to_string(),
         reason: v["reason"].as_str().map(str::to_string),
     }

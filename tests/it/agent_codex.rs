@@ -24,6 +24,7 @@ fn codex_bin_dir() -> Option<PathBuf> {
 /// A polecat `r/Nux` started by `gt spawn` with the `codex` preset.
 struct Codex {
     session: String,
+    owner: gastown::session::Owner,
     /// Why `gt spawn` did not see it ready, if it did not.
     reason: Option<String>,
     home: PathBuf,
@@ -82,6 +83,7 @@ impl Codex {
         );
         Codex {
             session: spawned["session"].as_str().unwrap().to_string(),
+            owner: env.owner("r/Nux"),
             reason: spawned["reason"].as_str().map(str::to_string),
             home: rig.join("polecats/Nux"),
             user,
@@ -128,13 +130,15 @@ impl Codex {
     }
 
     fn lines(&self) -> Vec<String> {
-        gastown::session::capture(&self.session, None).unwrap_or_default()
+        gastown::session::capture(&self.owner, &self.session, None).unwrap_or_default()
     }
 
     /// The screen read from the pane as drawn (Codex's input hint is told
     /// from typed text by its dim attribute only).
     fn screen(&self) -> Screen {
-        Preset::Codex.screen(&gastown::session::capture_styled(&self.session).unwrap_or_default())
+        Preset::Codex.screen(
+            &gastown::session::capture_styled(&self.owner, &self.session).unwrap_or_default(),
+        )
     }
 
     /// Poll (bounded) until `f` gives something; the failure names `what`

@@ -448,7 +448,8 @@ pub fn check_blocked(
         "{err}"
     );
     // Nothing answered the dialog: it is still there.
-    let screen = preset.screen(&gastown::session::capture_styled(session).unwrap());
+    let screen =
+        preset.screen(&gastown::session::capture_styled(&env.owner("r/Nux"), session).unwrap());
     assert!(
         matches!(screen, gastown::agent::Screen::Dialog(_)),
         "{screen:?}"

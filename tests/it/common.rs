@@ -272,6 +272,14 @@ impl TestEnv {
             .to_string()
     }
 
+    /// Whose session `address` records, for the library's calls that act on
+    /// one (`gastown::session::capture`, ...).
+    pub fn owner(&self, address: &str) -> gastown::session::Owner {
+        let town = gastown::town::Town::open(&self.town).unwrap();
+        let home = town.home(&address.parse().unwrap()).unwrap();
+        gastown::session::Owner::of(&town, &home)
+    }
+
     /// Wait for the recorded session of an agent to end (pidfd, no polling).
     pub fn wait_session(&self, home: impl AsRef<Path>) {
         let id = self.session(home);

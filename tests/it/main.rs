@@ -28,6 +28,7 @@ mod races;
 mod refinery;
 mod schema;
 mod scripts;
+mod session_trust;
 mod status;
 mod stop;
 mod town;

@@ -15,7 +15,7 @@ fn escalate(env: &TestEnv) {
     env.escalate(crate::common::NOW, "stuck: r/Nux");
 }
 
-fn agent<'a>(report: &'a Value, address: &str) -> &'a Value {
+pub fn agent<'a>(report: &'a Value, address: &str) -> &'a Value {
     report["agents"]
         .as_array()
         .unwrap()
@@ -330,9 +330,12 @@ fn status_watch_shows_liveness_as_of_each_frame() {
     let env = TestEnv::new();
     env.add_rig("r");
     env.ok("gt", &["polecat", "add", "r", "Nux"]);
-    // A session no file of the town will hear end.
+    // A session no file of the town will hear end (r/Nux's, by its
+    // environment, as a start gives it).
     let mut sleeper = std::process::Command::new("sh")
         .args(["-c", "exec sleep 1000"])
+        .env("GT_TOWN", env.town.canonicalize().unwrap())
+        .env("GT_ADDRESS", "r/Nux")
         .spawn()
         .unwrap();
     let pid = sleeper.id();

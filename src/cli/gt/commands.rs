@@ -324,7 +324,7 @@ fn print_status(report: &status::StatusReport) {
 
 pub(super) fn polecats(rig: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let rows = status::polecats(&town.rig(rig)?)?;
+    let rows = status::polecats(&town, &town.rig(rig)?)?;
     print_rows(&rows, json, &format!("no polecats in rig {rig}"))
 }
 
@@ -450,7 +450,7 @@ pub(super) fn crew_add(rig: &str, name: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
     let home = crate::crew::add(&town, &town.rig(rig)?, name)?;
     if json {
-        print_json(&agent_row(&home))?;
+        print_json(&agent_row(&town, &home))?;
     } else {
         println!(
             "added crew {} at {}; work in {}",
@@ -464,7 +464,9 @@ pub(super) fn crew_add(rig: &str, name: &str, json: bool) -> Result<()> {
 
 pub(super) fn crew_list(rig: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let rows: Vec<AgentRow> = town.rig(rig)?.crew()?.iter().map(agent_row).collect();
+    let rows: Vec<AgentRow> = (town.rig(rig)?.crew()?.iter())
+        .map(|h| agent_row(&town, h))
+        .collect();
     print_rows(&rows, json, &format!("no crew in rig {rig}"))
 }
 
@@ -474,7 +476,7 @@ pub(super) fn polecat_add(rig: &str, name: Option<String>, json: bool) -> Result
     let name = name.unwrap_or_else(|| polecat::free_name(&rig));
     let home = polecat::add(&town, &rig, &name)?;
     if json {
-        print_json(&agent_row(&home))?;
+        print_json(&agent_row(&town, &home))?;
     } else {
         println!("added polecat {} at {}", home.address, home.path.display());
     }
@@ -613,7 +615,7 @@ pub(super) fn stop(rig: Option<String>, json: bool) -> Result<()> {
 
 pub(super) fn plugins(rig: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let rows = status::plugins(&town.rig(rig)?)?;
+    let rows = status::plugins(&town, &town.rig(rig)?)?;
     print_rows(
         &rows,
         json,
@@ -641,7 +643,7 @@ pub(super) fn plugin_add(rig: &str, name: &str) -> Result<()> {
 
 pub(super) fn plugin_status(spec: &str, rig: Option<&str>, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let row = agent_row(&town.agent(spec, Role::Plugin, rig)?);
+    let row = agent_row(&town, &town.agent(spec, Role::Plugin, rig)?);
     if json {
         print_json(&row)?;
     } else {
@@ -749,8 +751,14 @@ pub(super) fn doctor(fix: bool, json: bool) -> Result<()> {
 }
 
 /// The agent `spec` names (a bare name is a polecat; see [`Bare::Agent`]) and
-/// its live session id.
-fn live_session(town: &Town, spec: &str, rig: Option<&str>) -> Result<(Home, String)> {
+/// its live session id; refused if that session is not the agent's
+/// ([`session::Owner::check`]), `not_done` saying what was not done.
+fn live_session(
+    town: &Town,
+    spec: &str,
+    rig: Option<&str>,
+    not_done: &str,
+) -> Result<(Home, String)> {
     let home = town.resolve(
         spec,
         Bare::Agent {
@@ -759,7 +767,10 @@ fn live_session(town: &Town, spec: &str, rig: Option<&str>) -> Result<(Home, Str
         },
     )?;
     match home.state()?.session {
-        Some(id) if session::is_alive(&id) => Ok((home, id)),
+        Some(id) if session::is_alive(&id) => {
+            session::Owner::of(town, &home).check(&id, not_done)?;
+            Ok((home, id))
+        }
         Some(id) => Err(Error::not_found(format!(
             "{} has no live session (its last one, {id}, has ended)",
             home.address
@@ -781,7 +792,7 @@ struct InjectReport {
 
 pub(super) fn inject(spec: &str, rig: Option<&str>, message: &str, json: bool) -> Result<()> {
     let town = Town::discover()?;
-    let (home, id) = live_session(&town, spec, rig)?;
+    let (home, id) = live_session(&town, spec, rig, "nothing typed")?;
     let injected =
         crate::agent::inject(&town, &home, &id, message).map_err(|e| e.context(&home.address))?;
     let report = InjectReport {
@@ -826,16 +837,23 @@ pub(super) fn capture(
     if let Some((machine, address)) = Federation::remote(&town, spec)? {
         return capture_remote(&town, machine, &address, command, last, json);
     }
-    let (home, id) = live_session(&town, spec, rig)?;
+    let not_done = if command.is_some() {
+        "nothing typed"
+    } else {
+        "not captured"
+    };
+    let (home, id) = live_session(&town, spec, rig, not_done)?;
+    let owner = session::Owner::of(&town, &home);
     let lines = match command {
         Some(cmd) => {
-            let mut out = session::run(&id, cmd, wait).map_err(|e| e.context(&home.address))?;
+            let mut out =
+                session::run(&owner, &id, cmd, wait).map_err(|e| e.context(&home.address))?;
             if let Some(n) = last {
                 out.drain(..out.len().saturating_sub(n));
             }
             out
         }
-        None => session::capture(&id, last).map_err(|e| {
+        None => session::capture(&owner, &id, last).map_err(|e| {
             e.context(&home.address).with_hint(format!(
                 "its output is in {}",
                 session::log_path(&home.path).display()
@@ -894,7 +912,7 @@ fn capture_remote(
 /// session (tmux attach, or tail -f of a plain process's session.log).
 pub(super) fn attach(spec: &str, rig: Option<&str>) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let (home, id) = live_session(&Town::discover()?, spec, rig)?;
+    let (home, id) = live_session(&Town::discover()?, spec, rig, "not attached")?;
     let argv = session::watch_command(&id, &home.path)
         .ok_or_else(|| Error::invalid(format!("{}: unknown session id {id:?}", home.address)))?;
     tracing::debug!(?argv, "exec");
