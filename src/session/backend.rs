@@ -92,6 +92,27 @@ pub fn tmux_socket(root: &Path) -> String {
 /// A started session.
 pub struct Started {
     pub id: String,
+    /// A tmux pane's leader (pid, start time) and the `NAME=value`s its
+    /// command's exec gives it: see [`Started::wait_exec`].
+    pending_exec: Option<(u32, u64, Vec<String>)>,
+}
+
+impl Started {
+    /// Wait until the session's leader runs its command, at most 5 s. tmux
+    /// forks the pane and execs its command a moment after `new-session`
+    /// returns: until then the leader has the server's environment, and the
+    /// check of whose session it is (`Owner`) would refuse it. No event marks
+    /// an exec, so this polls, until the leader has the session's environment
+    /// or has ended. A process session's spawn returned after its exec.
+    pub fn wait_exec(&self) {
+        let Some((pid, start, vars)) = &self.pending_exec else {
+            return;
+        };
+        let _ = super::pane::poll(std::time::Duration::from_secs(5), || {
+            Ok(stat(*pid).is_none_or(|(s, zombie)| s != *start || zombie)
+                || Environ::of(*pid).is_some_and(|e| vars.iter().all(|v| e.has(v))))
+        });
+    }
 }
 
 fn start_process(spec: &Spec) -> Result<Started> {
@@ -131,6 +152,7 @@ fn start_process(spec: &Spec) -> Result<Started> {
     std::thread::spawn(move || child.wait());
     Ok(Started {
         id: format!("proc:{pid}:{start}"),
+        pending_exec: None,
     })
 }
 
@@ -213,19 +235,11 @@ fn start_tmux(socket: &str, spec: &Spec) -> Result<Started> {
     })?;
     // 0 (never alive) if tmux already reaped a command that finished at once.
     let start = stat(pid).map_or(0, |(start, _)| start);
-    // tmux forks the pane and execs its command a moment later: until then
-    // the leader has the server's environment, and the check of whose
-    // session it is (`Owner`) would refuse it. No event marks an exec, so
-    // this waits (bounded) until the leader has the session's environment,
-    // or has ended.
-    let vars: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    super::pane::poll(std::time::Duration::from_secs(5), || {
-        Ok(stat(pid).is_none_or(|(s, zombie)| s != start || zombie)
-            || Environ::of(pid).is_some_and(|e| vars.iter().all(|v| e.has(v))))
-    })?;
     tracing::debug!(pid, socket, name = %spec.name, "tmux session started");
+    let vars = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     Ok(Started {
         id: format!("tmux:{socket}:{}:{pid}:{start}", spec.name),
+        pending_exec: Some((pid, start, vars)),
     })
 }
 

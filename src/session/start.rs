@@ -178,7 +178,7 @@ impl<'a> StartGuard<'a> {
             exit,
         })?;
         next.status = Status::Working;
-        next.session = Some(started.id);
+        next.session = Some(started.id.clone());
         next.requesting_cycle = false;
         next.cycle_requested_at = None;
         next.blocked = None;
@@ -191,6 +191,9 @@ impl<'a> StartGuard<'a> {
         next.started_at = next.updated_at;
         // The guard holds the state lock since `current` was read: replace.
         crate::fsio::write_json(&home.state_path(), &next)?;
+        // Recorded first: an agent that acts at once reads its new state.
+        drop(self);
+        started.wait_exec();
         Ok(next)
     }
 }
