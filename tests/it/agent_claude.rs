@@ -104,16 +104,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .stderr(Stdio::null())
-            .status();
-        // tmux 3.3 leaves its socket file behind.
-        let _ = std::fs::remove_file(format!(
-            "/tmp/tmux-{}/{}",
-            nix::unistd::getuid(),
-            self.socket
-        ));
+        crate::common::kill_tmux_server(&self.socket);
     }
 }
 

@@ -389,22 +389,28 @@ impl Drop for TestEnv {
             if let Ok(town) = gastown::town::Town::open(&root) {
                 let _ = gastown::stop::all(&town, None);
             }
-            let socket = gastown::session::tmux_socket(&root);
-            let _ = Command::new("tmux")
-                .args(["-L", &socket, "kill-server"])
-                .stderr(Stdio::null())
-                .status();
-            // tmux 3.3 leaves its socket file behind; gt leaves typing locks
-            // beside it. Remove both, or every test run adds files to /tmp.
-            let dir = PathBuf::from(format!("/tmp/tmux-{}", nix::unistd::getuid()));
-            let locks = format!("{socket}.");
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_name().to_str().is_some_and(|n| {
-                    n == socket || (n.starts_with(&locks) && n.ends_with(".typing.lock"))
-                }) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+            kill_tmux_server(&gastown::session::tmux_socket(&root));
+        }
+    }
+}
+
+/// Stop the tmux server on socket `socket` (`-L`), if one runs, and remove
+/// its socket file, which tmux 3.3 leaves behind, and the typing locks gt
+/// leaves beside it: else every test run adds files to /tmp.
+pub fn kill_tmux_server(socket: &str) {
+    let _ = Command::new("tmux")
+        .args(["-L", socket, "kill-server"])
+        .env_remove("TMUX")
+        .stderr(Stdio::null())
+        .status();
+    let dir = PathBuf::from(format!("/tmp/tmux-{}", nix::unistd::getuid()));
+    let locks = format!("{socket}.");
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n == socket || (n.starts_with(&locks) && n.ends_with(".typing.lock")))
+        {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

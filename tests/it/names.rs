@@ -274,9 +274,7 @@ fn attach_attaches_a_terminal_to_the_tmux_session() {
     struct Server(String);
     impl Drop for Server {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("tmux")
-                .args(["-L", &self.0, "kill-server"])
-                .status();
+            crate::common::kill_tmux_server(&self.0);
         }
     }
     let _outer = Server(outer.clone());

@@ -6,7 +6,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
@@ -78,15 +78,9 @@ impl Drop for Outside {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // tmux 3.3 leaves its socket file behind; a failed check may have
-        // left a typing lock beside it.
-        for (name, path) in &self.sockets {
-            let _ = Command::new("tmux")
-                .args(["-L", name, "kill-server"])
-                .stderr(Stdio::null())
-                .status();
-            let _ = std::fs::remove_file(path);
-            let _ = std::fs::remove_file(typing_lock(path));
+        // A failed check may have left a typing lock beside the socket.
+        for (name, _) in &self.sockets {
+            crate::common::kill_tmux_server(name);
         }
     }
 }
