@@ -41,6 +41,10 @@ impl BeadsCli {
     /// the program's last stderr line.
     fn run(&self, args: &[String]) -> Result<Vec<u8>> {
         tracing::debug!(program = %self.name(), ?args, "beads cli");
+        // It opens its files by name: their real paths must be in the town.
+        for dir in [&self.rig_dir, &self.loc.beads_dir] {
+            crate::confine::check(dir).at(dir)?;
+        }
         let out = Command::new(&self.program)
             .args(args)
             .env("BEADS_DIR", &self.loc.beads_dir)

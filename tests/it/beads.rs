@@ -770,4 +770,37 @@ fn with_bd_on_path_the_cli_backend_is_called_and_the_native_store_untouched() {
     assert!(cwd.starts_with(&staging), "{init}");
     assert_eq!(beads_dir, format!("{cwd}/.beads"));
     assert!(!town.join("other/.beads/issues.jsonl").exists());
+
+    // bd opens its files by name: a .beads planted as a link out of the
+    // town is refused before bd runs.
+    let outside = rig.env.path().join("outside-beads");
+    std::fs::create_dir(&outside).unwrap();
+    let planted = town.join("other/.beads");
+    std::fs::remove_dir_all(&planted).unwrap();
+    std::os::unix::fs::symlink(&outside, &planted).unwrap();
+    let calls = std::fs::read_to_string(&log).unwrap().lines().count();
+    let out = rig
+        .env
+        .cmd("gt-issue")
+        .env("PATH", &path)
+        .env("FAKE_BD_LOG", &log)
+        .args(["--rig", "other", "ready"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is a symlink to {}",
+            planted.display(),
+            outside.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        calls,
+        "bd ran"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
