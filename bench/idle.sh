@@ -39,7 +39,7 @@ rigs=5
 window=$([ $quick = 1 ] && echo 10 || echo 60)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-git init -q --bare "$work/origin.git"
+git init -q --bare -b main "$work/origin.git"
 git clone -q "$work/origin.git" "$work/seed" 2>/dev/null
 git -C "$work/seed" -c user.name=b -c user.email=b@b commit -q --allow-empty -m init
 git -C "$work/seed" push -q origin HEAD:main

@@ -10,9 +10,9 @@ cd "$root"
 # --no-build: measure the release binaries already built (as installed).
 bench_start status.sh "$@"
 work=$(mktemp -d)
-sleeper=
+sleepers=()
 cleanup() {
-  [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null
+  [ ${#sleepers[@]} -gt 0 ] && kill "${sleepers[@]}" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -20,20 +20,23 @@ export GT_TOWN=$work/town PATH="$bin:$PATH"
 
 # One origin, 20 rigs; 30 polecat homes per rig made by hand, as a shell
 # participant may (protocol/README.md), each recording the same live session.
-git init -q --bare "$work/origin.git"
+git init -q --bare -b main "$work/origin.git"
 git clone -q "$work/origin.git" "$work/seed" 2>/dev/null
 git -C "$work/seed" -c user.name=b -c user.email=b@b commit -q --allow-empty -m init
 git -C "$work/seed" push -q origin HEAD:main
 gt install "$GT_TOWN" >/dev/null
-sleep 100000 & sleeper=$!
-start=$(awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[20] }' "/proc/$sleeper/stat")
+town=$(cd "$GT_TOWN" && pwd -P)
 for r in $(seq -w 1 20); do
   gt rig add "rig$r" "$work/origin.git" >/dev/null
   for p in $(seq -w 1 30); do
     h=$GT_TOWN/rig$r/polecats/P$p
     mkdir -p "$h/mail"
+    # Each its own session, as the protocol's shell recipe starts one: the
+    # leader carries the agent's GT_TOWN and GT_ADDRESS.
+    env GT_TOWN="$town" GT_ADDRESS="rig$r/P$p" sleep 100000 & sleepers+=($!)
+    start=$(awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[20] }' "/proc/$!/stat")
     printf '{"id":"msg-%s","from":"mayor","to":"rig%s/P%s","subject":"s","body":"b","timestamp":"2026-11-25T09:00:00Z"}\n' "$r$p" "$r" "$p" > "$h/mail/inbox.jsonl"
-    printf '{"role":"polecat","status":"working","issue":"r-%s","session":"proc:%s:%s","generation":1,"started_at":"2026-11-25T09:00:00Z"}\n' "$p" "$sleeper" "$start" > "$h/state.json"
+    printf '{"role":"polecat","status":"working","issue":"r-%s","session":"proc:%s:%s","generation":1,"started_at":"2026-11-25T09:00:00Z"}\n' "$p" "$!" "$start" > "$h/state.json"
   done
 done
 agents=$(gt status --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(len(r["agents"]), sum(1 for a in r["agents"] if a["session_alive"]))')

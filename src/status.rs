@@ -128,7 +128,9 @@ pub fn agent_row(town: &Town, home: &Home) -> AgentRow {
 /// facts of a home that did not change and still show every age and
 /// liveness as of the redraw.
 struct Facts {
-    owner: crate::session::Owner,
+    /// Why the recorded session, live when read, is not the agent's: a
+    /// process's environment is fixed, so this holds for as long as it runs.
+    foreign: Option<String>,
     address: String,
     role: String,
     state: Option<crate::record::AgentState>,
@@ -144,8 +146,11 @@ impl Facts {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e.to_string())),
         };
+        let foreign = (state.as_ref().and_then(|s| s.session.as_deref()))
+            .and_then(|id| crate::session::Owner::of(town, home).foreign(id))
+            .map(|f| f.to_string());
         Facts {
-            owner: crate::session::Owner::of(town, home),
+            foreign,
             address: home.address.to_string(),
             role: home.address.role().to_string(),
             sign_of_life: state.as_ref().and_then(|s| home.last_sign_of_life(s)),
@@ -164,9 +169,9 @@ impl Facts {
     fn row(&self) -> AgentRow {
         let state = self.state.as_ref();
         let session = state.and_then(|s| s.session.clone());
-        let live = session.as_deref().map(|id| self.owner.live(id));
-        let session_alive = live.as_ref().map(|l| *l == Ok(true));
-        let foreign = live.and_then(Result::err).map(|f| f.to_string());
+        let running = session.as_deref().map(crate::session::is_alive);
+        let foreign = self.foreign.clone().filter(|_| running == Some(true));
+        let session_alive = running.map(|r| r && foreign.is_none());
         let status = match state {
             None => "unreadable".to_string(),
             Some(s) if s.status == Status::Working && session_alive == Some(false) => {
@@ -287,8 +292,30 @@ pub fn unheard_escalations(town: &Town) -> Option<String> {
 
 /// The whole town: its rigs and every agent.
 pub fn report(town: &Town) -> Result<StatusReport> {
-    let facts: Vec<Facts> = town.homes()?.iter().map(|h| Facts::read(town, h)).collect();
-    report_of(town, &facts)
+    report_of(town, &read_all(town, &town.homes()?))
+}
+
+/// The facts of every home, read on a few threads: each home is a handful
+/// of small files and /proc reads, and a town may have hundreds.
+fn read_all(town: &Town, homes: &[Home]) -> Vec<Facts> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let chunk = homes.len().div_ceil(threads).max(16);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = homes
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|h| Facts::read(town, h))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("reading a home does not panic"))
+            .collect()
+    })
 }
 
 /// The report with these agents.
@@ -316,7 +343,7 @@ pub fn watch(town: &Town, on: &mut dyn FnMut(&StatusReport) -> Result<()>) -> Re
         let dirs = watched(town)?;
         let refs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
         let homes = town.homes()?;
-        let mut facts: Vec<Facts> = homes.iter().map(|h| Facts::read(town, h)).collect();
+        let mut facts = read_all(town, &homes);
         let mut first = true;
         // Events only: the "rescan" of a watch with nothing to catch up on
         // would redraw the same frame, so it is a day away.
@@ -350,7 +377,7 @@ pub fn watch(town: &Town, on: &mut dyn FnMut(&StatusReport) -> Result<()>) -> Re
                     }
                 }
                 _ if !first => {
-                    facts = homes.iter().map(|h| Facts::read(town, h)).collect();
+                    facts = read_all(town, &homes);
                 }
                 _ => {}
             }
