@@ -83,7 +83,7 @@ section=$work/section.md
   echo
   echo "**Machine:** $(nproc) cores, $(uname -r); load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo
-  echo "**Method:** a town of 20 rigs x 30 polecats (homes written by hand, without clones, so the doctor reports 600 missing clones and exits 1; each recording one live process session: ${agents% *} agents, ${agents#* } live), release build; \`gt status --json\` timed by hyperfine -N over 50 runs after 5 warm-ups; the --watch redraw is timed from a state.json rename to the frame that shows it, over 50 changes; \`gt doctor --json\` is run once."
+  echo "**Method:** a town of 20 rigs x 30 polecats (homes written by hand, without clones, so the doctor reports 600 missing clones and exits 1; each recording a live process session of its own, its leader carrying the GT_TOWN and GT_ADDRESS a start gives it: ${agents% *} agents, ${agents#* } live), release build; \`gt status --json\` timed by hyperfine -N over 50 runs after 5 warm-ups; the --watch redraw is timed from a state.json rename to the frame that shows it, over 50 changes; \`gt doctor --json\` is run once."
   echo
   echo "| measurement | result | target |"
   echo "|---|---|---|"
