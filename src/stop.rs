@@ -113,6 +113,10 @@ pub struct Report {
     pub agents: Vec<Stopped>,
     /// Sessions on the town's tmux socket that no state.json recorded.
     pub zombies: Vec<String>,
+    /// Agents that could not be stopped, each error one line: the halt goes
+    /// on past them (a record naming a session not the agent's, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 // Workers on other machines are in `agents` too, as `<machine>:<rig>/<name>`.
@@ -155,7 +159,10 @@ pub fn all(town: &Town, only: Option<&Rig>) -> Result<Report> {
         let Ok(state) = home.state() else { continue };
         let claim_open = state.status == Status::Working && state.issue.is_some();
         if session::state_alive(&state) || claim_open {
-            report.agents.push(agent(town, &home)?);
+            match agent(town, &home) {
+                Ok(stopped) => report.agents.push(stopped),
+                Err(e) => report.errors.push(e.to_string()),
+            }
         }
     }
     report.agents.extend(crate::federation::worker::stop_all(

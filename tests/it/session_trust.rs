@@ -406,3 +406,29 @@ fn gt_kill_stops(env: &TestEnv, name: &str, issue: &str, id: &str) {
         std::time::Duration::from_secs(10)
     ));
 }
+
+/// The emergency halt goes on past a record it must not act on: the other
+/// agents' sessions are stopped, the refusal is reported, and the exit is 2.
+#[test]
+fn gt_stop_all_stops_the_rest_past_a_session_not_the_agents() {
+    let mut outside = Outside::default();
+    let (pid, start) = outside.sleeper(&[]);
+    let env = town_with_nux();
+    let toast = env.spawn_process("r", "Toast");
+    let planted = Planted::record(
+        &env,
+        format!("proc:{pid}:{start}"),
+        "its process has no GT_TOWN=$TEST_ENV/town",
+    );
+    let out = env.run("gt", &["stop", "--all"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        env.normalize(&String::from_utf8_lossy(&out.stderr)),
+        format!("gt: {}\n", planted.refusal("not stopped"))
+    );
+    assert!(
+        crate::common::process_gone(toast),
+        "r/Toast was not stopped"
+    );
+    assert!(outside.runs(0), "the outside process was signalled");
+}

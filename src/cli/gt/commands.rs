@@ -610,6 +610,12 @@ pub(super) fn stop(rig: Option<String>, json: bool) -> Result<()> {
             report.agents.iter().filter(|a| a.was_running).count() + report.zombies.len()
         );
     }
+    for e in &report.errors {
+        eprintln!("gt: {e}");
+    }
+    if !report.errors.is_empty() {
+        return Err(Error::shown(crate::error::Kind::Invalid));
+    }
     Ok(())
 }
 
