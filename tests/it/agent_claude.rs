@@ -367,7 +367,7 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
     edit_json(&rig.join("config.json"), |c| c["stuck_after"] = "1m".into());
     let id = env.issue("r", "Think hard");
     let model = Model::start(vec![
-        Turn::text("Thought it through.").slow(Duration::from_secs(8)),
+        Turn::text("Thought it through.").held(),
         Turn::text("Back at it."),
     ]);
     let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
@@ -379,6 +379,7 @@ fn a_slow_turn_is_not_nudged_and_a_nudge_at_the_ready_prompt_reaches_the_model_o
     // An hour of silence by the clock, but the turn is still running: no nudge.
     let later = crate::agent_tier::an_hour_later();
     crate::agent_tier::patrol_sees_busy(&env, &later);
+    model.release();
 
     // Once the turn is over it is silent at its prompt: the nudge is typed
     // and reaches the model once, as the next turn.
@@ -511,7 +512,7 @@ fn inject_onto_text_typed_into_a_busy_claude_types_nothing_and_its_turn_goes_on(
     let rig = env.add_rig("r");
     let id = env.issue("r", "Think");
     let model = Model::start(vec![
-        Turn::text("Thought it through.").slow(Duration::from_secs(8)),
+        Turn::text("Thought it through.").held(),
         Turn::text("Got your line."),
     ]);
     let spawned = spawn_claude(&env, &bin, &model, &rig, &id, &[]);
@@ -535,6 +536,7 @@ fn inject_onto_text_typed_into_a_busy_claude_types_nothing_and_its_turn_goes_on(
     spawned.wait_screen(&busy(""));
     let line = "line typed once the box was cleared";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    model.release();
     let second = spawned.turn(&model, 2);
     second.assert_once(line);
     assert_eq!(second.mentions(left), 0, "{:?}", second.texts());

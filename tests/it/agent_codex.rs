@@ -108,13 +108,13 @@ impl Codex {
     }
 
     /// r/Nux spawned on an issue of a new rig `r`, its model answering
-    /// "Thought it through." after `slow`, then "Got your line."; once
-    /// its screen shows it busy on that first turn.
-    fn busy(env: &TestEnv, bin: &Path, slow: Duration) -> (Codex, Model) {
+    /// "Thought it through." once the test releases it ([`Model::release`]),
+    /// then "Got your line."; once its screen shows it busy on that first turn.
+    fn busy(env: &TestEnv, bin: &Path) -> (Codex, Model) {
         let rig = env.add_rig("r");
         let id = env.issue("r", "Think");
         let model = Model::start(vec![
-            Turn::text("Thought it through.").slow(slow),
+            Turn::text("Thought it through.").held(),
             Turn::text("Got your line."),
         ]);
         let codex = Codex::spawn(env, bin, &model, &rig, &id);
@@ -277,9 +277,10 @@ fn inject_into_idle_codex_reaches_the_model_once() {
 fn inject_into_busy_codex_is_not_lost_and_does_not_cancel_its_turn() {
     let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
-    let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(4));
+    let (codex, model) = Codex::busy(&env, &bin);
     let line = "line typed while busy";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    model.release();
     // The slow turn's answer still comes (the turn was not cancelled), and
     // the line reaches the model once, in the next request.
     codex.shows(&model, "Thought it through.");
@@ -358,7 +359,7 @@ fn inject_onto_text_left_in_codex_input_box_types_nothing() {
 fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on() {
     let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
-    let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(8));
+    let (codex, model) = Codex::busy(&env, &bin);
     let busy = |input: &str| Screen::Busy {
         input: input.to_string(),
     };
@@ -379,6 +380,7 @@ fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on()
     });
     let line = "line typed once the box was cleared";
     assert_eq!(env.ok("gt", &["inject", "Nux", line]), "r/Nux: submitted\n");
+    model.release();
     codex.shows(&model, "Thought it through.");
     let second = codex.turn(&model, 2);
     second.assert_once(line);
@@ -391,7 +393,7 @@ fn inject_onto_text_typed_into_a_busy_codex_types_nothing_and_its_turn_goes_on()
 fn a_slow_codex_turn_is_not_nudged_and_a_nudge_at_its_ready_prompt_reaches_the_model_once() {
     let Some(bin) = codex_bin_dir() else { return };
     let env = TestEnv::new();
-    let (codex, model) = Codex::busy(&env, &bin, Duration::from_secs(8));
+    let (codex, model) = Codex::busy(&env, &bin);
     edit_json(&env.town.join("r/config.json"), |c| {
         c["stuck_after"] = "1m".into()
     });
@@ -399,6 +401,7 @@ fn a_slow_codex_turn_is_not_nudged_and_a_nudge_at_its_ready_prompt_reaches_the_m
     // clock; its screen shows the turn in progress: not nudged.
     let later = crate::agent_tier::an_hour_later();
     crate::agent_tier::patrol_sees_busy(&env, &later);
+    model.release();
 
     // Silent at its prompt once the turn is over: the nudge is typed and
     // reaches the model once, as the next turn.

@@ -79,6 +79,13 @@ impl Turn {
         self.delay = delay;
         self
     }
+
+    /// The same turn, held open until the test calls [`Model::release`]
+    /// (at most two minutes): a turn that lasts exactly as long as the test
+    /// needs it to, however slow the machine.
+    pub fn held(self) -> Turn {
+        self.slow(HELD)
+    }
 }
 
 /// A request as received.
@@ -181,7 +188,12 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     stop: AtomicBool,
+    /// Set by [`Model::release`]: a held turn's answer goes out.
+    released: AtomicBool,
 }
+
+/// How long a [`Turn::held`] turn waits for its release, at most.
+const HELD: Duration = Duration::from_secs(120);
 
 /// A running scripted model server; stopped when dropped.
 pub struct Model {
@@ -201,6 +213,7 @@ impl Model {
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
+            released: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -221,6 +234,11 @@ impl Model {
     /// `http://127.0.0.1:<port>`, for `ANTHROPIC_BASE_URL`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Let a held turn ([`Turn::held`]) answer now.
+    pub fn release(&self) {
+        self.shared.released.store(true, Ordering::SeqCst);
     }
 
     /// Add turns to the end of the script.
@@ -506,20 +524,29 @@ fn send_sse(
 }
 
 /// Hold a slow `turn`'s open stream for its delay (less once the server
-/// stops), calling `tick` about once a second.
+/// stops, or, for a held turn, once it is released), calling `tick` about
+/// once a second.
 fn hold(
     turn: &Turn,
     shared: &Shared,
     mut tick: impl FnMut() -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let until = Instant::now() + turn.delay;
-    while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
+    let over = || {
+        shared.stop.load(Ordering::SeqCst)
+            || (turn.delay == HELD && shared.released.load(Ordering::SeqCst))
+    };
+    let mut ticked = Instant::now();
+    while Instant::now() < until && !over() {
         std::thread::sleep(
             until
                 .saturating_duration_since(Instant::now())
-                .min(Duration::from_secs(1)),
+                .min(Duration::from_millis(50)),
         );
-        tick()?;
+        if ticked.elapsed() >= Duration::from_secs(1) {
+            tick()?;
+            ticked = Instant::now();
+        }
     }
     Ok(())
 }
