@@ -16,6 +16,16 @@ use crate::record::{AgentState, Status};
 use crate::rig::Rig;
 use crate::session::{self, SessionId};
 
+/// Whether `home`'s recorded session runs and is the agent's own: a record
+/// naming another's is reported once (`session-foreign`), not counted as a
+/// session that beats or needs its loops.
+fn runs_as_its_own(ctx: &Ctx, home: &Home, state: &AgentState) -> bool {
+    state
+        .session
+        .as_deref()
+        .is_some_and(|id| session::Owner::of(ctx.town, home).live(id) == Ok(true))
+}
+
 /// `working` agents whose session is gone (an agent crash, `tmux kill-server`).
 /// A polecat with nothing in its clone is reset to idle, its issue released
 /// and its Witness told; one with work there is left to the Witness, which
@@ -23,6 +33,28 @@ use crate::session::{self, SessionId};
 pub(super) fn sessions(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
     for home in ctx.homes() {
         let Ok(state) = home.state() else { continue };
+        // A record naming a live session that is not the agent's (planted,
+        // or copied from another home): every tool refuses it; --fix drops
+        // the record and signals nothing.
+        if let Some((id, f)) = (state.session.as_deref())
+            .and_then(|id| Some((id, session::Owner::of(ctx.town, &home).foreign(id)?)))
+        {
+            out.push(
+                Finding::error("session-foreign", &home.state_path(), f.to_string()).repair(
+                    ctx.fix,
+                    || {
+                        home.update_state(|s| {
+                            // Only that record: a start may have replaced it.
+                            if s.session.as_deref() == Some(id) {
+                                s.session = None;
+                            }
+                            Ok(())
+                        })
+                    },
+                ),
+            );
+            continue;
+        }
         if state.status != Status::Working || state.requesting_cycle || session::state_alive(&state)
         {
             continue;
@@ -349,7 +381,7 @@ pub(super) fn heartbeats(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
             ));
             continue;
         }
-        if state.status != Status::Working || !session::state_alive(&state) {
+        if state.status != Status::Working || !runs_as_its_own(ctx, &home, &state) {
             continue;
         }
         let limit = match home.address.rig() {
@@ -399,7 +431,7 @@ pub(super) fn loops(ctx: &Ctx, out: &mut Vec<Finding>) -> Ran {
     let live = |homes: &[Home]| {
         homes
             .iter()
-            .filter(|h| h.state().is_ok_and(|s| session::state_alive(&s)))
+            .filter(|h| h.state().is_ok_and(|s| runs_as_its_own(ctx, h, &s)))
             .count()
     };
     let mut down = |file: std::path::PathBuf, busy: usize, why: String| {

@@ -117,6 +117,16 @@ fn town_with_nux() -> TestEnv {
     env
 }
 
+/// Why a process outside the town is not r/Nux's session.
+const NO_TOWN: &str = "its process has no GT_TOWN=$TEST_ENV/town";
+
+/// A town with polecat r/Nux, and a process outside it: its session id.
+fn nux_and_a_process_outside() -> (Outside, TestEnv, String) {
+    let mut outside = Outside::default();
+    let (pid, start) = outside.sleeper(&[]);
+    (outside, town_with_nux(), format!("proc:{pid}:{start}"))
+}
+
 /// Record r/Nux `working` in session `id`, as any agent can.
 fn record(env: &TestEnv, id: &str) {
     env.edit_state("r/polecats/Nux", |s| {
@@ -218,14 +228,8 @@ impl<'a> Planted<'a> {
 
 #[test]
 fn gt_kill_clears_a_record_naming_a_process_outside_the_town_and_signals_nothing() {
-    let mut outside = Outside::default();
-    let (pid, start) = outside.sleeper(&[]);
-    let env = town_with_nux();
-    let planted = Planted::record(
-        &env,
-        format!("proc:{pid}:{start}"),
-        "its process has no GT_TOWN=$TEST_ENV/town",
-    );
+    let (mut outside, env, id) = nux_and_a_process_outside();
+    let planted = Planted::record(&env, id, NO_TOWN);
     planted.refused_by(&["kill", "r/Nux"], "not stopped");
     assert!(outside.runs(0), "gt kill signalled the outside process");
     // The record is gone; the worker is left working for its Witness.
@@ -411,15 +415,9 @@ fn gt_kill_stops(env: &TestEnv, name: &str, issue: &str, id: &str) {
 /// agents' sessions are stopped, the refusal is reported, and the exit is 2.
 #[test]
 fn gt_stop_all_stops_the_rest_past_a_session_not_the_agents() {
-    let mut outside = Outside::default();
-    let (pid, start) = outside.sleeper(&[]);
-    let env = town_with_nux();
+    let (mut outside, env, id) = nux_and_a_process_outside();
     let toast = env.spawn_process("r", "Toast");
-    let planted = Planted::record(
-        &env,
-        format!("proc:{pid}:{start}"),
-        "its process has no GT_TOWN=$TEST_ENV/town",
-    );
+    let planted = Planted::record(&env, id, NO_TOWN);
     let out = env.run("gt", &["stop", "--all"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(
@@ -431,4 +429,34 @@ fn gt_stop_all_stops_the_rest_past_a_session_not_the_agents() {
         "r/Toast was not stopped"
     );
     assert!(outside.runs(0), "the outside process was signalled");
+}
+
+/// `gt doctor` names a record of a live session that is not the agent's;
+/// `--fix` drops the record and signals nothing.
+#[test]
+fn doctor_reports_a_session_not_the_agents_and_fix_drops_the_record() {
+    let (mut outside, env, id) = nux_and_a_process_outside();
+    let planted = Planted::record(&env, id, NO_TOWN);
+    let line = format!(
+        "error: $TEST_ENV/town/r/polecats/Nux/state.json: {}",
+        planted.foreign()
+    );
+    let out = env.run("gt", &["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = env.normalize(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stdout.contains(&format!("{line} (--fix repairs this)\n")),
+        "{stdout}"
+    );
+    // Nobody's session: no heartbeat is asked of it, no loop is needed for it.
+    let findings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("check "))
+        .collect();
+    assert_eq!(findings.len(), 2, "{stdout}");
+    let out = env.run("gt", &["doctor", "--fix"]);
+    let stdout = env.normalize(&String::from_utf8_lossy(&out.stdout));
+    assert!(stdout.contains(&format!("{line} (fixed)\n")), "{stdout}");
+    assert_eq!(env.state("r/polecats/Nux").get("session"), None);
+    assert!(outside.runs(0), "the doctor signalled the outside process");
 }
