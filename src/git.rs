@@ -186,10 +186,13 @@ pub fn is_clean(dir: &Path) -> Result<bool> {
 /// no `origin` ref has: a worker's work not yet on origin (revs that do not
 /// exist count nothing; 0 when the count cannot be read as a number).
 pub fn commits_ahead(dir: &Path, revs: &[&str]) -> Result<u64> {
+    let repo = open(dir)?;
     let mut args = vec!["rev-list", "--count"];
     for rev in revs {
-        if resolve(dir, rev)?.is_some() {
-            args.push(rev);
+        match repo.refname_to_id(rev) {
+            Ok(_) => args.push(rev),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+            Err(e) => return Err(in_repo(dir, e)),
         }
     }
     if args.len() == 2 {

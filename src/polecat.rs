@@ -61,15 +61,11 @@ pub fn commits_not_on_origin(home: &Home, state: &AgentState) -> Result<u64> {
     crate::git::commits_ahead(&w.clone, &["HEAD", &format!("refs/heads/{}", w.branch)])
 }
 
-/// Why a worker's work is not where the Refinery merges it, if it is not:
-/// `branch` holds no commit beyond origin while the clone's HEAD does (it
-/// committed on `main`, or on a detached HEAD).
+/// For a `branch` that holds no commit beyond origin (the caller counted):
+/// why the worker's work is not where the Refinery merges it, if the clone's
+/// HEAD holds commits (it committed on `main`, or on a detached HEAD).
 pub fn stray_work(clone: &Path, branch: &str) -> Result<Option<String>> {
-    let git_ahead = |rev: &str| crate::git::commits_ahead(clone, &[rev]);
-    if git_ahead(&format!("refs/heads/{branch}"))? > 0 {
-        return Ok(None);
-    }
-    let stray = git_ahead("HEAD")?;
+    let stray = crate::git::commits_ahead(clone, &["HEAD"])?;
     if stray == 0 {
         return Ok(None);
     }

@@ -434,10 +434,12 @@ fn finished(
     // Commits on the worker's branch that origin does not have: the branch
     // the Refinery merges, wherever HEAD is.
     let branch = polecat::work(home, &state)?.branch;
-    if let Some(elsewhere) = polecat::stray_work(&clone, &branch)? {
+    let ahead = git::commits_ahead(&clone, &[&format!("refs/heads/{branch}")])?;
+    if ahead == 0
+        && let Some(elsewhere) = polecat::stray_work(&clone, &branch)?
+    {
         return Ok(nudge(town, witness, home, &elsewhere));
     }
-    let ahead = git::commits_ahead(&clone, &[&format!("refs/heads/{branch}")])?;
     let name = match &home.address {
         Address::Polecat { name, .. } => name.clone(),
         _ => unreachable!("rig.polecats() gives polecats"),

@@ -147,10 +147,10 @@ pub fn done(town: &Town, home: &Home) -> Result<(Message, String)> {
     let state = home.state()?;
     // The work is what its branch holds, the branch the Refinery merges.
     let work = crate::polecat::work(home, &state)?.branch;
-    if let Some(why) = crate::polecat::stray_work(&clone, &work)? {
-        return Err(Error::conflict(format!("{}: {why}", clone.display())));
-    }
     if crate::git::commits_ahead(&clone, &[&format!("refs/heads/{work}")])? == 0 {
+        if let Some(why) = crate::polecat::stray_work(&clone, &work)? {
+            return Err(Error::conflict(format!("{}: {why}", clone.display())));
+        }
         let main = crate::git::default_branch(&clone, "origin")?;
         return Err(Error::conflict(format!(
             "{}: no commits on {work} beyond origin/{main}; commit your work, then run gt done again",
