@@ -83,12 +83,12 @@ fn present(
     branch: Option<&str>,
     what: &str,
 ) -> bool {
+    if git::open(dir).is_ok() {
+        return true;
+    }
     // A clone git would leave the town through (a `.git` file naming a
     // repository outside) is as unusable as a broken one.
     let refused = git::check_inside(dir).err();
-    if refused.is_none() && git::open(dir).is_ok() {
-        return true;
-    }
     let exists = std::fs::symlink_metadata(dir).is_ok();
     let aside = dir.with_file_name(format!(
         "rig.broken.{}",
